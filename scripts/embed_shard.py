@@ -1,0 +1,20 @@
+"""Snakemake adapter: embed one shard into HDF5."""
+import json
+
+from genembed.embed import EmbedSettings, Embedder, embed_shard
+from genembed.models import ModelSpec
+from genembed.tokenize import TokenizerSpec
+from genembed.workflow import run_logged
+
+
+def step():
+    model = json.loads(open(snakemake.input.model).read())
+    spec = ModelSpec.from_config({**snakemake.params.model, "path": model["folder"]})
+    embedder = Embedder(spec, EmbedSettings.from_config(snakemake.params.embed))
+    w = snakemake.params.windows
+    embed_shard(snakemake.input.windows, snakemake.input.tokens, snakemake.input.offsets, embedder, model,
+                TokenizerSpec.from_config(snakemake.params.tokenizer).describe(), w["size"], w["stride"],
+                snakemake.output[0])
+
+
+run_logged(snakemake.log[0], step)

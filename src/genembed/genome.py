@@ -1,0 +1,180 @@
+"""Genome FASTA input: validate and normalise any FASTA (plain, gzip, bgzip) into an indexed
+bgzip copy, and read sequence from it by region."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pysam
+
+from .errors import GenembedError
+from .io import open_text
+
+#: IUPAC nucleotide codes accepted in genome FASTA (either case).
+IUPAC = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
+_LINE = 80
+_BLOCK = 1 << 24
+
+
+class _Writer:
+    """Writes records as bgzip FASTA with fixed-width lines (what faidx needs)."""
+
+    def __init__(self, path: Path):
+        self.fh = pysam.BGZFile(str(path), "wb")
+        self.pending = bytearray()
+
+    def header(self, name: bytes) -> None:
+        self.fh.write(b">" + name + b"\n")
+
+    def sequence(self, seq: bytes, final: bool = False) -> None:
+        self.pending += seq
+        n = len(self.pending) if final else len(self.pending) // _LINE * _LINE
+        if n:
+            view = bytes(self.pending[:n])
+            self.fh.write(b"\n".join(view[i : i + _LINE] for i in range(0, n, _LINE)) + b"\n")
+            del self.pending[:n]
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[str, int]]:
+    """Validate ``src`` and write it as bgzip FASTA ``dst`` with ``.fai``/``.gzi`` indexes.
+
+    Returns the contigs and their lengths. Raises :class:`GenembedError` with the file and line
+    for a missing file, truncated gzip, sequence before a header, an empty record, a duplicate
+    contig name or a character outside the IUPAC nucleotide codes.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise GenembedError(f"{src}: FASTA file not found")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp_index = [Path(f"{tmp}.fai"), Path(f"{tmp}.gzi")]
+    try:
+        contigs = _copy_validated(src, tmp)
+        pysam.faidx(str(tmp))
+        for part, suffix in zip(tmp_index, (".fai", ".gzi")):
+            os.replace(part, f"{dst}{suffix}")
+        os.replace(tmp, dst)
+    finally:
+        for leftover in [tmp, *tmp_index]:
+            leftover.unlink(missing_ok=True)
+    return contigs
+
+
+def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
+    contigs: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    writer = _Writer(out)
+    line = 1  # line number of the start of the chunk being processed
+    carry = b""
+    delete = IUPAC + b"\r\n \t"
+
+    def close_record() -> None:
+        if contigs and contigs[-1][1] == 0:
+            raise GenembedError(f"{src}: record '{contigs[-1][0]}' has no sequence")
+        if contigs:
+            writer.sequence(b"", final=True)
+
+    try:
+        with open_text(src) as fh:
+            while True:
+                data = fh.read(_BLOCK)
+                buf = carry + data
+                if data:
+                    cut = buf.rfind(b"\n") + 1
+                    if cut == 0:
+                        carry = buf
+                        continue
+                    buf, carry = buf[:cut], buf[cut:]
+                else:
+                    carry = b""
+                pos = 0
+                while pos < len(buf):
+                    if buf[pos] == 0x3E:  # '>'
+                        eol = buf.find(b"\n", pos)
+                        eol = len(buf) if eol < 0 else eol
+                        name = buf[pos + 1 : eol].strip().split(maxsplit=1)
+                        if not name:
+                            raise GenembedError(f"{src}: line {line}: header without a contig name")
+                        close_record()
+                        contig = name[0].decode(errors="replace")
+                        if contig in seen:
+                            raise GenembedError(f"{src}: line {line}: duplicate contig name '{contig}'")
+                        seen.add(contig)
+                        contigs.append((contig, 0))
+                        writer.header(name[0])
+                        line += 1
+                        pos = eol + 1
+                        continue
+                    end = buf.find(b"\n>", pos)
+                    end = len(buf) if end < 0 else end + 1
+                    chunk = buf[pos:end]
+                    bad = chunk.translate(None, delete)
+                    if bad:
+                        at = chunk.find(bad[:1])
+                        where = line + chunk.count(b"\n", 0, at)
+                        raise GenembedError(
+                            f"{src}: line {where}: invalid character {bad[:1].decode(errors='replace')!r}"
+                            " (not an IUPAC nucleotide code)"
+                        )
+                    seq = chunk.translate(None, b"\r\n \t")
+                    if seq:
+                        if not contigs:
+                            raise GenembedError(f"{src}: line {line}: sequence before the first '>' header")
+                        writer.sequence(seq)
+                        name, length = contigs[-1]
+                        contigs[-1] = (name, length + len(seq))
+                    line += chunk.count(b"\n")
+                    pos = end
+                if not data:
+                    break
+        if not contigs:
+            raise GenembedError(f"{src}: no FASTA records found")
+        close_record()
+    except (EOFError, zlib.error, OSError) as exc:
+        raise GenembedError(f"{src}: cannot read compressed file ({exc}); is it truncated?") from None
+    finally:
+        writer.close()
+    return contigs
+
+
+def read_fai(fai: str | os.PathLike) -> list[tuple[str, int]]:
+    """Contig names and lengths from a samtools ``.fai`` index."""
+    out = []
+    with open(fai) as fh:
+        for row in fh:
+            name, length = row.split("\t")[:2]
+            out.append((name, int(length)))
+    return out
+
+
+@dataclass
+class Genome:
+    """Random access to a prepared (bgzip + faidx) genome; sequence comes back upper-case."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self._fasta = pysam.FastaFile(str(self.path))
+
+    @property
+    def contigs(self) -> dict[str, int]:
+        return dict(zip(self._fasta.references, self._fasta.lengths))
+
+    def fetch(self, contig: str, start: int, end: int) -> bytes:
+        """Upper-case sequence of ``contig[start:end]`` (0-based, half-open)."""
+        length = self.contigs.get(contig)
+        if length is None:
+            raise GenembedError(f"{self.path}: unknown contig '{contig}'")
+        if not 0 <= start < end <= length:
+            raise GenembedError(f"{self.path}: region {contig}:{start}-{end} is outside 0-{length}")
+        return self._fasta.fetch(contig, start, end).upper().encode()
+
+    def close(self) -> None:
+        self._fasta.close()

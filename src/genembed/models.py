@@ -1,0 +1,135 @@
+"""Find, fingerprint and load Hugging Face models (hub ids or local folders)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import GenembedError
+
+_SKIP_SUFFIXES = (".md", ".lock", ".metadata")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the config names: a local folder or hub id, a revision, and the remote-code opt-in."""
+
+    source: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> "ModelSpec":
+        return cls(str(cfg["path"]), cfg.get("revision"), bool(cfg.get("trust_remote_code", False)))
+
+
+def resolve(spec: ModelSpec) -> Path:
+    """The local folder holding the model: the folder itself, or the hub snapshot (cached)."""
+    path = Path(spec.source).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists() or spec.source.startswith((".", "/", "~")) or spec.source.count("/") != 1:
+        raise GenembedError(f"{spec.source}: model folder not found (nor a hub id of the form org/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec.source, revision=spec.revision))
+    except Exception as exc:  # offline, unknown repo, auth: all end the same way for a user
+        raise GenembedError(f"{spec.source}: cannot fetch model from the hub ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+
+
+def fingerprint(folder: str | os.PathLike) -> str:
+    """sha256 over the model folder's files (names and contents, docs excluded)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix not in _SKIP_SUFFIXES)
+    for file in files:
+        digest.update(str(file.relative_to(folder)).encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise GenembedError(f"{folder}: not a Hugging Face model folder (no config.json)")
+    try:
+        return json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise GenembedError(f"{cfg}: invalid JSON ({exc})") from None
+
+
+def check_remote_code(folder: Path, spec: ModelSpec) -> None:
+    """Refuse a model that ships its own code unless the config opts in."""
+    auto_map = read_config(folder).get("auto_map")
+    if auto_map and not spec.trust_remote_code:
+        raise GenembedError(
+            f"{spec.source}: the model ships its own code ({', '.join(sorted(set(map(str, auto_map.values()))))});"
+            " set model.trust_remote_code: true to run it"
+        )
+
+
+def load_tokenizer(folder: Path, spec: ModelSpec):
+    """The model's own tokenizer through AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    check_remote_code(folder, spec)
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+    except Exception as exc:
+        raise GenembedError(f"{folder}: cannot load tokenizer ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+
+
+def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
+    """The encoder through AutoModel, in eval mode, with SDPA attention where supported."""
+    import torch
+    from transformers import AutoModel
+
+    check_remote_code(folder, spec)
+    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": dtype or torch.float32}
+    try:
+        try:
+            model = AutoModel.from_pretrained(folder, attn_implementation="sdpa", **kwargs)
+        except (ValueError, ImportError):
+            model = AutoModel.from_pretrained(folder, **kwargs)
+    except Exception as exc:
+        raise GenembedError(f"{folder}: cannot load model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    return model.eval()
+
+
+def max_tokens(folder: Path, tokenizer: Any) -> int:
+    """The most tokens (special tokens included) one input may have."""
+    cfg = read_config(folder)
+    limits = []
+    if cfg.get("max_position_embeddings"):
+        positions = int(cfg["max_position_embeddings"])
+        if cfg.get("model_type") in {"esm", "roberta", "xlm-roberta"}:
+            positions -= int(cfg.get("pad_token_id") or 0) + 1  # position ids start after padding_idx
+        limits.append(positions)
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        limits.append(int(tokenizer.model_max_length))
+    return min(limits) if limits else 1_000_000
+
+
+def describe(spec: ModelSpec) -> dict[str, Any]:
+    """Everything downstream stages need to know about the model, as JSON-able data."""
+    folder = resolve(spec)
+    tokenizer = load_tokenizer(folder, spec)
+    cfg = read_config(folder)
+    return {
+        "source": spec.source,
+        "revision": spec.revision,
+        "trust_remote_code": spec.trust_remote_code,
+        "folder": str(folder),
+        "fingerprint": fingerprint(folder),
+        "model_type": cfg.get("model_type"),
+        "hidden_size": cfg.get("hidden_size") or cfg.get("d_model"),
+        "max_tokens": max_tokens(folder, tokenizer),
+        "tokenizer_class": type(tokenizer).__name__,
+    }

@@ -1,0 +1,165 @@
+"""Search a built index with new sequences or genome regions (the CLI and the API share this)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from .embed import EmbedSettings, Embedder
+from .errors import GenembedError
+from .genome import Genome
+from .index import IDENTITY_KEYS, TABLE_FILE, normalise, read_index, read_manifest
+from .io import open_text
+from .models import ModelSpec, fingerprint
+from .tokenize import TokenizerSpec, check_lengths, make_tokenizer
+
+_REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
+_VALID = re.compile(rb"^[ACGTNRYSWKMBDHV]+$")
+HIT_COLUMNS = ["query", "rank", "genome", "contig", "start", "end", "score"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A genome region, 0-based half-open (as the index's tables and hits print it)."""
+
+    genome: str
+    contig: str
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Region":
+        m = _REGION.match(text)
+        if not m:
+            raise GenembedError(f"region {text!r}: expected GENOME:CONTIG:START-END")
+        start, end = (int(x.replace(",", "")) for x in m.group(3, 4))
+        if start >= end:
+            raise GenembedError(f"region {text!r}: start must be below end")
+        return cls(m.group(1), m.group(2), start, end)
+
+    def __str__(self) -> str:
+        return f"{self.genome}:{self.contig}:{self.start}-{self.end}"
+
+
+def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
+    """Records of a small query FASTA (plain or gzip) as name -> upper-case sequence."""
+    if not Path(path).is_file():
+        raise GenembedError(f"{path}: query FASTA not found")
+    records: dict[str, list[bytes]] = {}
+    name = None
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if line.startswith(b">"):
+                name = line[1:].split()[0].decode() if line[1:].split() else f"query{len(records) + 1}"
+                records[name] = []
+            elif line:
+                if name is None:
+                    raise GenembedError(f"{path}: line {lineno}: sequence before the first '>' header")
+                records[name].append(line.upper())
+    if not records:
+        raise GenembedError(f"{path}: no FASTA records found")
+    return {k: b"".join(v) for k, v in records.items()}
+
+
+class Index:
+    """A built genembed index: ``Index.open(dir).search({"q": b"ACGT..."}, k=10)``."""
+
+    def __init__(self, index_dir: str | os.PathLike):
+        self.dir = Path(index_dir)
+        self.manifest = read_manifest(self.dir)
+        self.faiss = read_index(self.dir)
+        self.table = pl.read_parquet(self.dir / TABLE_FILE)
+        self._embedder: Embedder | None = None
+        self._tokenizer = None
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike) -> "Index":
+        return cls(index_dir)
+
+    def _model(self) -> tuple[Embedder, Any]:
+        if self._embedder is None:
+            m, s = self.manifest["model"], self.manifest["settings"]
+            folder = m["folder"] if Path(m["folder"]).is_dir() else m["source"]
+            spec = ModelSpec(folder, m.get("revision"), bool(m.get("trust_remote_code")))
+            embedder = Embedder(spec, EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision="fp32"))
+            found = fingerprint(folder) if Path(folder).is_dir() else None
+            if found is not None and found != m["fingerprint"]:
+                raise GenembedError(f"{folder}: model files differ from those the index was built with"
+                                    f" (fingerprint {found[:12]} != {m['fingerprint'][:12]})")
+            self._tokenizer = make_tokenizer(_tokenizer_spec(s["tokenizer"]), embedder.tokenizer)
+            self._embedder = embedder
+        return self._embedder, self._tokenizer
+
+    def embed(self, sequences: Sequence[bytes]) -> np.ndarray:
+        """Unit-length query vectors, made exactly as the indexed windows were."""
+        embedder, tokenizer = self._model()
+        for seq in sequences:
+            if not _VALID.match(seq):
+                bad = sorted(set(re.sub(rb"[ACGTNRYSWKMBDHV]", b"", seq).decode(errors="replace")))
+                raise GenembedError(f"query holds characters that are not IUPAC nucleotides: {''.join(bad)!r}"
+                                    if seq else "empty query sequence")
+        rows = tokenizer.encode_batch(sequences)
+        check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
+        return normalise(embedder.embed_rows(rows))
+
+    def search(self, queries: Mapping[str, bytes], k: int = 10) -> pl.DataFrame:
+        """Top-``k`` windows for each named query sequence, best first."""
+        names = list(queries)
+        vectors = self.embed([queries[n].upper() for n in names])
+        scores, ids = self.faiss.search(vectors, min(k, self.faiss.ntotal))
+        hits = pl.DataFrame({
+            "query": np.repeat(names, ids.shape[1]),
+            "rank": np.tile(np.arange(1, ids.shape[1] + 1), len(names)),
+            "window_id": ids.ravel(),
+            "score": scores.ravel().astype(np.float32),
+        }).filter(pl.col("window_id") >= 0)
+        return hits.join(self.table, on="window_id", how="left", maintain_order="left").select(HIT_COLUMNS)
+
+    def fetch(self, region: Region) -> bytes:
+        path = self.manifest["genomes"].get(region.genome)
+        if path is None:
+            raise GenembedError(f"region {region}: genome {region.genome!r} is not in this index"
+                                f" ({', '.join(sorted(self.manifest['genomes']))})")
+        genome = Genome(Path(path))
+        try:
+            return genome.fetch(region.contig, region.start, region.end)
+        finally:
+            genome.close()
+
+    def search_region(self, region: Region | str, k: int = 10) -> pl.DataFrame:
+        region = Region.parse(region) if isinstance(region, str) else region
+        return self.search({str(region): self.fetch(region)}, k)
+
+
+def _tokenizer_spec(text: str) -> TokenizerSpec:
+    if text == "hf":
+        return TokenizerSpec("hf")
+    m = re.match(r"kmer\(k=(\d+),(overlapping|non-overlapping)\)", text)
+    if not m:
+        raise GenembedError(f"unknown tokenizer description {text!r} in the index manifest")
+    return TokenizerSpec("kmer", int(m.group(1)), m.group(2) == "overlapping")
+
+
+def format_hits(hits: pl.DataFrame, fmt: str) -> str:
+    """Hits as TSV (with header), JSON (a list of records) or BED6."""
+    if fmt == "tsv":
+        return hits.write_csv(separator="\t", float_precision=6)
+    if fmt == "json":
+        return json.dumps(hits.to_dicts(), indent=1) + "\n"
+    if fmt == "bed":
+        bed = hits.select(
+            "contig", "start", "end",
+            (pl.col("query") + "|" + pl.col("genome") + "|" + pl.col("rank").cast(pl.String)).alias("name"),
+            (pl.col("score").clip(0, 1) * 1000).round().cast(pl.Int64).alias("score"),
+            pl.lit(".").alias("strand"),
+        )
+        return bed.write_csv(separator="\t", include_header=False)
+    raise GenembedError(f"unknown output format {fmt!r} (tsv, json, bed)")

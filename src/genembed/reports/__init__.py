@@ -1,0 +1,1 @@
+"""Reports: clustering of embeddings and promoter prediction, as self-contained HTML."""

@@ -1,0 +1,73 @@
+"""What the reports read: per genome its prepared FASTA, optional annotation, and the shards
+(window tables + embeddings), streamed one shard at a time with annotation labels attached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+
+from ..annotation import WindowLabeler, check_contigs, read_annotation
+from ..errors import GenembedError
+from ..genome import Genome
+from ..store import read_shard
+
+
+@dataclass
+class GenomeInputs:
+    name: str
+    fasta: Path
+    annotation: Path | None
+    windows: list[Path] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)
+
+
+def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int) -> dict[str, WindowLabeler | None]:
+    """A labeler per annotated genome (annotation checked against the genome's contigs)."""
+    out: dict[str, WindowLabeler | None] = {}
+    for g in genomes:
+        if g.annotation is None:
+            out[g.name] = None
+            continue
+        fasta = Genome(g.fasta)
+        contigs = fasta.contigs
+        fasta.close()
+        features = read_annotation(g.annotation)
+        check_contigs(features, contigs, g.annotation)
+        out[g.name] = WindowLabeler(features, contigs, upstream, downstream)
+    return out
+
+
+def iter_labeled(genomes: list[GenomeInputs], labelers: dict[str, WindowLabeler | None]
+                 ) -> Iterator[tuple[GenomeInputs, pl.DataFrame, np.ndarray]]:
+    """(genome, window table with ``promoter``/``annotation_class``, float32 embeddings) per shard."""
+    for g in genomes:
+        for table_path, shard_path in zip(g.windows, g.shards):
+            table = pl.read_parquet(table_path)
+            shard = read_shard(shard_path)
+            if not np.array_equal(table["window_id"].to_numpy(), shard.window_id):
+                raise GenembedError(f"{table_path}: window ids differ from those in {shard_path}")
+            labeler = labelers.get(g.name)
+            if labeler is None:
+                table = table.with_columns(pl.lit(None, pl.Boolean).alias("promoter"),
+                                           pl.lit("unannotated").alias("annotation_class"))
+            else:
+                table = labeler.label(table)
+            yield g, table, shard.embeddings.astype(np.float32)
+
+
+def group_inputs(sheet: dict[str, dict], fastas: dict[str, str], windows: list[str], shards: list[str]
+                 ) -> list[GenomeInputs]:
+    """GenomeInputs in sheet order from the workflow's flat lists (``.../{genome}/{shard}.*``)."""
+    out = {g: GenomeInputs(g, Path(fastas[g]), Path(row["annotation"]) if row.get("annotation") else None)
+           for g, row in sheet.items()}
+    for w, s in zip(sorted(windows), sorted(shards)):
+        genome = Path(w).parent.name
+        if Path(s).parent.name != genome or Path(s).stem != Path(w).stem:
+            raise GenembedError(f"{w} and {s} are not the same shard")
+        out[genome].windows.append(Path(w))
+        out[genome].shards.append(Path(s))
+    return list(out.values())

@@ -1,0 +1,90 @@
+"""Embedding shards as self-describing HDF5 files.
+
+Layout of one shard (``encoding-type = genembed-embeddings``):
+- ``embeddings``: float16 ``[n, d]``, chunked by rows;
+- ``window_id``: int64 ``[n]``, the windows in the same order as the shard's Parquet table;
+- attrs: model id, fingerprint, revision, tokenizer, pooling, layer, window size and stride,
+  precision, schema version.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import h5py
+import numpy as np
+
+from . import SCHEMA_VERSION, __version__
+from .errors import GenembedError
+from .io import atomic_path
+
+ENCODING_TYPE = "genembed-embeddings"
+
+
+@dataclass
+class Shard:
+    """One shard read back: window ids, float16 embeddings and the attrs describing them."""
+
+    window_id: np.ndarray
+    embeddings: np.ndarray
+    attrs: dict[str, Any]
+
+
+def write_shard(path: str | os.PathLike, embeddings: np.ndarray, window_id: np.ndarray,
+                attrs: dict[str, Any]) -> None:
+    """Write a shard atomically (temporary file, then rename)."""
+    if len(embeddings) != len(window_id):
+        raise ValueError("embeddings and window ids differ in length")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            n, d = embeddings.shape
+            f.create_dataset("embeddings", data=embeddings.astype(np.float16),
+                             chunks=(max(1, min(n, 4096)), d) if n else None)
+            f.create_dataset("window_id", data=window_id.astype(np.int64))
+            f.attrs.update({k: ("" if v is None else v) for k, v in attrs.items()})
+            f.attrs["encoding-type"] = ENCODING_TYPE
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["genembed_version"] = __version__
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("encoding-type") != ENCODING_TYPE:
+                raise GenembedError(f"{path}: not a genembed embedding shard")
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise GenembedError(f"{path}: cannot read HDF5 shard ({exc})") from None
+
+
+def read_shard(path: str | os.PathLike) -> Shard:
+    attrs = read_attrs(path)
+    with h5py.File(path, "r") as f:
+        return Shard(f["window_id"][:], f["embeddings"][:], attrs)
+
+
+def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[Shard]:
+    """Read shards one at a time (memory bounded by one shard)."""
+    for path in paths:
+        yield read_shard(path)
+
+
+def check_consistent(paths: list[str | os.PathLike], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Refuse shards that disagree on ``keys`` (model, pooling...); return the common values."""
+    first: dict[str, Any] | None = None
+    for path in paths:
+        attrs = read_attrs(path)
+        if first is None:
+            first = attrs
+            continue
+        for key in keys:
+            if attrs.get(key) != first.get(key):
+                raise GenembedError(
+                    f"{path}: {key} is {attrs.get(key)!r} but {paths[0]} has {first.get(key)!r}; re-embed"
+                )
+    if first is None:
+        raise GenembedError("no embedding shards given")
+    return {k: first.get(k) for k in keys}

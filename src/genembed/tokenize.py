@@ -1,0 +1,190 @@
+"""Turn window sequences into model token ids: a vectorised k-mer tokenizer (non-overlapping like
+Nucleotide Transformer, overlapping like DNABERT) or the model's own Hugging Face tokenizer.
+Token ids of a shard are stored as two memory-mappable ``.npy`` files: a flat int32 array and
+int64 offsets (row ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import GenembedError
+from .io import atomic_path
+from .windows import encode
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """``kind``: ``kmer`` (vectorised, vocabulary from the model) or ``hf`` (AutoTokenizer)."""
+
+    kind: str = "hf"
+    k: int = 6
+    overlap: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> "TokenizerSpec":
+        spec = cls(cfg.get("kind", "hf"), int(cfg.get("k", 6)), bool(cfg.get("overlap", False)))
+        if spec.kind not in {"kmer", "hf"}:
+            raise GenembedError(f"tokenizer.kind must be 'kmer' or 'hf', not {spec.kind!r}")
+        return spec
+
+    def describe(self) -> str:
+        if self.kind == "hf":
+            return "hf"
+        return f"kmer(k={self.k},{'overlapping' if self.overlap else 'non-overlapping'})"
+
+
+class KmerTokenizer:
+    """Vectorised k-mer tokenizer over the model's vocabulary.
+
+    Non-overlapping mode follows Nucleotide Transformer: each run of A/C/G/T is cut into k-mers
+    from its start, leftover bases and every other character become single-character tokens.
+    Overlapping mode follows DNABERT: every k-mer at stride 1, ``[UNK]`` where it holds a non-ACGT base.
+    """
+
+    def __init__(self, vocab: dict[str, int], k: int, overlap: bool, cls_id: int | None,
+                 sep_id: int | None, unk_id: int):
+        self.k, self.overlap = k, overlap
+        self.prefix = [cls_id] if cls_id is not None else []
+        self.suffix = [sep_id] if sep_id is not None else []
+        kmers = ("".join(p) for p in itertools.product("ACGT", repeat=k))
+        self.kmer_lut = np.array([vocab.get(s, unk_id) for s in kmers], dtype=np.int32)
+        missing = int((self.kmer_lut == unk_id).sum())
+        if missing == len(self.kmer_lut):
+            raise GenembedError(f"the model's vocabulary has no {k}-mers: use tokenizer.kind: hf")
+        self.char_lut = np.full(256, unk_id, dtype=np.int32)
+        for char in range(256):
+            token = chr(char).upper()
+            if token in vocab:
+                self.char_lut[char] = vocab[token]
+        self.powers = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
+
+    @classmethod
+    def from_hf(cls, tokenizer: Any, k: int, overlap: bool) -> "KmerTokenizer":
+        vocab = tokenizer.get_vocab()
+        unk = tokenizer.unk_token_id
+        if unk is None:
+            raise GenembedError("the model's tokenizer has no unknown token; use tokenizer.kind: hf")
+        return cls(vocab, k, overlap, tokenizer.cls_token_id or tokenizer.bos_token_id,
+                   tokenizer.sep_token_id or tokenizer.eos_token_id, unk)
+
+    def _kmers(self, codes: np.ndarray) -> np.ndarray:
+        """k-mer ids of clean code rows ``[n, L]`` (codes 0..3 only)."""
+        n, length = codes.shape
+        if self.overlap:
+            if length < self.k:
+                return np.empty((n, 0), dtype=np.int32)
+            view = np.lib.stride_tricks.sliding_window_view(codes, self.k, axis=1)
+            return self.kmer_lut[view.astype(np.int64) @ self.powers]
+        m = length // self.k
+        kmers = self.kmer_lut[codes[:, : m * self.k].reshape(n, m, self.k).astype(np.int64) @ self.powers]
+        return np.concatenate([kmers, self.char_lut[np.frombuffer(b"ACGT", np.uint8)[codes[:, m * self.k:]]]], axis=1)
+
+    def _dirty(self, seq: bytes, codes: np.ndarray) -> np.ndarray:
+        """Token ids of one sequence holding non-ACGT characters."""
+        if self.overlap:
+            ids = self._kmers(np.where(codes == 4, 0, codes)[None])[0]
+            if len(ids):
+                bad = np.lib.stride_tricks.sliding_window_view(codes == 4, self.k).any(axis=1)
+                ids[bad] = self.char_lut[0]  # char 0 is never in a vocabulary: unknown id
+            return ids
+        clean = codes < 4
+        edges = np.flatnonzero(np.diff(clean.astype(np.int8))) + 1
+        parts = []
+        for run in np.split(np.arange(len(codes)), edges):
+            if clean[run[0]]:
+                parts.append(self._kmers(codes[run][None])[0])
+            else:
+                parts.append(self.char_lut[np.frombuffer(seq, np.uint8)[run]])
+        return np.concatenate(parts)
+
+    def encode_batch(self, seqs: Sequence[bytes]) -> list[np.ndarray]:
+        """Token ids (with the model's start/end tokens) for each upper-case sequence."""
+        out: list[np.ndarray | None] = [None] * len(seqs)
+        by_length: dict[int, list[int]] = {}
+        for i, seq in enumerate(seqs):
+            by_length.setdefault(len(seq), []).append(i)
+        pre = np.array(self.prefix, dtype=np.int32)
+        post = np.array(self.suffix, dtype=np.int32)
+        for length, rows in by_length.items():
+            codes = encode(b"".join(seqs[i] for i in rows)).reshape(len(rows), length)
+            clean = (codes < 4).all(axis=1)
+            if clean.any():
+                kmers = self._kmers(codes[clean])
+                for i, ids in zip(np.asarray(rows)[clean], kmers):
+                    out[i] = np.concatenate([pre, ids, post])
+            for j in np.flatnonzero(~clean):
+                out[rows[j]] = np.concatenate([pre, self._dirty(seqs[rows[j]], codes[j]), post])
+        return out  # type: ignore[return-value]
+
+
+class HFTokenizer:
+    """The model's own tokenizer (BPE, character or any other), batched through the fast backend."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def encode_batch(self, seqs: Sequence[bytes]) -> list[np.ndarray]:
+        enc = self.tokenizer([s.decode() for s in seqs], add_special_tokens=True, truncation=False,
+                             return_attention_mask=False)
+        return [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
+
+
+def make_tokenizer(spec: TokenizerSpec, hf_tokenizer: Any) -> KmerTokenizer | HFTokenizer:
+    if spec.kind == "kmer":
+        return KmerTokenizer.from_hf(hf_tokenizer, spec.k, spec.overlap)
+    return HFTokenizer(hf_tokenizer)
+
+
+def check_lengths(rows: Sequence[np.ndarray], limit: int, what: str) -> None:
+    """Refuse inputs longer than the model takes, naming both numbers."""
+    longest = max((len(r) for r in rows), default=0)
+    if longest > limit:
+        raise GenembedError(
+            f"{what}: {longest} tokens per window but the model takes at most {limit}; use smaller windows"
+        )
+
+
+def write_tokens(tokens_path: str | os.PathLike, offsets_path: str | os.PathLike,
+                 rows: Sequence[np.ndarray]) -> None:
+    """Store ragged token rows as flat int32 tokens plus int64 offsets, atomically."""
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    flat = np.concatenate(rows).astype(np.int32) if rows else np.empty(0, dtype=np.int32)
+    with atomic_path(tokens_path) as tmp_tokens, atomic_path(offsets_path) as tmp_offsets:
+        with open(tmp_tokens, "wb") as fh:
+            np.save(fh, flat)
+        with open(tmp_offsets, "wb") as fh:
+            np.save(fh, offsets)
+
+
+def read_tokens(tokens_path: str | os.PathLike, offsets_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-mapped flat tokens and their offsets."""
+    return np.load(tokens_path, mmap_mode="r"), np.load(offsets_path)
+
+
+def tokenize_shard(windows: str | os.PathLike, fasta: str | os.PathLike, tokenizer: KmerTokenizer | HFTokenizer,
+                   max_tokens: int, out_tokens: str | os.PathLike, out_offsets: str | os.PathLike,
+                   chunk: int = 4096) -> int:
+    """Stage: token ids for one shard's windows, refused when longer than the model takes."""
+    import polars as pl
+
+    from .genome import Genome
+    from .windows import window_sequences
+
+    table = pl.read_parquet(windows, columns=["contig", "start", "end"])
+    genome = Genome(fasta)
+    rows: list[np.ndarray] = []
+    try:
+        seqs = window_sequences(genome, table)
+        while batch := list(itertools.islice(seqs, chunk)):
+            rows.extend(tokenizer.encode_batch(batch))
+    finally:
+        genome.close()
+    check_lengths(rows, max_tokens, str(windows))
+    write_tokens(out_tokens, out_offsets, rows)
+    return len(rows)

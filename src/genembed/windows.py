@@ -1,0 +1,180 @@
+"""Plan genome windows from contig lengths, split them into shards, and materialise one shard's
+windows (ids, coordinates, GC and N fractions) as a polars table.
+
+Coordinates are 0-based, half-open (BED). Window ids are stable int64 values:
+``(31-bit hash of the genome id) << 32 | ordinal``, where the ordinal numbers every planned
+window of the genome in contig order, so ids do not change when other genomes are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import polars as pl
+
+from .errors import GenembedError
+from .genome import Genome
+from .io import atomic_path
+
+WINDOW_SCHEMA = {
+    "window_id": pl.Int64,
+    "genome": pl.String,
+    "contig": pl.String,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "gc_fraction": pl.Float32,
+    "n_fraction": pl.Float32,
+    "shard": pl.Int32,
+}
+_ORDINAL_BITS = 32
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How a genome is cut: window size and stride in bp, N filter, windows per shard."""
+
+    size: int
+    stride: int
+    max_n_fraction: float = 0.1
+    shard_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.stride < 1 or self.shard_size < 1:
+            raise GenembedError(f"window size, stride and shard size must be positive: {self}")
+
+
+def genome_code(genome: str) -> int:
+    """A 31-bit code for a genome id (blake2b), the high bits of its window ids."""
+    return int.from_bytes(hashlib.blake2b(genome.encode(), digest_size=4).digest(), "big") >> 1
+
+
+def window_ids(genome: str, ordinals: np.ndarray) -> np.ndarray:
+    """Stable int64 window ids for ordinals of one genome."""
+    return (np.int64(genome_code(genome)) << _ORDINAL_BITS) | ordinals.astype(np.int64)
+
+
+def split_window_id(window_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`window_ids`: (genome codes, ordinals)."""
+    window_id = np.asarray(window_id, dtype=np.int64)
+    return window_id >> _ORDINAL_BITS, window_id & ((1 << _ORDINAL_BITS) - 1)
+
+
+def windows_per_contig(lengths: Sequence[int], spec: WindowSpec) -> np.ndarray:
+    """Number of full windows that fit in each contig (windows never run past a contig end)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.where(lengths >= spec.size, (lengths - spec.size) // spec.stride + 1, 0)
+
+
+def shard_count(contigs: Sequence[tuple[str, int]], spec: WindowSpec) -> int:
+    """How many shards a genome with these contigs has (known before any window is made)."""
+    total = int(windows_per_contig([n for _, n in contigs], spec).sum())
+    if total >= 1 << _ORDINAL_BITS:
+        raise GenembedError(f"{total} windows in one genome exceed the id space; use a larger stride")
+    return -(-total // spec.shard_size)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive windows of one contig inside a shard."""
+
+    contig: str
+    first_ordinal: int
+    starts: np.ndarray  # window starts, bp
+
+    def span(self, size: int) -> tuple[int, int]:
+        return int(self.starts[0]), int(self.starts[-1]) + size
+
+
+def shard_segments(contigs: Sequence[tuple[str, int]], spec: WindowSpec, shard: int) -> list[Segment]:
+    """The windows of ``shard``, grouped by contig."""
+    counts = windows_per_contig([n for _, n in contigs], spec)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    lo, hi = shard * spec.shard_size, min((shard + 1) * spec.shard_size, int(offsets[-1]))
+    if lo >= hi:
+        raise GenembedError(f"shard {shard} is out of range: the genome has {offsets[-1]} windows")
+    segments = []
+    for i, (name, _) in enumerate(contigs):
+        a, b = max(lo, offsets[i]), min(hi, offsets[i + 1])
+        if a < b:
+            local = np.arange(a - offsets[i], b - offsets[i], dtype=np.int64)
+            segments.append(Segment(name, int(a), local * spec.stride))
+    return segments
+
+
+_CODE = np.full(256, 4, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGT"):
+    _CODE[_b] = _i
+
+
+def encode(seq: bytes) -> np.ndarray:
+    """Bases as codes 0..3 for A, C, G, T and 4 for anything else (upper-case input)."""
+    return _CODE[np.frombuffer(seq, dtype=np.uint8)]
+
+
+def _window_sums(flags: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    csum = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+    return csum[starts + size] - csum[starts]
+
+
+def shard_windows(genome: str, fasta: Genome, spec: WindowSpec, shard: int) -> pl.DataFrame:
+    """The windows of one shard with ids, coordinates, GC and N fractions, N-filtered."""
+    contigs = list(fasta.contigs.items())
+    frames = []
+    for seg in shard_segments(contigs, spec, shard):
+        lo, hi = seg.span(spec.size)
+        codes = encode(fasta.fetch(seg.contig, lo, hi))
+        rel = seg.starts - lo
+        n = _window_sums(codes == 4, rel, spec.size)
+        gc = _window_sums((codes == 1) | (codes == 2), rel, spec.size)
+        called = spec.size - n
+        ordinals = seg.first_ordinal + np.arange(len(seg.starts))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "window_id": window_ids(genome, ordinals),
+                    "genome": genome,
+                    "contig": seg.contig,
+                    "start": seg.starts,
+                    "end": seg.starts + spec.size,
+                    "gc_fraction": np.where(called > 0, gc / np.maximum(called, 1), np.nan),
+                    "n_fraction": n / spec.size,
+                    "shard": shard,
+                },
+                schema=WINDOW_SCHEMA,
+            )
+        )
+    table = pl.concat(frames)
+    return table.filter(pl.col("n_fraction") <= spec.max_n_fraction)
+
+
+def window_sequences(fasta: Genome, windows: pl.DataFrame) -> Iterator[bytes]:
+    """Upper-case sequences of the windows, in table order; one read per run of a contig."""
+    contigs = windows["contig"].to_list()
+    starts = windows["start"].to_numpy()
+    ends = windows["end"].to_numpy()
+    i = 0
+    while i < len(contigs):
+        j = i
+        while j + 1 < len(contigs) and contigs[j + 1] == contigs[i] and starts[j + 1] >= starts[j]:
+            j += 1
+        lo, hi = int(starts[i]), int(ends[i : j + 1].max())
+        block = fasta.fetch(contigs[i], lo, hi)
+        for k in range(i, j + 1):
+            yield block[starts[k] - lo : ends[k] - lo]
+        i = j + 1
+
+
+def write_shard_windows(genome: str, fasta: str | Path, spec: WindowSpec, shard: int, out: str | Path) -> int:
+    """Stage: write one shard's windows as Parquet (atomically); returns the window count."""
+    g = Genome(Path(fasta))
+    try:
+        table = shard_windows(genome, g, spec, shard)
+    finally:
+        g.close()
+    with atomic_path(out) as tmp:
+        table.write_parquet(tmp)
+    return len(table)

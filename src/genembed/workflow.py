@@ -1,0 +1,28 @@
+"""Glue for the Snakemake rule scripts: logging to the rule's log, one-line errors, and turning
+the validated config into the library's settings objects."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+from .errors import GenembedError
+from .windows import WindowSpec
+
+
+def run_logged(log_path: str, step: Callable[[], Any]) -> None:
+    """Run ``step`` with logging to ``log_path``; a GenembedError becomes one line and exit 1."""
+    logging.basicConfig(filename=log_path, level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        step()
+    except GenembedError as exc:
+        logging.getLogger("genembed").error("%s", exc)
+        print(f"genembed: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def window_spec(config: dict[str, Any]) -> WindowSpec:
+    w = config["windows"]
+    return WindowSpec(int(w["size"]), int(w["stride"]), float(w["max_n_fraction"]), int(w["shard_size"]))

@@ -1,0 +1,72 @@
+# Sample-sheet loading, validation, wildcard constraints and input functions.
+from pathlib import Path
+
+import polars as pl
+from snakemake.utils import validate
+
+from genembed.genome import read_fai
+from genembed.windows import shard_count
+from genembed.workflow import window_spec
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+GENOMES = pl.read_csv(
+    config["genomes"], separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String}
+)
+if "annotation" not in GENOMES.columns:
+    GENOMES = GENOMES.with_columns(pl.lit(None, pl.String).alias("annotation"))
+validate(GENOMES, "../schemas/genomes.schema.yaml")
+if GENOMES["genome"].is_duplicated().any():
+    raise ValueError(
+        f"{config['genomes']}: duplicate genome ids: "
+        + ", ".join(GENOMES.filter(pl.col("genome").is_duplicated())["genome"].unique().to_list())
+    )
+SHEET = {row["genome"]: row for row in GENOMES.iter_rows(named=True)}
+WINDOWS = window_spec(config)
+PRETRAIN = config["model"]["pretrain"]["enabled"]
+MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
+
+
+wildcard_constraints:
+    genome="[A-Za-z0-9][A-Za-z0-9._-]*",
+    shard="[0-9]{5}",
+
+
+def genome_fasta(wildcards):
+    return SHEET[wildcards.genome]["fasta"]
+
+
+def model_inputs(wildcards):
+    """The model folder when it is local (so a changed model re-runs its users)."""
+    return [MODEL_DIR] if PRETRAIN or Path(MODEL_DIR).is_dir() else []
+
+
+def shards(genome):
+    """Shard names of a genome, planned from its contig lengths once it is indexed (checkpoint)."""
+    fai = checkpoints.prepare_genome.get(genome=genome).output.fai
+    return [f"{i:05d}" for i in range(shard_count(read_fai(fai), WINDOWS))]
+
+
+def all_shards(pattern):
+    def inputs(wildcards):
+        return [pattern.format(genome=g, shard=s) for g in SHEET for s in shards(g)]
+
+    return inputs
+
+
+def prepared_fastas(wildcards):
+    return {g: f"results/genomes/{g}/genome.fa.gz" for g in SHEET}
+
+
+def annotations():
+    return {g: row["annotation"] for g, row in SHEET.items() if row["annotation"]}
+
+
+def report_inputs(wildcards):
+    return {
+        "shards": all_shards("results/embeddings/{genome}/{shard}.h5")(wildcards),
+        "windows": all_shards("results/windows/{genome}/{shard}.parquet")(wildcards),
+        "genomes": list(prepared_fastas(wildcards).values()),
+        "annotations": list(annotations().values()),
+    }

@@ -1,0 +1,22 @@
+# Validate each genome FASTA (plain, gzip or bgzip) into an indexed bgzip copy. A checkpoint:
+# its .fai fixes how many shards (embedding jobs) the genome has.
+
+
+checkpoint prepare_genome:
+    input:
+        genome_fasta,
+    output:
+        fasta="results/genomes/{genome}/genome.fa.gz",
+        fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+    log:
+        "logs/prepare_genome/{genome}.log",
+    benchmark:
+        "benchmarks/logs/prepare_genome/{genome}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../../scripts/prepare_genome.py"

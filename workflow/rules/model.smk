@@ -1,0 +1,39 @@
+# The model: optionally pretrained here, then described once (fingerprint, limits) for all jobs.
+
+
+rule pretrain_model:
+    input:
+        fastas=lambda wc: list(prepared_fastas(wc).values()),
+    output:
+        directory("results/model/pretrained"),
+    params:
+        settings=config["model"]["pretrain"],
+        seed=config["seed"],
+    log:
+        "logs/pretrain_model.log",
+    benchmark:
+        "benchmarks/logs/pretrain_model.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc: int(config["model"]["pretrain"]["max_minutes"]) + 10,
+    script:
+        "../../scripts/pretrain_model.py"
+
+
+rule describe_model:
+    input:
+        model_inputs,
+    output:
+        "results/model/model.json",
+    params:
+        model=config["model"],
+        folder=MODEL_DIR,
+    log:
+        "logs/describe_model.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/describe_model.py"

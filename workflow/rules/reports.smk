@@ -1,0 +1,59 @@
+# Clustering and promoter-prediction reports (HTML + PNG + TSV + bedGraph tracks).
+
+
+rule cluster_report:
+    input:
+        unpack(report_inputs),
+    output:
+        html=report("results/reports/clusters/clusters.html", caption="../report/clusters.rst", category="Clustering"),
+        tsv=report("results/reports/clusters/clusters.tsv", caption="../report/clusters_table.rst", category="Clustering"),
+        assignments="results/reports/clusters/assignments.parquet",
+        pngs=report(
+            multiext("results/reports/clusters/", "umap_cluster.png", "umap_gc.png", "umap_class.png", "composition.png"),
+            caption="../report/clusters_plots.rst",
+            category="Clustering",
+        ),
+    params:
+        clusters=config["clusters"],
+        promoters=config["promoters"],
+        sheet=SHEET,
+        seed=config["seed"],
+    log:
+        "logs/cluster_report.log",
+    benchmark:
+        "benchmarks/logs/cluster_report.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=8000,
+    script:
+        "../../scripts/cluster_report.py"
+
+
+rule promoter_report:
+    input:
+        unpack(report_inputs),
+    output:
+        html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
+        metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
+        pngs=report(
+            multiext("results/reports/promoters/", "roc.png", "pr.png"),
+            caption="../report/promoters_curves.rst",
+            category="Promoters",
+        ),
+        tracks=expand("results/reports/promoters/{genome}.bedgraph", genome=SHEET),
+    params:
+        promoters=config["promoters"],
+        stride=config["windows"]["stride"],
+        sheet=SHEET,
+        seed=config["seed"],
+    log:
+        "logs/promoter_report.log",
+    benchmark:
+        "benchmarks/logs/promoter_report.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=8000,
+    script:
+        "../../scripts/promoter_report.py"

@@ -1,0 +1,19 @@
+# One shard of windows per job: ids, coordinates, GC and N fractions, as Parquet.
+
+
+rule windows:
+    input:
+        fasta="results/genomes/{genome}/genome.fa.gz",
+        fai="results/genomes/{genome}/genome.fa.gz.fai",
+    output:
+        "results/windows/{genome}/{shard}.parquet",
+    params:
+        windows=config["windows"],
+    log:
+        "logs/windows/{genome}/{shard}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/make_windows.py"
