@@ -40,6 +40,25 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"saved {args.out}: {stats['steps']} steps, final loss {stats['final_loss']}")
 
 
+def cmd_query(args: argparse.Namespace) -> None:
+    from .io import atomic_path
+    from .query import Index, Region, format_hits, read_fasta_queries
+
+    index = Index.open(args.index)
+    if args.sequence:
+        hits = index.search({"query": args.sequence.strip().upper().encode()}, args.k)
+    elif args.fasta:
+        hits = index.search(read_fasta_queries(args.fasta), args.k)
+    else:
+        hits = index.search_region(Region.parse(args.region), args.k)
+    text = format_hits(hits, args.format)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genembed", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -58,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_pretrain)
+
+    q = sub.add_parser("query", help="find the windows most similar to sequences or a genome region")
+    q.add_argument("--index", required=True, help="index folder (results/index)")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sequence", help="a DNA sequence")
+    what.add_argument("--fasta", help="a FASTA file of query sequences (plain or gzip)")
+    what.add_argument("--region", help="GENOME:CONTIG:START-END, 0-based half-open as in the hit tables")
+    q.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    q.add_argument("--format", choices=["tsv", "json", "bed"], default="tsv")
+    q.add_argument("--out", help="write here instead of standard output")
+    q.set_defaults(func=cmd_query)
     return parser
 
 

@@ -75,10 +75,19 @@ def check_remote_code(folder: Path, spec: ModelSpec) -> None:
         )
 
 
+def _quiet_transformers() -> None:
+    """No load reports or progress bars from transformers; genembed logs what matters."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(folder: Path, spec: ModelSpec):
     """The model's own tokenizer through AutoTokenizer."""
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     check_remote_code(folder, spec)
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
@@ -91,6 +100,7 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
     import torch
     from transformers import AutoModel
 
+    _quiet_transformers()
     check_remote_code(folder, spec)
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": dtype or torch.float32}
     try:

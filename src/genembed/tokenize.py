@@ -48,7 +48,7 @@ class KmerTokenizer:
 
     def __init__(self, vocab: dict[str, int], k: int, overlap: bool, cls_id: int | None,
                  sep_id: int | None, unk_id: int):
-        self.k, self.overlap = k, overlap
+        self.k, self.overlap, self.unk = k, overlap, unk_id
         self.prefix = [cls_id] if cls_id is not None else []
         self.suffix = [sep_id] if sep_id is not None else []
         kmers = ("".join(p) for p in itertools.product("ACGT", repeat=k))
@@ -90,7 +90,7 @@ class KmerTokenizer:
             ids = self._kmers(np.where(codes == 4, 0, codes)[None])[0]
             if len(ids):
                 bad = np.lib.stride_tricks.sliding_window_view(codes == 4, self.k).any(axis=1)
-                ids[bad] = self.char_lut[0]  # char 0 is never in a vocabulary: unknown id
+                ids[bad] = self.unk
             return ids
         clean = codes < 4
         edges = np.flatnonzero(np.diff(clean.astype(np.int8))) + 1

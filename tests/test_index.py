@@ -1,0 +1,59 @@
+import json
+import shutil
+
+import faiss
+import numpy as np
+import polars as pl
+import pytest
+
+from genembed.errors import GenembedError
+from genembed.index import build_index, normalise, read_index, read_manifest
+from genembed.store import read_shard
+
+
+def test_index_holds_every_window_under_its_id_with_cosine_scores(built_index):
+    index = read_index(built_index["dir"])
+    table = pl.read_parquet(built_index["dir"] / "windows.parquet")
+    ids = np.concatenate([pl.read_parquet(w)["window_id"].to_numpy() for w in built_index["windows"]])
+    assert index.ntotal == len(table) == len(ids) == 200
+    assert np.array_equal(table["window_id"].to_numpy(), ids)
+    assert table.columns == ["window_id", "genome", "contig", "start", "end"]
+    shard = read_shard(built_index["shards"][1])
+    scores, found = index.search(normalise(shard.embeddings[:5]), 1)
+    assert np.array_equal(found[:, 0], shard.window_id[:5])
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-4)
+
+
+def test_manifest_fingerprints_the_model_and_settings(built_index):
+    m = read_manifest(built_index["dir"])
+    assert m["model"]["fingerprint"] == built_index["model"]["fingerprint"]
+    assert m["index"] == {"factory": "Flat", "metric": "cosine (inner product of L2-normalised vectors)",
+                          "dim": 32, "count": 200}
+    assert m["settings"]["tokenizer"] == "kmer(k=6,non-overlapping)" and m["settings"]["window_size"] == 1000
+    assert m["genomes"]["ecoli"].endswith("genome.fa.gz")
+
+
+def test_approximate_factory_is_trained_on_a_sample(tmp_path, built_index):
+    m = build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"],
+                    {}, factory="IVF4,Flat", train_size=150)
+    index = read_index(tmp_path)
+    assert m["index"]["factory"] == "IVF4,Flat" and index.ntotal == 200 and index.is_trained
+
+
+def test_shards_of_another_model_are_refused(tmp_path, built_index):
+    other = dict(built_index["model"], fingerprint="0" * 64, source="other")
+    with pytest.raises(GenembedError, match="another model"):
+        build_index(built_index["shards"], built_index["windows"], tmp_path, other, {})
+    assert not any(tmp_path.iterdir())
+
+
+def test_corrupt_index_file_is_a_clear_error(tmp_path, built_index):
+    copy = tmp_path / "idx"
+    shutil.copytree(built_index["dir"], copy)
+    data = (copy / "index.faiss").read_bytes()
+    (copy / "index.faiss").write_bytes(data[: len(data) // 3])
+    with pytest.raises(GenembedError, match="corrupt or unreadable FAISS index"):
+        read_index(copy)
+    (copy / "manifest.json").write_text("{")
+    with pytest.raises(GenembedError, match="invalid JSON"):
+        read_manifest(copy)

@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from genembed.errors import GenembedError
+from genembed.query import Index, Region, format_hits
+
+
+@pytest.fixture(scope="module")
+def index(built_index):
+    return Index.open(built_index["dir"])
+
+
+def test_a_window_queried_by_its_own_region_is_its_own_top_hit(index):
+    for start in (0, 57_000, 150_000):
+        hits = index.search_region(f"ecoli:NC_000913.3:{start}-{start + 1000}", k=5)
+        top = hits.row(0, named=True)
+        assert (top["genome"], top["contig"], top["start"], top["end"], top["rank"]) == \
+            ("ecoli", "NC_000913.3", start, start + 1000, 1)
+        assert top["score"] == pytest.approx(1.0, abs=1e-3)
+        assert hits["score"].is_sorted(descending=True) and hits.height == 5
+
+
+def test_sequence_queries_are_embedded_like_windows(index, ecoli_sequence):
+    seq = ecoli_sequence[3000:4000]
+    hits = index.search({"mine": seq.lower()}, k=3)
+    assert hits.columns == ["query", "rank", "genome", "contig", "start", "end", "score"]
+    assert hits.row(0, named=True)["start"] == 3000 and hits["query"].to_list() == ["mine"] * 3
+
+
+def test_bad_queries_are_refused(index):
+    with pytest.raises(GenembedError, match="not IUPAC"):
+        index.search({"q": b"ACGTXZ"}, 3)
+    with pytest.raises(GenembedError, match="not in this index"):
+        index.search_region("yeast:chrI:0-100")
+    with pytest.raises(GenembedError, match="GENOME:CONTIG:START-END"):
+        Region.parse("NC_000913.3:1-100")
+    with pytest.raises(GenembedError, match="tokens per window but the model takes at most 512"):
+        index.search({"long": b"ACGTAC" * 600}, 3)
+
+
+def test_hits_print_as_tsv_json_and_bed(index):
+    hits = index.search_region("ecoli:NC_000913.3:10000-11000", k=2)
+    tsv = format_hits(hits, "tsv").splitlines()
+    assert tsv[0] == "query\trank\tgenome\tcontig\tstart\tend\tscore"
+    assert tsv[1].startswith("ecoli:NC_000913.3:10000-11000\t1\tecoli\tNC_000913.3\t10000\t11000\t")
+    assert json.loads(format_hits(hits, "json"))[0]["start"] == 10000
+    bed = format_hits(hits, "bed").splitlines()[0].split("\t")
+    assert bed[:3] == ["NC_000913.3", "10000", "11000"] and 990 <= int(bed[4]) <= 1000
+
+
+def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_sequence):
+    base = [sys.executable, "-m", "genembed.cli", "query", "--index", str(built_index["dir"])]
+    out = subprocess.run(base + ["--region", "ecoli:NC_000913.3:20000-21000", "-k", "3"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == 4 and out[1].split("\t")[4:6] == ["20000", "21000"]
+    fasta = tmp_path / "q.fa"
+    fasta.write_text(f">a\n{ecoli_sequence[5000:6000].decode()}\n>b\n{ecoli_sequence[9000:10000].decode()}\n")
+    out = subprocess.run(base + ["--fasta", str(fasta), "-k", "1", "--format", "json", "--out", str(tmp_path / "h.json")],
+                         capture_output=True, text=True, check=True)
+    hits = json.loads((tmp_path / "h.json").read_text())
+    assert [(h["query"], h["start"]) for h in hits] == [("a", 5000), ("b", 9000)]
+    bad = subprocess.run(base + ["--sequence", "ACGU"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == ["genembed: error: query holds characters that are not IUPAC nucleotides: 'U'"]

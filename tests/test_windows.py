@@ -1,0 +1,70 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from genembed.errors import GenembedError
+from genembed.genome import Genome, prepare_fasta
+from genembed.windows import (WindowSpec, genome_code, shard_count, shard_segments, shard_windows,
+                              split_window_id, window_ids, window_sequences, windows_per_contig, write_shard_windows)
+
+
+def test_windows_fit_inside_contigs_with_size_and_stride():
+    spec = WindowSpec(size=100, stride=50)
+    assert windows_per_contig([99, 100, 149, 150, 1000], spec).tolist() == [0, 1, 1, 2, 19]
+
+
+def test_shards_cover_every_planned_window_exactly_once():
+    spec = WindowSpec(size=100, stride=30, shard_size=7)
+    contigs = [("a", 400), ("b", 90), ("c", 260)]
+    n = shard_count(contigs, spec)
+    seen = []
+    for shard in range(n):
+        segs = shard_segments(contigs, spec, shard)
+        assert sum(len(s.starts) for s in segs) <= 7
+        seen += [(s.contig, int(x)) for s in segs for x in s.starts]
+    expected = [("a", x) for x in range(0, 301, 30)] + [("c", x) for x in range(0, 161, 30)]
+    assert seen == expected
+    assert n == -(-len(expected) // 7)
+    with pytest.raises(GenembedError, match="out of range"):
+        shard_segments(contigs, spec, n)
+
+
+def test_window_ids_are_stable_unique_and_carry_the_genome():
+    ords = np.arange(5)
+    a, b = window_ids("ecoli", ords), window_ids("yeast", ords)
+    assert np.array_equal(a, window_ids("ecoli", ords))
+    assert len(set(a) | set(b)) == 10 and a.dtype == np.int64 and (a >= 0).all()
+    codes, back = split_window_id(a)
+    assert (codes == genome_code("ecoli")).all() and np.array_equal(back, ords)
+
+
+def test_shard_table_has_coordinates_gc_and_n_fractions(tmp_path):
+    seq = b"GGGGCCCCAA" * 10 + b"N" * 50 + b"acgt" * 25  # 250 bp, a soft-masked tail
+    (tmp_path / "g.fa").write_bytes(b">chr1\n" + seq + b"\n")
+    prepare_fasta(tmp_path / "g.fa", tmp_path / "g.fa.gz")
+    genome = Genome(tmp_path / "g.fa.gz")
+    spec = WindowSpec(size=100, stride=50, max_n_fraction=0.5, shard_size=10)
+    table = shard_windows("toy", genome, spec, 0)
+    assert table["start"].to_list() == [0, 50, 100, 150]  # 50-150 and 100-200 are 50% N: at the limit, kept
+    assert table.columns == ["window_id", "genome", "contig", "start", "end", "gc_fraction", "n_fraction", "shard"]
+    assert table.schema["window_id"] == pl.Int64
+    row = table.row(0, named=True)
+    assert row["gc_fraction"] == pytest.approx(0.8) and row["n_fraction"] == 0
+    row = table.row(1, named=True)
+    assert row["n_fraction"] == pytest.approx(0.5) and row["gc_fraction"] == pytest.approx(0.8)
+    assert table.row(3, named=True)["gc_fraction"] == pytest.approx(0.5)  # lower-case counted as upper
+    seqs = list(window_sequences(genome, table))
+    assert seqs[3] == b"ACGT" * 25 and seqs[0] == b"GGGGCCCCAA" * 10
+    strict = shard_windows("toy", genome, WindowSpec(100, 50, max_n_fraction=0.1, shard_size=10), 0)
+    assert strict["start"].to_list() == [0, 150]
+
+
+def test_window_stage_writes_parquet_atomically(tmp_path, prepared_slice):
+    spec = WindowSpec(size=1000, stride=500, shard_size=100)
+    out = tmp_path / "w" / "00001.parquet"
+    n = write_shard_windows("ecoli", prepared_slice, spec, 1, out)
+    table = pl.read_parquet(out)
+    assert n == len(table) == 100
+    assert table["start"][0] == 100 * 500 and (table["end"] - table["start"] == 1000).all()
+    assert table["shard"].unique().to_list() == [1]
+    assert [p.name for p in out.parent.iterdir()] == ["00001.parquet"]
