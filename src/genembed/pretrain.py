@@ -129,7 +129,7 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
         if step % 50 == 0 or step == 1:
             log.info("step %d loss %.4f (%.0f s)", step, losses[-1], time.monotonic() - started)

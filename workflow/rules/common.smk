@@ -16,12 +16,12 @@ GENOMES = pl.read_csv(
 )
 if "annotation" not in GENOMES.columns:
     GENOMES = GENOMES.with_columns(pl.lit(None, pl.String).alias("annotation"))
-validate(GENOMES, "../schemas/genomes.schema.yaml")
 if GENOMES["genome"].is_duplicated().any():
     raise ValueError(
         f"{config['genomes']}: duplicate genome ids: "
         + ", ".join(GENOMES.filter(pl.col("genome").is_duplicated())["genome"].unique().to_list())
     )
+validate(GENOMES, "../schemas/genomes.schema.yaml")
 SHEET = {row["genome"]: row for row in GENOMES.iter_rows(named=True)}
 WINDOWS = window_spec(config)
 PRETRAIN = config["model"]["pretrain"]["enabled"]

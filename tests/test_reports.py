@@ -1,0 +1,78 @@
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from genembed.reports.clusters import ClusterSettings, cluster_report
+from genembed.reports.data import GenomeInputs
+from genembed.reports.promoters import PromoterSettings, held_out, kmer_frequencies, promoter_report, split_of
+
+
+@pytest.fixture(scope="module")
+def inputs(built_index, prepared_slice, ecoli_slice):
+    return [GenomeInputs("ecoli", prepared_slice, ecoli_slice[1], built_index["windows"], built_index["shards"])]
+
+
+def _self_contained(html: str) -> None:
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", html)
+    assert html.count("data:image/png;base64,") >= 2
+
+
+def test_cluster_report_writes_html_table_plots_and_assignments(tmp_path, inputs):
+    summary = cluster_report(inputs, tmp_path, ClusterSettings(k=4, umap_sample=150))
+    assert summary["windows"].sum() == 200 and summary.height == 4
+    assert {"cluster", "windows", "share", "mean_gc", "frac_upstream", "frac_CDS", "frac_intergenic"} <= set(summary.columns)
+    np.testing.assert_allclose(summary["share"].sum(), 1.0)
+    fracs = summary.select(pl.sum_horizontal("frac_upstream", "frac_CDS", "frac_intergenic"))
+    np.testing.assert_allclose(fracs.to_series().to_numpy(), 1.0)
+    tsv = pl.read_csv(tmp_path / "clusters.tsv", separator="\t")
+    assert tsv["windows"].to_list() == summary["windows"].to_list()
+    assignments = pl.read_parquet(tmp_path / "assignments.parquet")
+    ids = np.concatenate([pl.read_parquet(w)["window_id"].to_numpy() for w in inputs[0].windows])
+    assert np.array_equal(assignments["window_id"].to_numpy(), ids)
+    for png in ("umap_cluster", "umap_gc", "umap_class", "composition"):
+        assert (tmp_path / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
+    html = (tmp_path / "clusters.html").read_text()
+    _self_contained(html)
+    assert "k = 4" in html and "<table" in html
+
+
+def test_held_out_part_is_contiguous_and_shares_no_sequence_with_training(inputs):
+    test = held_out(inputs[0], PromoterSettings(test_fraction=0.2))
+    assert test == {"NC_000913.3": (160_000, 200_000)}
+    table = pl.DataFrame({"contig": ["NC_000913.3"] * 3, "start": [158_000, 159_500, 160_000], "end": [159_000, 160_500, 161_000]})
+    assert split_of(table, test).tolist() == [0, -1, 1]
+
+
+def test_many_contig_genomes_hold_out_whole_contigs(tmp_path):
+    from genembed.genome import prepare_fasta
+
+    (tmp_path / "g.fa").write_text("".join(f">c{i}\n{'ACGT' * 250}\n" for i in range(10)))
+    prepare_fasta(tmp_path / "g.fa", tmp_path / "g.fa.gz")
+    test = held_out(GenomeInputs("g", tmp_path / "g.fa.gz", None), PromoterSettings(test_fraction=0.3))
+    assert len(test) == 3 and all(v == (0, 1000) for v in test.values())
+
+
+def test_kmer_frequencies_count_only_clean_kmers():
+    f = kmer_frequencies([b"AAAC", b"ANAA"], 2)
+    assert f[0, 0] == pytest.approx(2 / 3) and f[0, 1] == pytest.approx(1 / 3)
+    assert f[1].sum() == pytest.approx(1.0) and f[1, 0] == 1.0
+
+
+def test_promoter_report_compares_embeddings_with_a_kmer_baseline_and_writes_tracks(tmp_path, inputs):
+    metrics = promoter_report(inputs, tmp_path, PromoterSettings(upstream=100, downstream=20), stride=1000)
+    assert metrics["model"].to_list() == ["embeddings", "4-mer frequencies"]
+    assert metrics["test_windows"].to_list() == [40, 40]
+    for col in ("roc_auc", "pr_auc"):
+        assert ((metrics[col] >= 0) & (metrics[col] <= 1)).all()
+    lines = (tmp_path / "ecoli.bedgraph").read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph")
+    rows = [line.split("\t") for line in lines[1:]]
+    starts, ends = np.array([int(r[1]) for r in rows]), np.array([int(r[2]) for r in rows])
+    assert len(rows) == 200 and (np.diff(starts) > 0).all() and (starts[1:] >= ends[:-1]).all()
+    assert ends.max() <= 200_000 and all(0 <= float(r[3]) <= 1 for r in rows)
+    html = (tmp_path / "promoters.html").read_text()
+    _self_contained(html)
+    assert "ROC-AUC" in html or "roc_auc" in html
+    assert "baseline" in html

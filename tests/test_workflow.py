@@ -1,0 +1,126 @@
+"""The Snakemake workflow, run for real through its CLI on a 200-kb E. coli slice."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from genembed.genome import read_fai
+from genembed.windows import WindowSpec, shard_count
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def write_config(d: Path, sheet: str, **overrides) -> None:
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg.update(overrides)
+    (d / "config").mkdir(parents=True, exist_ok=True)
+    (d / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "config/genomes.tsv").write_text(sheet)
+
+
+def snakemake(d: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(SNAKEMAKE + ["-d", str(d), *args], capture_output=True, text=True, timeout=900)
+    if check and res.returncode != 0:
+        raise AssertionError(res.stdout[-3000:] + res.stderr[-3000:])
+    return res
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, ecoli_slice):
+    d = tmp_path_factory.mktemp("workflow")
+    write_config(
+        d, f"genome\tfasta\tannotation\necoli\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
+        model={"path": "unused-when-pretraining", "pretrain": {"enabled": True, "steps": 6, "hidden_size": 32,
+                                                                "layers": 1, "heads": 2, "seq_bp": 300, "batch_size": 8}},
+        windows={"size": 500, "stride": 500, "shard_size": 120},
+        clusters={"k": 4, "umap_sample": 300},
+    )
+    res = snakemake(d, "--cores", "2")
+    return d, res
+
+
+def test_lint_is_clean():
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
+
+
+def test_dry_run_of_the_bundled_example_plans_every_stage():
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for rule in ("prepare_genome", "describe_model", "build_index", "cluster_report", "promoter_report"):
+        assert rule in res.stdout
+
+
+def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
+    d, _ = run
+    r = d / "results"
+    fai = read_fai(r / "genomes/ecoli/genome.fa.gz.fai")
+    n_shards = shard_count(fai, WindowSpec(500, 500, shard_size=120))
+    assert n_shards == 4
+    windows = sorted((r / "windows/ecoli").glob("*.parquet"))
+    shards = sorted((r / "embeddings/ecoli").glob("*.h5"))
+    assert [p.stem for p in windows] == [p.stem for p in shards] == [f"{i:05d}" for i in range(4)]
+    # one embedding job per shard
+    assert len(list((d / "benchmarks/logs/embed/ecoli").glob("*.tsv"))) == 4
+    parquet_ids = np.concatenate([pl.read_parquet(w)["window_id"].to_numpy() for w in windows])
+    h5_ids = []
+    for s in shards:
+        with h5py.File(s) as f:
+            assert f["embeddings"].dtype == np.float16 and f["embeddings"].shape[1] == 32
+            assert f.attrs["pooling"] == "mean" and f.attrs["window_size"] == 500
+            h5_ids.append(f["window_id"][:])
+    h5_ids = np.concatenate(h5_ids)
+    index_ids = pl.read_parquet(r / "index/windows.parquet")["window_id"].to_numpy()
+    assert len(parquet_ids) == 400
+    assert np.array_equal(parquet_ids, h5_ids) and np.array_equal(np.sort(parquet_ids), np.sort(index_ids))
+    manifest = json.loads((r / "index/manifest.json").read_text())
+    assert manifest["index"]["count"] == 400 and manifest["index"]["dim"] == 32
+    model = json.loads((r / "model/model.json").read_text())
+    assert manifest["model"]["fingerprint"] == model["fingerprint"]
+    assert (r / "model/pretrained/README.md").is_file()
+    clusters = pl.read_csv(r / "reports/clusters/clusters.tsv", separator="\t")
+    assert clusters["windows"].sum() == 400
+    metrics = pl.read_csv(r / "reports/promoters/metrics.tsv", separator="\t")
+    assert metrics.height == 2
+    bedgraph = (r / "reports/promoters/ecoli.bedgraph").read_text().splitlines()
+    assert len(bedgraph) == 401
+    for html in ("reports/clusters/clusters.html", "reports/promoters/promoters.html"):
+        assert (r / html).stat().st_size > 10_000
+    for log in ("prepare_genome/ecoli.log", "build_index.log", "cluster_report.log", "embed/ecoli/00000.log"):
+        assert (d / "logs" / log).is_file()
+
+
+def test_rerun_has_nothing_to_do_and_query_finds_the_window_itself(run):
+    d, _ = run
+    res = snakemake(d, "-n")
+    assert "Nothing to be done" in res.stdout + res.stderr
+    out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(d / "results/index"),
+                          "--region", "ecoli:NC_000913.3:120000-120500", "-k", "3"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[1].split("\t")[2:6] == ["ecoli", "NC_000913.3", "120000", "120500"]
+
+
+def test_report_is_built_from_registered_outputs(run):
+    d, _ = run
+    snakemake(d, "--report", str(d / "report.zip"))
+    assert (d / "report.zip").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("sheet, message", [
+    ("genome\tfasta\n../escape\tx.fa\n", "does not match"),
+    ("genome\tfasta\na\tx.fa\na\ty.fa\n", "duplicate genome ids: a"),
+])
+def test_bad_genome_sheets_are_refused_before_anything_runs(tmp_path, sheet, message):
+    write_config(tmp_path, sheet)
+    res = snakemake(tmp_path, "-n", check=False)
+    assert res.returncode != 0 and message in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
