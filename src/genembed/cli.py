@@ -59,8 +59,60 @@ def cmd_query(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from .genome import prepare_fasta
+
+    contigs = prepare_fasta(args.fasta, args.out)
+    print(f"{args.out}: {len(contigs)} contigs, {sum(n for _, n in contigs):,} bp")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    """Window, tokenize and embed one genome into shards (what the workflow does per shard)."""
+    from .embed import EmbedSettings, Embedder, embed_shard
+    from .genome import Genome, prepare_fasta
+    from .models import ModelSpec, describe, load_tokenizer
+    from .tokenize import TokenizerSpec, make_tokenizer, tokenize_shard
+    from .windows import WindowSpec, shard_count, write_shard_windows
+
+    out = Path(args.out)
+    fasta = out / "genome.fa.gz"
+    prepare_fasta(args.fasta, fasta)
+    spec = WindowSpec(args.window, args.stride or args.window, args.max_n_fraction, args.shard_size)
+    model_spec = ModelSpec(args.model, args.revision, args.trust_remote_code)
+    model = describe(model_spec)
+    tok_spec = TokenizerSpec(args.tokenizer, args.k, args.overlap)
+    tokenizer = make_tokenizer(tok_spec, load_tokenizer(Path(model["folder"]), model_spec))
+    embedder = Embedder(ModelSpec(model["folder"], args.revision, args.trust_remote_code),
+                        EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device))
+    genome = Genome(fasta)
+    n_shards = shard_count(list(genome.contigs.items()), spec)
+    genome.close()
+    for shard in range(n_shards):
+        name = f"{shard:05d}"
+        windows = out / "windows" / f"{name}.parquet"
+        write_shard_windows(args.genome, fasta, spec, shard, windows)
+        tokens, offsets = out / "tokens" / f"{name}.tokens.npy", out / "tokens" / f"{name}.offsets.npy"
+        tokenize_shard(windows, fasta, tokenizer, model["max_tokens"], tokens, offsets)
+        n = embed_shard(windows, tokens, offsets, embedder, model, tok_spec.describe(), spec.size, spec.stride,
+                        out / "embeddings" / f"{name}.h5")
+        print(f"shard {name}: {n} windows")
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from .index import build_index
+    from .models import ModelSpec, describe
+
+    shards = sorted(Path(args.embeddings).glob("*/embeddings/*.h5"))
+    windows = [p.parent.parent / "windows" / f"{p.stem}.parquet" for p in shards]
+    genomes = {p.parent.parent.name: str(p.parent.parent / "genome.fa.gz") for p in shards}
+    model = describe(ModelSpec(args.model, args.revision, args.trust_remote_code))
+    manifest = build_index(shards, windows, args.out, model, genomes, args.factory)
+    print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genembed", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="genembed", description="Genome-scale DNA language-model embeddings, similarity search and reports.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -78,6 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_pretrain)
 
+    p = sub.add_parser("prepare", help="validate a FASTA (plain, gzip, bgzip) into indexed bgzip")
+    p.add_argument("fasta")
+    p.add_argument("out", help="output .fa.gz (with .fai and .gzi beside it)")
+    p.set_defaults(func=cmd_prepare)
+
+    e = sub.add_parser("embed", help="window, tokenize and embed one genome into OUT/{windows,tokens,embeddings}")
+    e.add_argument("--fasta", required=True)
+    e.add_argument("--genome", required=True, help="genome id (letters, digits, . _ -)")
+    e.add_argument("--out", required=True, help="folder for this genome (OUT/<genome> by convention)")
+    _model_args(e)
+    e.add_argument("--window", type=int, default=1000)
+    e.add_argument("--stride", type=int, help="default: the window size")
+    e.add_argument("--max-n-fraction", type=float, default=0.1)
+    e.add_argument("--shard-size", type=int, default=10_000)
+    e.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
+    e.add_argument("--k", type=int, default=6)
+    e.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
+    e.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    e.add_argument("--layer", type=int, default=-1)
+    e.add_argument("--token-budget", type=int, default=16384)
+    e.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_embed)
+
+    i = sub.add_parser("index", help="FAISS index over the genomes embedded under a folder by 'genembed embed'")
+    i.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
+    i.add_argument("--out", required=True)
+    _model_args(i)
+    i.add_argument("--factory", default="Flat", help="FAISS factory string")
+    i.set_defaults(func=cmd_index)
+
     q = sub.add_parser("query", help="find the windows most similar to sequences or a genome region")
     q.add_argument("--index", required=True, help="index folder (results/index)")
     what = q.add_mutually_exclusive_group(required=True)
@@ -89,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="write here instead of standard output")
     q.set_defaults(func=cmd_query)
     return parser
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="local model folder or hub id")
+    p.add_argument("--revision")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model")
 
 
 def main(argv: list[str] | None = None) -> int:

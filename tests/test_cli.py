@@ -1,0 +1,38 @@
+"""The genembed CLI runs the same stages as the workflow, without Snakemake."""
+
+import json
+
+import h5py
+import pytest
+
+from genembed.cli import main
+
+
+def test_cli_embeds_indexes_and_queries_a_genome(tmp_path, ecoli_sequence, tiny_bert, capsys):
+    fasta = tmp_path / "slice.fa"
+    fasta.write_bytes(b">chrA\n" + ecoli_sequence[:30_000] + b"\n>chrB\n" + ecoli_sequence[100_000:120_000] + b"\n")
+    assert main(["embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(tmp_path / "emb/eco"),
+                 "--model", str(tiny_bert), "--window", "1000", "--stride", "500", "--shard-size", "40",
+                 "--tokenizer", "kmer"]) == 0
+    shards = sorted((tmp_path / "emb/eco/embeddings").glob("*.h5"))
+    assert len(shards) == 3  # 59 + 39 = 98 windows in shards of 40
+    with h5py.File(shards[0]) as f:
+        assert f["embeddings"].shape == (40, 32) and f.attrs["window_stride"] == 500
+    assert main(["index", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "idx"),
+                 "--model", str(tiny_bert)]) == 0
+    manifest = json.loads((tmp_path / "idx/manifest.json").read_text())
+    assert manifest["index"]["count"] == 98
+    capsys.readouterr()
+    assert main(["query", "--index", str(tmp_path / "idx"), "--region", "eco:chrB:5000-6000", "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split("\t")[2:6] == ["eco", "chrB", "5000", "6000"]
+
+
+def test_cli_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
+    (tmp_path / "bad.fa").write_text(">a\nACGT\n>a\nACGT\n")
+    assert main(["prepare", str(tmp_path / "bad.fa"), str(tmp_path / "out.fa.gz")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"genembed: error: {tmp_path / 'bad.fa'}: line 3: duplicate contig name 'a'\n"
+    assert not (tmp_path / "out.fa.gz").exists()
+    assert main(["query", "--index", str(tmp_path), "--sequence", "ACGT"]) == 1
+    assert "not a genembed index" in capsys.readouterr().err
