@@ -8,6 +8,9 @@ from genembed.workflow import run_logged
 
 
 def step():
+    import torch
+
+    torch.set_num_threads(snakemake.threads)
     model = json.loads(open(snakemake.input.model).read())
     spec = ModelSpec.from_config({**snakemake.params.model, "path": model["folder"]})
     embedder = Embedder(spec, EmbedSettings.from_config(snakemake.params.embed))

@@ -3,7 +3,6 @@
 import json
 
 import h5py
-import pytest
 
 from genembed.cli import main
 

@@ -1,7 +1,5 @@
-import json
 import shutil
 
-import faiss
 import numpy as np
 import polars as pl
 import pytest

@@ -128,14 +128,19 @@ class WindowLabeler:
     """Annotation classes and promoter labels for windows of one genome."""
 
     def __init__(self, features: pl.DataFrame, contigs: dict[str, int], upstream: int, downstream: int):
-        self.promoters = Coverage(promoter_regions(features, upstream, downstream, contigs))
-        self.cds = Coverage(features.filter(pl.col("type") == "CDS").select("contig", "start", "end"))
+        promoters = promoter_regions(features, upstream, downstream, contigs)
+        cds = features.filter(pl.col("type") == "CDS").select("contig", "start", "end")
+        self.promoters, self.cds = Coverage(promoters), Coverage(cds)
+        self.annotated = Coverage(pl.concat([promoters, cds]))
 
     def label(self, windows: pl.DataFrame) -> pl.DataFrame:
-        """``promoter`` (overlaps an upstream region) and ``annotation_class`` per window."""
+        """``promoter``: the window overlaps an upstream region by at least 1 bp.
+        ``annotation_class``: whichever of upstream, CDS and intergenic covers most of the window
+        (ties go to upstream, then CDS)."""
         contigs = windows["contig"].to_numpy()
         starts, ends = windows["start"].to_numpy(), windows["end"].to_numpy()
-        promoter = self.promoters.overlap(contigs, starts, ends) > 0
-        cds = self.cds.overlap(contigs, starts, ends) * 2 >= (ends - starts)
-        cls = np.where(promoter, "upstream", np.where(cds, "CDS", "intergenic"))
-        return windows.with_columns(pl.Series("promoter", promoter), pl.Series("annotation_class", cls))
+        up = self.promoters.overlap(contigs, starts, ends)
+        cds = self.cds.overlap(contigs, starts, ends)
+        rest = (ends - starts) - self.annotated.overlap(contigs, starts, ends)
+        cls = np.where((up >= cds) & (up >= rest) & (up > 0), "upstream", np.where(cds >= rest, "CDS", "intergenic"))
+        return windows.with_columns(pl.Series("promoter", up > 0), pl.Series("annotation_class", cls))

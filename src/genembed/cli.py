@@ -18,7 +18,7 @@ def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
     out = []
     for i, fasta in enumerate(fastas):
         path = Path(fasta)
-        if Path(f"{path}.fai").is_file() and (not path.suffix == ".gz" or Path(f"{path}.gzi").is_file()):
+        if Path(f"{path}.fai").is_file() and (path.suffix != ".gz" or Path(f"{path}.gzi").is_file()):
             out.append(path)
         else:
             dst = workdir / f"genome{i}.fa.gz"

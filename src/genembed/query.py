@@ -15,7 +15,7 @@ import polars as pl
 from .embed import EmbedSettings, Embedder
 from .errors import GenembedError
 from .genome import Genome
-from .index import IDENTITY_KEYS, TABLE_FILE, normalise, read_index, read_manifest
+from .index import TABLE_FILE, normalise, read_index, read_manifest
 from .io import open_text
 from .models import ModelSpec, fingerprint
 from .tokenize import TokenizerSpec, check_lengths, make_tokenizer

@@ -167,10 +167,10 @@ def _write_html(path: Path, summary: pl.DataFrame, figs: dict[str, str], setting
         f"clustered by spherical k-means (FAISS, k = {k}, 25 iterations, seed {settings.seed}) trained on a "
         f"random sample of {sampled:,} windows; every window was then assigned to its nearest centroid. "
         f"The 2-D map is UMAP (cosine metric, 15 neighbours, min_dist 0.1, random_state {settings.seed}) of "
-        f"{min(settings.umap_sample, sampled):,} sampled windows. Annotation classes: <b>upstream</b> = the "
-        f"window overlaps the region from {settings.upstream} bp upstream to {settings.downstream} bp "
-        f"downstream of a gene start (strand-aware); <b>CDS</b> = at least half the window is coding; "
-        f"<b>intergenic</b> = the rest; <b>unannotated</b> = genome without annotation.</p>"
+        f"{min(settings.umap_sample, sampled):,} sampled windows. Each window's annotation class is the one "
+        f"covering most of it: <b>upstream</b> = the region from {settings.upstream} bp upstream to "
+        f"{settings.downstream} bp downstream of a gene start (strand-aware), <b>CDS</b> = coding sequence, "
+        f"<b>intergenic</b> = neither; <b>unannotated</b> = genome without annotation.</p>"
         f"<p class='muted'>Settings: {asdict(settings)}</p>"
     )
     sections = [

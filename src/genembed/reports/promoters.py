@@ -58,14 +58,14 @@ def held_out(genome: GenomeInputs, settings: PromoterSettings) -> dict[str, tupl
 
 def split_of(table: pl.DataFrame, test: dict[str, tuple[int, int]]) -> np.ndarray:
     """0 = train, 1 = test, -1 = straddles the border (dropped so no sequence is shared)."""
+    contigs = table["contig"].to_numpy()
+    starts, ends = table["start"].to_numpy(), table["end"].to_numpy()
     out = np.zeros(len(table), dtype=np.int8)
-    for i, (contig, start, end) in enumerate(table.select("contig", "start", "end").iter_rows()):
-        if contig in test:
-            lo, hi = test[contig]
-            if start >= lo and end <= hi:
-                out[i] = 1
-            elif end > lo and start < hi:
-                out[i] = -1
+    for contig, (lo, hi) in test.items():
+        rows = contigs == contig
+        inside = rows & (starts >= lo) & (ends <= hi)
+        out[rows & (ends > lo) & (starts < hi)] = -1
+        out[inside] = 1
     return out
 
 
