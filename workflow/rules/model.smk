@@ -33,6 +33,8 @@ rule describe_model:
         folder=MODEL_DIR,
     log:
         "logs/describe_model.log",
+    benchmark:
+        "benchmarks/logs/describe_model.tsv"
     conda:
         "../../envs/cpu.yaml"
     script:

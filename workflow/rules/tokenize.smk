@@ -14,6 +14,8 @@ rule tokenize:
         model=config["model"],
     log:
         "logs/tokenize/{genome}/{shard}.log",
+    benchmark:
+        "benchmarks/logs/tokenize/{genome}/{shard}.tsv"
     conda:
         "../../envs/cpu.yaml"
     resources:

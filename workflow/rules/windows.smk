@@ -11,6 +11,8 @@ rule windows:
         windows=config["windows"],
     log:
         "logs/windows/{genome}/{shard}.log",
+    benchmark:
+        "benchmarks/logs/windows/{genome}/{shard}.tsv"
     conda:
         "../../envs/cpu.yaml"
     resources:
