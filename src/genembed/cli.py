@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import __version__
 from .errors import GenembedError
 
 
@@ -21,7 +22,8 @@ def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
         if Path(f"{path}.fai").is_file() and (path.suffix != ".gz" or Path(f"{path}.gzi").is_file()):
             out.append(path)
         else:
-            dst = workdir / f"genome{i}.fa.gz"
+            name = path.name if path.name.endswith(".gz") else f"{path.name}.gz"
+            dst = workdir / str(i) / name  # keeps the file name for the model card
             prepare_fasta(path, dst)
             out.append(dst)
     return out
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genembed", description="Genome-scale DNA language-model embeddings, similarity search and reports.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--version", action="version", version=f"genembed {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="train a small DNA BERT (masked LM) on genomes")

@@ -180,9 +180,9 @@ A small BERT masked language model trained by `genembed pretrain`, so genembed r
 - Tokenizer: non-overlapping {c['k']}-mers (Nucleotide Transformer style); other characters and
   leftover bases are single-character tokens; `[CLS]` ... `[SEP]` around each sequence.
 - Objective: masked language modelling, {c['mask_fraction']:.0%} of tokens (80/10/10 rule).
-- Training: {stats['steps']} steps of {c['batch_size']} random {c['seq_bp']}-bp sequences, AdamW
-  (lr {c['learning_rate']}, cosine decay), seed {c['seed']}, bf16 autocast: {stats['bf16_autocast']},
-  {stats['seconds']} s on CPU.
+- Training: {stats['steps']} steps of {c['batch_size']} random {c['seq_bp']}-bp sequences (budget:
+  {c['steps']} steps or {c['max_minutes']} minutes, whichever came first), AdamW (lr {c['learning_rate']},
+  warm-up then cosine decay), seed {c['seed']}, bf16 autocast: {stats['bf16_autocast']}, {stats['seconds']} s.
 - Loss: {stats['first_loss']} at step 1, final loss {stats['final_loss']} (mean of the last 20 steps).
 
 ## Data
