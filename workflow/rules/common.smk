@@ -45,7 +45,10 @@ def model_inputs(wildcards):
 def shards(genome):
     """Shard names of a genome, planned from its contig lengths once it is indexed (checkpoint)."""
     fai = checkpoints.prepare_genome.get(genome=genome).output.fai
-    return [f"{i:05d}" for i in range(shard_count(read_fai(fai), WINDOWS))]
+    n = shard_count(read_fai(fai), WINDOWS)
+    if n > 99_999:
+        raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
+    return [f"{i:05d}" for i in range(n)]
 
 
 def all_shards(pattern):

@@ -78,7 +78,9 @@ def _summary(assignments: pl.LazyFrame) -> pl.DataFrame:
                .pivot(on="annotation_class", index="cluster", values="n").fill_null(0))
     genomes = (assignments.group_by("cluster", "genome").agg(pl.len().alias("n")).collect()
                .pivot(on="genome", index="cluster", values="n").fill_null(0))
-    class_cols = [c for c in ("upstream", "CDS", "intergenic", "unannotated") if c in classes.columns]
+    annotated = ("upstream", "CDS", "intergenic")
+    classes = classes.with_columns(pl.lit(0, pl.UInt32).alias(c) for c in annotated if c not in classes.columns)
+    class_cols = [c for c in (*annotated, "unannotated") if c in classes.columns]
     df = sizes.collect().join(classes, on="cluster").sort("cluster")
     df = df.with_columns((pl.col("windows") / pl.col("windows").sum()).alias("share"),
                          *[(pl.col(c) / pl.col("windows")).alias(f"frac_{c}") for c in class_cols])
@@ -98,7 +100,8 @@ def _figures(sample: np.ndarray, meta: pl.DataFrame, summary: pl.DataFrame, out:
 
     rng = np.random.default_rng(settings.seed)
     pick = np.sort(rng.choice(len(sample), size=min(settings.umap_sample, len(sample)), replace=False))
-    xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=settings.seed).fit_transform(sample[pick])
+    reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=settings.seed, n_jobs=1)
+    xy = reducer.fit_transform(sample[pick])
     meta = meta[pick]
     figs: dict[str, str] = {}
 
@@ -119,7 +122,8 @@ def _figures(sample: np.ndarray, meta: pl.DataFrame, summary: pl.DataFrame, out:
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     classes = meta["annotation_class"].to_numpy()
-    for c, color in CLASS_COLORS.items():
+    by_size = sorted(CLASS_COLORS.items(), key=lambda kv: -int((classes == kv[0]).sum()))
+    for c, color in by_size:  # the largest class first, so the rarer ones stay visible on top
         m = classes == c
         if m.any():
             ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.7, c=color, label=c)
