@@ -31,11 +31,20 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
     assert m["genomes"]["ecoli"].endswith("genome.fa.gz")
 
 
-def test_approximate_factory_is_trained_on_a_sample(tmp_path, built_index):
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "HNSW16", "PQ8x4"])
+def test_other_factories_are_trained_on_a_sample_and_keep_window_ids(tmp_path, built_index, factory):
     m = build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"],
-                    {}, factory="IVF4,Flat", train_size=150)
+                    {}, factory=factory, train_size=150)
     index = read_index(tmp_path)
-    assert m["index"]["factory"] == "IVF4,Flat" and index.ntotal == 200 and index.is_trained
+    assert m["index"]["factory"] == factory and index.ntotal == 200 and index.is_trained
+    shard = read_shard(built_index["shards"][0])
+    _, found = index.search(normalise(shard.embeddings[:3]), 5)
+    assert set(shard.window_id[:3]) <= set(found.ravel())
+
+
+def test_bad_factory_string_is_a_clear_error(tmp_path, built_index):
+    with pytest.raises(GenembedError, match="not a valid FAISS factory string"):
+        build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"], {}, factory="Bogus9")
 
 
 def test_shards_of_another_model_are_refused(tmp_path, built_index):

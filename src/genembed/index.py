@@ -55,10 +55,13 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     counts = [int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows]
     total = sum(counts)
     dim = int(read_attrs(shards[0])["dim"])
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise GenembedError(f"index.factory {factory!r} is not a valid FAISS factory string ({str(exc).splitlines()[0]})") from None
     if not index.is_trained:
         index.train(_training_sample(shards, total, train_size, seed))
-    if isinstance(index, faiss.IndexFlat):
+    if not _takes_ids(index):
         index = faiss.IndexIDMap2(index)
     for shard, table in zip(iter_shards(shards), windows):
         expected = pl.read_parquet(table, columns=["window_id"])["window_id"].to_numpy()
@@ -86,6 +89,17 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     write_json(out / MANIFEST_FILE, manifest)
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, dim, factory)
     return manifest
+
+
+def _takes_ids(index) -> bool:
+    """IVF indexes store ids themselves; others (Flat, HNSW, PQ) need an id map around them."""
+    import faiss
+
+    try:
+        faiss.extract_index_ivf(index)
+        return True
+    except RuntimeError:
+        return isinstance(index, faiss.IndexIDMap)
 
 
 def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
