@@ -90,3 +90,8 @@ def test_token_rows_must_match_the_windows(tmp_path, tiny_bert, rows):
         embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", emb,
                     {"source": "x", "fingerprint": "y"}, "hf", 1, 1, tmp_path / "e.h5")
     assert not (tmp_path / "e.h5").exists()
+
+
+def test_layer_out_of_range_is_refused_naming_the_model_depth(tiny_bert):
+    with pytest.raises(GenembedError, match="embed.layer 5 is out of range for a model with 2 layers"):
+        Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(layer=5))

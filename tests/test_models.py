@@ -1,3 +1,4 @@
+import numpy as np
 import json
 import shutil
 
@@ -67,3 +68,15 @@ def test_custom_code_is_refused_unless_the_config_opts_in(tmp_path, tiny_bert):
     with pytest.raises(GenembedError, match="trust_remote_code: true"):
         check_remote_code(copy, ModelSpec(str(copy)))
     check_remote_code(copy, ModelSpec(str(copy), trust_remote_code=True))
+
+
+def test_custom_code_model_registered_as_masked_lm_loads_its_encoder(custom_code_model):
+    from genembed.embed import EmbedSettings, Embedder
+
+    spec = ModelSpec(str(custom_code_model), trust_remote_code=True)
+    model = load_model(custom_code_model, spec)
+    assert type(model).__name__ == "BertModel"  # the base encoder of the custom masked-LM class
+    vectors = Embedder(spec, EmbedSettings()).embed_rows([np.array([2, 10, 11, 12, 3], dtype=np.int32)])
+    assert vectors.shape == (1, 32) and np.isfinite(vectors).all()
+    with pytest.raises(GenembedError, match="ships its own code"):
+        load_model(custom_code_model, ModelSpec(str(custom_code_model)))

@@ -76,3 +76,43 @@ def test_promoter_report_compares_embeddings_with_a_kmer_baseline_and_writes_tra
     _self_contained(html)
     assert "ROC-AUC" in html or "roc_auc" in html
     assert "baseline" in html
+
+
+def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, ecoli_slice, tiny_bert):
+    """A shard inside a long N gap has no windows; both reports still cover every other shard."""
+    from genembed.embed import EmbedSettings, Embedder, embed_shard
+    from genembed.genome import prepare_fasta
+    from genembed.models import ModelSpec, describe, load_tokenizer
+    from genembed.tokenize import KmerTokenizer, tokenize_shard
+    from genembed.windows import WindowSpec, shard_count, write_shard_windows
+
+    part = ecoli_sequence[:20_000]
+    (tmp_path / "g.fa").write_bytes(b">chr1\n" + part + b"N" * 10_000 + part + b"\n")
+    gff = tmp_path / "g.gff"
+    with open(ecoli_slice[1]) as src, open(gff, "w") as out:
+        for line in src:
+            f = line.rstrip("\n").split("\t")
+            if len(f) == 9 and int(f[4]) <= 20_000:
+                f[0] = "chr1"
+                out.write("\t".join(f) + "\n")
+                f[3], f[4] = str(int(f[3]) + 30_000), str(int(f[4]) + 30_000)
+                out.write("\t".join(f) + "\n")
+    fasta = tmp_path / "g.fa.gz"
+    prepare_fasta(tmp_path / "g.fa", fasta)
+    spec = WindowSpec(1000, 1000, shard_size=5)
+    model = describe(ModelSpec(str(tiny_bert)))
+    tok = KmerTokenizer.from_hf(load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert))), 6, False)
+    embedder = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings())
+    g = GenomeInputs("gappy", fasta, gff)
+    for shard in range(shard_count([("chr1", 50_000)], spec)):
+        w, e = tmp_path / f"w{shard}.parquet", tmp_path / f"e{shard}.h5"
+        write_shard_windows("gappy", fasta, spec, shard, w)
+        tokenize_shard(w, fasta, tok, 512, tmp_path / f"t{shard}.npy", tmp_path / f"o{shard}.npy")
+        embed_shard(w, tmp_path / f"t{shard}.npy", tmp_path / f"o{shard}.npy", embedder, model, "kmer", 1000, 1000, e)
+        g.windows.append(w)
+        g.shards.append(e)
+    assert [len(pl.read_parquet(w)) for w in g.windows] == [5, 5, 5, 5, 0, 0, 5, 5, 5, 5]
+    summary = cluster_report([g], tmp_path / "clusters", ClusterSettings(k=3, umap_sample=40))
+    assert summary["windows"].sum() == 40
+    promoter_report([g], tmp_path / "promoters", PromoterSettings(), stride=1000)
+    assert len((tmp_path / "promoters/gappy.bedgraph").read_text().splitlines()) == 41

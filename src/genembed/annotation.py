@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,15 @@ def read_annotation(path: str | os.PathLike) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise GenembedError(f"{path}: annotation file not found")
+    try:
+        return _parse(path)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise GenembedError(f"{path}: cannot read annotation ({exc}); is it truncated?") from None
+    except UnicodeDecodeError:
+        raise GenembedError(f"{path}: not a text GFF/GTF file (undecodable bytes)") from None
+
+
+def _parse(path: Path) -> pl.DataFrame:
     cols: dict[str, list] = {k: [] for k in FEATURE_SCHEMA}
     with open_text(path) as fh:
         for lineno, raw in enumerate(fh, 1):

@@ -101,12 +101,17 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
+    import polars as pl
+
     from .index import build_index
     from .models import ModelSpec, describe
 
     shards = sorted(Path(args.embeddings).glob("*/embeddings/*.h5"))
     windows = [p.parent.parent / "windows" / f"{p.stem}.parquet" for p in shards]
-    genomes = {p.parent.parent.name: str(p.parent.parent / "genome.fa.gz") for p in shards}
+    genomes = {}
+    for w in windows:  # the genome ids the windows carry (as --genome named them)
+        for name in pl.read_parquet(w, columns=["genome"])["genome"].unique().to_list():
+            genomes[name] = str(w.parent.parent / "genome.fa.gz")
     model = describe(ModelSpec(args.model, args.revision, args.trust_remote_code))
     manifest = build_index(shards, windows, args.out, model, genomes, args.factory)
     print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']}")

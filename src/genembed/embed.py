@@ -81,6 +81,13 @@ class Embedder:
         special = {getattr(self.tokenizer, n, None) for n in names} - {None}
         self.special = torch.tensor(sorted(special), dtype=torch.long, device=self.device)
         self.hidden_size = int(self.model.config.hidden_size)
+        layers = int(getattr(self.model.config, "num_hidden_layers", 0) or 0)
+        if layers and not -(layers + 1) <= settings.layer <= layers:
+            raise GenembedError(f"embed.layer {settings.layer} is out of range for a model with {layers} layers"
+                                f" (use -{layers + 1}..{layers}; -1 is the last)")
+        if settings.pooling == "cls" and self.tokenizer.cls_token_id is None and self.tokenizer.bos_token_id is None:
+            raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer has none;"
+                                " use pooling: mean")
 
     def embed_rows(self, rows: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled float32 vectors ``[len(rows), d]`` for token rows (ragged lengths allowed)."""
@@ -104,13 +111,19 @@ class Embedder:
         attention = (torch.arange(ids.shape[1], device=self.device)[None, :] < lengths.to(self.device)[:, None])
         layer = self.settings.layer
         result = self.model(input_ids=ids, attention_mask=attention.long(), output_hidden_states=layer != -1)
-        hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
+        if isinstance(result, tuple):  # custom code returning plain tuples (DNABERT-2)
+            if layer != -1:
+                raise GenembedError("this model returns no hidden states per layer; use embed.layer: -1")
+            hidden = result[0]
+        else:
+            hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
+        hidden = hidden.float()  # pool in fp32 whatever the compute precision
         if self.settings.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            real = (attention & ~torch.isin(ids, self.special)).to(hidden.dtype)[..., None]
+            real = (attention & ~torch.isin(ids, self.special)).float()[..., None]
             pooled = (hidden * real).sum(1) / real.sum(1).clamp(min=1)
-        return pooled.float().cpu().numpy()
+        return pooled.cpu().numpy()
 
 
 def embed_tokens(embedder: Embedder, tokens: np.ndarray, offsets: np.ndarray,

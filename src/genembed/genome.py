@@ -162,10 +162,7 @@ class Genome:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self._fasta = pysam.FastaFile(str(self.path))
-
-    @property
-    def contigs(self) -> dict[str, int]:
-        return dict(zip(self._fasta.references, self._fasta.lengths))
+        self.contigs: dict[str, int] = dict(zip(self._fasta.references, self._fasta.lengths))
 
     def fetch(self, contig: str, start: int, end: int) -> bytes:
         """Upper-case sequence of ``contig[start:end]`` (0-based, half-open)."""

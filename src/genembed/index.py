@@ -49,7 +49,7 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
 
     if len(shards) != len(windows):
         raise GenembedError("need one windows table per embedding shard")
-    identity = check_consistent(list(shards), IDENTITY_KEYS)
+    identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision"))
     if identity["model_fingerprint"] != model["fingerprint"]:
         raise GenembedError(f"{shards[0]}: embedded with another model than {model['source']}; re-embed")
     counts = [int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows]

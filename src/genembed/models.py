@@ -96,20 +96,29 @@ def load_tokenizer(folder: Path, spec: ModelSpec):
 
 
 def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
-    """The encoder through AutoModel, in eval mode, with SDPA attention where supported."""
+    """The encoder, in eval mode, with SDPA attention where supported.
+
+    Custom-code models that register only a masked-LM class (Nucleotide Transformer v2 does) are
+    loaded through AutoModelForMaskedLM and their base encoder is returned.
+    """
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForMaskedLM
 
     _quiet_transformers()
     check_remote_code(folder, spec)
+    auto_map = read_config(folder).get("auto_map") or {}
+    masked_lm_only = bool(auto_map) and "AutoModel" not in auto_map and "AutoModelForMaskedLM" in auto_map
+    loader = AutoModelForMaskedLM if masked_lm_only else AutoModel
     kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": dtype or torch.float32}
     try:
         try:
-            model = AutoModel.from_pretrained(folder, attn_implementation="sdpa", **kwargs)
+            model = loader.from_pretrained(folder, attn_implementation="sdpa", **kwargs)
         except (ValueError, ImportError):
-            model = AutoModel.from_pretrained(folder, **kwargs)
+            model = loader.from_pretrained(folder, **kwargs)
     except Exception as exc:
         raise GenembedError(f"{folder}: cannot load model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if masked_lm_only:
+        model = model.base_model
     return model.eval()
 
 

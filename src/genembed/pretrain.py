@@ -87,6 +87,9 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
 
     from .tokenize import KmerTokenizer
 
+    if cfg.seq_bp // cfg.k + cfg.k + 2 > cfg.max_tokens:  # whole k-mers, leftovers, [CLS], [SEP]
+        raise GenembedError(f"pretraining sequences of {cfg.seq_bp} bp need more than {cfg.max_tokens} tokens;"
+                            f" use at most {(cfg.max_tokens - cfg.k - 2) * cfg.k} bp")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     hf_tok = build_tokenizer(cfg.k, cfg.max_tokens)
@@ -112,7 +115,11 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
     started = time.monotonic()
     step = 0
     while step < cfg.steps and time.monotonic() - started < cfg.max_minutes * 60:
-        ids = torch.from_numpy(np.stack(kmer.encode_batch(sample(cfg.batch_size))).astype(np.int64))
+        # N and other codes make rows longer; an N-rich sample is cut to the model's length
+        rows = [r[: cfg.max_tokens] for r in kmer.encode_batch(sample(cfg.batch_size))]
+        ids = torch.full((len(rows), max(len(r) for r in rows)), hf_tok.pad_token_id, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.from_numpy(row.astype(np.int64))
         labels = ids.clone()
         maskable = ~torch.isin(ids, special)
         chosen = (torch.rand(ids.shape) < cfg.mask_fraction) & maskable
@@ -123,7 +130,7 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
         swap = chosen & (roll >= 0.8) & (roll < 0.9)
         inputs[swap] = torch.randint(first_kmer, len(hf_tok), (int(swap.sum()),))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model(input_ids=inputs, labels=labels).loss
+            loss = model(input_ids=inputs, attention_mask=(ids != hf_tok.pad_token_id).long(), labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -158,14 +165,17 @@ def _save(model, tokenizer, out: Path, stats: dict) -> None:
     """Write the model folder atomically: a temporary folder renamed into place."""
     import shutil
 
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
     (tmp / "README.md").write_text(_model_card(stats))
-    shutil.rmtree(out, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _model_card(stats: dict) -> str:

@@ -59,6 +59,8 @@ def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
             line = line.strip()
             if line.startswith(b">"):
                 name = line[1:].split()[0].decode() if line[1:].split() else f"query{len(records) + 1}"
+                if name in records:
+                    raise GenembedError(f"{path}: line {lineno}: duplicate query name '{name}'")
                 records[name] = []
             elif line:
                 if name is None:
@@ -89,7 +91,10 @@ class Index:
             m, s = self.manifest["model"], self.manifest["settings"]
             folder = m["folder"] if Path(m["folder"]).is_dir() else m["source"]
             spec = ModelSpec(folder, m.get("revision"), bool(m.get("trust_remote_code")))
-            embedder = Embedder(spec, EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision="fp32"))
+            precision = {"bfloat16": "bf16", "float16": "fp16"}.get(s.get("precision"), "fp32")
+            if precision == "fp16" and not _has_cuda():
+                precision = "fp32"  # half precision is a GPU format; the CPU computes it poorly
+            embedder = Embedder(spec, EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision=precision))
             found = fingerprint(folder) if Path(folder).is_dir() else None
             if found is not None and found != m["fingerprint"]:
                 raise GenembedError(f"{folder}: model files differ from those the index was built with"
@@ -137,6 +142,12 @@ class Index:
     def search_region(self, region: Region | str, k: int = 10) -> pl.DataFrame:
         region = Region.parse(region) if isinstance(region, str) else region
         return self.search({str(region): self.fetch(region)}, k)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _tokenizer_spec(text: str) -> TokenizerSpec:

@@ -46,16 +46,12 @@ class KmerTokenizer:
     Overlapping mode follows DNABERT: every k-mer at stride 1, ``[UNK]`` where it holds a non-ACGT base.
     """
 
-    def __init__(self, vocab: dict[str, int], k: int, overlap: bool, cls_id: int | None,
-                 sep_id: int | None, unk_id: int):
+    def __init__(self, vocab: dict[str, int], k: int, overlap: bool, prefix: list[int],
+                 suffix: list[int], unk_id: int):
         self.k, self.overlap, self.unk = k, overlap, unk_id
-        self.prefix = [cls_id] if cls_id is not None else []
-        self.suffix = [sep_id] if sep_id is not None else []
+        self.prefix, self.suffix = list(prefix), list(suffix)
         kmers = ("".join(p) for p in itertools.product("ACGT", repeat=k))
         self.kmer_lut = np.array([vocab.get(s, unk_id) for s in kmers], dtype=np.int32)
-        missing = int((self.kmer_lut == unk_id).sum())
-        if missing == len(self.kmer_lut):
-            raise GenembedError(f"the model's vocabulary has no {k}-mers: use tokenizer.kind: hf")
         self.char_lut = np.full(256, unk_id, dtype=np.int32)
         for char in range(256):
             token = chr(char).upper()
@@ -65,12 +61,21 @@ class KmerTokenizer:
 
     @classmethod
     def from_hf(cls, tokenizer: Any, k: int, overlap: bool) -> "KmerTokenizer":
+        """Vocabulary and start/end tokens from the model's own tokenizer.
+
+        The start/end tokens are read off what the tokenizer itself produces for one k-mer, so
+        models that add no end token, or whose special ids are 0, are followed exactly.
+        """
         vocab = tokenizer.get_vocab()
         unk = tokenizer.unk_token_id
-        if unk is None:
-            raise GenembedError("the model's tokenizer has no unknown token; use tokenizer.kind: hf")
-        return cls(vocab, k, overlap, tokenizer.cls_token_id or tokenizer.bos_token_id,
-                   tokenizer.sep_token_id or tokenizer.eos_token_id, unk)
+        probe = "A" * k
+        if unk is None or probe not in vocab:
+            raise GenembedError(f"the model's vocabulary has no {k}-mers (or no unknown token): use tokenizer.kind: hf")
+        ids = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+        if ids.count(vocab[probe]) != 1:
+            raise GenembedError(f"the model's tokenizer does not read {probe} as one {k}-mer token: use tokenizer.kind: hf")
+        at = ids.index(vocab[probe])
+        return cls(vocab, k, overlap, ids[:at], ids[at + 1 :], unk)
 
     def _kmers(self, codes: np.ndarray) -> np.ndarray:
         """k-mer ids of clean code rows ``[n, L]`` (codes 0..3 only)."""

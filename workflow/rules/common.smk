@@ -5,7 +5,7 @@ import polars as pl
 from snakemake.utils import validate
 
 from genembed.genome import read_fai
-from genembed.windows import shard_count
+from genembed.windows import genome_code, shard_count
 from genembed.workflow import window_spec
 
 
@@ -23,6 +23,11 @@ if GENOMES["genome"].is_duplicated().any():
     )
 validate(GENOMES, "../schemas/genomes.schema.yaml")
 SHEET = {row["genome"]: row for row in GENOMES.iter_rows(named=True)}
+_codes = {}
+for _g in SHEET:  # window ids carry a 31-bit hash of the genome id: refuse the rare collision
+    if genome_code(_g) in _codes:
+        raise ValueError(f"{config['genomes']}: genome ids {_codes[genome_code(_g)]} and {_g} hash alike; rename one")
+    _codes[genome_code(_g)] = _g
 WINDOWS = window_spec(config)
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]

@@ -181,6 +181,6 @@ def _write_html(path: Path, summary: pl.DataFrame, figs: dict[str, str], setting
         ("Methods", methods),
         ("Clusters", "<p class='muted'>Click a column header to sort.</p>" + html.table(summary)),
         ("Cluster composition", figs["composition"]),
-        ("UMAP", "".join(figs[k] for k in ("umap_cluster", "umap_gc", "umap_class", "umap_genome") if k in figs)),
+        ("UMAP", html.grid(*(figs[k] for k in ("umap_cluster", "umap_gc", "umap_class", "umap_genome") if k in figs))),
     ]
     html.page("genembed clustering report", sections, path)

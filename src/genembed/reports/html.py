@@ -18,7 +18,7 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid 
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
 th{background:#f3f3f3;cursor:pointer}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;height:auto}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}
-.muted{color:#666;font-size:.9em}"""
+.muted{color:#666;font-size:.9em}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}"""
 _SORT_JS = """document.querySelectorAll('table.sortable th').forEach((th,i)=>th.addEventListener('click',()=>{
 const tb=th.closest('table').tBodies[0];const rows=[...tb.rows];const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
 rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const nx=parseFloat(x),ny=parseFloat(y);
@@ -37,6 +37,11 @@ def save_figure(fig, path: str | os.PathLike) -> str:
         tmp.write_bytes(data)
     alt = html.escape(Path(path).stem.replace("_", " "))
     return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def grid(*images: str) -> str:
+    """Figures side by side where the page is wide enough."""
+    return f"<div class='grid'>{''.join(images)}</div>"
 
 
 def table(df: pl.DataFrame, digits: int = 3) -> str:

@@ -4,7 +4,9 @@ beside a k-mer-frequency baseline on the same split, ROC/PR curves and a genome-
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,26 +35,32 @@ class PromoterSettings:
 
 
 def held_out(genome: GenomeInputs, settings: PromoterSettings) -> dict[str, tuple[int, int]]:
-    """Held-out intervals per contig: whole contigs (many contigs) or the last part of each contig."""
+    """Held-out intervals per contig: whole contigs where no contig is larger than the held-out
+    share (many chromosomes), otherwise the last ``test_fraction`` of each contig."""
     fasta = Genome(genome.fasta)
     contigs = fasta.contigs
     fasta.close()
+    total = sum(contigs.values())
+    target = settings.test_fraction * total
     mode = settings.split
     if mode == "auto":
-        mode = "contigs" if len(contigs) >= 5 else "region"
+        mode = "contigs" if len(contigs) >= 3 and max(contigs.values()) <= target else "region"
     if mode == "region":
         return {c: (int(n * (1 - settings.test_fraction)), n) for c, n in contigs.items()}
     if mode != "contigs":
         raise GenembedError(f"promoters.split must be auto, contigs or region, not {settings.split!r}")
     rng = np.random.default_rng(settings.seed)
     names = list(contigs)
-    order = rng.permutation(len(names))
-    total, chosen, acc = sum(contigs.values()), {}, 0
-    for i in order:  # whole contigs until the held-out share is reached, never all of them
-        if acc >= settings.test_fraction * total or len(chosen) == len(names) - 1:
+    chosen: dict[str, tuple[int, int]] = {}
+    acc = 0
+    for i in rng.permutation(len(names)):  # whole contigs until the share is reached, never overshooting 2x
+        if acc >= target or len(chosen) == len(names) - 1:
             break
-        chosen[names[i]] = (0, contigs[names[i]])
-        acc += contigs[names[i]]
+        if acc + contigs[names[i]] <= 2 * target:
+            chosen[names[i]] = (0, contigs[names[i]])
+            acc += contigs[names[i]]
+    if not chosen:
+        raise GenembedError(f"{genome.name}: no contig fits the held-out share; use promoters.split: region")
     return chosen
 
 
@@ -116,6 +124,8 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
             x_emb.append(emb[pick])
             x_kmer.append(kmer_frequencies(list(window_sequences(fastas[g.name], rows)), settings.kmer))
             y.append(rows["promoter"].to_numpy())
+    if not y:
+        raise GenembedError("promoter report: no annotated window falls in the training part; check the annotation")
     y_train = np.concatenate(y)
     if len(np.unique(y_train)) < 2:
         raise GenembedError("promoter report: the training windows are all of one class; check the annotation")
@@ -128,19 +138,20 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     # Pass 2: score every window; keep held-out scores for evaluation; write bedGraphs.
     scores: dict[str, list[np.ndarray]] = {n: [] for n in models}
     y_test: list[np.ndarray] = []
-    tracks: dict[str, list[pl.DataFrame]] = {g.name: [] for g in genomes}
-    for g, table, emb in iter_labeled(genomes, labelers):
-        prob = models[emb_name].predict_proba(emb)[:, 1]
-        tracks[g.name].append(table.select("contig", "start", "end").with_columns(pl.Series("score", prob)))
-        if labelers[g.name] is None:
-            continue
-        test = split_of(table, tests[g.name]) == 1
-        if test.any():
-            rows = table.filter(pl.Series(test))
-            scores[emb_name].append(prob[test])
-            kmers = kmer_frequencies(list(window_sequences(fastas[g.name], rows)), settings.kmer)
-            scores[kmer_name].append(models[kmer_name].predict_proba(kmers)[:, 1])
-            y_test.append(rows["promoter"].to_numpy())
+    with contextlib.ExitStack() as stack:
+        tracks = {g.name: stack.enter_context(_BedGraph(out / f"{g.name}.bedgraph", g.name, stride)) for g in genomes}
+        for g, table, emb in iter_labeled(genomes, labelers):
+            prob = models[emb_name].predict_proba(emb)[:, 1]
+            tracks[g.name].write(table.select("contig", "start", "end").with_columns(pl.Series("score", prob)))
+            if labelers[g.name] is None:
+                continue
+            test = split_of(table, tests[g.name]) == 1
+            if test.any():
+                rows = table.filter(pl.Series(test))
+                scores[emb_name].append(prob[test])
+                kmers = kmer_frequencies(list(window_sequences(fastas[g.name], rows)), settings.kmer)
+                scores[kmer_name].append(models[kmer_name].predict_proba(kmers)[:, 1])
+                y_test.append(rows["promoter"].to_numpy())
     for f in fastas.values():
         f.close()
     if not y_test:
@@ -157,8 +168,6 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     ])
     with atomic_path(out / "metrics.tsv") as t:
         metrics.write_csv(t, separator="\t", float_precision=4)
-    for name, parts in tracks.items():
-        _write_bedgraph(out / f"{name}.bedgraph", pl.concat(parts), name, stride)
     figs = _curves(truth, {n: np.concatenate(s) for n, s in scores.items()}, out)
     _write_html(out / "promoters.html", metrics, figs, settings, tests, genomes)
     return metrics
@@ -172,19 +181,34 @@ def _tables(genomes, labelers):
             yield g, pl.read_parquet(w, columns=["contig", "start", "end"]), None
 
 
-def _write_bedgraph(path: Path, scores: pl.DataFrame, genome: str, stride: int) -> None:
-    """Scores on non-overlapping intervals: each window's central ``stride``-wide bin, sorted."""
-    width = pl.min_horizontal(pl.col("end") - pl.col("start"), pl.lit(stride))
-    bins = scores.sort("contig", "start").with_columns(
-        (pl.col("start") + (pl.col("end") - pl.col("start") - width) // 2).alias("start"),
-    ).with_columns((pl.col("start") + width).alias("end"))
-    header = (f'track type=bedGraph name="{genome} promoter score" description="genembed promoter probability '
-              f'(logistic regression on embeddings)" visibility=full autoScale=off viewLimits=0:1\n')
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(header)
-            fh.write(bins.select("contig", "start", "end", pl.col("score").round(4))
-                     .write_csv(separator="\t", include_header=False))
+class _BedGraph:
+    """A bedGraph written shard by shard (shards come in genome order), renamed into place at the end.
+    Each window's score goes on its central ``stride``-wide bin, so bins never overlap."""
+
+    def __init__(self, path: Path, genome: str, stride: int):
+        self.path, self.stride = path, stride
+        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.header = (f'track type=bedGraph name="{genome} promoter score" description="genembed promoter '
+                       f'probability (logistic regression on embeddings)" visibility=full autoScale=off viewLimits=0:1\n')
+
+    def __enter__(self) -> "_BedGraph":
+        self.fh = open(self.tmp, "w")
+        self.fh.write(self.header)
+        return self
+
+    def write(self, scores: pl.DataFrame) -> None:
+        width = pl.min_horizontal(pl.col("end") - pl.col("start"), pl.lit(self.stride))
+        bins = scores.with_columns((pl.col("start") + (pl.col("end") - pl.col("start") - width) // 2).alias("start")) \
+            .with_columns((pl.col("start") + width).alias("end"))
+        self.fh.write(bins.select("contig", "start", "end", pl.col("score").round(4))
+                      .write_csv(separator="\t", include_header=False))
+
+    def __exit__(self, kind, *_) -> None:
+        self.fh.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 def _curves(truth: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> dict[str, str]:
@@ -236,11 +260,14 @@ def _write_html(path: Path, metrics: pl.DataFrame, figs: dict[str, str], setting
         f"regression with balanced class weights (scikit-learn), trained on up to {settings.max_train:,} "
         f"training windows; the baseline uses {settings.kmer}-mer frequencies of the same windows. "
         f"The bedGraph tracks give the embedding model's probability for every window (training windows "
-        f"included), on each window's central bin.</p><p class='muted'>Settings: {asdict(settings)}</p>"
+        f"included), on each window's central bin. Caveat: the held-out part is unseen by the classifiers, "
+        f"but the language model itself may have seen it in pretraining (the bundled demonstration model "
+        f"was trained on the whole E. coli genome), and related genomes in the same run can share "
+        f"homologous sequence with it.</p><p class='muted'>Settings: {asdict(settings)}</p>"
     )
     sections = [
         ("Result", f"<p class='note'>{verdict}</p>" + html.table(metrics)),
-        ("Curves", figs["roc"] + figs["pr"]),
+        ("Curves", html.grid(figs["roc"], figs["pr"])),
         ("Methods", methods),
         ("Tracks", "<ul>" + "".join(f"<li><code>{g.name}.bedgraph</code></li>" for g in genomes) + "</ul>"),
     ]
