@@ -73,7 +73,7 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / INDEX_FILE) as tmp:
         faiss.write_index(index, str(tmp))
-    table = (pl.concat([pl.scan_parquet(w) for w in windows]) if windows else pl.LazyFrame())
+    table = pl.concat([pl.scan_parquet(w) for w in windows])
     with atomic_path(out / TABLE_FILE) as tmp:
         table.select("window_id", "genome", "contig", "start", "end").sink_parquet(tmp)
     manifest = {

@@ -112,7 +112,8 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     rng = np.random.default_rng(settings.seed)
 
     # Pass 1: training sample (embeddings and k-mer features of the same windows).
-    n_train = sum(int((split_of(t, tests[g.name]) == 0).sum()) for g, t, _ in _tables(genomes, labelers))
+    n_train = sum(int((split_of(pl.read_parquet(w, columns=["contig", "start", "end"]), tests[g.name]) == 0).sum())
+                  for g in genomes if labelers[g.name] is not None for w in g.windows)
     keep = min(1.0, settings.max_train / max(n_train, 1))
     x_emb, x_kmer, y = [], [], []
     for g, table, emb in iter_labeled(genomes, labelers):
@@ -171,14 +172,6 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     figs = _curves(truth, {n: np.concatenate(s) for n, s in scores.items()}, out)
     _write_html(out / "promoters.html", metrics, figs, settings, tests, genomes)
     return metrics
-
-
-def _tables(genomes, labelers):
-    for g in genomes:
-        if labelers[g.name] is None:
-            continue
-        for w in g.windows:
-            yield g, pl.read_parquet(w, columns=["contig", "start", "end"]), None
 
 
 class _BedGraph:
