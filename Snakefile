@@ -29,7 +29,5 @@ include: "workflow/rules/reports.smk"
 
 rule all:
     input:
-        "results/index/manifest.json",
-        "results/reports/clusters/clusters.html",
-        "results/reports/promoters/promoters.html",
+        final_outputs(),
     default_target: True

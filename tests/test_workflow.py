@@ -126,3 +126,22 @@ def test_bad_genome_sheets_are_refused_before_anything_runs(tmp_path, sheet, mes
     res = snakemake(tmp_path, "-n", check=False)
     assert res.returncode != 0 and message in res.stdout + res.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_bad_fasta_fails_its_job_with_one_line_and_leaves_no_output(tmp_path):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">chr1\nACGTACGT\n>chr1\nACGT\n")
+    write_config(tmp_path, f"genome\tfasta\nbad\t{bad}\n",
+                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+    res = snakemake(tmp_path, "--cores", "1", check=False)
+    assert res.returncode != 0
+    assert f"genembed: error: {bad}: line 3: duplicate contig name 'chr1'" in res.stdout + res.stderr
+    assert not list((tmp_path / "results/genomes").rglob("*.fa.gz*")) if (tmp_path / "results/genomes").exists() else True
+    assert "duplicate contig name 'chr1'" in (tmp_path / "logs/prepare_genome/bad.log").read_text()
+
+
+def test_genomes_without_annotation_get_index_and_clusters_but_no_promoter_report(tmp_path, ecoli_slice):
+    write_config(tmp_path, f"genome\tfasta\nplain\t{ecoli_slice[0]}\n",
+                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+    res = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert "cluster_report" in res.stdout and "promoter_report" not in res.stdout

@@ -21,8 +21,10 @@ if GENOMES["genome"].is_duplicated().any():
         f"{config['genomes']}: duplicate genome ids: "
         + ", ".join(GENOMES.filter(pl.col("genome").is_duplicated())["genome"].unique().to_list())
     )
-validate(GENOMES, "../schemas/genomes.schema.yaml")
-SHEET = {row["genome"]: row for row in GENOMES.iter_rows(named=True)}
+SHEET = {}
+for row in GENOMES.iter_rows(named=True):
+    validate(row, "../schemas/genomes.schema.yaml")
+    SHEET[row["genome"]] = row
 _codes = {}
 for _g in SHEET:  # window ids carry a 31-bit hash of the genome id: refuse the rare collision
     if genome_code(_g) in _codes:
@@ -78,3 +80,11 @@ def report_inputs(wildcards):
         "genomes": list(prepared_fastas(wildcards).values()),
         "annotations": list(annotations().values()),
     }
+
+
+def final_outputs():
+    """Index and reports; the promoter report only when some genome has an annotation."""
+    out = ["results/index/manifest.json", "results/reports/clusters/clusters.html"]
+    if annotations():
+        out.append("results/reports/promoters/promoters.html")
+    return out

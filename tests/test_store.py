@@ -1,0 +1,54 @@
+import h5py
+import numpy as np
+import pytest
+
+from genembed.errors import GenembedError
+from genembed.io import atomic_path
+from genembed.store import check_consistent, iter_shards, read_attrs, write_shard
+
+ATTRS = {"model": "m", "model_fingerprint": "f1", "pooling": "mean", "layer": -1, "revision": None}
+
+
+def test_shards_round_trip_as_float16_with_ids_and_attrs(tmp_path):
+    emb = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    write_shard(tmp_path / "a.h5", emb, np.arange(5) + 100, ATTRS)
+    (shard,) = iter_shards([tmp_path / "a.h5"])
+    assert shard.embeddings.dtype == np.float16
+    np.testing.assert_allclose(shard.embeddings, emb, atol=1e-2)
+    assert shard.window_id.tolist() == [100, 101, 102, 103, 104]
+    assert shard.attrs["revision"] == "" and shard.attrs["schema_version"] == 1
+
+
+def test_empty_shard_is_valid(tmp_path):
+    write_shard(tmp_path / "e.h5", np.zeros((0, 8), np.float32), np.zeros(0, np.int64), ATTRS)
+    (shard,) = iter_shards([tmp_path / "e.h5"])
+    assert shard.embeddings.shape == (0, 8)
+
+
+def test_shards_that_disagree_on_the_model_are_refused(tmp_path):
+    write_shard(tmp_path / "a.h5", np.zeros((1, 4)), np.zeros(1), ATTRS)
+    write_shard(tmp_path / "b.h5", np.zeros((1, 4)), np.zeros(1), {**ATTRS, "model_fingerprint": "f2"})
+    assert check_consistent([tmp_path / "a.h5"], ("pooling",)) == {"pooling": "mean"}
+    with pytest.raises(GenembedError, match="model_fingerprint is 'f2' but .*a.h5 has 'f1'; re-embed"):
+        check_consistent([tmp_path / "a.h5", tmp_path / "b.h5"], ("model_fingerprint",))
+
+
+def test_foreign_or_broken_hdf5_is_a_clear_error(tmp_path):
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(GenembedError, match="not a genembed embedding shard"):
+        read_attrs(tmp_path / "x.h5")
+    (tmp_path / "y.h5").write_bytes(b"not hdf5")
+    with pytest.raises(GenembedError, match="cannot read HDF5 shard"):
+        read_attrs(tmp_path / "y.h5")
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
