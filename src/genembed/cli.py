@@ -33,8 +33,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from .pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(
-        hidden_size=args.hidden_size, layers=args.layers, heads=args.heads,
-        intermediate_size=args.hidden_size * 4, seq_bp=args.seq_bp, batch_size=args.batch_size,
+        hidden_size=args.hidden_size, layers=args.layers, heads=args.heads, seq_bp=args.seq_bp, batch_size=args.batch_size,
         steps=args.steps, max_minutes=args.max_minutes, learning_rate=args.learning_rate, seed=args.seed,
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +71,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     """Window, tokenize and embed one genome into shards (what the workflow does per shard)."""
     from .embed import EmbedSettings, Embedder, embed_shard
     from .genome import Genome, prepare_fasta
-    from .models import ModelSpec, describe, load_tokenizer
+    from .models import ModelSpec, describe
     from .tokenize import TokenizerSpec, make_tokenizer, tokenize_shard
     from .windows import WindowSpec, shard_count, write_shard_windows
 
@@ -82,10 +81,10 @@ def cmd_embed(args: argparse.Namespace) -> None:
     spec = WindowSpec(args.window, args.stride or args.window, args.max_n_fraction, args.shard_size)
     model_spec = ModelSpec(args.model, args.revision, args.trust_remote_code)
     model = describe(model_spec)
-    tok_spec = TokenizerSpec(args.tokenizer, args.k, args.overlap)
-    tokenizer = make_tokenizer(tok_spec, load_tokenizer(Path(model["folder"]), model_spec))
     embedder = Embedder(ModelSpec(model["folder"], args.revision, args.trust_remote_code),
                         EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device))
+    tok_spec = TokenizerSpec(args.tokenizer, args.k, args.overlap)
+    tokenizer = make_tokenizer(tok_spec, embedder.tokenizer)
     genome = Genome(fasta)
     n_shards = shard_count(list(genome.contigs.items()), spec)
     genome.close()

@@ -52,14 +52,13 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision"))
     if identity["model_fingerprint"] != model["fingerprint"]:
         raise GenembedError(f"{shards[0]}: embedded with another model than {model['source']}; re-embed")
-    counts = [int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows]
-    total = sum(counts)
     dim = int(read_attrs(shards[0])["dim"])
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise GenembedError(f"index.factory {factory!r} is not a valid FAISS factory string ({str(exc).splitlines()[0]})") from None
     if not index.is_trained:
+        total = sum(int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows)
         index.train(_training_sample(shards, total, train_size, seed))
     if not _takes_ids(index):
         index = faiss.IndexIDMap2(index)

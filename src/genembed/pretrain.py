@@ -32,7 +32,6 @@ class PretrainConfig:
     hidden_size: int = 256
     layers: int = 4
     heads: int = 4
-    intermediate_size: int = 1024
     max_tokens: int = 512
     k: int = 6
     seq_bp: int = 1000
@@ -42,6 +41,11 @@ class PretrainConfig:
     learning_rate: float = 1e-3
     mask_fraction: float = 0.15
     seed: int = 0
+
+    @property
+    def intermediate_size(self) -> int:
+        """Feed-forward width: 4x the hidden size, as in BERT."""
+        return 4 * self.hidden_size
 
 
 def build_tokenizer(k: int, max_tokens: int):
@@ -186,7 +190,7 @@ def _model_card(stats: dict) -> str:
 A small BERT masked language model trained by `genembed pretrain`, so genembed runs offline.
 
 - Architecture: BERT, {c['layers']} layers, hidden size {c['hidden_size']}, {c['heads']} heads,
-  feed-forward {c['intermediate_size']}, at most {c['max_tokens']} tokens.
+  feed-forward {4 * c['hidden_size']}, at most {c['max_tokens']} tokens.
 - Tokenizer: non-overlapping {c['k']}-mers (Nucleotide Transformer style); other characters and
   leftover bases are single-character tokens; `[CLS]` ... `[SEP]` around each sequence.
 - Objective: masked language modelling, {c['mask_fraction']:.0%} of tokens (80/10/10 rule).

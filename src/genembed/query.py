@@ -14,14 +14,14 @@ import polars as pl
 
 from .embed import EmbedSettings, Embedder
 from .errors import GenembedError
-from .genome import Genome
+from .genome import IUPAC, Genome
 from .index import TABLE_FILE, normalise, read_index, read_manifest
 from .io import open_text
 from .models import ModelSpec, fingerprint
 from .tokenize import TokenizerSpec, check_lengths, make_tokenizer
 
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
-_VALID = re.compile(rb"^[ACGTNRYSWKMBDHV]+$")
+_VALID = re.compile(b"^[" + IUPAC.upper() + b"]+$")
 HIT_COLUMNS = ["query", "rank", "genome", "contig", "start", "end", "score"]
 
 
@@ -99,7 +99,7 @@ class Index:
             if found is not None and found != m["fingerprint"]:
                 raise GenembedError(f"{folder}: model files differ from those the index was built with"
                                     f" (fingerprint {found[:12]} != {m['fingerprint'][:12]})")
-            self._tokenizer = make_tokenizer(_tokenizer_spec(s["tokenizer"]), embedder.tokenizer)
+            self._tokenizer = make_tokenizer(TokenizerSpec.parse(s["tokenizer"]), embedder.tokenizer)
             self._embedder = embedder
         return self._embedder, self._tokenizer
 
@@ -108,7 +108,7 @@ class Index:
         embedder, tokenizer = self._model()
         for seq in sequences:
             if not _VALID.match(seq):
-                bad = sorted(set(re.sub(rb"[ACGTNRYSWKMBDHV]", b"", seq).decode(errors="replace")))
+                bad = sorted(set(seq.translate(None, IUPAC).decode(errors="replace")))
                 raise GenembedError(f"query holds characters that are not IUPAC nucleotides: {''.join(bad)!r}"
                                     if seq else "empty query sequence")
         rows = tokenizer.encode_batch(sequences)
@@ -148,15 +148,6 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _tokenizer_spec(text: str) -> TokenizerSpec:
-    if text == "hf":
-        return TokenizerSpec("hf")
-    m = re.match(r"kmer\(k=(\d+),(overlapping|non-overlapping)\)", text)
-    if not m:
-        raise GenembedError(f"unknown tokenizer description {text!r} in the index manifest")
-    return TokenizerSpec("kmer", int(m.group(1)), m.group(2) == "overlapping")
 
 
 def format_hits(hits: pl.DataFrame, fmt: str) -> str:

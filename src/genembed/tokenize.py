@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -33,9 +34,19 @@ class TokenizerSpec:
         return spec
 
     def describe(self) -> str:
+        """The text stored in shards and manifests; :meth:`parse` reads it back."""
         if self.kind == "hf":
             return "hf"
         return f"kmer(k={self.k},{'overlapping' if self.overlap else 'non-overlapping'})"
+
+    @classmethod
+    def parse(cls, text: str) -> "TokenizerSpec":
+        if text == "hf":
+            return cls("hf")
+        m = re.fullmatch(r"kmer\(k=(\d+),(overlapping|non-overlapping)\)", text)
+        if not m:
+            raise GenembedError(f"unknown tokenizer description {text!r}")
+        return cls("kmer", int(m.group(1)), m.group(2) == "overlapping")
 
 
 class KmerTokenizer:

@@ -42,6 +42,12 @@ class WindowSpec:
     max_n_fraction: float = 0.1
     shard_size: int = 10_000
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> "WindowSpec":
+        """From the config's ``windows`` section."""
+        return cls(int(cfg["size"]), int(cfg["stride"]), float(cfg.get("max_n_fraction", 0.1)),
+                   int(cfg.get("shard_size", 10_000)))
+
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1 or self.shard_size < 1:
             raise GenembedError(f"window size, stride and shard size must be positive: {self}")

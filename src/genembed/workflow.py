@@ -1,5 +1,4 @@
-"""Glue for the Snakemake rule scripts: logging to the rule's log, one-line errors, and turning
-the validated config into the library's settings objects."""
+"""Glue for the Snakemake rule scripts: logging to the rule's log and one-line errors."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import sys
 from typing import Any, Callable
 
 from .errors import GenembedError
-from .windows import WindowSpec
 
 
 def run_logged(log_path: str, step: Callable[[], Any]) -> None:
@@ -21,8 +19,3 @@ def run_logged(log_path: str, step: Callable[[], Any]) -> None:
         logging.getLogger("genembed").error("%s", exc)
         print(f"genembed: error: {exc}", file=sys.stderr)
         sys.exit(1)
-
-
-def window_spec(config: dict[str, Any]) -> WindowSpec:
-    w = config["windows"]
-    return WindowSpec(int(w["size"]), int(w["stride"]), float(w["max_n_fraction"]), int(w["shard_size"]))

@@ -5,8 +5,7 @@ import polars as pl
 from snakemake.utils import validate
 
 from genembed.genome import read_fai
-from genembed.windows import genome_code, shard_count
-from genembed.workflow import window_spec
+from genembed.windows import WindowSpec, genome_code, shard_count
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -30,7 +29,7 @@ for _g in SHEET:  # window ids carry a 31-bit hash of the genome id: refuse the 
     if genome_code(_g) in _codes:
         raise ValueError(f"{config['genomes']}: genome ids {_codes[genome_code(_g)]} and {_g} hash alike; rename one")
     _codes[genome_code(_g)] = _g
-WINDOWS = window_spec(config)
+WINDOWS = WindowSpec.from_config(config["windows"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
 

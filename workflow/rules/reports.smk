@@ -17,6 +17,7 @@ rule cluster_report:
         clusters=config["clusters"],
         promoters=config["promoters"],
         sheet=SHEET,
+        fastas=prepared_fastas,
         seed=config["seed"],
     log:
         "logs/cluster_report.log",
@@ -46,6 +47,7 @@ rule promoter_report:
         promoters=config["promoters"],
         stride=config["windows"]["stride"],
         sheet=SHEET,
+        fastas=prepared_fastas,
         seed=config["seed"],
     log:
         "logs/promoter_report.log",
