@@ -3,7 +3,6 @@ import json
 
 from genembed.embed import EmbedSettings, Embedder, embed_shard
 from genembed.models import ModelSpec
-from genembed.tokenize import TokenizerSpec
 from genembed.workflow import run_logged
 
 
@@ -14,10 +13,9 @@ def step():
     model = json.loads(open(snakemake.input.model).read())
     spec = ModelSpec.from_config({**snakemake.params.model, "path": model["folder"]})
     embedder = Embedder(spec, EmbedSettings.from_config(snakemake.params.embed))
-    w = snakemake.params.windows
+    w = model["windows"]
     embed_shard(snakemake.input.windows, snakemake.input.tokens, snakemake.input.offsets, embedder, model,
-                TokenizerSpec.from_config(snakemake.params.tokenizer).describe(), w["size"], w["stride"],
-                snakemake.output[0])
+                model["tokenizer"], w["size"], w["stride"], snakemake.output[0])
 
 
 run_logged(snakemake.log[0], step)

@@ -2,4 +2,4 @@
 from genembed.genome import prepare_fasta
 from genembed.workflow import run_logged
 
-run_logged(snakemake.log[0], lambda: prepare_fasta(snakemake.input[0], snakemake.output.fasta))
+run_logged(snakemake.log[0], lambda: prepare_fasta(snakemake.input.fasta, snakemake.output.fasta))

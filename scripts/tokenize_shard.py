@@ -1,4 +1,4 @@
-"""Snakemake adapter: token ids for one shard."""
+"""Snakemake adapter: token ids for one shard (both strands when embedding averages them)."""
 import json
 from pathlib import Path
 
@@ -10,10 +10,9 @@ from genembed.workflow import run_logged
 def step():
     model = json.loads(Path(snakemake.input.model).read_text())
     spec = ModelSpec.from_config({**snakemake.params.model, "path": model["folder"]})
-    tokenizer = make_tokenizer(TokenizerSpec.from_config(snakemake.params.tokenizer),
-                               load_tokenizer(Path(model["folder"]), spec))
+    tokenizer = make_tokenizer(TokenizerSpec.parse(model["tokenizer"]), load_tokenizer(Path(model["folder"]), spec))
     tokenize_shard(snakemake.input.windows, snakemake.input.fasta, tokenizer, model["max_tokens"],
-                   snakemake.output.tokens, snakemake.output.offsets)
+                   snakemake.output.tokens, snakemake.output.offsets, snakemake.params.strands)
 
 
 run_logged(snakemake.log[0], step)

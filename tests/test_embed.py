@@ -31,16 +31,16 @@ def reference(model, ids: np.ndarray, layer: int = -1, pooling: str = "mean") ->
 
 @pytest.mark.parametrize("pooling, layer", [("mean", -1), ("mean", -2), ("cls", -1)])
 def test_pooling_matches_a_plain_forward_pass_per_window(tiny_bert, rows, pooling, layer):
-    emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(pooling=pooling, layer=layer, token_budget=2000))
+    emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(pooling=pooling, layer=layer, token_budget=2000, precision="fp32"))
     got = emb.embed_rows(rows)
     for row, vec in zip(rows, got):
         np.testing.assert_allclose(vec, reference(emb.model, row, layer, pooling), atol=2e-5, rtol=1e-4)
 
 
 def test_embedding_does_not_depend_on_batch_company_or_budget(tiny_bert, rows):
-    small = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(token_budget=150)).embed_rows(rows)
-    large = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(token_budget=100_000)).embed_rows(rows)
-    alone = np.stack([Embedder(ModelSpec(str(tiny_bert)), EmbedSettings()).embed_rows([r])[0] for r in rows[:3]])
+    small = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(token_budget=150, precision="fp32")).embed_rows(rows)
+    large = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(token_budget=100_000, precision="fp32")).embed_rows(rows)
+    alone = np.stack([Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(precision="fp32")).embed_rows([r])[0] for r in rows[:3]])
     np.testing.assert_allclose(small, large, atol=2e-5)
     np.testing.assert_allclose(alone, large[:3], atol=2e-5)
 
@@ -63,7 +63,7 @@ def test_embed_stage_writes_a_self_describing_float16_shard(tmp_path, tiny_bert,
     ids = np.arange(len(rows), dtype=np.int64) + (7 << 32)
     pl.DataFrame({"window_id": ids}).write_parquet(tmp_path / "w.parquet")
     write_tokens(tmp_path / "t.npy", tmp_path / "o.npy", rows)
-    emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings())
+    emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(precision="fp32"))
     model = {"source": "tiny", "fingerprint": "abc", "revision": None}
     n = embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", emb, model,
                     "kmer(k=6,non-overlapping)", 1000, 500, tmp_path / "e.h5")

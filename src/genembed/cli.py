@@ -68,35 +68,48 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    """Window, tokenize and embed one genome into shards (what the workflow does per shard)."""
-    from .embed import EmbedSettings, Embedder, embed_shard
+    """Window, tokenize and embed one genome into shards (what the workflow does per shard).
+
+    A rerun keeps the shards already embedded with the same settings (resume after a kill)."""
+    from .embed import EmbedSettings, Embedder, ShardFiles, embed_shards, shard_attrs
     from .genome import Genome, prepare_fasta
-    from .models import ModelSpec, describe
+    from .models import ModelSpec
+    from .plan import plan_run
+    from .store import is_complete
     from .tokenize import TokenizerSpec, make_tokenizer, tokenize_shard
     from .windows import WindowSpec, shard_count, write_shard_windows
 
     out = Path(args.out)
     fasta = out / "genome.fa.gz"
     prepare_fasta(args.fasta, fasta)
-    spec = WindowSpec(args.window, args.stride or args.window, args.max_n_fraction, args.shard_size)
-    model_spec = ModelSpec(args.model, args.revision, args.trust_remote_code)
-    model = describe(model_spec)
-    embedder = Embedder(ModelSpec(model["folder"], args.revision, args.trust_remote_code),
-                        EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device))
     tok_spec = TokenizerSpec(args.tokenizer, args.k, args.overlap)
+    plan = plan_run(ModelSpec(args.model, args.revision, args.trust_remote_code), tok_spec,
+                    {"size": args.window, "stride": args.stride, "max_n_fraction": args.max_n_fraction,
+                     "shard_size": args.shard_size})
+    spec = WindowSpec.from_config(plan["windows"])
+    settings = EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands)
+    embedder = Embedder(ModelSpec(plan["folder"], args.revision, args.trust_remote_code), settings)
     tokenizer = make_tokenizer(tok_spec, embedder.tokenizer)
+    attrs = shard_attrs(embedder, plan, plan["tokenizer"], spec.size, spec.stride)
     genome = Genome(fasta)
     n_shards = shard_count(list(genome.contigs.items()), spec)
     genome.close()
+    todo = []
     for shard in range(n_shards):
         name = f"{shard:05d}"
-        windows = out / "windows" / f"{name}.parquet"
-        write_shard_windows(args.genome, fasta, spec, shard, windows)
-        tokens, offsets = out / "tokens" / f"{name}.tokens.npy", out / "tokens" / f"{name}.offsets.npy"
-        tokenize_shard(windows, fasta, tokenizer, model["max_tokens"], tokens, offsets)
-        n = embed_shard(windows, tokens, offsets, embedder, model, tok_spec.describe(), spec.size, spec.stride,
-                        out / "embeddings" / f"{name}.h5")
-        print(f"shard {name}: {n} windows")
+        files = ShardFiles(out / "windows" / f"{name}.parquet", out / "tokens" / f"{name}.tokens.npy",
+                           out / "tokens" / f"{name}.offsets.npy", out / "embeddings" / f"{name}.h5")
+        if is_complete(files.out, attrs) and files.windows.is_file():
+            print(f"shard {name}: already embedded")
+        else:
+            todo.append(files)
+
+    def prepare(files: ShardFiles) -> None:  # runs in the background while the previous shard embeds
+        write_shard_windows(args.genome, fasta, spec, int(files.out.stem), files.windows)
+        tokenize_shard(files.windows, fasta, tokenizer, plan["max_tokens"], files.tokens, files.offsets, args.strands)
+
+    n = embed_shards(todo, embedder, attrs, prepare)
+    print(f"{out}: {n_shards} shards, {n} windows embedded now (window {spec.size} bp, stride {spec.stride} bp)")
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -147,14 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--genome", required=True, help="genome id (letters, digits, . _ -)")
     e.add_argument("--out", required=True, help="folder for this genome (OUT/<genome> by convention)")
     _model_args(e)
-    e.add_argument("--window", type=int, default=1000)
-    e.add_argument("--stride", type=int, help="default: the window size")
+    e.add_argument("--window", type=_size, default="auto", help="bp, or auto: the longest the model takes")
+    e.add_argument("--stride", type=_size, default="auto", help="bp, or auto: half the window")
     e.add_argument("--max-n-fraction", type=float, default=0.1)
     e.add_argument("--shard-size", type=int, default=10_000)
     e.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
     e.add_argument("--k", type=int, default=6)
     e.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
-    e.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    e.add_argument("--pooling", choices=["mean", "cls", "max"], default="mean")
+    e.add_argument("--strands", choices=["forward", "average"], default="forward",
+                   help="average: mean of the window and its reverse complement")
     e.add_argument("--layer", type=int, default=-1)
     e.add_argument("--token-budget", type=int, default=16384)
     e.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -179,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="write here instead of standard output")
     q.set_defaults(func=cmd_query)
     return parser
+
+
+def _size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive or auto, not {text}")
+    return value
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:

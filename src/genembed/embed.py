@@ -1,12 +1,21 @@
-"""Run a model over tokenised windows: token-budget batches, masked pooling, float16 output."""
+"""Run a model over tokenised windows: length-sorted token-budget batches, exact masked pooling,
+reverse-complement averaging, bf16/fp16 where the hardware has it, float16 HDF5 output.
+
+Token rows of a shard embedded with ``strands: average`` hold the forward rows first and the
+reverse-complement rows after them (see :func:`genembed.tokenize.tokenize_shard`).
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
-import time
+import queue
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -14,27 +23,36 @@ from .errors import GenembedError
 from .models import ModelSpec, load_model, load_tokenizer, resolve
 
 log = logging.getLogger(__name__)
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "max")
+STRANDS = ("forward", "average")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class EmbedSettings:
-    """Pooling (``mean`` over real tokens, or ``cls``), layer (negative counts from the top),
-    tokens per batch, precision (``auto``, ``fp32``, ``bf16``, ``fp16``) and device."""
+    """Pooling (``mean`` or ``max`` over real tokens, or ``cls``), layer (negative counts from the
+    top), strands (``forward``, or ``average`` of both strands), tokens per batch, precision
+    (``auto``, ``fp32``, ``bf16``, ``fp16``) and device."""
 
     pooling: str = "mean"
     layer: int = -1
     token_budget: int = 16384
     precision: str = "auto"
     device: str = "auto"
+    strands: str = "forward"
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (("pooling", self.pooling, POOLINGS), ("strands", self.strands, STRANDS),
+                                    ("precision", self.precision, PRECISIONS)):
+            if value not in allowed:
+                raise GenembedError(f"embed.{key} must be one of {allowed}, not {value!r}")
+        if self.token_budget < 1:
+            raise GenembedError(f"embed.token_budget must be positive, not {self.token_budget}")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "EmbedSettings":
-        s = cls(cfg.get("pooling", "mean"), int(cfg.get("layer", -1)), int(cfg.get("token_budget", 16384)),
-                cfg.get("precision", "auto"), cfg.get("device", "auto"))
-        if s.pooling not in POOLINGS:
-            raise GenembedError(f"embed.pooling must be one of {POOLINGS}, not {s.pooling!r}")
-        return s
+        return cls(cfg.get("pooling", "mean"), int(cfg.get("layer", -1)), int(cfg.get("token_budget", 16384)),
+                   cfg.get("precision", "auto"), cfg.get("device", "auto"), cfg.get("strands", "forward"))
 
 
 def pick_device(name: str = "auto") -> str:
@@ -42,26 +60,74 @@ def pick_device(name: str = "auto") -> str:
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenembedError(f"embed.device is {name!r} but no CUDA device is available; use auto or cpu")
     return name
 
 
-def pick_dtype(precision: str, device: str):
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AMX or AVX-512 BF16)."""
     import torch
 
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def pick_dtype(precision: str, device: str):
+    """``auto``: bf16 on GPUs that have it (fp16 on older ones) and on CPUs with bf16 units, else fp32."""
+    import torch
+
+    cuda = device.startswith("cuda")
     if precision == "auto":
-        precision = "bf16" if device.startswith("cuda") else "fp32"
+        if cuda:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_has_bf16() else "fp32"
+    if precision == "fp16" and not cuda:
+        raise GenembedError("embed.precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def token_batches(lengths: np.ndarray, budget: int) -> Iterator[np.ndarray]:
-    """Row indices in batches, longest first, so that rows x longest length <= budget."""
-    order = np.argsort(-lengths, kind="stable")
+def token_batches(lengths: np.ndarray, budget: int, equal_lengths: bool = False) -> Iterator[np.ndarray]:
+    """Row indices in batches, longest first, so that rows x longest length <= budget.
+
+    With ``equal_lengths`` every batch holds rows of one length only (models without an
+    attention mask must never see padding).
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
     i = 0
     while i < len(order):
         longest = int(lengths[order[i]])
-        size = max(1, budget // max(longest, 1))
-        yield order[i : i + size]
-        i += size
+        end = min(len(order), i + max(1, budget // max(longest, 1)))
+        if equal_lengths:
+            end = i + int(np.searchsorted(-lengths[order[i:end]], -longest, side="right"))
+        yield order[i:end]
+        i = end
+
+
+def background(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` produced by a background thread, up to ``depth`` ahead."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Embedder:
@@ -73,6 +139,7 @@ class Embedder:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(settings.precision, self.device)
+        self.budget = settings.token_budget
         folder = resolve(spec)
         self.tokenizer = load_tokenizer(folder, spec)
         self.model = load_model(folder, spec, self.dtype).to(self.device)
@@ -80,84 +147,216 @@ class Embedder:
         names = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
         special = {getattr(self.tokenizer, n, None) for n in names} - {None}
         self.special = torch.tensor(sorted(special), dtype=torch.long, device=self.device)
-        self.hidden_size = int(self.model.config.hidden_size)
-        layers = int(getattr(self.model.config, "num_hidden_layers", 0) or 0)
+        cfg = self.model.config
+        self.hidden_size = int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
+        self.takes_mask = _accepts(self.model.forward, "attention_mask")
+        self.takes_hidden_states = _accepts(self.model.forward, "output_hidden_states")
+        layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
         if layers and not -(layers + 1) <= settings.layer <= layers:
             raise GenembedError(f"embed.layer {settings.layer} is out of range for a model with {layers} layers"
                                 f" (use -{layers + 1}..{layers}; -1 is the last)")
+        if settings.layer != -1 and not self.takes_hidden_states:
+            raise GenembedError(f"{spec.source}: the model returns no hidden states per layer; use embed.layer: -1")
         if settings.pooling == "cls" and self.tokenizer.cls_token_id is None and self.tokenizer.bos_token_id is None:
             raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer has none;"
                                 " use pooling: mean")
+        log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device,
+                 str(self.dtype).removeprefix("torch."), "yes" if self.takes_mask else "no (equal-length batches)")
 
-    def embed_rows(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+    @property
+    def precision(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def embed_rows(self, rows: Sequence[np.ndarray], progress: Callable[[int], Any] | None = None) -> np.ndarray:
         """Pooled float32 vectors ``[len(rows), d]`` for token rows (ragged lengths allowed)."""
         import torch
 
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
         out = np.zeros((len(rows), self.hidden_size), dtype=np.float32)
+        batches = list(token_batches(lengths, self.budget, not self.takes_mask))
         with torch.inference_mode():
-            for batch in token_batches(lengths, self.settings.token_budget):
-                width = int(lengths[batch].max())
-                ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-                for j, row in enumerate(batch):
-                    ids[j, : lengths[row]] = rows[row]
-                out[batch] = self._forward(torch.from_numpy(ids), torch.from_numpy(lengths[batch]))
+            for batch, ids, lens in background(self._padded(rows, lengths, b) for b in batches):
+                out[batch] = self._run(rows, lengths, batch, ids, lens)
+                if progress:
+                    progress(len(batch))
+        return out
+
+    def _padded(self, rows: Sequence[np.ndarray], lengths: np.ndarray, batch: np.ndarray):
+        """A batch as padded int64 ids (pinned for a fast copy to a GPU) and its lengths."""
+        import torch
+
+        width = int(lengths[batch].max())
+        ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        for j, row in enumerate(batch):
+            ids[j, : lengths[row]] = rows[row]
+        ids_t, lens_t = torch.from_numpy(ids), torch.from_numpy(lengths[batch])
+        if self.device.startswith("cuda"):
+            ids_t, lens_t = ids_t.pin_memory(), lens_t.pin_memory()
+        return batch, ids_t, lens_t
+
+    def _run(self, rows, lengths, batch, ids, lens) -> np.ndarray:
+        """Forward one batch; on GPU out-of-memory halve the token budget and retry it in parts."""
+        import torch
+
+        try:
+            return self._forward(ids, lens)
+        except torch.OutOfMemoryError:
+            pass  # handled outside the except block, so the failed batch's tensors can be freed
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        width = ids.shape[1]
+        if len(batch) == 1:
+            raise GenembedError(f"out of memory on a single window of {width} tokens; use smaller windows"
+                                " or a larger device")
+        self.budget = max(width, min(self.budget, len(batch) * width) // 2)
+        log.warning("out of memory on %d windows x %d tokens: token budget halved to %d, retrying",
+                    len(batch), width, self.budget)
+        return self._retry(rows, lengths, batch)
+
+    def _retry(self, rows, lengths, batch) -> np.ndarray:
+        """A batch again, split to fit the reduced budget."""
+        out = np.zeros((len(batch), self.hidden_size), dtype=np.float32)
+        for part in token_batches(lengths[batch], self.budget, not self.takes_mask):
+            sub = batch[part]
+            out[part] = self._run(rows, lengths, sub, *self._padded(rows, lengths, sub)[1:])
         return out
 
     def _forward(self, ids, lengths) -> np.ndarray:
         import torch
 
         ids = ids.to(self.device, non_blocking=True)
-        attention = (torch.arange(ids.shape[1], device=self.device)[None, :] < lengths.to(self.device)[:, None])
+        lengths = lengths.to(self.device, non_blocking=True)
+        real = torch.arange(ids.shape[1], device=self.device)[None, :] < lengths[:, None]
         layer = self.settings.layer
-        result = self.model(input_ids=ids, attention_mask=attention.long(), output_hidden_states=layer != -1)
-        if isinstance(result, tuple):  # custom code returning plain tuples (DNABERT-2)
-            if layer != -1:
-                raise GenembedError("this model returns no hidden states per layer; use embed.layer: -1")
-            hidden = result[0]
-        else:
-            hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
-        hidden = hidden.float()  # pool in fp32 whatever the compute precision
+        kwargs: dict[str, Any] = {}
+        if self.takes_mask and not bool(real.all()):  # a full batch needs no mask (faster kernels)
+            kwargs["attention_mask"] = real.long()
+        if layer != -1:
+            kwargs["output_hidden_states"] = True
+        result = self.model(input_ids=ids, **kwargs)
+        hidden = _hidden(result, layer).float()  # pool in fp32 whatever the compute precision
         if self.settings.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            real = (attention & ~torch.isin(ids, self.special)).float()[..., None]
-            pooled = (hidden * real).sum(1) / real.sum(1).clamp(min=1)
-        return pooled.cpu().numpy()
+            return hidden[:, 0].cpu().numpy()
+        keep = (real & ~torch.isin(ids, self.special))[..., None]
+        if self.settings.pooling == "max":
+            pooled = hidden.masked_fill(~keep, float("-inf")).amax(1)
+            return torch.where(keep.any(1), pooled, 0.0).cpu().numpy()
+        keep = keep.float()
+        return ((hidden * keep).sum(1) / keep.sum(1).clamp(min=1)).cpu().numpy()
 
 
-def embed_tokens(embedder: Embedder, tokens: np.ndarray, offsets: np.ndarray,
-                 chunk: int = 4096) -> np.ndarray:
-    """Float16 embeddings of a shard's token rows, computed in chunks, with a rate in the log."""
-    n = len(offsets) - 1
-    out = np.zeros((n, embedder.hidden_size), dtype=np.float16)
-    started = time.monotonic()
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        rows = [np.asarray(tokens[offsets[i] : offsets[i + 1]]) for i in range(lo, hi)]
-        out[lo:hi] = embedder.embed_rows(rows)
-        rate = hi / max(time.monotonic() - started, 1e-9)
-        log.info("embedded %d/%d windows (%.1f windows/s)", hi, n, rate)
-    return out
+def _hidden(result: Any, layer: int):
+    """The requested layer's hidden states from a model output (ModelOutput, tuple or tensor)."""
+    if hasattr(result, "last_hidden_state") or hasattr(result, "hidden_states"):
+        if layer == -1 and getattr(result, "last_hidden_state", None) is not None:
+            return result.last_hidden_state
+        states = getattr(result, "hidden_states", None)
+        if states is None:
+            raise GenembedError("the model returned no hidden states per layer; use embed.layer: -1")
+        return states[layer]
+    if isinstance(result, (tuple, list)):  # custom code returning plain tuples (DNABERT-2)
+        if layer != -1:
+            raise GenembedError("the model returns no hidden states per layer; use embed.layer: -1")
+        return result[0]
+    return result
+
+
+def split_rows(tokens: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Token rows of a shard (views into ``tokens``)."""
+    if len(offsets) < 2:
+        return []
+    return np.split(np.asarray(tokens), np.asarray(offsets[1:-1]))
+
+
+def embed_tokens(embedder: Embedder, rows: Sequence[np.ndarray], label: str = "windows") -> np.ndarray:
+    """Float16 embeddings of token rows, with a progress bar (windows/s) on stderr.
+
+    With ``strands: average`` the rows are the forward rows then the reverse-complement rows,
+    and each window's vector is the mean of its two strands.
+    """
+    from tqdm.auto import tqdm
+
+    average = embedder.settings.strands == "average"
+    if average and len(rows) % 2:
+        raise GenembedError(f"{label}: strands 'average' needs forward and reverse rows, got an odd count {len(rows)}")
+    n = len(rows) // 2 if average else len(rows)
+    with tqdm(total=len(rows), desc=label, unit=" rows", file=sys.stderr, mininterval=1 if sys.stderr.isatty() else 30,
+              disable=None if not log.isEnabledFor(logging.INFO) else False) as bar:
+        vectors = embedder.embed_rows(rows, bar.update)
+        log.info("%s: %d windows in %.1f s (%.1f windows/s)", label, n, bar.format_dict["elapsed"],
+                 n / max(bar.format_dict["elapsed"], 1e-9))
+    if average:
+        vectors = (vectors[:n] + vectors[n:]) / 2
+    return vectors.astype(np.float16)
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """One shard's inputs (windows Parquet, token files) and its HDF5 output."""
+
+    windows: Path
+    tokens: Path
+    offsets: Path
+    out: Path
+
+
+def shard_attrs(embedder: Embedder, model: dict[str, Any], tokenizer: str, window_size: int,
+                window_stride: int) -> dict[str, Any]:
+    """The attrs that make a shard self-describing (and that an index checks)."""
+    s = embedder.settings
+    return {
+        "model": model["source"], "model_fingerprint": model["fingerprint"], "revision": model.get("revision"),
+        "tokenizer": tokenizer, "pooling": s.pooling, "layer": s.layer, "strands": s.strands,
+        "precision": embedder.precision, "window_size": window_size, "window_stride": window_stride,
+        "dim": embedder.hidden_size,
+    }
+
+
+def _load(files: ShardFiles, strands: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    import polars as pl
+
+    from .tokenize import read_tokens
+
+    ids = pl.read_parquet(files.windows, columns=["window_id"])["window_id"].to_numpy()
+    flat, offsets = read_tokens(files.tokens, files.offsets)
+    expected = len(ids) * (2 if strands == "average" else 1)
+    if len(offsets) - 1 != expected:
+        raise GenembedError(f"{files.tokens}: {len(offsets) - 1} token rows but {len(ids)} windows in {files.windows}"
+                            f" (strands: {strands} needs {expected})")
+    return ids, split_rows(np.array(flat), offsets)
+
+
+def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[str, Any],
+                 prepare: Callable[[ShardFiles], Any] | None = None) -> int:
+    """Stage: embed shards one after another with one model load. The next shard is prepared
+    (``prepare`` makes its inputs, if given) and read, and the previous shard's HDF5 file written,
+    in background threads while the model runs. Each shard is written atomically: a killed job
+    leaves whole shards or none."""
+    from .store import write_shard
+
+    def load(files: ShardFiles):
+        if prepare:
+            prepare(files)
+        return _load(files, embedder.settings.strands)
+
+    total = 0
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        pending = reader.submit(load, shards[0]) if shards else None
+        writes = []
+        for i, files in enumerate(shards):
+            ids, rows = pending.result()
+            if i + 1 < len(shards):
+                pending = reader.submit(load, shards[i + 1])
+            vectors = embed_tokens(embedder, rows, files.out.name)
+            writes.append(writer.submit(write_shard, files.out, vectors, ids, attrs))
+            total += len(ids)
+        for w in writes:
+            w.result()
+    return total
 
 
 def embed_shard(windows: str | Path, tokens: str | Path, offsets: str | Path, embedder: Embedder,
                 model: dict[str, Any], tokenizer: str, window_size: int, window_stride: int, out: str | Path) -> int:
     """Stage: embed one shard's tokens and write the HDF5 shard (atomically)."""
-    import polars as pl
-
-    from .store import write_shard
-    from .tokenize import read_tokens
-
-    ids = pl.read_parquet(windows, columns=["window_id"])["window_id"].to_numpy()
-    flat, offs = read_tokens(tokens, offsets)
-    if len(offs) - 1 != len(ids):
-        raise GenembedError(f"{tokens}: {len(offs) - 1} token rows but {len(ids)} windows in {windows}")
-    vectors = embed_tokens(embedder, flat, offs)
-    s = embedder.settings
-    write_shard(out, vectors, ids, {
-        "model": model["source"], "model_fingerprint": model["fingerprint"], "revision": model.get("revision"),
-        "tokenizer": tokenizer, "pooling": s.pooling, "layer": s.layer, "precision": str(embedder.dtype).removeprefix("torch."),
-        "window_size": window_size, "window_stride": window_stride, "dim": embedder.hidden_size,
-    })
-    return len(ids)
+    files = ShardFiles(Path(windows), Path(tokens), Path(offsets), Path(out))
+    return embed_shards([files], embedder, shard_attrs(embedder, model, tokenizer, window_size, window_stride))

@@ -59,6 +59,15 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
         raise GenembedError(f"{path}: cannot read HDF5 shard ({exc})") from None
 
 
+def is_complete(path: str | os.PathLike, attrs: dict[str, Any]) -> bool:
+    """True when ``path`` is a readable shard made with these attrs (so a rerun may keep it)."""
+    try:
+        found = read_attrs(path)
+    except (GenembedError, FileNotFoundError):
+        return False
+    return all(str(found.get(k)) == str("" if v is None else v) for k, v in attrs.items())
+
+
 def read_shard(path: str | os.PathLike) -> Shard:
     attrs = read_attrs(path)
     with h5py.File(path, "r") as f:

@@ -88,6 +88,13 @@ class KmerTokenizer:
         at = ids.index(vocab[probe])
         return cls(vocab, k, overlap, ids[:at], ids[at + 1 :], unk)
 
+    def max_bp(self, max_tokens: int) -> int:
+        """The longest clean (A/C/G/T) sequence whose tokens fit ``max_tokens``."""
+        room = max_tokens - len(self.prefix) - len(self.suffix)
+        if room < 1:
+            return 0
+        return room + self.k - 1 if self.overlap else room * self.k
+
     def _kmers(self, codes: np.ndarray) -> np.ndarray:
         """k-mer ids of clean code rows ``[n, L]`` (codes 0..3 only)."""
         n, length = codes.shape
@@ -144,6 +151,25 @@ class HFTokenizer:
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
 
+    def max_bp(self, max_tokens: int) -> int:
+        """The longest prefix of a random A/C/G/T sequence whose tokens fit ``max_tokens``.
+
+        Random sequence is the hardest case for a BPE vocabulary learnt from genomes (real windows
+        use fewer tokens); the tokenize stage still checks every window."""
+        rng = np.random.default_rng(0)
+        probe = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, max_tokens * 64)].tobytes()
+
+        def fits(n: int) -> bool:
+            return len(self.encode_batch([probe[:n]])[0]) <= max_tokens
+
+        lo, hi = 0, len(probe)
+        if fits(hi):
+            return hi
+        while hi - lo > 1:  # fits(lo) and not fits(hi)
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
     def encode_batch(self, seqs: Sequence[bytes]) -> list[np.ndarray]:
         enc = self.tokenizer([s.decode() for s in seqs], add_special_tokens=True, truncation=False,
                              return_attention_mask=False)
@@ -154,6 +180,14 @@ def make_tokenizer(spec: TokenizerSpec, hf_tokenizer: Any) -> KmerTokenizer | HF
     if spec.kind == "kmer":
         return KmerTokenizer.from_hf(hf_tokenizer, spec.k, spec.overlap)
     return HFTokenizer(hf_tokenizer)
+
+
+_COMPLEMENT = bytes.maketrans(b"ACGTRYKMBVDHNSW", b"TGCAYRMKVBHDNSW")
+
+
+def reverse_complement(seq: bytes) -> bytes:
+    """Reverse complement of an upper-case IUPAC sequence."""
+    return seq.translate(_COMPLEMENT)[::-1]
 
 
 def check_lengths(rows: Sequence[np.ndarray], limit: int, what: str) -> None:
@@ -185,8 +219,10 @@ def read_tokens(tokens_path: str | os.PathLike, offsets_path: str | os.PathLike)
 
 def tokenize_shard(windows: str | os.PathLike, fasta: str | os.PathLike, tokenizer: KmerTokenizer | HFTokenizer,
                    max_tokens: int, out_tokens: str | os.PathLike, out_offsets: str | os.PathLike,
-                   chunk: int = 4096) -> int:
-    """Stage: token ids for one shard's windows, refused when longer than the model takes."""
+                   strands: str = "forward", chunk: int = 4096) -> int:
+    """Stage: token ids for one shard's windows, refused when longer than the model takes.
+
+    With ``strands="average"`` the reverse-complement rows follow all forward rows."""
     import polars as pl
 
     from .genome import Genome
@@ -194,13 +230,17 @@ def tokenize_shard(windows: str | os.PathLike, fasta: str | os.PathLike, tokeniz
 
     table = pl.read_parquet(windows, columns=["contig", "start", "end"])
     genome = Genome(fasta)
-    rows: list[np.ndarray] = []
+    forward: list[np.ndarray] = []
+    reverse: list[np.ndarray] = []
     try:
         seqs = window_sequences(genome, table)
         while batch := list(itertools.islice(seqs, chunk)):
-            rows.extend(tokenizer.encode_batch(batch))
+            forward.extend(tokenizer.encode_batch(batch))
+            if strands == "average":
+                reverse.extend(tokenizer.encode_batch([reverse_complement(s) for s in batch]))
     finally:
         genome.close()
+    rows = forward + reverse
     check_lengths(rows, max_tokens, str(windows))
     write_tokens(out_tokens, out_offsets, rows)
-    return len(rows)
+    return len(forward)

@@ -53,6 +53,22 @@ class WindowSpec:
             raise GenembedError(f"window size, stride and shard size must be positive: {self}")
 
 
+def plan_windows(cfg: dict, max_bp: int, model: str, max_tokens: int) -> dict:
+    """The ``windows`` section with ``auto`` sizes resolved from the model: ``size: auto`` is the
+    longest window the model takes (``max_bp``), ``stride: auto`` half of the size. A window longer
+    than ``max_bp`` would be truncated by the model, so it is refused, naming both numbers."""
+    size = max_bp if cfg["size"] == "auto" else int(cfg["size"])
+    if max_bp < 1:
+        raise GenembedError(f"{model} takes at most {max_tokens} tokens: no window fits beside its special tokens")
+    if size > max_bp:
+        raise GenembedError(
+            f"windows.size {size} bp does not fit {model}: it takes at most {max_tokens} tokens, which hold"
+            f" {max_bp} bp with this tokenizer; set windows.size to {max_bp} or less (or auto)"
+        )
+    stride = max(1, size // 2) if cfg.get("stride", "auto") == "auto" else int(cfg["stride"])
+    return {**cfg, "size": size, "stride": stride, "max_bp": max_bp}
+
+
 def genome_code(genome: str) -> int:
     """A 31-bit code for a genome id (blake2b), the high bits of its window ids."""
     return int.from_bytes(hashlib.blake2b(genome.encode(), digest_size=4).digest(), "big") >> 1

@@ -1,4 +1,5 @@
 # Sample-sheet loading, validation, wildcard constraints and input functions.
+import json
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +30,7 @@ for _g in SHEET:  # window ids carry a 31-bit hash of the genome id: refuse the 
     if genome_code(_g) in _codes:
         raise ValueError(f"{config['genomes']}: genome ids {_codes[genome_code(_g)]} and {_g} hash alike; rename one")
     _codes[genome_code(_g)] = _g
-WINDOWS = WindowSpec.from_config(config["windows"])
+MODEL_JSON = "results/model/model.json"
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
 
@@ -51,10 +52,16 @@ def model_inputs(wildcards):
 def shards(genome):
     """Shard names of a genome, planned from its contig lengths once it is indexed (checkpoint)."""
     fai = checkpoints.prepare_genome.get(genome=genome).output.fai
-    n = shard_count(read_fai(fai), WINDOWS)
+    n = shard_count(read_fai(fai), window_spec())
     if n > 99_999:
         raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
     return [f"{i:05d}" for i in range(n)]
+
+
+def window_spec():
+    """The windows the model description planned (sizes resolved from the model when auto)."""
+    plan = checkpoints.describe_model.get().output[0]
+    return WindowSpec.from_config(json.loads(Path(plan).read_text())["windows"])
 
 
 def all_shards(pattern):

@@ -6,13 +6,11 @@ rule embed:
         windows="results/windows/{genome}/{shard}.parquet",
         tokens="results/tokens/{genome}/{shard}.tokens.npy",
         offsets="results/tokens/{genome}/{shard}.offsets.npy",
-        model="results/model/model.json",
+        model=MODEL_JSON,
     output:
         "results/embeddings/{genome}/{shard}.h5",
     params:
         embed=config["embed"],
-        tokenizer=config["tokenizer"],
-        windows=config["windows"],
         model=config["model"],
     log:
         "logs/embed/{genome}/{shard}.log",

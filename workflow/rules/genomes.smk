@@ -1,10 +1,10 @@
 # Validate each genome FASTA (plain, gzip or bgzip) into an indexed bgzip copy. A checkpoint:
-# its .fai fixes how many shards (embedding jobs) the genome has.
+# its .fai and the model's window plan (describe_model) fix how many shards (embedding jobs) the genome has.
 
 
 checkpoint prepare_genome:
     input:
-        genome_fasta,
+        fasta=genome_fasta,
     output:
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",

@@ -6,7 +6,7 @@ rule build_index:
         shards=all_shards("results/embeddings/{genome}/{shard}.h5"),
         windows=all_shards("results/windows/{genome}/{shard}.parquet"),
         genomes=lambda wc: list(prepared_fastas(wc).values()),
-        model="results/model/model.json",
+        model=MODEL_JSON,
     output:
         index="results/index/index.faiss",
         table="results/index/windows.parquet",

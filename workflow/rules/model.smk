@@ -1,4 +1,5 @@
-# The model: optionally pretrained here, then described once (fingerprint, limits) for all jobs.
+# The model: optionally pretrained here, then described once (fingerprint, limits, the windows that
+# fit it) for all jobs. A checkpoint: with windows.size auto, its plan fixes how many shards there are.
 
 
 rule pretrain_model:
@@ -23,14 +24,16 @@ rule pretrain_model:
         "../../scripts/pretrain_model.py"
 
 
-rule describe_model:
+checkpoint describe_model:
     input:
         model_inputs,
     output:
-        "results/model/model.json",
+        MODEL_JSON,
     params:
         model=config["model"],
         folder=MODEL_DIR,
+        tokenizer=config["tokenizer"],
+        windows=config["windows"],
     log:
         "logs/describe_model.log",
     benchmark:

@@ -45,7 +45,6 @@ rule promoter_report:
         tracks=expand("results/reports/promoters/{genome}.bedgraph", genome=SHEET),
     params:
         promoters=config["promoters"],
-        stride=config["windows"]["stride"],
         sheet=SHEET,
         fastas=prepared_fastas,
         seed=config["seed"],

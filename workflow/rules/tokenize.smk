@@ -1,17 +1,19 @@
-# Token ids per shard: flat int32 tokens + int64 offsets (.npy, memory-mappable).
+# Token ids per shard: flat int32 tokens + int64 offsets (.npy, memory-mappable); with
+# embed.strands: average, the reverse-complement rows follow the forward rows.
 
 
 rule tokenize:
     input:
         windows="results/windows/{genome}/{shard}.parquet",
         fasta="results/genomes/{genome}/genome.fa.gz",
-        model="results/model/model.json",
+        model=MODEL_JSON,
     output:
         tokens="results/tokens/{genome}/{shard}.tokens.npy",
         offsets="results/tokens/{genome}/{shard}.offsets.npy",
     params:
         tokenizer=config["tokenizer"],
         model=config["model"],
+        strands=config["embed"]["strands"],
     log:
         "logs/tokenize/{genome}/{shard}.log",
     benchmark:

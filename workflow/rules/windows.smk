@@ -5,10 +5,9 @@ rule windows:
     input:
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        plan=MODEL_JSON,
     output:
         "results/windows/{genome}/{shard}.parquet",
-    params:
-        windows=config["windows"],
     log:
         "logs/windows/{genome}/{shard}.log",
     benchmark:

@@ -1,0 +1,19 @@
+"""What a run will do, fixed once before any job: the model's description plus the windows that
+fit it (the workflow's ``results/model/model.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import ModelSpec, describe, load_tokenizer, resolve
+from .tokenize import TokenizerSpec, make_tokenizer
+from .windows import plan_windows
+
+
+def plan_run(spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any]) -> dict[str, Any]:
+    """The model description with the tokenizer and the resolved, checked window plan."""
+    model = describe(spec)
+    tok = make_tokenizer(tokenizer, load_tokenizer(resolve(spec), spec))
+    model["tokenizer"] = tokenizer.describe()
+    model["windows"] = plan_windows(windows, tok.max_bp(model["max_tokens"]), spec.source, model["max_tokens"])
+    return model

@@ -1,0 +1,195 @@
+"""Tiny, real (randomly initialised) models of each published DNA-model family, saved as Hugging Face
+folders the way those models ship: vocabulary files, tokenizer classes and, for custom code, their
+own ``modeling_*.py`` registered through ``auto_map``."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+KMERS6 = ["".join(p) for p in itertools.product("ACGT", repeat=6)]
+
+
+def dnabert(folder: Path, seed: int = 0) -> Path:
+    """DNABERT (v1): BERT, BertTokenizer over a vocab.txt of overlapping 6-mers, 512 positions."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *KMERS6]) + "\n")
+    tok = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=False, model_max_length=512)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, pad_token_id=0)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def nucleotide_transformer_v1(folder: Path, seed: int = 0) -> Path:
+    """Nucleotide Transformer v1: ESM, EsmTokenizer over non-overlapping 6-mers plus single bases and N;
+    1002 positions with padding index 1, so at most 1000 tokens."""
+    import torch
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    folder.mkdir(parents=True)
+    vocab = ["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", *KMERS6, "A", "T", "C", "G", "N"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = EsmTokenizer(str(folder / "vocab.txt"), model_max_length=1000)
+    torch.manual_seed(seed)
+    cfg = EsmConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=1002, pad_token_id=1, mask_token_id=2,
+                    position_embedding_type="absolute", token_dropout=False, emb_layer_norm_before=False)
+    EsmForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def bpe_bert(folder: Path, sequence: bytes, seed: int = 0) -> Path:
+    """DNABERT-2 / GROVER-like: a byte-pair vocabulary learnt on genome sequence (variable tokens
+    per window) in a fast tokenizer, and a BERT encoder."""
+    import torch
+    from tokenizers import Tokenizer, models, processors, trainers
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True)
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=special, initial_alphabet=list("ACGTN"),
+                                  show_progress=False)
+    text = sequence.decode()
+    bpe.train_from_iterator((text[i : i + 1000] for i in range(0, len(text), 1000)), trainer)
+    bpe.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, pad_token_id=0)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+HYENA_CODE = '''"""A HyenaDNA-like model: character tokens, causal long convolutions, and a forward pass that takes
+no attention mask at all (as HyenaDNA's own code)."""
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithNoAttention
+
+
+class HyenaLikeConfig(PretrainedConfig):
+    model_type = "genembed-test-hyena"
+
+    def __init__(self, vocab_size=12, d_model=32, n_layer=2, kernel_size=16, max_seq_len=1026, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
+        self.kernel_size, self.max_seq_len = kernel_size, max_seq_len
+
+
+class HyenaLikeModel(PreTrainedModel):
+    config_class = HyenaLikeConfig
+    base_model_prefix = "hyena"
+
+    def __init__(self, config):
+        super().__init__(config)
+        d = config.d_model
+        self.embeddings = nn.Embedding(config.vocab_size, d)
+        self.convs = nn.ModuleList(nn.Conv1d(d, d, config.kernel_size, groups=d) for _ in range(config.n_layer))
+        self.mlps = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+                                  for _ in range(config.n_layer))
+        self.norm = nn.LayerNorm(d)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.2)
+
+    def forward(self, input_ids, output_hidden_states=None, return_dict=None):
+        h = self.embeddings(input_ids)
+        states = [h]
+        for conv, mlp in zip(self.convs, self.mlps):
+            x = F.pad(h.transpose(1, 2), (conv.kernel_size[0] - 1, 0))  # causal: no token sees the next
+            h = h + torch.tanh(conv(x)).transpose(1, 2)
+            h = h + mlp(h)
+            states.append(h)
+        h = self.norm(h)
+        return BaseModelOutputWithNoAttention(last_hidden_state=h,
+                                              hidden_states=tuple(states[:-1]) + (h,) if output_hidden_states else None)
+'''
+
+
+def _import(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _register_auto_map(folder: Path, auto_map: dict[str, str]) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = auto_map
+    config.pop("architectures", None)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def hyena_like(folder: Path, seed: int = 0) -> Path:
+    """HyenaDNA-like: custom code (trust_remote_code), character tokens with [SEP] appended and left
+    padding, a causal model whose forward takes no attention mask."""
+    import torch
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True)
+    (folder / "modeling_hyena.py").write_text(HYENA_CODE)
+    module = _import(folder / "modeling_hyena.py", "genembed_test_modeling_hyena")
+    vocab = {t: i for i, t in enumerate(["[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]",
+                                         "A", "C", "G", "T", "N"])}
+    chars = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    chars.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    chars.post_processor = processors.TemplateProcessing(single="$A [SEP]", special_tokens=[("[SEP]", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=chars, unk_token="[UNK]", pad_token="[PAD]", sep_token="[SEP]",
+                                  cls_token="[CLS]", mask_token="[MASK]", padding_side="left", model_max_length=1026)
+    torch.manual_seed(seed)
+    module.HyenaLikeModel(module.HyenaLikeConfig(vocab_size=len(vocab))).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _register_auto_map(folder, {"AutoConfig": "modeling_hyena.HyenaLikeConfig", "AutoModel": "modeling_hyena.HyenaLikeModel"})
+    return folder
+
+
+NT2_CODE = '''"""A DNA model that ships its own code, registered only as a masked LM (like Nucleotide Transformer v2)."""
+from transformers import BertConfig, BertForMaskedLM
+
+
+class DnaConfig(BertConfig):
+    model_type = "genembed-test-dna"
+
+
+class DnaForMaskedLM(BertForMaskedLM):
+    config_class = DnaConfig
+'''
+
+
+def masked_lm_custom_code(folder: Path, seed: int = 1) -> Path:
+    """Nucleotide Transformer v2-like: custom code registered only as AutoModelForMaskedLM, 6-mers."""
+    import torch
+
+    from genembed.pretrain import build_tokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "modeling_dna.py").write_text(NT2_CODE)
+    module = _import(folder / "modeling_dna.py", "genembed_test_modeling_dna")
+    torch.manual_seed(seed)
+    tok = build_tokenizer(6, 512)
+    cfg = module.DnaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    module.DnaForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _register_auto_map(folder, {"AutoConfig": "modeling_dna.DnaConfig", "AutoModelForMaskedLM": "modeling_dna.DnaForMaskedLM"})
+    return folder
