@@ -100,45 +100,9 @@ def built_index(tmp_path_factory, prepared_slice, tiny_bert):
     return {"dir": d / "index", "windows": windows, "shards": shards, "model": model}
 
 
-CUSTOM_CODE = '''"""A DNA model that ships its own code, registered only as a masked LM (like Nucleotide Transformer v2)."""
-from transformers import BertConfig, BertForMaskedLM
-
-
-class DnaConfig(BertConfig):
-    model_type = "genembed-test-dna"
-
-
-class DnaForMaskedLM(BertForMaskedLM):
-    config_class = DnaConfig
-'''
-
-
 @pytest.fixture(scope="session")
 def custom_code_model(tmp_path_factory) -> Path:
     """A real model folder whose architecture lives in its own modeling_dna.py (trust_remote_code)."""
-    import importlib.util
-    import json
-    import sys
+    from model_zoo import masked_lm_custom_code
 
-    import torch
-
-    from genembed.pretrain import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("models") / "custom-dna"
-    folder.mkdir()
-    (folder / "modeling_dna.py").write_text(CUSTOM_CODE)
-    spec = importlib.util.spec_from_file_location("genembed_test_modeling_dna", folder / "modeling_dna.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    torch.manual_seed(1)
-    tok = build_tokenizer(6, 512)
-    cfg = module.DnaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
-    module.DnaForMaskedLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "modeling_dna.DnaConfig", "AutoModelForMaskedLM": "modeling_dna.DnaForMaskedLM"}
-    config.pop("architectures", None)
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return masked_lm_custom_code(tmp_path_factory.mktemp("models") / "custom-dna")

@@ -193,3 +193,47 @@ def masked_lm_custom_code(folder: Path, seed: int = 1) -> Path:
     tok.save_pretrained(folder)
     _register_auto_map(folder, {"AutoConfig": "modeling_dna.DnaConfig", "AutoModelForMaskedLM": "modeling_dna.DnaForMaskedLM"})
     return folder
+
+
+MEMORY_LIMITED_CODE = '''"""A BERT whose device holds at most ``max_batch_tokens`` tokens per batch: above that its forward
+raises torch.OutOfMemoryError, as a GPU does when a batch does not fit."""
+import torch
+from transformers import BertConfig, BertModel
+
+
+class LimitedConfig(BertConfig):
+    model_type = "genembed-test-limited"
+
+    def __init__(self, max_batch_tokens=600, **kwargs):
+        super().__init__(**kwargs)
+        self.max_batch_tokens = max_batch_tokens
+
+
+class LimitedModel(BertModel):
+    config_class = LimitedConfig
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        if input_ids.numel() > self.config.max_batch_tokens:
+            raise torch.OutOfMemoryError(f"out of memory: {input_ids.numel()} tokens in one batch")
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+'''
+
+
+def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2) -> Path:
+    """Custom code: a BERT that runs out of memory on batches above ``max_batch_tokens`` tokens."""
+    import torch
+
+    from genembed.pretrain import build_tokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "modeling_limited.py").write_text(MEMORY_LIMITED_CODE)
+    module = _import(folder / "modeling_limited.py", "genembed_test_modeling_limited")
+    torch.manual_seed(seed)
+    tok = build_tokenizer(6, 512)
+    cfg = module.LimitedConfig(max_batch_tokens=max_batch_tokens, vocab_size=len(tok), hidden_size=32,
+                               num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    module.LimitedModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _register_auto_map(folder, {"AutoConfig": "modeling_limited.LimitedConfig", "AutoModel": "modeling_limited.LimitedModel"})
+    return folder

@@ -125,6 +125,12 @@ def background(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
         yield item
 
 
+def starts_with_special(tokenizer: Any) -> bool:
+    """True when the tokenizer puts a CLS/BOS token first (HyenaDNA's adds only an end token)."""
+    first = tokenizer("ACGTACGTACGT", add_special_tokens=True)["input_ids"][0]
+    return first in {tokenizer.cls_token_id, tokenizer.bos_token_id} - {None}
+
+
 def _accepts(fn: Callable, name: str) -> bool:
     params = inspect.signature(fn).parameters
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -157,8 +163,8 @@ class Embedder:
                                 f" (use -{layers + 1}..{layers}; -1 is the last)")
         if settings.layer != -1 and not self.takes_hidden_states:
             raise GenembedError(f"{spec.source}: the model returns no hidden states per layer; use embed.layer: -1")
-        if settings.pooling == "cls" and self.tokenizer.cls_token_id is None and self.tokenizer.bos_token_id is None:
-            raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer has none;"
+        if settings.pooling == "cls" and not starts_with_special(self.tokenizer):
+            raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer adds none;"
                                 " use pooling: mean")
         log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device,
                  str(self.dtype).removeprefix("torch."), "yes" if self.takes_mask else "no (equal-length batches)")
@@ -280,7 +286,8 @@ def embed_tokens(embedder: Embedder, rows: Sequence[np.ndarray], label: str = "w
     if average and len(rows) % 2:
         raise GenembedError(f"{label}: strands 'average' needs forward and reverse rows, got an odd count {len(rows)}")
     n = len(rows) // 2 if average else len(rows)
-    with tqdm(total=len(rows), desc=label, unit=" rows", file=sys.stderr, mininterval=1 if sys.stderr.isatty() else 30,
+    unit = " windows" if not average else " strands"  # with average, two strands per window
+    with tqdm(total=len(rows), desc=label, unit=unit, file=sys.stderr, mininterval=1 if sys.stderr.isatty() else 30,
               disable=None if not log.isEnabledFor(logging.INFO) else False) as bar:
         vectors = embedder.embed_rows(rows, bar.update)
         log.info("%s: %d windows in %.1f s (%.1f windows/s)", label, n, bar.format_dict["elapsed"],

@@ -1,0 +1,212 @@
+"""Embedding throughput: the same model and the same windows run three ways in one process.
+
+(a) naive: one window at a time through the model's tokenizer and model (fp32, ``no_grad``);
+(b) the usual batched Hugging Face loop: batches of 16 windows, padded to the longest, fp32,
+    ``no_grad``, masked mean over the attention mask (what common toolkits do);
+(c) genembed's engine: its vectorised tokenizer, length-sorted token-budget batches,
+    ``inference_mode``, SDPA, background batch preparation, and the precision ``auto`` picks
+    (bf16 on CPUs with bf16 units and on GPUs).
+
+For the default model and a BERT of about 25M parameters it prints windows/s, bp/s, achieved
+GFLOP/s (useful FLOPs of the real tokens: the encoder's matrix products and attention) and the
+fraction of this machine's matrix-multiply peak, measured here with ``torch.matmul`` at the same
+dtype. The bf16 : fp32 peak ratio bounds what lower precision alone can give over an fp32 loop
+that already runs near the fp32 peak. Not a test: it prints numbers.
+
+    .venv/bin/python benchmarks/embed.py [--windows 2048] [--naive-windows 96] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genembed.embed import EmbedSettings, Embedder, embed_tokens
+from genembed.models import ModelSpec, _quiet_transformers, load_tokenizer
+from genembed.tokenize import TokenizerSpec, make_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO / "resources/models/genembed-dnabert-tiny"
+EXAMPLE = REPO / "resources/example/ecoli_k12_mg1655.fna.gz"
+
+
+@dataclass
+class Result:
+    mode: str
+    seconds: float
+    windows: int
+    bp: int
+    flops: float
+    dtype: str
+
+
+def genome_windows(n: int, size: int) -> list[bytes]:
+    """``n`` windows of ``size`` bp tiled along the bundled E. coli genome (real sequence)."""
+    with gzip.open(EXAMPLE, "rb") as fh:
+        seq = b"".join(fh.read().split(b"\n")[1:]).upper()
+    step = max(size, (len(seq) - size) // n)
+    return [seq[i * step : i * step + size] for i in range(n)]
+
+
+def bert_25m(folder: Path) -> Path:
+    """A BERT of about 25M parameters (hidden 512, 8 layers, 6-mer vocabulary), randomly initialised."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from genembed.pretrain import build_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_tokenizer(6, 512)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
+                     intermediate_size=2048, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def encoder_flops(cfg, lengths: np.ndarray) -> float:
+    """Useful FLOPs of a BERT-style encoder on windows of these token counts: per layer the
+    projections and feed-forward (2 x tokens x weights) and attention (4 x tokens^2 x hidden)."""
+    h, i, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    weights = 4 * h * h + 2 * h * i
+    t = lengths.astype(np.float64)
+    return float(layers * (2 * weights * t.sum() + 4 * h * (t**2).sum()))
+
+
+def matmul_peak(dtype: torch.dtype, device: str, seconds: float = 1.5) -> float:
+    """Best GFLOP/s of ``torch.matmul`` at this dtype over a few shapes (square and encoder-like)."""
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (4096, 512, 2048), (4096, 2048, 512)):
+        a = torch.randn(m, k, dtype=dtype, device=device)
+        b = torch.randn(k, n, dtype=dtype, device=device)
+        for _ in range(3):
+            a @ b
+        _sync(device)
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 3:
+            a @ b
+            count += 1
+        _sync(device)
+        best = max(best, 2 * m * k * n * count / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def hf_model(folder: Path, device: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).to(device).eval()
+
+
+def naive(folder: Path, seqs: list[bytes], device: str) -> tuple[float, np.ndarray]:
+    tok, model = hf_model(folder, device)
+    out = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for s in seqs:
+            enc = tok(s.decode(), return_tensors="pt").to(device)
+            out.append(model(**enc).last_hidden_state.mean(1).float().cpu().numpy()[0])
+    _sync(device)
+    return time.perf_counter() - start, np.stack(out)
+
+
+def hf_loop(folder: Path, seqs: list[bytes], device: str, batch: int = 16) -> tuple[float, np.ndarray]:
+    tok, model = hf_model(folder, device)
+    out = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(seqs), batch):
+            enc = tok([s.decode() for s in seqs[i : i + batch]], return_tensors="pt", padding=True).to(device)
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"][..., None].float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy())
+    _sync(device)
+    return time.perf_counter() - start, np.concatenate(out)
+
+
+def engine(folder: Path, seqs: list[bytes], device: str) -> tuple[float, np.ndarray, str]:
+    spec = ModelSpec(str(folder))
+    embedder = Embedder(spec, EmbedSettings(device=device))
+    tokenizer = make_tokenizer(TokenizerSpec("kmer", 6, False), load_tokenizer(folder, spec))
+    embed_tokens(embedder, tokenizer.encode_batch(seqs[:64]))  # warm-up, as for the others below
+    start = time.perf_counter()
+    vectors = embed_tokens(embedder, tokenizer.encode_batch(seqs))
+    _sync(device)
+    return time.perf_counter() - start, vectors.astype(np.float32), embedder.precision
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def bench_model(name: str, folder: Path, seqs: list[bytes], n_naive: int, device: str,
+                peaks: dict[str, float]) -> list[Result]:
+    from transformers import AutoConfig, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(folder)
+    lengths = np.array([len(x) for x in AutoTokenizer.from_pretrained(folder)([s.decode() for s in seqs])["input_ids"]])
+    params = sum(p.numel() for p in hf_model(folder, "cpu")[1].parameters())
+    bp = sum(len(s) for s in seqs)
+    print(f"\n## {name}: {params / 1e6:.1f}M parameters, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers;"
+          f" {len(seqs)} windows of {len(seqs[0])} bp, {lengths.mean():.0f} tokens each", flush=True)
+    hf_loop(folder, seqs[:32], device)  # warm-up (thread pools, allocator)
+    results = []
+    t, ref = hf_loop(folder, seqs, device)
+    results.append(Result("(b) HF loop, batch 16, fp32", t, len(seqs), bp, encoder_flops(cfg, lengths), "fp32"))
+    t, vec, precision = engine(folder, seqs, device)
+    results.append(Result(f"(c) genembed engine, {precision}", t, len(seqs), bp, encoder_flops(cfg, lengths),
+                          "bf16" if precision == "bfloat16" else "fp32" if precision == "float32" else "fp16"))
+    t, _ = naive(folder, seqs[:n_naive], device)
+    results.append(Result("(a) naive, one window at a time, fp32", t, n_naive, sum(len(s) for s in seqs[:n_naive]),
+                          encoder_flops(cfg, lengths[:n_naive]), "fp32"))
+    cos = cosine(vec, ref)
+    print(f"engine vs HF loop: cosine per window min {cos.min():.5f}, mean {cos.mean():.5f}")
+    print(f"| mode | windows/s | bp/s | GFLOP/s | % of {device} matmul peak at its dtype | % of bf16 peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        gflops = r.flops / r.seconds / 1e9
+        print(f"| {r.mode} | {r.windows / r.seconds:,.1f} | {r.bp / r.seconds:,.0f} | {gflops:,.1f} |"
+              f" {100 * gflops / peaks[r.dtype]:.0f}% | {100 * gflops / peaks['bf16']:.0f}% |")
+    rate = {r.mode[:3]: r.windows / r.seconds for r in results}
+    print(f"speed-up: (c)/(b) = {rate['(c)'] / rate['(b)']:.2f}x, (c)/(a) = {rate['(c)'] / rate['(a)']:.2f}x")
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--windows", type=int, default=2048)
+    p.add_argument("--naive-windows", type=int, default=96)
+    p.add_argument("--window-bp", type=int, default=500, help="the default config's window size")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--models", default="default,bert-25m")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    _quiet_transformers()
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# embedding benchmark on {name}; torch {torch.__version__}")
+    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    if device.startswith("cuda"):
+        peaks["fp16"] = matmul_peak(torch.float16, device)
+    print("matmul peak measured now: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items())
+          + f"; bf16 : fp32 = {peaks['bf16'] / peaks['fp32']:.2f}")
+    seqs = genome_windows(args.windows, args.window_bp)
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {"default": DEFAULT_MODEL, "bert-25m": bert_25m(Path(tmp) / "bert-25m")}
+        for model in args.models.split(","):
+            bench_model(model, folders[model], seqs, args.naive_windows, device, peaks)
+
+
+if __name__ == "__main__":
+    main()
