@@ -65,3 +65,25 @@ def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_seq
     bad = subprocess.run(base + ["--sequence", "ACGU"], capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == ["genembed: error: query holds characters that are not IUPAC nucleotides: 'U'"]
+
+
+def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp_path, prepared_slice, tiny_bert,
+                                                                              ecoli_sequence):
+    from genembed.embed import EmbedSettings, Embedder, embed_shard
+    from genembed.index import build_index
+    from genembed.models import ModelSpec, describe
+    from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement, tokenize_shard
+    from genembed.windows import WindowSpec, write_shard_windows
+
+    spec, model = WindowSpec(1000, 1000, shard_size=60), describe(ModelSpec(str(tiny_bert)))
+    embedder = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(strands="average", precision="fp32"))
+    tokenizer = make_tokenizer(TokenizerSpec("kmer"), embedder.tokenizer)
+    write_shard_windows("ecoli", prepared_slice, spec, 0, tmp_path / "w.parquet")
+    tokenize_shard(tmp_path / "w.parquet", prepared_slice, tokenizer, 512, tmp_path / "t.npy", tmp_path / "o.npy", "average")
+    embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", embedder, model,
+                TokenizerSpec("kmer").describe(), 1000, 1000, tmp_path / "e.h5")
+    build_index([tmp_path / "e.h5"], [tmp_path / "w.parquet"], tmp_path / "index", model, {"ecoli": str(prepared_slice)})
+    index = Index.open(tmp_path / "index")
+    assert index.manifest["settings"]["strands"] == "average"
+    hits = index.search({"minus": reverse_complement(ecoli_sequence[7000:8000])}, k=2)
+    assert hits.row(0, named=True)["start"] == 7000 and hits["score"][0] == pytest.approx(1.0, abs=1e-3)

@@ -78,7 +78,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     for s in shards:
         with h5py.File(s) as f:
             assert f["embeddings"].dtype == np.float16 and f["embeddings"].shape[1] == 32
-            assert f.attrs["pooling"] == "mean" and f.attrs["window_size"] == 500
+            assert f.attrs["pooling"] == "mean" and f.attrs["window_size"] == 500 and f.attrs["strands"] == "forward"
             h5_ids.append(f["window_id"][:])
     h5_ids = np.concatenate(h5_ids)
     index_ids = pl.read_parquet(r / "index/windows.parquet")["window_id"].to_numpy()
@@ -145,3 +145,15 @@ def test_genomes_without_annotation_get_index_and_clusters_but_no_promoter_repor
                  model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert "cluster_report" in res.stdout and "promoter_report" not in res.stdout
+
+
+def test_windows_longer_than_the_model_takes_stop_the_run_naming_both_numbers(tmp_path, ecoli_slice):
+    write_config(tmp_path, f"genome\tfasta\neco\t{ecoli_slice[0]}\n",
+                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
+                 windows={"size": 4000, "stride": 2000})
+    res = snakemake(tmp_path, "--cores", "1", check=False)
+    message = "windows.size 4000 bp does not fit"
+    assert res.returncode != 0 and message in res.stdout + res.stderr
+    assert "at most 512 tokens, which hold 3060 bp" in (tmp_path / "logs/describe_model.log").read_text()
+    assert not (tmp_path / "results/model/model.json").exists()
+    assert not (tmp_path / "results/embeddings").exists()

@@ -292,9 +292,15 @@ def embed_tokens(embedder: Embedder, rows: Sequence[np.ndarray], label: str = "w
         vectors = embedder.embed_rows(rows, bar.update)
         log.info("%s: %d windows in %.1f s (%.1f windows/s)", label, n, bar.format_dict["elapsed"],
                  n / max(bar.format_dict["elapsed"], 1e-9))
-    if average:
-        vectors = (vectors[:n] + vectors[n:]) / 2
-    return vectors.astype(np.float16)
+    return average_strands(vectors, embedder.settings.strands).astype(np.float16)
+
+
+def average_strands(vectors: np.ndarray, strands: str) -> np.ndarray:
+    """One vector per window: with ``average``, the mean of the forward and reverse-complement halves."""
+    if strands != "average":
+        return vectors
+    n = len(vectors) // 2
+    return (vectors[:n] + vectors[n:]) / 2
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from .store import check_consistent, iter_shards, read_attrs
 log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
 #: Shard attrs that every shard of one index must share, and that a query must match.
-IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "window_size", "window_stride")
+IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "strands", "window_size", "window_stride")
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

@@ -12,13 +12,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .embed import EmbedSettings, Embedder
+from .embed import EmbedSettings, Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .index import TABLE_FILE, normalise, read_index, read_manifest
 from .io import open_text
 from .models import ModelSpec, fingerprint
-from .tokenize import TokenizerSpec, check_lengths, make_tokenizer
+from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer
 
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
 _VALID = re.compile(b"^[" + IUPAC.upper() + b"]+$")
@@ -94,7 +94,8 @@ class Index:
             precision = {"bfloat16": "bf16", "float16": "fp16"}.get(s.get("precision"), "fp32")
             if precision == "fp16" and not _has_cuda():
                 precision = "fp32"  # half precision is a GPU format; the CPU computes it poorly
-            embedder = Embedder(spec, EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision=precision))
+            embedder = Embedder(spec, EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision=precision,
+                                                    strands=s.get("strands", "forward")))
             found = fingerprint(folder) if Path(folder).is_dir() else None
             if found is not None and found != m["fingerprint"]:
                 raise GenembedError(f"{folder}: model files differ from those the index was built with"
@@ -111,9 +112,10 @@ class Index:
                 bad = sorted(set(seq.translate(None, IUPAC).decode(errors="replace")))
                 raise GenembedError(f"query holds characters that are not IUPAC nucleotides: {''.join(bad)!r}"
                                     if seq else "empty query sequence")
-        rows = tokenizer.encode_batch(sequences)
+        strands = embedder.settings.strands
+        rows = encode_strands(tokenizer, sequences, strands)
         check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
-        return normalise(embedder.embed_rows(rows))
+        return normalise(average_strands(embedder.embed_rows(rows), strands))
 
     def search(self, queries: Mapping[str, bytes], k: int = 10) -> pl.DataFrame:
         """Top-``k`` windows for each named query sequence, best first."""

@@ -190,6 +190,14 @@ def reverse_complement(seq: bytes) -> bytes:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
+def encode_strands(tokenizer: KmerTokenizer | HFTokenizer, seqs: Sequence[bytes], strands: str) -> list[np.ndarray]:
+    """Token rows of ``seqs``; with ``strands="average"`` the reverse-complement rows follow the forward rows."""
+    rows = tokenizer.encode_batch(seqs)
+    if strands == "average":
+        rows += tokenizer.encode_batch([reverse_complement(s) for s in seqs])
+    return rows
+
+
 def check_lengths(rows: Sequence[np.ndarray], limit: int, what: str) -> None:
     """Refuse inputs longer than the model takes, naming both numbers."""
     longest = max((len(r) for r in rows), default=0)
@@ -235,9 +243,9 @@ def tokenize_shard(windows: str | os.PathLike, fasta: str | os.PathLike, tokeniz
     try:
         seqs = window_sequences(genome, table)
         while batch := list(itertools.islice(seqs, chunk)):
-            forward.extend(tokenizer.encode_batch(batch))
-            if strands == "average":
-                reverse.extend(tokenizer.encode_batch([reverse_complement(s) for s in batch]))
+            rows = encode_strands(tokenizer, batch, strands)
+            forward.extend(rows[: len(batch)])
+            reverse.extend(rows[len(batch) :])
     finally:
         genome.close()
     rows = forward + reverse
