@@ -179,7 +179,9 @@ def bench_model(name: str, folder: Path, seqs: list[bytes], n_naive: int, device
         print(f"| {r.mode} | {r.windows / r.seconds:,.1f} | {r.bp / r.seconds:,.0f} | {gflops:,.1f} |"
               f" {100 * gflops / peaks[r.dtype]:.0f}% | {100 * gflops / peaks['bf16']:.0f}% |")
     rate = {r.mode[:3]: r.windows / r.seconds for r in results}
-    print(f"speed-up: (c)/(b) = {rate['(c)'] / rate['(b)']:.2f}x, (c)/(a) = {rate['(c)'] / rate['(a)']:.2f}x")
+    ceiling = peaks["bf16"] / (results[0].flops / results[0].seconds / 1e9)
+    print(f"speed-up: (c)/(b) = {rate['(c)'] / rate['(b)']:.2f}x, (c)/(a) = {rate['(c)'] / rate['(a)']:.2f}x;"
+          f" ceiling for (c)/(b) at 100% of the bf16 peak: {ceiling:.2f}x")
     return results
 
 
