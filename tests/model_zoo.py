@@ -11,22 +11,29 @@ import sys
 from pathlib import Path
 
 KMERS6 = ["".join(p) for p in itertools.product("ACGT", repeat=6)]
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def _save_bert(folder: Path, tok, seed: int) -> Path:
+    """A tiny randomly initialised BERT masked LM over ``tok``'s vocabulary, saved with it."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), max_position_embeddings=512, pad_token_id=tok.pad_token_id, **TINY)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
 
 
 def dnabert(folder: Path, seed: int = 0) -> Path:
     """DNABERT (v1): BERT, BertTokenizer over a vocab.txt of overlapping 6-mers, 512 positions."""
-    import torch
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+    from transformers import BertTokenizer
 
     folder.mkdir(parents=True)
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *KMERS6]) + "\n")
     tok = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=False, model_max_length=512)
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512, pad_token_id=0)
-    BertForMaskedLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return _save_bert(folder, tok, seed)
 
 
 def nucleotide_transformer_v1(folder: Path, seed: int = 0) -> Path:
@@ -51,9 +58,8 @@ def nucleotide_transformer_v1(folder: Path, seed: int = 0) -> Path:
 def bpe_bert(folder: Path, sequence: bytes, seed: int = 0) -> Path:
     """DNABERT-2 / GROVER-like: a byte-pair vocabulary learnt on genome sequence (variable tokens
     per window) in a fast tokenizer, and a BERT encoder."""
-    import torch
     from tokenizers import Tokenizer, models, processors, trainers
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     folder.mkdir(parents=True)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -66,12 +72,7 @@ def bpe_bert(folder: Path, sequence: bytes, seed: int = 0) -> Path:
                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512, pad_token_id=0)
-    BertForMaskedLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return _save_bert(folder, tok, seed)
 
 
 HYENA_CODE = '''"""A HyenaDNA-like model: character tokens, causal long convolutions, and a forward pass that takes
@@ -187,8 +188,7 @@ def masked_lm_custom_code(folder: Path, seed: int = 1) -> Path:
     module = _import(folder / "modeling_dna.py", "genembed_test_modeling_dna")
     torch.manual_seed(seed)
     tok = build_tokenizer(6, 512)
-    cfg = module.DnaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    cfg = module.DnaConfig(vocab_size=len(tok), max_position_embeddings=512, pad_token_id=tok.pad_token_id, **TINY)
     module.DnaForMaskedLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     _register_auto_map(folder, {"AutoConfig": "modeling_dna.DnaConfig", "AutoModelForMaskedLM": "modeling_dna.DnaForMaskedLM"})
@@ -230,9 +230,8 @@ def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2) -> Path:
     module = _import(folder / "modeling_limited.py", "genembed_test_modeling_limited")
     torch.manual_seed(seed)
     tok = build_tokenizer(6, 512)
-    cfg = module.LimitedConfig(max_batch_tokens=max_batch_tokens, vocab_size=len(tok), hidden_size=32,
-                               num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                               max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    cfg = module.LimitedConfig(max_batch_tokens=max_batch_tokens, vocab_size=len(tok), max_position_embeddings=512,
+                               pad_token_id=tok.pad_token_id, **TINY)
     module.LimitedModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     _register_auto_map(folder, {"AutoConfig": "modeling_limited.LimitedConfig", "AutoModel": "modeling_limited.LimitedModel"})
