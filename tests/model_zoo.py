@@ -55,13 +55,11 @@ def nucleotide_transformer_v1(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def bpe_bert(folder: Path, sequence: bytes, seed: int = 0) -> Path:
-    """DNABERT-2 / GROVER-like: a byte-pair vocabulary learnt on genome sequence (variable tokens
-    per window) in a fast tokenizer, and a BERT encoder."""
+def bpe_tokenizer(sequence: bytes):
+    """A byte-pair vocabulary learnt on genome sequence (variable tokens per window), as a fast tokenizer."""
     from tokenizers import Tokenizer, models, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    folder.mkdir(parents=True)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=special, initial_alphabet=list("ACGTN"),
@@ -70,9 +68,50 @@ def bpe_bert(folder: Path, sequence: bytes, seed: int = 0) -> Path:
     bpe.train_from_iterator((text[i : i + 1000] for i in range(0, len(text), 1000)), trainer)
     bpe.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
-    return _save_bert(folder, tok, seed)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
+def bpe_bert(folder: Path, sequence: bytes, seed: int = 0) -> Path:
+    """GROVER-like: a BPE tokenizer and a plain BERT encoder."""
+    folder.mkdir(parents=True)
+    return _save_bert(folder, bpe_tokenizer(sequence), seed)
+
+
+DNABERT2_CODE = '''"""A DNABERT-2-like model: its own code, whose forward returns a plain tuple
+(last hidden state, pooled output) instead of a ModelOutput, as DNABERT-2's bert_layers.py does."""
+from transformers import BertConfig, BertModel
+
+
+class Dnabert2Config(BertConfig):
+    model_type = "genembed-test-dnabert2"
+
+
+class Dnabert2Model(BertModel):
+    config_class = Dnabert2Config
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, position_ids=None,
+                output_all_encoded_layers=False, **kwargs):
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                              position_ids=position_ids)
+        return out.last_hidden_state, out.pooler_output
+'''
+
+
+def dnabert2_like(folder: Path, sequence: bytes, seed: int = 3) -> Path:
+    """DNABERT-2-like: BPE tokens, custom code (trust_remote_code) registered as AutoModel, tuple outputs."""
+    import torch
+
+    folder.mkdir(parents=True)
+    (folder / "modeling_dnabert2.py").write_text(DNABERT2_CODE)
+    module = _import(folder / "modeling_dnabert2.py", "genembed_test_modeling_dnabert2")
+    tok = bpe_tokenizer(sequence)
+    torch.manual_seed(seed)
+    cfg = module.Dnabert2Config(vocab_size=len(tok), max_position_embeddings=512, pad_token_id=tok.pad_token_id, **TINY)
+    module.Dnabert2Model(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _register_auto_map(folder, {"AutoConfig": "modeling_dnabert2.Dnabert2Config", "AutoModel": "modeling_dnabert2.Dnabert2Model"})
+    return folder
 
 
 HYENA_CODE = '''"""A HyenaDNA-like model: character tokens, causal long convolutions, and a forward pass that takes

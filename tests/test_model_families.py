@@ -1,6 +1,6 @@
 """Every published DNA-model family, as a tiny real model saved the way it ships, through the real
 loading path (describe, plan, tokenize, embed): DNABERT, Nucleotide Transformer v1 and v2,
-BPE models (DNABERT-2, GROVER) and HyenaDNA-like causal models without an attention mask."""
+BPE models (GROVER, and DNABERT-2 with its own code returning tuples) and HyenaDNA-like causal models without an attention mask."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ FAMILIES = {
     "nt_v1": (TokenizerSpec("kmer", 6, False), False),
     "nt_v2": (TokenizerSpec("kmer", 6, False), True),
     "bpe": (TokenizerSpec("hf"), False),
+    "dnabert2": (TokenizerSpec("hf"), True),
     "hyena": (TokenizerSpec("hf"), True),
 }
 
@@ -39,6 +40,7 @@ def zoo(tmp_path_factory, ecoli_sequence) -> dict[str, Path]:
         "nt_v1": model_zoo.nucleotide_transformer_v1(d / "nt_v1"),
         "nt_v2": model_zoo.masked_lm_custom_code(d / "nt_v2"),
         "bpe": model_zoo.bpe_bert(d / "bpe", ecoli_sequence),
+        "dnabert2": model_zoo.dnabert2_like(d / "dnabert2", ecoli_sequence),
         "hyena": model_zoo.hyena_like(d / "hyena"),
     }
 
@@ -74,7 +76,8 @@ def hf_ids(tok, family: str, seq: bytes) -> list[int]:
 def plain_forward(model, tok, ids, pooling: str = "mean") -> np.ndarray:
     """One window alone, no padding, pooled over its non-special tokens."""
     with torch.no_grad():
-        hidden = model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+        out = model(input_ids=torch.tensor([ids]))
+    hidden = (out[0] if isinstance(out, tuple) else out.last_hidden_state)[0]
     if pooling == "cls":
         return hidden[0].numpy()
     special = set(tok.all_special_ids) - {tok.unk_token_id}
@@ -119,7 +122,7 @@ def genome_seq(path: Path) -> bytes:
 
 
 @pytest.mark.parametrize("family, expected", [("dnabert", 515), ("nt_v1", 5988), ("nt_v2", 3060), ("hyena", 1025),
-                                              ("bpe", None)])
+                                              ("bpe", None), ("dnabert2", None)])
 def test_window_size_auto_is_the_longest_window_the_model_takes(zoo, ecoli_sequence, family, expected):
     tok_spec, _ = FAMILIES[family]
     plan = plan_run(spec_of(zoo, family), tok_spec, {"size": "auto", "stride": "auto"})
@@ -129,7 +132,7 @@ def test_window_size_auto_is_the_longest_window_the_model_takes(zoo, ecoli_seque
         assert size == expected
     tokenizer = make_tokenizer(tok_spec, load_tokenizer(zoo[family], spec_of(zoo, family)))
     assert len(tokenizer.encode_batch([ecoli_sequence[:size]])[0]) <= limit
-    if family != "bpe":  # one more base needs one more token
+    if FAMILIES[family][0].kind == "kmer" or family == "hyena":  # one more base needs one more token
         assert len(tokenizer.encode_batch([ecoli_sequence[: size + 1]])[0]) > limit
 
 
@@ -142,7 +145,7 @@ def test_windows_the_model_would_truncate_are_refused_naming_both_numbers(zoo, f
         plan_run(spec_of(zoo, family), tok_spec, {"size": size + 1, "stride": 100})
 
 
-@pytest.mark.parametrize("family", ["nt_v2", "hyena"])
+@pytest.mark.parametrize("family", ["nt_v2", "dnabert2", "hyena"])
 def test_custom_code_is_refused_unless_the_config_trusts_it(zoo, family):
     with pytest.raises(GenembedError, match="ships its own code .*set model.trust_remote_code: true"):
         Embedder(ModelSpec(str(zoo[family])), EmbedSettings())
@@ -161,6 +164,12 @@ def test_every_pooling_matches_the_plain_forward_pass(zoo, ecoli_sequence, pooli
     got = emb.embed_rows(rows)
     for row, vec in zip(rows, got):
         np.testing.assert_allclose(vec, plain_forward(emb.model, emb.tokenizer, row.tolist(), pooling), atol=2e-5, rtol=1e-4)
+
+
+def test_a_model_returning_only_its_last_layer_refuses_other_layers_clearly(zoo, ecoli_sequence):
+    rows = rows_of(zoo, "dnabert2", [ecoli_sequence[:400]])
+    with pytest.raises(GenembedError, match="no hidden states per layer; use embed.layer: -1"):
+        embedder(zoo, "dnabert2", layer=-2).embed_rows(rows)
 
 
 def test_cls_pooling_is_refused_for_a_tokenizer_without_a_start_token(zoo):
