@@ -230,12 +230,13 @@ class Embedder:
     def _forward(self, ids, lengths) -> np.ndarray:
         import torch
 
+        padded = bool((lengths < ids.shape[1]).any())  # decided on the host: no device sync
         ids = ids.to(self.device, non_blocking=True)
         lengths = lengths.to(self.device, non_blocking=True)
         real = torch.arange(ids.shape[1], device=self.device)[None, :] < lengths[:, None]
         layer = self.settings.layer
         kwargs: dict[str, Any] = {}
-        if self.takes_mask and not bool(real.all()):  # a full batch needs no mask (faster kernels)
+        if self.takes_mask and padded:  # a batch without padding needs no mask (faster kernels)
             kwargs["attention_mask"] = real.long()
         if layer != -1:
             kwargs["output_hidden_states"] = True

@@ -155,16 +155,18 @@ class HFTokenizer:
         """The longest prefix of a random A/C/G/T sequence whose tokens fit ``max_tokens``.
 
         Random sequence is the hardest case for a BPE vocabulary learnt from genomes (real windows
-        use fewer tokens); the tokenize stage still checks every window."""
-        rng = np.random.default_rng(0)
-        probe = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, max_tokens * 64)].tobytes()
+        use fewer tokens); the tokenize stage still checks every window. The bound is doubled from
+        ``max_tokens`` bp until it no longer fits (at most 64 bp per token), then bisected."""
+        probe = np.frombuffer(b"ACGT", np.uint8)[np.random.default_rng(0).integers(0, 4, 64 * max_tokens, dtype=np.uint8)].tobytes()
 
         def fits(n: int) -> bool:
             return len(self.encode_batch([probe[:n]])[0]) <= max_tokens
 
-        lo, hi = 0, len(probe)
-        if fits(hi):
-            return hi
+        lo, hi = 0, max_tokens
+        while fits(hi):
+            if hi >= len(probe):
+                return len(probe)
+            lo, hi = hi, min(2 * hi, len(probe))
         while hi - lo > 1:  # fits(lo) and not fits(hi)
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
