@@ -157,7 +157,8 @@ class HFTokenizer:
         Random sequence is the hardest case for a BPE vocabulary learnt from genomes (real windows
         use fewer tokens); the tokenize stage still checks every window. The bound is doubled from
         ``max_tokens`` bp until it no longer fits (at most 64 bp per token), then bisected."""
-        probe = np.frombuffer(b"ACGT", np.uint8)[np.random.default_rng(0).integers(0, 4, 64 * max_tokens, dtype=np.uint8)].tobytes()
+        codes = np.random.default_rng(0).integers(0, 4, 64 * max_tokens, dtype=np.uint8)
+        probe = np.frombuffer(b"ACGT", np.uint8)[codes].tobytes()
 
         def fits(n: int) -> bool:
             return len(self.encode_batch([probe[:n]])[0]) <= max_tokens
