@@ -126,10 +126,11 @@ from transformers.modeling_outputs import BaseModelOutputWithNoAttention
 class HyenaLikeConfig(PretrainedConfig):
     model_type = "genembed-test-hyena"
 
-    def __init__(self, vocab_size=12, d_model=32, n_layer=2, kernel_size=16, max_seq_len=1026, **kwargs):
+    def __init__(self, vocab_size=12, d_model=32, n_layer=2, kernel_size=16, max_seq_len=1026, both_strands=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
-        self.kernel_size, self.max_seq_len = kernel_size, max_seq_len
+        self.kernel_size, self.max_seq_len, self.both_strands = kernel_size, max_seq_len, both_strands
 
 
 class HyenaLikeModel(PreTrainedModel):
@@ -151,6 +152,15 @@ class HyenaLikeModel(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.2)
 
     def forward(self, input_ids, output_hidden_states=None, return_dict=None):
+        if self.config.both_strands:  # Caduceus-PS-like: the reverse-complement strand's channels follow
+            complement = torch.tensor([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11], device=input_ids.device)
+            fwd = self._strand(input_ids, output_hidden_states)
+            rev = self._strand(complement[input_ids].flip(1), output_hidden_states)
+            return BaseModelOutputWithNoAttention(last_hidden_state=torch.cat(
+                [fwd.last_hidden_state, rev.last_hidden_state.flip(1)], -1))
+        return self._strand(input_ids, output_hidden_states)
+
+    def _strand(self, input_ids, output_hidden_states):
         h = self.embeddings(input_ids)
         states = [h]
         for conv, mlp in zip(self.convs, self.mlps):
@@ -179,9 +189,10 @@ def _register_auto_map(folder: Path, auto_map: dict[str, str]) -> None:
     (folder / "config.json").write_text(json.dumps(config))
 
 
-def hyena_like(folder: Path, seed: int = 0) -> Path:
+def hyena_like(folder: Path, seed: int = 0, both_strands: bool = False) -> Path:
     """HyenaDNA-like: custom code (trust_remote_code), character tokens with [SEP] appended and left
-    padding, a causal model whose forward takes no attention mask."""
+    padding, a causal model whose forward takes no attention mask. ``both_strands`` makes it
+    Caduceus-PS-like: 2 x d_model output channels, the second half from the reverse complement."""
     import torch
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -197,7 +208,7 @@ def hyena_like(folder: Path, seed: int = 0) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=chars, unk_token="[UNK]", pad_token="[PAD]", sep_token="[SEP]",
                                   cls_token="[CLS]", mask_token="[MASK]", padding_side="left", model_max_length=1026)
     torch.manual_seed(seed)
-    module.HyenaLikeModel(module.HyenaLikeConfig(vocab_size=len(vocab))).save_pretrained(folder)
+    module.HyenaLikeModel(module.HyenaLikeConfig(vocab_size=len(vocab), both_strands=both_strands)).save_pretrained(folder)
     tok.save_pretrained(folder)
     _register_auto_map(folder, {"AutoConfig": "modeling_hyena.HyenaLikeConfig", "AutoModel": "modeling_hyena.HyenaLikeModel"})
     return folder

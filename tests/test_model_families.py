@@ -244,6 +244,15 @@ def test_bf16_embeddings_agree_with_fp32(zoo, ecoli_sequence, family):
     assert cosine.min() >= 0.999, cosine.min()
 
 
+def test_a_model_with_twice_its_hidden_size_of_channels_is_stored_at_its_output_width(tmp_path, ecoli_sequence):
+    folder = model_zoo.hyena_like(tmp_path / "caduceus-ps", both_strands=True)  # d_model 32, 64 channels out
+    emb = Embedder(ModelSpec(str(folder), trust_remote_code=True), EmbedSettings(precision="fp32"))
+    assert emb.hidden_size == 64
+    rows = make_tokenizer(TokenizerSpec("hf"), emb.tokenizer).encode_batch([ecoli_sequence[:300], ecoli_sequence[500:800]])
+    vectors = emb.embed_rows(rows)
+    assert vectors.shape == (2, 64) and not np.allclose(vectors[:, :32], vectors[:, 32:])
+
+
 def test_bert_runs_with_sdpa_attention(zoo):
     assert embedder(zoo, "dnabert").model.config._attn_implementation == "sdpa"
 

@@ -154,7 +154,6 @@ class Embedder:
         special = {getattr(self.tokenizer, n, None) for n in names} - {None}
         self.special = torch.tensor(sorted(special), dtype=torch.long, device=self.device)
         cfg = self.model.config
-        self.hidden_size = int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
         self.takes_mask = _accepts(self.model.forward, "attention_mask")
         self.takes_hidden_states = _accepts(self.model.forward, "output_hidden_states")
         layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
@@ -166,8 +165,18 @@ class Embedder:
         if settings.pooling == "cls" and not starts_with_special(self.tokenizer):
             raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer adds none;"
                                 " use pooling: mean")
+        self.hidden_size = self._output_width()
         log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device,
                  str(self.dtype).removeprefix("torch."), "yes" if self.takes_mask else "no (equal-length batches)")
+
+    def _output_width(self) -> int:
+        """Width of the pooled vectors, read off one forward pass (not the config: Caduceus-PS
+        returns 2 x d_model channels)."""
+        import torch
+
+        ids = torch.tensor([self.tokenizer("ACGTACGTACGT")["input_ids"]], dtype=torch.long)
+        with torch.inference_mode():
+            return int(self._forward(ids, torch.tensor([ids.shape[1]])).shape[1])
 
     @property
     def precision(self) -> str:
