@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.index import build_index, normalise, read_index, read_manifest
+from genembed.index import IndexSettings, build_index, normalise, read_index, read_manifest
 from genembed.store import read_shard
 
 
@@ -26,7 +26,7 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
     m = read_manifest(built_index["dir"])
     assert m["model"]["fingerprint"] == built_index["model"]["fingerprint"]
     assert m["index"] == {"factory": "Flat", "metric": "cosine (inner product of L2-normalised vectors)",
-                          "dim": 32, "count": 200}
+                          "dim": 32, "count": 200, "trained_for": 200, "nprobe": 16, "ef_search": 64}
     assert m["settings"]["tokenizer"] == "kmer(k=6,non-overlapping)" and m["settings"]["window_size"] == 1000
     assert m["genomes"]["ecoli"].endswith("genome.fa.gz")
 
@@ -34,7 +34,7 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
 @pytest.mark.parametrize("factory", ["IVF4,Flat", "HNSW16", "PQ8x4"])
 def test_other_factories_are_trained_on_a_sample_and_keep_window_ids(tmp_path, built_index, factory):
     m = build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"],
-                    {}, factory=factory, train_size=150)
+                    {}, IndexSettings(factory=factory, train_size=150))
     index = read_index(tmp_path)
     assert m["index"]["factory"] == factory and index.ntotal == 200 and index.is_trained
     shard = read_shard(built_index["shards"][0])
@@ -47,7 +47,7 @@ def test_other_factories_are_trained_on_a_sample_and_keep_window_ids(tmp_path, b
 
 def test_bad_factory_string_is_a_clear_error(tmp_path, built_index):
     with pytest.raises(GenembedError, match="not a valid FAISS factory string"):
-        build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"], {}, factory="Bogus9")
+        build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"], {}, IndexSettings(factory="Bogus9"))
 
 
 def test_shards_of_another_model_are_refused(tmp_path, built_index):

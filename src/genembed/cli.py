@@ -115,7 +115,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 def cmd_index(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from .index import build_index
+    from .index import IndexSettings, build_index
     from .models import ModelSpec, describe
 
     shards = sorted(Path(args.embeddings).glob("*/embeddings/*.h5"))
@@ -125,8 +125,10 @@ def cmd_index(args: argparse.Namespace) -> None:
         for name in pl.read_parquet(w, columns=["genome"])["genome"].unique().to_list():
             genomes[name] = str(w.parent.parent / "genome.fa.gz")
     model = describe(ModelSpec(args.model, args.revision, args.trust_remote_code))
-    manifest = build_index(shards, windows, args.out, model, genomes, args.factory)
-    print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']}")
+    settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search)
+    manifest = build_index(shards, windows, args.out, model, genomes, settings)
+    print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']},"
+          f" {manifest['index']['factory']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
     i.add_argument("--out", required=True)
     _model_args(i)
-    i.add_argument("--factory", default="Flat", help="FAISS factory string")
+    i.add_argument("--type", choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], default="auto",
+                   help="auto: exact below 100,000 windows, IVF-Flat below 1M, OPQ + IVF-PQ above")
+    i.add_argument("--factory", help="any FAISS factory string (instead of --type)")
+    i.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
+    i.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
     i.set_defaults(func=cmd_index)
 
     q = sub.add_parser("query", help="find the windows most similar to sequences or a genome region")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +23,63 @@ log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
 #: Shard attrs that every shard of one index must share, and that a query must match.
 IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "strands", "window_size", "window_stride")
+TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
+EXACT_BELOW, PQ_FROM = 100_000, 1_000_000
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """``type`` picks the FAISS index by collection size (``auto``) or by name; ``factory``, when set,
+    is any FAISS factory string instead. Approximate indexes are trained on ``train_size`` sampled
+    vectors and retrained once the collection grows ``retrain_factor`` times past what they were
+    trained for. ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall at query time."""
+
+    type: str = "auto"
+    factory: str | None = None
+    train_size: int = 100_000
+    nprobe: int = 16
+    ef_search: int = 64
+    retrain_factor: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise GenembedError(f"index.type must be one of {TYPES}, not {self.type!r}")
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], seed: int = 0) -> "IndexSettings":
+        keys = ("type", "factory", "train_size", "nprobe", "ef_search", "retrain_factor")
+        return cls(**{k: cfg[k] for k in keys if k in cfg}, seed=seed)
+
+    def factory_for(self, n: int, dim: int) -> str:
+        """The factory string for a collection of ``n`` vectors of dimension ``dim``."""
+        if self.factory:
+            return self.factory
+        kind = self.type
+        if kind == "auto":
+            kind = "flat" if n < EXACT_BELOW else "ivf" if n < PQ_FROM else "ivfpq"
+        nlist = _nlist(n)
+        if kind == "flat":
+            return "Flat"
+        if kind == "ivf":
+            return f"IVF{nlist},Flat"
+        if kind == "hnsw":
+            return "HNSW32"
+        m = max(d for d in range(1, dim // 4 + 1) if dim % d == 0)  # 4 dimensions per byte-sized code
+        return f"OPQ{m},IVF{nlist},PQ{m}"
+
+
+def _nlist(n: int) -> int:
+    """IVF lists: a power of two near 4 sqrt(n), with at least 39 training points per list."""
+    target = min(4 * np.sqrt(max(n, 1)), max(n, 1) / 39)
+    return int(min(65536, max(16, 2 ** round(np.log2(max(target, 1))))))
+
+
+def family(factory: str) -> str:
+    """What kind of index a factory string builds (retraining is needed when the kind changes)."""
+    upper = factory.upper()
+    return "ivfpq" if "IVF" in upper and "PQ" in upper else "ivf" if "IVF" in upper else \
+        "hnsw" if "HNSW" in upper else "pq" if "PQ" in upper else "flat"
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -37,37 +96,120 @@ def _training_sample(shards: Sequence[str | os.PathLike], total: int, size: int,
     return normalise(np.concatenate(parts))
 
 
-def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                model: dict[str, Any], genomes: dict[str, str], factory: str = "Flat",
-                train_size: int = 100_000, seed: int = 0) -> dict[str, Any]:
-    """Index every shard's vectors under their window ids; write index, id table and manifest.
+def _count(windows: Sequence[str | os.PathLike]) -> int:
+    return sum(int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows)
 
-    ``windows`` are the shards' Parquet tables, in the same order as ``shards``; each shard's
-    window ids must equal its table's (checked). ``genomes`` maps genome ids to prepared FASTA.
-    """
+
+def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out: str | os.PathLike,
+                settings: IndexSettings, collection: int | None = None) -> dict[str, Any]:
+    """Train the (empty) index once on a sample of these shards and store it with a JSON sidecar
+    saying what it was trained for. ``collection`` is the number of windows the index will hold
+    (all genomes; default: these shards), which picks the index type."""
     import faiss
 
     if len(shards) != len(windows):
         raise GenembedError("need one windows table per embedding shard")
-    identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision"))
-    if identity["model_fingerprint"] != model["fingerprint"]:
-        raise GenembedError(f"{shards[0]}: embedded with another model than {model['source']}; re-embed")
-    dim = int(read_attrs(shards[0])["dim"])
+    identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))
+    dim = int(identity["dim"])
+    trained_on = _count(windows)
+    factory = settings.factory_for(max(collection or trained_on, trained_on), dim)
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise GenembedError(f"index.factory {factory!r} is not a valid FAISS factory string ({str(exc).splitlines()[0]})") from None
     if not index.is_trained:
-        total = sum(int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows)
-        index.train(_training_sample(shards, total, train_size, seed))
-    if not _takes_ids(index):
-        index = faiss.IndexIDMap2(index)
+        sample = _training_sample(shards, trained_on, settings.train_size, settings.seed)
+        log.info("training %s on %d of %d vectors", factory, len(sample), trained_on)
+        index.train(sample)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        faiss.write_index(index, str(tmp))
+    info = {"factory": factory, "family": family(factory), "dim": dim, "trained_for": max(trained_on, 1),
+            "identity": _plain(identity)}
+    write_json(_sidecar(out), info)
+    return info
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
+
+
+def needs_retraining(trained: dict[str, Any], collection: int, settings: IndexSettings) -> str | None:
+    """Why a stored trained index no longer fits a collection of ``collection`` windows, or None."""
+    wanted = family(settings.factory_for(collection, int(trained["dim"])))
+    if wanted != trained["family"]:
+        return f"{collection:,} windows call for a {wanted} index, the stored one is {trained['family']}"
+    if trained["family"] != "flat" and collection > settings.retrain_factor * trained["trained_for"]:
+        return (f"the collection ({collection:,} windows) outgrew the index trained for {trained['trained_for']:,}"
+                f" (index.retrain_factor {settings.retrain_factor})")
+    return None
+
+
+def add_part(trained: str | os.PathLike, shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
+             out: str | os.PathLike) -> int:
+    """One genome's vectors added to a copy of the trained index, under their window ids (HNSW parts
+    hold the exact vectors; the graph is built when the parts are merged)."""
+    import faiss
+
+    info = json.loads(_sidecar(Path(trained)).read_text())
+    identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim")) if shards else {}
+    for key, value in identity.items():
+        if str(_plain({key: value})[key]) != str(info["identity"][key]):
+            raise GenembedError(f"{shards[0]}: {key} is {value!r} but the trained index has {info['identity'][key]!r};"
+                                " re-embed or retrain")
+    index = _with_ids(faiss.IndexFlatIP(info["dim"]) if info["family"] == "hnsw" else read_index_file(trained))
+    count = 0
     for shard, table in zip(iter_shards(shards), windows):
         expected = pl.read_parquet(table, columns=["window_id"])["window_id"].to_numpy()
         if not np.array_equal(expected, shard.window_id):
             raise GenembedError(f"{table}: window ids differ from those in the embedding shard")
         if len(shard.window_id):
             index.add_with_ids(normalise(shard.embeddings), shard.window_id)
+            count += len(shard.window_id)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        faiss.write_index(index, str(tmp))
+    write_json(_sidecar(out), {"count": count, "identity": info["identity"], "factory": info["factory"]})
+    return count
+
+
+def _with_ids(index):
+    """IVF indexes store ids themselves; others (Flat, HNSW, PQ) need an id map around them."""
+    import faiss
+
+    try:
+        faiss.extract_index_ivf(index)
+        return index
+    except RuntimeError:
+        return index if isinstance(index, faiss.IndexIDMap) else faiss.IndexIDMap2(index)
+
+
+def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
+                out_dir: str | os.PathLike, model: dict[str, Any], genomes: dict[str, str],
+                settings: IndexSettings) -> dict[str, Any]:
+    """Join the genomes' parts into one index; write it with the id table and the manifest."""
+    import faiss
+
+    info = json.loads(_sidecar(Path(trained)).read_text())
+    if info["identity"]["model_fingerprint"] != model["fingerprint"]:
+        raise GenembedError(f"{trained}: built from embeddings of another model than {model['source']}; re-embed")
+    if info["family"] == "hnsw":
+        index = _with_ids(read_index_file(trained))
+        for part in parts:
+            flat = read_index_file(part)
+            vectors = flat.index.reconstruct_n(0, flat.ntotal)
+            index.add_with_ids(vectors, faiss.vector_to_array(flat.id_map))
+    else:
+        index = _with_ids(read_index_file(trained))
+        for part in parts:
+            other = read_index_file(part)
+            if info["factory"] != json.loads(_sidecar(Path(part)).read_text())["factory"]:
+                raise GenembedError(f"{part}: made from another trained index; rerun its add job")
+            _merge(index, other)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / INDEX_FILE) as tmp:
@@ -79,26 +221,51 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
         "schema_version": SCHEMA_VERSION,
         "genembed_version": __version__,
         "faiss_version": faiss.__version__,
-        "index": {"factory": factory, "metric": "cosine (inner product of L2-normalised vectors)",
-                  "dim": dim, "count": int(index.ntotal)},
+        "index": {"factory": info["factory"], "metric": "cosine (inner product of L2-normalised vectors)",
+                  "dim": info["dim"], "count": int(index.ntotal), "trained_for": info["trained_for"],
+                  "nprobe": settings.nprobe, "ef_search": settings.ef_search},
         "model": model,
-        "settings": {k: (v.item() if hasattr(v, "item") else v) for k, v in identity.items()},
+        "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
         "genomes": {g: str(Path(p).resolve()) for g, p in genomes.items()},
     }
     write_json(out / MANIFEST_FILE, manifest)
-    log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, dim, factory)
+    log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
     return manifest
 
 
-def _takes_ids(index) -> bool:
-    """IVF indexes store ids themselves; others (Flat, HNSW, PQ) need an id map around them."""
-    import faiss
-
+def _merge(index, other) -> None:
+    """Move ``other``'s vectors into ``index`` (same trained index: checked by FAISS)."""
     try:
-        faiss.extract_index_ivf(index)
-        return True
-    except RuntimeError:
-        return isinstance(index, faiss.IndexIDMap)
+        index.merge_from(other, 0)  # IVF: keep the ids as they are
+    except TypeError:
+        index.merge_from(other)
+
+
+def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                model: dict[str, Any], genomes: dict[str, str], settings: IndexSettings | None = None) -> dict[str, Any]:
+    """Train, add and merge in one go (what the workflow does in separate jobs), one part per genome.
+
+    ``windows`` are the shards' Parquet tables, in the same order as ``shards``; each shard's
+    window ids must equal its table's (checked). ``genomes`` maps genome ids to prepared FASTA.
+    """
+    settings = settings or IndexSettings()
+    if len(shards) != len(windows):
+        raise GenembedError("need one windows table per embedding shard")
+    check_consistent(list(shards), IDENTITY_KEYS)
+    if str(read_attrs(shards[0])["model_fingerprint"]) != model["fingerprint"]:
+        raise GenembedError(f"{shards[0]}: embedded with another model than {model['source']}; re-embed")
+    by_genome: dict[str, list[int]] = {}
+    for i, table in enumerate(windows):
+        genome = pl.read_parquet(table, columns=["genome"])["genome"]
+        by_genome.setdefault(genome[0] if len(genome) else "", []).append(i)
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = Path(tmp) / "trained.faiss"
+        train_index(shards, windows, trained, settings)
+        parts = []
+        for genome, rows in by_genome.items():
+            parts.append(Path(tmp) / f"part{len(parts)}.faiss")
+            add_part(trained, [shards[i] for i in rows], [windows[i] for i in rows], parts[-1])
+        return merge_parts(trained, parts, windows, out_dir, model, genomes, settings)
 
 
 def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
@@ -114,10 +281,26 @@ def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def read_index(index_dir: str | os.PathLike):
+def read_index(index_dir: str | os.PathLike, settings: dict[str, Any] | None = None):
+    """The index of a built index folder, with its search knobs (nprobe, efSearch) applied."""
     import faiss
 
-    path = Path(index_dir) / INDEX_FILE
+    index = read_index_file(Path(index_dir) / INDEX_FILE)
+    for knob, name in (("nprobe", "nprobe"), ("ef_search", "efSearch")):
+        value = (settings or {}).get(knob)
+        if value:
+            try:
+                faiss.ParameterSpace().set_index_parameter(index, name, int(value))
+            except RuntimeError:
+                pass  # this index type has no such knob
+    return index
+
+
+def read_index_file(path: str | os.PathLike):
+    """A FAISS index file, with a clear error when it is missing, truncated or corrupt."""
+    import faiss
+
+    path = Path(path)
     if not path.is_file():
         raise GenembedError(f"{path}: index file not found")
     try:

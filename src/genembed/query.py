@@ -77,7 +77,7 @@ class Index:
     def __init__(self, index_dir: str | os.PathLike):
         self.dir = Path(index_dir)
         self.manifest = read_manifest(self.dir)
-        self.faiss = read_index(self.dir)
+        self.faiss = read_index(self.dir, self.manifest["index"])
         self.table = pl.read_parquet(self.dir / TABLE_FILE)
         self._embedder: Embedder | None = None
         self._tokenizer = None
