@@ -1,6 +1,7 @@
 """The Snakemake workflow, run for real through its CLI on a 200-kb E. coli slice."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,8 @@ def test_dry_run_of_the_bundled_example_plans_every_stage(tmp_path):
                            f"{example / 'ecoli_k12_mg1655.gff.gz'}\n",
                  model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
-    for rule in ("prepare_genome", "describe_model", "build_index", "cluster_report", "promoter_report"):
+    for rule in ("prepare_genome", "describe_model", "train_index", "add_to_index", "merge_index", "cluster_report",
+                 "promoter_report"):
         assert rule in res.stdout
 
 
@@ -97,7 +99,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     assert len(bedgraph) == 401
     for html in ("reports/clusters/clusters.html", "reports/promoters/promoters.html"):
         assert (r / html).stat().st_size > 10_000
-    for log in ("prepare_genome/ecoli.log", "build_index.log", "cluster_report.log", "embed/ecoli/00000.log"):
+    for log in ("prepare_genome/ecoli.log", "index/merge.log", "cluster_report.log", "embed/ecoli/00000.log"):
         assert (d / "logs" / log).is_file()
 
 
@@ -157,3 +159,67 @@ def test_windows_longer_than_the_model_takes_stop_the_run_naming_both_numbers(tm
     assert "at most 512 tokens, which hold 3060 bp" in (tmp_path / "logs/describe_model.log").read_text()
     assert not (tmp_path / "results/model/model.json").exists()
     assert not (tmp_path / "results/embeddings").exists()
+
+
+def slice_fasta(path: Path, name: str, start: int, length: int) -> Path:
+    import gzip
+
+    with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
+        seq = b"".join(fh.read().split(b"\n")[1:])[start : start + length]
+    path.write_bytes(b">" + name.encode() + b"\n" + seq + b"\n")
+    return path
+
+
+def dry_run_jobs(d: Path) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry-run of the whole workflow lists."""
+    out = snakemake(d, "-n").stdout
+    jobs = []
+    for block in re.split(r"\n(?:rule|localrule|checkpoint) ", out)[1:]:
+        rule = block.split(":", 1)[0].strip()
+        wildcards = {}
+        for line in block.splitlines():
+            if line.strip().startswith("wildcards:"):
+                wildcards = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
+        jobs.append((rule, wildcards))
+    return jobs
+
+
+def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collection_outgrows_the_index(tmp_path):
+    sheet = "genome\tfasta\n" + f"first\t{slice_fasta(tmp_path / 'first.fa', 'chrA', 0, 200_000)}\n"
+    config = dict(model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
+                  windows={"size": 500, "stride": 500, "shard_size": 120},
+                  index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
+    write_config(tmp_path, sheet, **config)
+    index = ["results/index/manifest.json"]
+    snakemake(tmp_path, "--cores", "2", *index)
+    trained = tmp_path / "results/index/trained.faiss"
+    kept = {p: p.stat().st_mtime_ns for p in [trained, *(tmp_path / "results").glob("*/first/*")]}
+    assert json.loads((tmp_path / "results/index/manifest.json").read_text())["index"]["factory"] == "IVF16,Flat"
+
+    # a second genome (200 windows; 600 <= 1.6 x 400): only its own jobs, the merge and the reports
+    sheet += f"second\t{slice_fasta(tmp_path / 'second.fa', 'chrB', 1_000_000, 100_000)}\n"
+    write_config(tmp_path, sheet, **config)
+    jobs = dry_run_jobs(tmp_path)
+    assert {rule for rule, _ in jobs} >= {"prepare_genome", "add_to_index", "merge_index"}
+    assert "train_index" not in {rule for rule, _ in jobs}
+    assert all(w.get("genome") in (None, "second") for _, w in jobs), jobs
+    res = snakemake(tmp_path, "--cores", "2", *index)
+    assert "retraining" not in res.stderr
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # nothing of the first genome was redone
+    manifest = json.loads((tmp_path / "results/index/manifest.json").read_text())
+    assert manifest["index"]["count"] == 600 and manifest["index"]["trained_for"] == 400
+    assert set(manifest["genomes"]) == {"first", "second"}
+
+    # a third genome takes the collection to 1,000 windows > 1.6 x 400: the index is retrained, and the run says so
+    sheet += f"third\t{slice_fasta(tmp_path / 'third.fa', 'chrC', 2_000_000, 200_000)}\n"
+    write_config(tmp_path, sheet, **config)
+    res = snakemake(tmp_path, "--cores", "2", *index)
+    assert "retraining the index: the collection (1,000 windows) outgrew the index trained for 400" in res.stderr
+    manifest = json.loads((tmp_path / "results/index/manifest.json").read_text())
+    assert manifest["index"]["count"] == 1000 and manifest["index"]["trained_for"] == 1000
+    assert kept[trained] != trained.stat().st_mtime_ns
+    embeddings = [p for p in kept if p.suffix == ".h5"]
+    assert embeddings and all(p.stat().st_mtime_ns == kept[p] for p in embeddings)  # retraining re-embeds nothing
+    out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "results/index"),
+                          "--region", "third:chrC:50000-50500", "-k", "1"], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[1].split("\t")[2:6] == ["third", "chrC", "50000", "50500"]

@@ -101,10 +101,10 @@ def _count(windows: Sequence[str | os.PathLike]) -> int:
 
 
 def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out: str | os.PathLike,
-                settings: IndexSettings, collection: int | None = None) -> dict[str, Any]:
-    """Train the (empty) index once on a sample of these shards and store it with a JSON sidecar
-    saying what it was trained for. ``collection`` is the number of windows the index will hold
-    (all genomes; default: these shards), which picks the index type."""
+                settings: IndexSettings, genomes: Sequence[str] = ()) -> dict[str, Any]:
+    """Train the (empty) index once on a sample of these shards (of ``genomes``: all the collection
+    holds when it is trained) and store it with a JSON sidecar saying what it was trained for. The
+    number of windows picks the index type."""
     import faiss
 
     if len(shards) != len(windows):
@@ -112,7 +112,7 @@ def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))
     dim = int(identity["dim"])
     trained_on = _count(windows)
-    factory = settings.factory_for(max(collection or trained_on, trained_on), dim)
+    factory = settings.factory_for(trained_on, dim)
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
@@ -125,7 +125,7 @@ def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     with atomic_path(out) as tmp:
         faiss.write_index(index, str(tmp))
     info = {"factory": factory, "family": family(factory), "dim": dim, "trained_for": max(trained_on, 1),
-            "identity": _plain(identity)}
+            "genomes": list(genomes), "identity": _plain(identity)}
     write_json(_sidecar(out), info)
     return info
 

@@ -1,12 +1,15 @@
 # Sample-sheet loading, validation, wildcard constraints and input functions.
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
 from snakemake.utils import validate
 
 from genembed.genome import read_fai
-from genembed.windows import WindowSpec, genome_code, shard_count
+from genembed.index import IndexSettings, needs_retraining
+from genembed.io import is_gzip
+from genembed.windows import WindowSpec, genome_code, shard_count, windows_per_contig
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -31,6 +34,8 @@ for _g in SHEET:  # window ids carry a 31-bit hash of the genome id: refuse the 
         raise ValueError(f"{config['genomes']}: genome ids {_codes[genome_code(_g)]} and {_g} hash alike; rename one")
     _codes[genome_code(_g)] = _g
 MODEL_JSON = "results/model/model.json"
+TRAINED, TRAINED_INFO = "results/index/trained.faiss", "results/index/trained.json"
+INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
 
@@ -67,6 +72,60 @@ def window_spec():
 def all_shards(pattern):
     def inputs(wildcards):
         return [pattern.format(genome=g, shard=s) for g in SHEET for s in shards(g)]
+
+    return inputs
+
+
+def genome_shards(pattern):
+    """Input function: ``pattern`` for every shard of the job's genome."""
+
+    def inputs(wildcards):
+        return [pattern.format(genome=wildcards.genome, shard=s) for s in shards(wildcards.genome)]
+
+    return inputs
+
+
+def planned_windows(genome):
+    """Windows of a genome as planned from its contig lengths (before N filtering). A genome not yet
+    prepared is estimated from its FASTA's size (gzip: 4 bp per byte), so that the decision to
+    retrain the index is taken when the DAG is built, also in a dry-run; later runs use the exact
+    count."""
+    fai = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
+    spec = window_spec()
+    if fai.is_file():
+        return int(windows_per_contig([n for _, n in read_fai(fai)], spec).sum())
+    fasta = Path(SHEET[genome]["fasta"])
+    if not fasta.is_file():
+        return 0  # prepare_genome reports the missing file
+    bp = fasta.stat().st_size * (4 if is_gzip(fasta) else 1)
+    return max(0, (bp - spec.size) // spec.stride + 1)
+
+
+_SAID = set()
+
+
+def train_genomes():
+    """The genomes the index is trained on: those of the stored training while it still fits the
+    collection (so adding a genome does not retrain), else every genome (and the run says why)."""
+    info = Path(TRAINED_INFO)
+    if not info.is_file():
+        return list(SHEET)
+    trained = json.loads(info.read_text())
+    if any(g not in SHEET for g in trained["genomes"]):
+        why = "a genome it was trained on left the sheet"
+    else:
+        why = needs_retraining(trained, sum(planned_windows(g) for g in SHEET), INDEX)
+    if why is None:
+        return trained["genomes"]
+    if why not in _SAID:
+        _SAID.add(why)
+        print(f"genembed: retraining the index: {why}", file=sys.stderr)
+    return list(SHEET)
+
+
+def train_inputs(pattern):
+    def inputs(wildcards):
+        return [pattern.format(genome=g, shard=s) for g in train_genomes() for s in shards(g)]
 
     return inputs
 

@@ -1,9 +1,57 @@
-# One FAISS index over all genomes (cosine), with an id table and a manifest.
+# The FAISS index (cosine) in three steps, so that a new genome costs only its own work: the index is
+# trained once on the genomes present then (and retrained only when the collection outgrows it),
+# each genome's vectors are added in its own job, and a merge joins the parts with the id table and
+# the manifest.
 
 
-rule build_index:
+rule train_index:
     input:
-        shards=all_shards("results/embeddings/{genome}/{shard}.h5"),
+        shards=train_inputs("results/embeddings/{genome}/{shard}.h5"),
+        windows=train_inputs("results/windows/{genome}/{shard}.parquet"),
+    output:
+        index=TRAINED,
+        info=TRAINED_INFO,
+    params:
+        index=config["index"],
+        seed=config["seed"],
+    log:
+        "logs/index/train.log",
+    benchmark:
+        "benchmarks/logs/train_index.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=16000,
+    script:
+        "../../scripts/train_index.py"
+
+
+rule add_to_index:
+    input:
+        trained=TRAINED,
+        info=TRAINED_INFO,
+        shards=genome_shards("results/embeddings/{genome}/{shard}.h5"),
+        windows=genome_shards("results/windows/{genome}/{shard}.parquet"),
+    output:
+        part="results/index/parts/{genome}.faiss",
+        info="results/index/parts/{genome}.json",
+    log:
+        "logs/index/add/{genome}.log",
+    benchmark:
+        "benchmarks/logs/add_to_index/{genome}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=8000,
+    script:
+        "../../scripts/add_to_index.py"
+
+
+rule merge_index:
+    input:
+        trained=TRAINED,
+        info=TRAINED_INFO,
+        parts=expand("results/index/parts/{genome}.faiss", genome=SHEET),
         windows=all_shards("results/windows/{genome}/{shard}.parquet"),
         genomes=lambda wc: list(prepared_fastas(wc).values()),
         model=MODEL_JSON,
@@ -16,12 +64,12 @@ rule build_index:
         genomes=prepared_fastas,
         seed=config["seed"],
     log:
-        "logs/build_index.log",
+        "logs/index/merge.log",
     benchmark:
-        "benchmarks/logs/build_index.tsv"
+        "benchmarks/logs/merge_index.tsv"
     conda:
         "../../envs/cpu.yaml"
     resources:
         mem_mb=16000,
     script:
-        "../../scripts/build_index.py"
+        "../../scripts/merge_index.py"
