@@ -1,11 +1,15 @@
 import json
+import shutil
 import subprocess
 import sys
 
+import numpy as np
+import polars as pl
 import pytest
 
 from genembed.errors import GenembedError
 from genembed.query import Index, Region, format_hits
+from genembed.store import read_shard, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +91,64 @@ def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp
     assert index.manifest["settings"]["strands"] == "average"
     hits = index.search({"minus": reverse_complement(ecoli_sequence[7000:8000])}, k=2)
     assert hits.row(0, named=True)["start"] == 7000 and hits["score"][0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_path, built_index, prepared_slice):
+    from genembed.cli import main
+    from genembed.index import IndexSettings, build_index
+
+    # the same windows indexed as two genomes (their window tables relabelled)
+    tables = []
+    for i, (w, name) in enumerate(zip(built_index["windows"], ["eco_a", "eco_b"])):
+        from genembed.windows import window_ids
+
+        t = pl.read_parquet(w)
+        t = t.with_columns(pl.lit(name).alias("genome"), pl.Series("window_id", window_ids(name, np.arange(t.height))))
+        tables.append(tmp_path / f"w{i}.parquet")
+        t.write_parquet(tables[-1])
+    shards = []
+    for i, (s, t) in enumerate(zip(built_index["shards"], tables)):
+        shard = read_shard(s)
+        shards.append(tmp_path / f"e{i}.h5")
+        write_shard(shards[-1], shard.embeddings, pl.read_parquet(t)["window_id"].to_numpy(), shard.attrs)
+    genomes = {"eco_a": str(prepared_slice), "eco_b": str(prepared_slice)}
+    for factory in ("Flat", "IVF8,Flat", "HNSW16"):
+        out = tmp_path / factory.replace(",", "_")
+        build_index(shards, tables, out, built_index["model"], genomes, IndexSettings(factory=factory, nprobe=8))
+        index = Index.open(out)
+        hits = index.search_region("eco_a:NC_000913.3:5000-6000", k=8, genomes=["eco_b"])
+        assert set(hits["genome"]) == {"eco_b"} and hits.height == 8
+        own = index.search_region("eco_a:NC_000913.3:5000-6000", k=3)
+        assert own.row(0, named=True)["start"] == 5000
+        apart = index.search_region("eco_a:NC_000913.3:5000-6000", k=3, genomes=["eco_a"], exclude_self=True)
+        assert apart.height == 3 and apart["rank"].to_list() == [1, 2, 3]
+        assert not ((apart["start"] < 6000) & (apart["end"] > 5000)).any()
+    with pytest.raises(GenembedError, match="genome yeast is not in this index"):
+        index.search_region("eco_a:NC_000913.3:5000-6000", genomes=["yeast"])
+    assert main(["query", "--index", str(tmp_path / "Flat"), "--region", "eco_a:NC_000913.3:5000-6000",
+                 "--genome", "eco_b", "--exclude-self", "--format", "parquet", "--out", str(tmp_path / "h.parquet")]) == 0
+    table = pl.read_parquet(tmp_path / "h.parquet")
+    assert table.columns == ["query", "rank", "genome", "contig", "start", "end", "score"]
+    assert set(table["genome"]) == {"eco_b"} and table.height == 10
+
+
+def test_queries_made_otherwise_than_the_index_are_refused_saying_what_differs(tmp_path, built_index, index):
+    import h5py
+
+    hits = index.search_shard(built_index["shards"][0], k=1)
+    assert hits.height == 120 and (hits["score"] > 0.99).all()
+    other = tmp_path / "other.h5"
+    shutil.copy(built_index["shards"][0], other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["pooling"] = "cls"
+        f.attrs["layer"] = -2
+    with pytest.raises(GenembedError, match=r"pooling 'cls' \(index: 'mean'\); layer -2 \(index: -1\)"):
+        index.search_shard(other)
+    changed = tmp_path / "model"
+    shutil.copytree(built_index["model"]["folder"], changed)
+    weights = changed / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(GenembedError, match="model files differ from those the index was built with"):
+        Index.open(built_index["dir"], model=str(changed)).search({"q": b"ACGTACGTACGT"})

@@ -42,21 +42,24 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> None:
-    from .io import atomic_path
-    from .query import Index, Region, format_hits, read_fasta_queries
+    from .query import Index, Region, read_fasta_queries, write_hits
 
-    index = Index.open(args.index)
+    if args.format == "parquet" and not args.out:
+        raise GenembedError("--format parquet needs --out FILE")
+    index = Index.open(args.index, args.model)
+    genomes = args.genome or None
+    if args.exclude_self and not args.region:
+        raise GenembedError("--exclude-self needs --region (a sequence has no region of its own)")
     if args.sequence:
-        hits = index.search({"query": args.sequence.strip().upper().encode()}, args.k)
+        hits = index.search({"query": args.sequence.strip().upper().encode()}, args.k, genomes)
     elif args.fasta:
-        hits = index.search(read_fasta_queries(args.fasta), args.k)
+        hits = index.search(read_fasta_queries(args.fasta), args.k, genomes)
+    elif args.embeddings:
+        hits = index.search_shard(args.embeddings, args.k, genomes)
     else:
-        hits = index.search_region(Region.parse(args.region), args.k)
-    text = format_hits(hits, args.format)
-    if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text)
-    else:
+        hits = index.search_region(Region.parse(args.region), args.k, genomes, args.exclude_self)
+    text = write_hits(hits, args.format, args.out)
+    if text is not None:
         sys.stdout.write(text)
 
 
@@ -195,8 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--sequence", help="a DNA sequence")
     what.add_argument("--fasta", help="a FASTA file of query sequences (plain or gzip)")
     what.add_argument("--region", help="GENOME:CONTIG:START-END, 0-based half-open as in the hit tables")
+    what.add_argument("--embeddings", help="an HDF5 embedding shard: every window of it is a query")
     q.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
-    q.add_argument("--format", choices=["tsv", "json", "bed"], default="tsv")
+    q.add_argument("--genome", action="append", help="only hits in this genome (repeat for several)")
+    q.add_argument("--exclude-self", action="store_true", help="with --region: drop hits overlapping the region")
+    q.add_argument("--model", help="model folder to embed queries with (refused unless it is the index's model)")
+    q.add_argument("--format", choices=["tsv", "json", "bed", "parquet"], default="tsv")
     q.add_argument("--out", help="write here instead of standard output")
     q.set_defaults(func=cmd_query)
     return parser

@@ -15,7 +15,7 @@ import polars as pl
 from .embed import EmbedSettings, Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
-from .index import TABLE_FILE, normalise, read_index, read_manifest
+from .index import IDENTITY_KEYS, TABLE_FILE, normalise, read_index, read_manifest
 from .io import open_text
 from .models import ModelSpec, fingerprint
 from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer
@@ -74,22 +74,34 @@ def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
 class Index:
     """A built genembed index: ``Index.open(dir).search({"q": b"ACGT..."}, k=10)``."""
 
-    def __init__(self, index_dir: str | os.PathLike):
+    def __init__(self, index_dir: str | os.PathLike, model: str | None = None):
         self.dir = Path(index_dir)
         self.manifest = read_manifest(self.dir)
         self.faiss = read_index(self.dir, self.manifest["index"])
         self.table = pl.read_parquet(self.dir / TABLE_FILE)
+        self.model_path = model
         self._embedder: Embedder | None = None
         self._tokenizer = None
 
     @classmethod
-    def open(cls, index_dir: str | os.PathLike) -> "Index":
-        return cls(index_dir)
+    def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
+        """Open a built index; ``model`` replaces the model folder the manifest names (refused when
+        its files differ from those the index was built with)."""
+        return cls(index_dir, model)
+
+    def check_compatible(self, attrs: Mapping[str, Any], what: str = "query embeddings") -> None:
+        """Refuse embeddings made otherwise than the index (model, tokenizer, pooling, layer, strands,
+        windows), naming every setting that differs."""
+        wanted = self.manifest["settings"]
+        differ = [f"{k} {attrs.get(k)!r} (index: {wanted.get(k)!r})" for k in IDENTITY_KEYS
+                  if str(attrs.get(k)) != str(wanted.get(k, "forward" if k == "strands" else None))]
+        if differ:
+            raise GenembedError(f"{what} were made otherwise than the index {self.dir}: {'; '.join(differ)}")
 
     def _model(self) -> tuple[Embedder, Any]:
         if self._embedder is None:
             m, s = self.manifest["model"], self.manifest["settings"]
-            folder = m["folder"] if Path(m["folder"]).is_dir() else m["source"]
+            folder = self.model_path or (m["folder"] if Path(m["folder"]).is_dir() else m["source"])
             spec = ModelSpec(folder, m.get("revision"), bool(m.get("trust_remote_code")))
             precision = {"bfloat16": "bf16", "float16": "fp16"}.get(s.get("precision"), "fp32")
             if precision == "fp16" and not _has_cuda():
@@ -117,18 +129,72 @@ class Index:
         check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
         return normalise(average_strands(embedder.embed_rows(rows), strands))
 
-    def search(self, queries: Mapping[str, bytes], k: int = 10) -> pl.DataFrame:
-        """Top-``k`` windows for each named query sequence, best first."""
+    def search(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
+               exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
+        """Top-``k`` windows for each named query sequence, best first; only in ``genomes`` when
+        given, and without the windows that overlap a query's own region in ``exclude``."""
         names = list(queries)
-        vectors = self.embed([queries[n].upper() for n in names])
-        scores, ids = self.faiss.search(vectors, min(k, self.faiss.ntotal))
+        return self.search_vectors(dict(zip(names, self.embed([queries[n].upper() for n in names]))), k, genomes,
+                                   exclude)
+
+    def search_vectors(self, vectors: Mapping[str, np.ndarray], k: int = 10, genomes: Sequence[str] | None = None,
+                       exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
+        """Top-``k`` windows for named query vectors (made as the index's: see :meth:`check_compatible`)."""
+        names = list(vectors)
+        x = normalise(np.stack([np.asarray(vectors[n], dtype=np.float32) for n in names]))
+        exclude = exclude or {}
+        extra = max((self._overlapping(r) for r in exclude.values()), default=0)
+        want = min(k + extra, self.faiss.ntotal)
+        scores, ids = self.faiss.search(x, want, params=self._selector(genomes)) if genomes else \
+            self.faiss.search(x, want)
         hits = pl.DataFrame({
             "query": np.repeat(names, ids.shape[1]),
-            "rank": np.tile(np.arange(1, ids.shape[1] + 1), len(names)),
             "window_id": ids.ravel(),
             "score": scores.ravel().astype(np.float32),
         }).filter(pl.col("window_id") >= 0)
-        return hits.join(self.table, on="window_id", how="left", maintain_order="left").select(HIT_COLUMNS)
+        hits = hits.join(self.table, on="window_id", how="left", maintain_order="left")
+        for name, region in exclude.items():
+            hits = hits.filter(~((pl.col("query") == name) & (pl.col("genome") == region.genome)
+                                 & (pl.col("contig") == region.contig) & (pl.col("start") < region.end)
+                                 & (pl.col("end") > region.start)))
+        hits = hits.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
+        return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS)
+
+    def search_shard(self, path: str | os.PathLike, k: int = 10, genomes: Sequence[str] | None = None) -> pl.DataFrame:
+        """Top-``k`` windows for every window of an embedding shard (for example of a genome embedded
+        later with ``genembed embed``), refused when it was embedded otherwise than the index."""
+        from .store import read_shard
+
+        shard = read_shard(path)
+        self.check_compatible(shard.attrs, str(path))
+        return self.search_vectors({str(i): v for i, v in zip(shard.window_id, shard.embeddings)}, k, genomes)
+
+    def _overlapping(self, region: Region) -> int:
+        """How many indexed windows can overlap a region (so that dropping them still leaves k hits)."""
+        s = self.manifest["settings"]
+        return (region.end - region.start + int(s["window_size"])) // int(s["window_stride"]) + 1
+
+    def _selector(self, genomes: Sequence[str]):
+        """FAISS search parameters that keep only the windows of these genomes (window ids carry the
+        genome's code in their high bits, so each genome is one id range)."""
+        import faiss
+
+        from .windows import genome_code
+
+        unknown = sorted(set(genomes) - set(self.manifest["genomes"]))
+        if unknown:
+            raise GenembedError(f"genome {', '.join(unknown)} is not in this index ({', '.join(sorted(self.manifest['genomes']))})")
+        selector = None
+        for g in genomes:
+            code = genome_code(g)
+            part = faiss.IDSelectorRange(code << 32, (code + 1) << 32)
+            selector = part if selector is None else faiss.IDSelectorOr(selector, part)
+        self._keep = selector  # FAISS holds a raw pointer: keep the selectors alive with the index
+        params = faiss.SearchParametersIVF() if _is_ivf(self.faiss) else faiss.SearchParameters()
+        if isinstance(params, faiss.SearchParametersIVF):
+            params.nprobe = int(self.manifest["index"].get("nprobe") or 1)
+        params.sel = selector
+        return params
 
     def fetch(self, region: Region) -> bytes:
         path = self.manifest["genomes"].get(region.genome)
@@ -141,15 +207,46 @@ class Index:
         finally:
             genome.close()
 
-    def search_region(self, region: Region | str, k: int = 10) -> pl.DataFrame:
+    def search_region(self, region: Region | str, k: int = 10, genomes: Sequence[str] | None = None,
+                      exclude_self: bool = False) -> pl.DataFrame:
+        """Top-``k`` windows resembling a genome region; ``exclude_self`` drops the windows that
+        overlap the region itself."""
         region = Region.parse(region) if isinstance(region, str) else region
-        return self.search({str(region): self.fetch(region)}, k)
+        return self.search({str(region): self.fetch(region)}, k, genomes, {str(region): region} if exclude_self else None)
 
 
 def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _is_ivf(index) -> bool:
+    import faiss
+
+    try:
+        faiss.extract_index_ivf(index)
+        return True
+    except RuntimeError:
+        return False
+
+
+def write_hits(hits: pl.DataFrame, fmt: str, out: str | os.PathLike | None = None) -> str | None:
+    """Write hits to ``out`` atomically (Parquet needs a file), or return them as text."""
+    from .io import atomic_path
+
+    if fmt == "parquet":
+        if out is None:
+            raise GenembedError("--format parquet needs --out FILE")
+        with atomic_path(out) as tmp:
+            hits.write_parquet(tmp)
+        return None
+    text = format_hits(hits, fmt)
+    if out is None:
+        return text
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    return None
 
 
 def format_hits(hits: pl.DataFrame, fmt: str) -> str:
@@ -166,4 +263,4 @@ def format_hits(hits: pl.DataFrame, fmt: str) -> str:
             pl.lit(".").alias("strand"),
         )
         return bed.write_csv(separator="\t", include_header=False)
-    raise GenembedError(f"unknown output format {fmt!r} (tsv, json, bed)")
+    raise GenembedError(f"unknown output format {fmt!r} (tsv, json, bed, parquet)")
