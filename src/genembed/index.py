@@ -119,8 +119,13 @@ def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
         raise GenembedError(f"index.factory {factory!r} is not a valid FAISS factory string ({str(exc).splitlines()[0]})") from None
     if not index.is_trained:
         sample = _training_sample(shards, trained_on, settings.train_size, settings.seed)
-        log.info("training %s on %d of %d vectors", factory, len(sample), trained_on)
-        index.train(sample)
+        gpu = _to_gpu(index)
+        log.info("training %s on %d of %d vectors%s", factory, len(sample), trained_on, " on GPU" if gpu else "")
+        if gpu is not None:
+            gpu.train(sample)
+            index = faiss.index_gpu_to_cpu(gpu)
+        else:
+            index.train(sample)
     out = Path(out)
     with atomic_path(out) as tmp:
         faiss.write_index(index, str(tmp))
@@ -128,6 +133,18 @@ def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
             "genomes": list(genomes), "identity": _plain(identity)}
     write_json(_sidecar(out), info)
     return info
+
+
+def _to_gpu(index):
+    """The index on every GPU when FAISS's GPU build and a GPU are present (else None)."""
+    import faiss
+
+    if not hasattr(faiss, "index_cpu_to_all_gpus") or faiss.get_num_gpus() == 0:
+        return None
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except RuntimeError:  # no GPU version of this index type (HNSW): train on the CPU
+        return None
 
 
 def _sidecar(path: Path) -> Path:
