@@ -65,7 +65,7 @@ class IndexSettings:
             return f"IVF{nlist},Flat"
         if kind == "hnsw":
             return "HNSW32"
-        m = max(d for d in range(1, dim // 4 + 1) if dim % d == 0)  # 4 dimensions per byte-sized code
+        m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)  # a byte per 8 dimensions
         return f"OPQ{m},IVF{nlist},PQ{m}"
 
 
