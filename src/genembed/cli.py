@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True)
     _model_args(i)
     i.add_argument("--type", choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], default="auto",
-                   help="auto: exact below 100,000 windows, IVF-Flat below 1M, OPQ + IVF-PQ above")
+                   help="auto: exact below 100,000 windows, HNSW below 5M, OPQ + IVF-PQ above")
     i.add_argument("--factory", help="any FAISS factory string (instead of --type)")
     i.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
     i.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")

@@ -24,7 +24,7 @@ INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manif
 #: Shard attrs that every shard of one index must share, and that a query must match.
 IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "strands", "window_size", "window_stride")
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
-EXACT_BELOW, PQ_FROM = 100_000, 1_000_000
+EXACT_BELOW, PQ_FROM = 100_000, 5_000_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class IndexSettings:
             return self.factory
         kind = self.type
         if kind == "auto":
-            kind = "flat" if n < EXACT_BELOW else "ivf" if n < PQ_FROM else "ivfpq"
+            kind = "flat" if n < EXACT_BELOW else "hnsw" if n < PQ_FROM else "ivfpq"
         nlist = _nlist(n)
         if kind == "flat":
             return "Flat"
@@ -160,7 +160,7 @@ def needs_retraining(trained: dict[str, Any], collection: int, settings: IndexSe
     wanted = family(settings.factory_for(collection, int(trained["dim"])))
     if wanted != trained["family"]:
         return f"{collection:,} windows call for a {wanted} index, the stored one is {trained['family']}"
-    if trained["family"] != "flat" and collection > settings.retrain_factor * trained["trained_for"]:
+    if trained["family"] in ("ivf", "ivfpq", "pq") and collection > settings.retrain_factor * trained["trained_for"]:
         return (f"the collection ({collection:,} windows) outgrew the index trained for {trained['trained_for']:,}"
                 f" (index.retrain_factor {settings.retrain_factor})")
     return None
