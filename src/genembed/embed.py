@@ -213,6 +213,8 @@ class Embedder:
         """Forward one batch; on GPU out-of-memory halve the token budget and retry it in parts."""
         import torch
 
+        if len(batch) > 1 and len(batch) * ids.shape[1] > self.budget:  # planned before a back-off
+            return self._retry(rows, lengths, batch)
         try:
             return self._forward(ids, lens)
         except torch.OutOfMemoryError:
