@@ -152,3 +152,22 @@ def test_queries_made_otherwise_than_the_index_are_refused_saying_what_differs(t
     weights.write_bytes(bytes(data))
     with pytest.raises(GenembedError, match="model files differ from those the index was built with"):
         Index.open(built_index["dir"], model=str(changed)).search({"q": b"ACGTACGTACGT"})
+
+
+def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model(built_index, ecoli_sequence):
+    from genembed.export import QUERY_INFO, QUERY_MODEL
+
+    assert (built_index["dir"] / QUERY_MODEL).is_file() and (built_index["dir"] / QUERY_INFO).is_file()
+    traced = Index.open(built_index["dir"])
+    direct = Index.open(built_index["dir"], model=built_index["model"]["folder"])
+    seqs = {f"q{i}": ecoli_sequence[i * 7000 : i * 7000 + 600 + 50 * i] for i in range(6)}
+    a, b = traced.embed(list(seqs.values())), direct.embed(list(seqs.values()))
+    assert traced._embedder.tokenizer is None and direct._embedder.tokenizer is not None  # two different paths
+    assert ((a * b).sum(1) >= 0.9999).all()
+    assert traced.search(seqs, k=3)["start"].to_list() == direct.search(seqs, k=3)["start"].to_list()
+    # a cold query process never imports transformers
+    code = ("import sys; from genembed.cli import main; "
+            f"main(['query', '--index', {str(built_index['dir'])!r}, '--sequence', {ecoli_sequence[:800].decode()!r}]); "
+            "print('transformers' in sys.modules, file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stderr.strip().splitlines()[-1] == "False" and res.stdout.splitlines()[1].split("\t")[4] == "0"

@@ -178,6 +178,21 @@ class Embedder:
         with torch.inference_mode():
             return int(self._forward(ids, torch.tensor([ids.shape[1]])).shape[1])
 
+    @classmethod
+    def from_traced(cls, module: Any, info: dict[str, Any], settings: EmbedSettings) -> "Embedder":
+        """An embedder over a traced (TorchScript) encoder saved by :mod:`genembed.export`: no
+        transformers import, on the CPU, with the token ids and limits the export recorded."""
+        import torch
+
+        self = cls.__new__(cls)
+        self.settings, self.device, self.budget = settings, "cpu", settings.token_budget
+        self.dtype = getattr(torch, info["dtype"])
+        self.tokenizer, self.model = None, _Traced(module)
+        self.pad_id, self.takes_mask, self.hidden_size = int(info["pad_id"]), bool(info["takes_mask"]), int(info["dim"])
+        self.takes_hidden_states = True
+        self.special = torch.tensor(info["special"], dtype=torch.long)
+        return self
+
     @property
     def precision(self) -> str:
         return str(self.dtype).removeprefix("torch.")
@@ -261,6 +276,37 @@ class Embedder:
             return torch.where(keep.any(1), pooled, 0.0).cpu().numpy()
         keep = keep.float()
         return ((hidden * keep).sum(1) / keep.sum(1).clamp(min=1)).cpu().numpy()
+
+
+class _Traced:
+    """Calls a traced encoder ``(input_ids, attention_mask) -> hidden states`` as a model is called."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def __call__(self, input_ids, attention_mask=None, output_hidden_states=None):
+        import torch
+
+        return self.module(input_ids, torch.ones_like(input_ids) if attention_mask is None else attention_mask)
+
+
+def traceable(embedder: "Embedder"):
+    """The embedder's model as a module ``(input_ids, attention_mask) -> the pooled layer's hidden
+    states`` (what :mod:`genembed.export` traces)."""
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = embedder.model
+
+        def forward(self, input_ids, attention_mask):
+            kwargs: dict[str, Any] = {"attention_mask": attention_mask} if embedder.takes_mask else {}
+            if embedder.settings.layer != -1:
+                kwargs["output_hidden_states"] = True
+            return _hidden(self.model(input_ids=input_ids, **kwargs), embedder.settings.layer)
+
+    return Encoder()
 
 
 def _hidden(result: Any, layer: int):

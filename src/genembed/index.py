@@ -260,7 +260,8 @@ def _merge(index, other) -> None:
 
 def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                 model: dict[str, Any], genomes: dict[str, str], settings: IndexSettings | None = None) -> dict[str, Any]:
-    """Train, add and merge in one go (what the workflow does in separate jobs), one part per genome.
+    """Train, add and merge in one go (what the workflow does in separate jobs), one part per genome,
+    and keep a traced query encoder beside the index (:mod:`genembed.export`).
 
     ``windows`` are the shards' Parquet tables, in the same order as ``shards``; each shard's
     window ids must equal its table's (checked). ``genomes`` maps genome ids to prepared FASTA.
@@ -282,7 +283,11 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
         for genome, rows in by_genome.items():
             parts.append(Path(tmp) / f"part{len(parts)}.faiss")
             add_part(trained, [shards[i] for i in rows], [windows[i] for i in rows], parts[-1])
-        return merge_parts(trained, parts, windows, out_dir, model, genomes, settings)
+        manifest = merge_parts(trained, parts, windows, out_dir, model, genomes, settings)
+    from .export import export_query_model
+
+    export_query_model(out_dir, manifest)
+    return manifest
 
 
 def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .embed import EmbedSettings, Embedder, average_strands
+from .embed import Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .index import IDENTITY_KEYS, TABLE_FILE, normalise, read_index, read_manifest
 from .io import open_text
-from .models import ModelSpec, fingerprint
+from .models import fingerprint
 from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer
 
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
@@ -99,20 +99,22 @@ class Index:
             raise GenembedError(f"{what} were made otherwise than the index {self.dir}: {'; '.join(differ)}")
 
     def _model(self) -> tuple[Embedder, Any]:
+        """The query encoder: the traced copy the index keeps (fast start), else the model itself."""
         if self._embedder is None:
-            m, s = self.manifest["model"], self.manifest["settings"]
-            folder = self.model_path or (m["folder"] if Path(m["folder"]).is_dir() else m["source"])
-            spec = ModelSpec(folder, m.get("revision"), bool(m.get("trust_remote_code")))
-            precision = {"bfloat16": "bf16", "float16": "fp16"}.get(s.get("precision"), "fp32")
-            if precision == "fp16" and not _has_cuda():
-                precision = "fp32"  # half precision is a GPU format; the CPU computes it poorly
-            embedder = Embedder(spec, EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision=precision,
-                                                    strands=s.get("strands", "forward")))
-            found = fingerprint(folder) if Path(folder).is_dir() else None
+            from .export import load_query_model, model_spec, query_settings
+
+            kept = None if self.model_path else load_query_model(self.dir, self.manifest)
+            if kept is not None:
+                self._embedder, self._tokenizer = kept
+                return kept
+            m = self.manifest["model"]
+            spec = model_spec(self.manifest, self.model_path)
+            embedder = Embedder(spec, query_settings(self.manifest))
+            found = fingerprint(spec.source) if Path(spec.source).is_dir() else None
             if found is not None and found != m["fingerprint"]:
-                raise GenembedError(f"{folder}: model files differ from those the index was built with"
+                raise GenembedError(f"{spec.source}: model files differ from those the index was built with"
                                     f" (fingerprint {found[:12]} != {m['fingerprint'][:12]})")
-            self._tokenizer = make_tokenizer(TokenizerSpec.parse(s["tokenizer"]), embedder.tokenizer)
+            self._tokenizer = make_tokenizer(TokenizerSpec.parse(self.manifest["settings"]["tokenizer"]), embedder.tokenizer)
             self._embedder = embedder
         return self._embedder, self._tokenizer
 
@@ -213,12 +215,6 @@ class Index:
         overlap the region itself."""
         region = Region.parse(region) if isinstance(region, str) else region
         return self.search({str(region): self.fetch(region)}, k, genomes, {str(region): region} if exclude_self else None)
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _is_ivf(index) -> bool:

@@ -88,6 +88,18 @@ class KmerTokenizer:
         at = ids.index(vocab[probe])
         return cls(vocab, k, overlap, ids[:at], ids[at + 1 :], unk)
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything :meth:`from_json` needs (the lookup tables, not the model's tokenizer)."""
+        return {"k": self.k, "overlap": self.overlap, "prefix": self.prefix, "suffix": self.suffix, "unk": self.unk,
+                "kmer_lut": self.kmer_lut.tolist(), "char_lut": self.char_lut.tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "KmerTokenizer":
+        tok = cls({}, int(data["k"]), bool(data["overlap"]), data["prefix"], data["suffix"], int(data["unk"]))
+        tok.kmer_lut = np.asarray(data["kmer_lut"], dtype=np.int32)
+        tok.char_lut = np.asarray(data["char_lut"], dtype=np.int32)
+        return tok
+
     def max_bp(self, max_tokens: int) -> int:
         """The longest clean (A/C/G/T) sequence whose tokens fit ``max_tokens``."""
         room = max_tokens - len(self.prefix) - len(self.suffix)
@@ -174,9 +186,12 @@ class HFTokenizer:
         return lo
 
     def encode_batch(self, seqs: Sequence[bytes]) -> list[np.ndarray]:
-        enc = self.tokenizer([s.decode() for s in seqs], add_special_tokens=True, truncation=False,
-                             return_attention_mask=False)
-        return [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
+        if not hasattr(self.tokenizer, "get_vocab_size"):  # a transformers tokenizer
+            enc = self.tokenizer([s.decode() for s in seqs], add_special_tokens=True, truncation=False,
+                                 return_attention_mask=False)
+            return [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
+        # a bare ``tokenizers.Tokenizer`` (what an index keeps for queries: no transformers import)
+        return [np.asarray(e.ids, dtype=np.int32) for e in self.tokenizer.encode_batch([s.decode() for s in seqs])]
 
 
 def make_tokenizer(spec: TokenizerSpec, hf_tokenizer: Any) -> KmerTokenizer | HFTokenizer:

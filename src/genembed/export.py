@@ -1,0 +1,133 @@
+"""A built index keeps a traced copy (TorchScript) of the encoder its queries need, with the token
+tables, so that a query loads with torch alone: no transformers import, which is most of a cold
+``genembed query``. It is made when the index is built and checked against the model itself on
+windows of several lengths; an index without it (or a model that cannot be traced, or a machine
+with a GPU) embeds queries through transformers as before. TorchScript is deprecated in torch 2.13
+but loads in milliseconds (``torch.export.load`` takes about 2 s); if a later torch drops it, the
+export is skipped and queries load transformers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embed import EmbedSettings, Embedder, traceable
+from .errors import GenembedError
+from .io import atomic_path, write_json
+from .models import ModelSpec, resolve
+from .tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
+
+log = logging.getLogger(__name__)
+QUERY_MODEL, QUERY_INFO, QUERY_TOKENIZER = "query_model.ts", "query_model.json", "query_tokenizer.json"
+
+
+def query_settings(manifest: dict[str, Any], device: str = "auto") -> EmbedSettings:
+    """How queries are embedded: the index's pooling, layer and strands; its precision where this
+    machine has it (fp16 is a GPU format: fp32 on a CPU)."""
+    s = manifest["settings"]
+    precision = {"bfloat16": "bf16", "float16": "fp16"}.get(s.get("precision"), "fp32")
+    if precision == "fp16" and (device == "cpu" or not _has_cuda()):
+        precision = "fp32"
+    return EmbedSettings(pooling=s["pooling"], layer=int(s["layer"]), precision=precision,
+                         strands=s.get("strands", "forward"), device=device)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def model_spec(manifest: dict[str, Any], folder: str | None = None) -> ModelSpec:
+    m = manifest["model"]
+    folder = folder or (m["folder"] if Path(m["folder"]).is_dir() else m["source"])
+    return ModelSpec(folder, m.get("revision"), bool(m.get("trust_remote_code")))
+
+
+def _probes() -> list[bytes]:
+    """Sequences of several lengths, with and without N, for checking a trace (fixed seed)."""
+    rng = np.random.default_rng(0)
+    seqs = [np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, n)].tobytes() for n in (40, 97, 150, 150, 233, 300)]
+    seqs[2] = seqs[2][:60] + b"NNN" + seqs[2][63:]
+    return seqs
+
+
+def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> bool:
+    """Trace the index's query encoder on the CPU and save it beside the index; False (and nothing
+    written) when the model cannot be traced faithfully."""
+    import torch
+
+    out = Path(index_dir)
+    spec = model_spec(manifest)
+    settings = replace(query_settings(manifest, "cpu"), token_budget=400)  # several batch shapes in the check
+    embedder = Embedder(spec, settings)
+    tok_spec = TokenizerSpec.parse(manifest["settings"]["tokenizer"])
+    tokenizer = make_tokenizer(tok_spec, embedder.tokenizer)
+    source = resolve(spec) / "tokenizer.json"
+    if tok_spec.kind == "hf" and not source.is_file():
+        log.info("no tokenizer.json in %s: queries will load transformers", spec.source)
+        return False
+    rows = tokenizer.encode_batch(_probes())
+    example = [torch.from_numpy(rows[1].astype(np.int64))[None].repeat(2, 1)]
+    mask = torch.ones_like(example[0])
+    mask[1, -10:] = 0
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings; the check below decides
+            traced = torch.jit.trace(traceable(embedder), (example[0], mask), check_trace=False)
+    except Exception as exc:  # any model code that tracing cannot follow
+        log.info("cannot trace %s (%s): queries will load transformers", spec.source, exc)
+        return False
+    info = {"fingerprint": manifest["model"]["fingerprint"], "dtype": embedder.precision, "pad_id": embedder.pad_id,
+            "special": embedder.special.tolist(), "takes_mask": embedder.takes_mask, "dim": embedder.hidden_size,
+            "tokenizer": {"kind": "kmer", **tokenizer.to_json()} if isinstance(tokenizer, KmerTokenizer) else {"kind": "hf"}}
+    copy = Embedder.from_traced(traced, info, settings)
+    want, got = embedder.embed_rows(rows), copy.embed_rows(rows)
+    cosine = (want * got).sum(1) / np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-12)
+    if cosine.min() < 0.9999:
+        log.info("the traced %s differs from the model (cosine %.5f): queries will load transformers",
+                 spec.source, cosine.min())
+        return False
+    with atomic_path(out / QUERY_MODEL) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13; see the module doc
+        torch.jit.save(traced, str(tmp))
+    if info["tokenizer"]["kind"] == "hf":
+        with atomic_path(out / QUERY_TOKENIZER) as tmp:
+            shutil.copyfile(source, tmp)
+    write_json(out / QUERY_INFO, info)
+    return True
+
+
+def load_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> tuple[Embedder, Any] | None:
+    """The traced query encoder and tokenizer an index keeps, or None (none kept, another model, a GPU here)."""
+    index_dir = Path(index_dir)
+    if not (index_dir / QUERY_INFO).is_file() or _has_cuda():
+        return None
+    info = json.loads((index_dir / QUERY_INFO).read_text())
+    if info.get("fingerprint") != manifest["model"]["fingerprint"]:
+        return None
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(index_dir / QUERY_MODEL), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise GenembedError(f"{index_dir / QUERY_MODEL}: corrupt or unreadable ({str(exc).splitlines()[0]})") from None
+    embedder = Embedder.from_traced(module, info, query_settings(manifest, "cpu"))
+    if info["tokenizer"]["kind"] == "kmer":
+        return embedder, KmerTokenizer.from_json(info["tokenizer"])
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(index_dir / QUERY_TOKENIZER))
+    tok.no_padding()
+    tok.no_truncation()
+    return embedder, HFTokenizer(tok)
