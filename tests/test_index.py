@@ -64,6 +64,11 @@ def test_corrupt_index_file_is_a_clear_error(tmp_path, built_index):
     (copy / "index.faiss").write_bytes(data[: len(data) // 3])
     with pytest.raises(GenembedError, match="corrupt or unreadable FAISS index"):
         read_index(copy)
+    from genembed.export import QUERY_MODEL, load_query_model
+
+    (copy / QUERY_MODEL).write_bytes((copy / QUERY_MODEL).read_bytes()[:500])
+    with pytest.raises(GenembedError, match="query_model.ts: corrupt or unreadable"):
+        load_query_model(copy, read_manifest(copy))
     (copy / "manifest.json").write_text("{")
     with pytest.raises(GenembedError, match="invalid JSON"):
         read_manifest(copy)

@@ -48,7 +48,7 @@ class IndexSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], seed: int = 0) -> "IndexSettings":
-        keys = ("type", "factory", "train_size", "nprobe", "ef_search", "retrain_factor")
+        keys = ("type", "factory", "train_size", "nprobe", "ef_search", "retrain_factor")  # gpu: a job resource
         return cls(**{k: cfg[k] for k in keys if k in cfg}, seed=seed)
 
     def factory_for(self, n: int, dim: int) -> str:

@@ -19,9 +19,10 @@ rule train_index:
     benchmark:
         "benchmarks/logs/train_index.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        "../../envs/gpu.yaml"  # faiss-gpu: trains on a GPU when the job has one (index.gpu), else on the CPU
     resources:
         mem_mb=16000,
+        gpu=1 if config["index"]["gpu"] else 0,
     script:
         "../../scripts/train_index.py"
 
