@@ -72,3 +72,26 @@ def test_corrupt_index_file_is_a_clear_error(tmp_path, built_index):
     (copy / "manifest.json").write_text("{")
     with pytest.raises(GenembedError, match="invalid JSON"):
         read_manifest(copy)
+
+
+def test_index_type_auto_follows_the_collection_size_and_factories_override_it():
+    auto = IndexSettings()
+    assert auto.factory_for(50_000, 256) == "Flat"
+    assert auto.factory_for(500_000, 256) == "HNSW32"
+    assert auto.factory_for(6_000_000, 256) == "OPQ32,IVF8192,PQ32"
+    assert IndexSettings(type="ivf").factory_for(1_000_000, 256) == "IVF4096,Flat"
+    assert IndexSettings(type="ivf").factory_for(400, 32) == "IVF16,Flat"  # never fewer than 16 lists
+    assert IndexSettings(type="hnsw", factory="IVF64,SQ8").factory_for(10**6, 256) == "IVF64,SQ8"
+    with pytest.raises(GenembedError, match="index.type must be one of"):
+        IndexSettings(type="annoy")
+
+
+def test_search_knobs_from_the_manifest_are_applied_when_an_index_is_opened(tmp_path, built_index):
+    import faiss
+
+    for factory, check in (("IVF8,Flat", lambda ix: faiss.extract_index_ivf(ix).nprobe == 5),
+                           ("HNSW16", lambda ix: faiss.downcast_index(ix.index).hnsw.efSearch == 77)):
+        out = tmp_path / factory.replace(",", "_")
+        m = build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
+                        IndexSettings(factory=factory, nprobe=5, ef_search=77))
+        assert check(read_index(out, m["index"]))
