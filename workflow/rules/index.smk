@@ -12,7 +12,7 @@ rule train_index:
         index=TRAINED,
         info=TRAINED_INFO,
     params:
-        index=config["index"],
+        index={k: config["index"][k] for k in ("type", "factory", "train_size")},  # query knobs do not retrain
         seed=config["seed"],
     log:
         "logs/index/train.log",
