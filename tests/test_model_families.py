@@ -272,3 +272,12 @@ def test_out_of_memory_halves_the_token_budget_and_retries(tmp_path, ecoli_seque
     tight = model_zoo.memory_limited(tmp_path / "tight", max_batch_tokens=50)
     with pytest.raises(GenembedError, match="out of memory on a single window of 87 tokens"):
         Embedder(ModelSpec(str(tight), trust_remote_code=True), EmbedSettings(precision="fp32")).embed_rows(rows[:3])
+
+
+def test_a_window_a_little_shorter_than_the_longest_can_still_be_too_long(zoo):
+    """Non-overlapping 6-mers: 3,060 bp are 510 tokens, but 3,059 bp are 509 6-mers plus 5 single
+    bases, 514 tokens: refused, though shorter than the longest window."""
+    tok_spec, _ = FAMILIES["nt_v2"]
+    assert plan_run(spec_of(zoo, "nt_v2"), tok_spec, {"size": 3060})["windows"]["size"] == 3060
+    with pytest.raises(GenembedError, match="windows.size 3059 bp does not fit"):
+        plan_run(spec_of(zoo, "nt_v2"), tok_spec, {"size": 3059, "stride": 1000})

@@ -15,5 +15,6 @@ def plan_run(spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any])
     model = describe(spec)
     tok = make_tokenizer(tokenizer, load_tokenizer(resolve(spec), spec))
     model["tokenizer"] = tokenizer.describe()
-    model["windows"] = plan_windows(windows, tok.max_bp(model["max_tokens"]), spec.source, model["max_tokens"])
+    limit = model["max_tokens"]
+    model["windows"] = plan_windows(windows, tok.max_bp(limit), lambda n: tok.fits(n, limit), spec.source, limit)
     return model

@@ -49,7 +49,19 @@ class TokenizerSpec:
         return cls("kmer", int(m.group(1)), m.group(2) == "overlapping")
 
 
-class KmerTokenizer:
+def clean_probe(n: int) -> bytes:
+    """``n`` random A/C/G/T bases (fixed seed): the worst case a vocabulary learnt on genomes sees."""
+    codes = np.random.default_rng(0).integers(0, 4, n, dtype=np.uint8)
+    return np.frombuffer(b"ACGT", np.uint8)[codes].tobytes()
+
+
+class _Fits:
+    def fits(self, n_bp: int, max_tokens: int) -> bool:
+        """True when a clean window of ``n_bp`` bases tokenizes to at most ``max_tokens`` tokens."""
+        return len(self.encode_batch([clean_probe(n_bp)])[0]) <= max_tokens
+
+
+class KmerTokenizer(_Fits):
     """Vectorised k-mer tokenizer over the model's vocabulary.
 
     Non-overlapping mode follows Nucleotide Transformer: each run of A/C/G/T is cut into k-mers
@@ -157,7 +169,7 @@ class KmerTokenizer:
         return out  # type: ignore[return-value]
 
 
-class HFTokenizer:
+class HFTokenizer(_Fits):
     """The model's own tokenizer (BPE, character or any other), batched through the fast backend."""
 
     def __init__(self, tokenizer: Any):
@@ -169,8 +181,7 @@ class HFTokenizer:
         Random sequence is the hardest case for a BPE vocabulary learnt from genomes (real windows
         use fewer tokens); the tokenize stage still checks every window. The bound is doubled from
         ``max_tokens`` bp until it no longer fits (at most 64 bp per token), then bisected."""
-        codes = np.random.default_rng(0).integers(0, 4, 64 * max_tokens, dtype=np.uint8)
-        probe = np.frombuffer(b"ACGT", np.uint8)[codes].tobytes()
+        probe = clean_probe(64 * max_tokens)
 
         def fits(n: int) -> bool:
             return len(self.encode_batch([probe[:n]])[0]) <= max_tokens

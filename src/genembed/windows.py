@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -53,14 +53,16 @@ class WindowSpec:
             raise GenembedError(f"window size, stride and shard size must be positive: {self}")
 
 
-def plan_windows(cfg: dict, max_bp: int, model: str, max_tokens: int) -> dict:
+def plan_windows(cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str, max_tokens: int) -> dict:
     """The ``windows`` section with ``auto`` sizes resolved from the model: ``size: auto`` is the
-    longest window the model takes (``max_bp``), ``stride: auto`` half of the size. A window longer
-    than ``max_bp`` would be truncated by the model, so it is refused, naming both numbers."""
+    longest window the model takes (``max_bp``), ``stride: auto`` half of the size. A window whose
+    tokens would not fit (``fits``: a clean window of that many bp fits the model; k-mer counts are
+    not monotonic in the length, since leftover bases are single tokens) would be truncated by the
+    model, so it is refused, naming both numbers."""
     size = max_bp if cfg["size"] == "auto" else int(cfg["size"])
     if max_bp < 1:
         raise GenembedError(f"{model} takes at most {max_tokens} tokens: no window fits beside its special tokens")
-    if size > max_bp:
+    if size > max_bp or not fits(size):
         raise GenembedError(
             f"windows.size {size} bp does not fit {model}: it takes at most {max_tokens} tokens, which hold"
             f" {max_bp} bp with this tokenizer; set windows.size to {max_bp} or less (or auto)"
