@@ -97,7 +97,7 @@ def bench_types(n: int, types: list[str], train: int) -> None:
     exact.add_with_ids(base, ids)
     build = time.perf_counter() - start
     exact_qps, truth = timed_search(exact, queries)
-    print(f"\n| index | factory | build s | bytes/vector | knob | queries/s | x exact | recall@10 |")
+    print("\n| index | factory | build s | bytes/vector | knob | queries/s | x exact | recall@10 |")
     print("|---|---|---:|---:|---|---:|---:|---:|")
     print(f"| exact | Flat | {build:.1f} | {serialized_bytes(exact) / n:.0f} | - | {exact_qps:,.0f} | 1.0 | 1.000 |",
           flush=True)

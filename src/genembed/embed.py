@@ -140,22 +140,16 @@ class Embedder:
     """A loaded model plus the pooling settings; turns token rows into pooled vectors."""
 
     def __init__(self, spec: ModelSpec, settings: EmbedSettings):
-        import torch
-
-        self.settings = settings
-        self.device = pick_device(settings.device)
-        self.dtype = pick_dtype(settings.precision, self.device)
-        self.budget = settings.token_budget
+        device = pick_device(settings.device)
+        dtype = pick_dtype(settings.precision, device)
         folder = resolve(spec)
         self.tokenizer = load_tokenizer(folder, spec)
-        self.model = load_model(folder, spec, self.dtype).to(self.device)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        model = load_model(folder, spec, dtype).to(device)
         names = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
         special = {getattr(self.tokenizer, n, None) for n in names} - {None}
-        self.special = torch.tensor(sorted(special), dtype=torch.long, device=self.device)
-        cfg = self.model.config
-        self.takes_mask = _accepts(self.model.forward, "attention_mask")
-        self.takes_hidden_states = _accepts(self.model.forward, "output_hidden_states")
+        self._attach(model, settings, device, dtype, self.tokenizer.pad_token_id or 0, sorted(special),
+                     _accepts(model.forward, "attention_mask"), _accepts(model.forward, "output_hidden_states"))
+        cfg = model.config
         layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
         if layers and not -(layers + 1) <= settings.layer <= layers:
             raise GenembedError(f"embed.layer {settings.layer} is out of range for a model with {layers} layers"
@@ -166,8 +160,18 @@ class Embedder:
             raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer adds none;"
                                 " use pooling: mean")
         self.hidden_size = self._output_width()
-        log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device,
-                 str(self.dtype).removeprefix("torch."), "yes" if self.takes_mask else "no (equal-length batches)")
+        log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device, self.precision,
+                 "yes" if self.takes_mask else "no (equal-length batches)")
+
+    def _attach(self, model: Any, settings: EmbedSettings, device: str, dtype: Any, pad_id: int,
+                special: Sequence[int], takes_mask: bool, takes_hidden_states: bool) -> None:
+        """The state every embedder has, whether it loaded the model or a traced copy of it."""
+        import torch
+
+        self.model, self.settings, self.device, self.dtype = model, settings, device, dtype
+        self.budget, self.pad_id = settings.token_budget, int(pad_id)
+        self.special = torch.tensor(list(special), dtype=torch.long, device=device)
+        self.takes_mask, self.takes_hidden_states = takes_mask, takes_hidden_states
 
     def _output_width(self) -> int:
         """Width of the pooled vectors, read off one forward pass (not the config: Caduceus-PS
@@ -185,12 +189,9 @@ class Embedder:
         import torch
 
         self = cls.__new__(cls)
-        self.settings, self.device, self.budget = settings, "cpu", settings.token_budget
-        self.dtype = getattr(torch, info["dtype"])
-        self.tokenizer, self.model = None, _Traced(module)
-        self.pad_id, self.takes_mask, self.hidden_size = int(info["pad_id"]), bool(info["takes_mask"]), int(info["dim"])
-        self.takes_hidden_states = True
-        self.special = torch.tensor(info["special"], dtype=torch.long)
+        self._attach(_Traced(module), settings, "cpu", getattr(torch, info["dtype"]), info["pad_id"], info["special"],
+                     bool(info["takes_mask"]), True)
+        self.tokenizer, self.hidden_size = None, int(info["dim"])
         return self
 
     @property
@@ -253,6 +254,15 @@ class Embedder:
             out[part] = self._run(rows, lengths, sub, *self._padded(rows, lengths, sub)[1:])
         return out
 
+    def encode(self, ids, attention_mask=None):
+        """The pooled layer's hidden states of a batch (the mask is passed only to models that take one)."""
+        kwargs: dict[str, Any] = {}
+        if self.takes_mask and attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if self.settings.layer != -1:
+            kwargs["output_hidden_states"] = True
+        return _hidden(self.model(input_ids=ids, **kwargs), self.settings.layer)
+
     def _forward(self, ids, lengths) -> np.ndarray:
         import torch
 
@@ -260,14 +270,8 @@ class Embedder:
         ids = ids.to(self.device, non_blocking=True)
         lengths = lengths.to(self.device, non_blocking=True)
         real = torch.arange(ids.shape[1], device=self.device)[None, :] < lengths[:, None]
-        layer = self.settings.layer
-        kwargs: dict[str, Any] = {}
-        if self.takes_mask and padded:  # a batch without padding needs no mask (faster kernels)
-            kwargs["attention_mask"] = real.long()
-        if layer != -1:
-            kwargs["output_hidden_states"] = True
-        result = self.model(input_ids=ids, **kwargs)
-        hidden = _hidden(result, layer).float()  # pool in fp32 whatever the compute precision
+        # a batch without padding needs no mask (faster kernels); pool in fp32 whatever the compute precision
+        hidden = self.encode(ids, real.long() if padded else None).float()
         if self.settings.pooling == "cls":
             return hidden[:, 0].cpu().numpy()
         keep = (real & ~torch.isin(ids, self.special))[..., None]
@@ -301,10 +305,7 @@ def traceable(embedder: "Embedder"):
             self.model = embedder.model
 
         def forward(self, input_ids, attention_mask):
-            kwargs: dict[str, Any] = {"attention_mask": attention_mask} if embedder.takes_mask else {}
-            if embedder.settings.layer != -1:
-                kwargs["output_hidden_states"] = True
-            return _hidden(self.model(input_ids=input_ids, **kwargs), embedder.settings.layer)
+            return embedder.encode(input_ids, attention_mask)
 
     return Encoder()
 

@@ -173,9 +173,9 @@ def add_part(trained: str | os.PathLike, shards: Sequence[str | os.PathLike], wi
     import faiss
 
     info = json.loads(_sidecar(Path(trained)).read_text())
-    identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim")) if shards else {}
+    identity = _plain(check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))) if shards else {}
     for key, value in identity.items():
-        if str(_plain({key: value})[key]) != str(info["identity"][key]):
+        if str(value) != str(info["identity"][key]):
             raise GenembedError(f"{shards[0]}: {key} is {value!r} but the trained index has {info['identity'][key]!r};"
                                 " re-embed or retrain")
     index = _with_ids(faiss.IndexFlatIP(info["dim"]) if info["family"] == "hnsw" else read_index_file(trained))
@@ -194,15 +194,22 @@ def add_part(trained: str | os.PathLike, shards: Sequence[str | os.PathLike], wi
     return count
 
 
-def _with_ids(index):
-    """IVF indexes store ids themselves; others (Flat, HNSW, PQ) need an id map around them."""
+def is_ivf(index) -> bool:
+    """True for IVF indexes (also behind a transform such as OPQ)."""
     import faiss
 
     try:
         faiss.extract_index_ivf(index)
-        return index
+        return True
     except RuntimeError:
-        return index if isinstance(index, faiss.IndexIDMap) else faiss.IndexIDMap2(index)
+        return False
+
+
+def _with_ids(index):
+    """IVF indexes store ids themselves; others (Flat, HNSW, PQ) need an id map around them."""
+    import faiss
+
+    return index if is_ivf(index) or isinstance(index, faiss.IndexIDMap) else faiss.IndexIDMap2(index)
 
 
 def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
@@ -214,14 +221,13 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     info = json.loads(_sidecar(Path(trained)).read_text())
     if info["identity"]["model_fingerprint"] != model["fingerprint"]:
         raise GenembedError(f"{trained}: built from embeddings of another model than {model['source']}; re-embed")
+    index = _with_ids(read_index_file(trained))
     if info["family"] == "hnsw":
-        index = _with_ids(read_index_file(trained))
         for part in parts:
             flat = read_index_file(part)
             vectors = flat.index.reconstruct_n(0, flat.ntotal)
             index.add_with_ids(vectors, faiss.vector_to_array(flat.id_map))
     else:
-        index = _with_ids(read_index_file(trained))
         for part in parts:
             other = read_index_file(part)
             if info["factory"] != json.loads(_sidecar(Path(part)).read_text())["factory"]:
@@ -267,10 +273,9 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     window ids must equal its table's (checked). ``genomes`` maps genome ids to prepared FASTA.
     """
     settings = settings or IndexSettings()
-    if len(shards) != len(windows):
-        raise GenembedError("need one windows table per embedding shard")
-    check_consistent(list(shards), IDENTITY_KEYS)
-    if str(read_attrs(shards[0])["model_fingerprint"]) != model["fingerprint"]:
+    if not shards:
+        raise GenembedError("no embedding shards given")
+    if str(read_attrs(shards[0])["model_fingerprint"]) != model["fingerprint"]:  # before any training
         raise GenembedError(f"{shards[0]}: embedded with another model than {model['source']}; re-embed")
     by_genome: dict[str, list[int]] = {}
     for i, table in enumerate(windows):

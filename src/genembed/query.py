@@ -15,7 +15,7 @@ import polars as pl
 from .embed import Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
-from .index import IDENTITY_KEYS, TABLE_FILE, normalise, read_index, read_manifest
+from .index import IDENTITY_KEYS, TABLE_FILE, is_ivf, normalise, read_index, read_manifest
 from .io import open_text
 from .models import fingerprint
 from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer
@@ -192,7 +192,7 @@ class Index:
             part = faiss.IDSelectorRange(code << 32, (code + 1) << 32)
             selector = part if selector is None else faiss.IDSelectorOr(selector, part)
         self._keep = selector  # FAISS holds a raw pointer: keep the selectors alive with the index
-        params = faiss.SearchParametersIVF() if _is_ivf(self.faiss) else faiss.SearchParameters()
+        params = faiss.SearchParametersIVF() if is_ivf(self.faiss) else faiss.SearchParameters()
         if isinstance(params, faiss.SearchParametersIVF):
             params.nprobe = int(self.manifest["index"].get("nprobe") or 1)
         params.sel = selector
@@ -215,16 +215,6 @@ class Index:
         overlap the region itself."""
         region = Region.parse(region) if isinstance(region, str) else region
         return self.search({str(region): self.fetch(region)}, k, genomes, {str(region): region} if exclude_self else None)
-
-
-def _is_ivf(index) -> bool:
-    import faiss
-
-    try:
-        faiss.extract_index_ivf(index)
-        return True
-    except RuntimeError:
-        return False
 
 
 def write_hits(hits: pl.DataFrame, fmt: str, out: str | os.PathLike | None = None) -> str | None:

@@ -50,7 +50,8 @@ class TokenizerSpec:
 
 
 def clean_probe(n: int) -> bytes:
-    """``n`` random A/C/G/T bases (fixed seed): the worst case a vocabulary learnt on genomes sees."""
+    """``n`` random A/C/G/T bases (fixed seed, so shorter probes are prefixes of longer ones): the
+    worst case a vocabulary learnt on genomes sees."""
     codes = np.random.default_rng(0).integers(0, 4, n, dtype=np.uint8)
     return np.frombuffer(b"ACGT", np.uint8)[codes].tobytes()
 
@@ -181,19 +182,15 @@ class HFTokenizer(_Fits):
         Random sequence is the hardest case for a BPE vocabulary learnt from genomes (real windows
         use fewer tokens); the tokenize stage still checks every window. The bound is doubled from
         ``max_tokens`` bp until it no longer fits (at most 64 bp per token), then bisected."""
-        probe = clean_probe(64 * max_tokens)
-
-        def fits(n: int) -> bool:
-            return len(self.encode_batch([probe[:n]])[0]) <= max_tokens
-
+        longest = 64 * max_tokens
         lo, hi = 0, max_tokens
-        while fits(hi):
-            if hi >= len(probe):
-                return len(probe)
-            lo, hi = hi, min(2 * hi, len(probe))
-        while hi - lo > 1:  # fits(lo) and not fits(hi)
+        while self.fits(hi, max_tokens):
+            if hi >= longest:
+                return longest
+            lo, hi = hi, min(2 * hi, longest)
+        while hi - lo > 1:  # fits lo and not hi
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+            lo, hi = (mid, hi) if self.fits(mid, max_tokens) else (lo, mid)
         return lo
 
     def encode_batch(self, seqs: Sequence[bytes]) -> list[np.ndarray]:

@@ -62,7 +62,7 @@ def plan_windows(cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str
     size = max_bp if cfg["size"] == "auto" else int(cfg["size"])
     if max_bp < 1:
         raise GenembedError(f"{model} takes at most {max_tokens} tokens: no window fits beside its special tokens")
-    if size > max_bp or not fits(size):
+    if not fits(size):
         raise GenembedError(
             f"windows.size {size} bp does not fit {model}: it takes at most {max_tokens} tokens, which hold"
             f" {max_bp} bp with this tokenizer; set windows.size to {max_bp} or less (or auto)"
@@ -93,9 +93,14 @@ def windows_per_contig(lengths: Sequence[int], spec: WindowSpec) -> np.ndarray:
     return np.where(lengths >= spec.size, (lengths - spec.size) // spec.stride + 1, 0)
 
 
+def window_count(contigs: Sequence[tuple[str, int]], spec: WindowSpec) -> int:
+    """How many windows a genome with these (name, length) contigs has, before N filtering."""
+    return int(windows_per_contig([n for _, n in contigs], spec).sum())
+
+
 def shard_count(contigs: Sequence[tuple[str, int]], spec: WindowSpec) -> int:
     """How many shards a genome with these contigs has (known before any window is made)."""
-    total = int(windows_per_contig([n for _, n in contigs], spec).sum())
+    total = window_count(contigs, spec)
     if total >= 1 << _ORDINAL_BITS:
         raise GenembedError(f"{total} windows in one genome exceed the id space; use a larger stride")
     return -(-total // spec.shard_size)

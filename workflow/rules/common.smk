@@ -9,7 +9,7 @@ from snakemake.utils import validate
 from genembed.genome import read_fai
 from genembed.index import IndexSettings, needs_retraining
 from genembed.io import is_gzip
-from genembed.windows import WindowSpec, genome_code, shard_count, windows_per_contig
+from genembed.windows import WindowSpec, genome_code, shard_count, window_count
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -91,14 +91,12 @@ def planned_windows(genome):
     retrain the index is taken when the DAG is built, also in a dry-run; later runs use the exact
     count."""
     fai = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
-    spec = window_spec()
     if fai.is_file():
-        return int(windows_per_contig([n for _, n in read_fai(fai)], spec).sum())
+        return window_count(read_fai(fai), window_spec())
     fasta = Path(SHEET[genome]["fasta"])
     if not fasta.is_file():
         return 0  # prepare_genome reports the missing file
-    bp = fasta.stat().st_size * (4 if is_gzip(fasta) else 1)
-    return max(0, (bp - spec.size) // spec.stride + 1)
+    return window_count([(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))], window_spec())
 
 
 _SAID = set()
