@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run test env lint clean
+.PHONY: run test env browser lint clean
 
 $(BIN)/genembed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,16 @@ env: $(BIN)/genembed
 run: env
 	$(BIN)/snakemake --cores $(CORES) --printshellcmds
 
-test: env
+# Headless Chromium for tests/test_report_render.py: installed when missing, as root with apt-get; otherwise
+# one line says why and those tests skip (make test goes on either way).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u 2>/dev/null)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get install -y chromium chromium-driver || { apt-get update && apt-get install -y chromium chromium-driver; }; } \
+		|| echo "browser: apt-get could not install chromium and chromium-driver; report rendering tests will skip"; \
+	else echo "browser: chromium/chromedriver missing and not root with apt-get; report rendering tests will skip"; fi
+
+test: env browser
 	$(BIN)/python -m pytest
 
 lint: env

@@ -100,6 +100,47 @@ def built_index(tmp_path_factory, prepared_slice, tiny_bert):
     return {"dir": d / "index", "windows": windows, "shards": shards, "model": model}
 
 
+def embed_genome(name: str, fasta: Path, folder: Path, model_dir: Path, size: int = 1000, shard_size: int = 600):
+    """Windows, tokens and embeddings of a whole prepared genome with a model folder, by the library stages."""
+    from genembed.embed import EmbedSettings, Embedder, embed_shard
+    from genembed.models import ModelSpec, describe, load_tokenizer
+    from genembed.reports.data import genome_contigs
+    from genembed.tokenize import KmerTokenizer, tokenize_shard
+    from genembed.windows import WindowSpec, shard_count, write_shard_windows
+
+    spec = WindowSpec(size=size, stride=size, shard_size=shard_size)
+    model_spec = ModelSpec(str(model_dir))
+    model = describe(model_spec)
+    tok = KmerTokenizer.from_hf(load_tokenizer(model_dir, model_spec), 6, False)
+    embedder = Embedder(model_spec, EmbedSettings())
+    windows, shards = [], []
+    for shard in range(shard_count(list(genome_contigs(fasta).items()), spec)):
+        w, e = folder / f"{name}.{shard}.parquet", folder / f"{name}.{shard}.h5"
+        write_shard_windows(name, fasta, spec, shard, w)
+        tokenize_shard(w, fasta, tok, model["max_tokens"], folder / f"t{shard}.npy", folder / f"o{shard}.npy")
+        embed_shard(w, folder / f"t{shard}.npy", folder / f"o{shard}.npy", embedder, model, "kmer", size, size, e)
+        windows.append(w)
+        shards.append(e)
+    return windows, shards
+
+
+@pytest.fixture(scope="session")
+def model_org_inputs(tmp_path_factory, tiny_bert):
+    """The bundled C. elegans and A. thaliana 1% slices (many contigs, introns), prepared and embedded
+    in 1-kb windows, as report inputs with their real GFF3 annotation."""
+    from genembed.genome import prepare_fasta
+    from genembed.reports.data import GenomeInputs
+
+    out = []
+    for name in ("C.elegans", "A.thaliana"):
+        d = tmp_path_factory.mktemp(name)
+        fasta = d / "genome.fa.gz"
+        prepare_fasta(REPO / f"resources/example/{name}.fa.gz", fasta)
+        windows, shards = embed_genome(name, fasta, d, tiny_bert)
+        out.append(GenomeInputs(name, fasta, REPO / f"resources/example/{name}.gff.gz", windows, shards))
+    return out
+
+
 @pytest.fixture(scope="session")
 def custom_code_model(tmp_path_factory) -> Path:
     """A real model folder whose architecture lives in its own modeling_dna.py (trust_remote_code)."""

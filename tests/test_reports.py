@@ -22,20 +22,69 @@ def _self_contained(html: str) -> None:
 def test_cluster_report_writes_html_table_plots_and_assignments(tmp_path, inputs):
     summary = cluster_report(inputs, tmp_path, ClusterSettings(k=4, umap_sample=150))
     assert summary["windows"].sum() == 200 and summary.height == 4
-    assert {"cluster", "windows", "share", "mean_gc", "frac_upstream", "frac_CDS", "frac_intergenic"} <= set(summary.columns)
+    assert {"cluster", "windows", "share", "mean_gc", "frac_upstream", "frac_CDS", "frac_tRNA", "frac_intergenic"} <= set(summary.columns)
     np.testing.assert_allclose(summary["share"].sum(), 1.0)
-    fracs = summary.select(pl.sum_horizontal("frac_upstream", "frac_CDS", "frac_intergenic"))
+    fracs = summary.select(pl.sum_horizontal(pl.col("^frac_.*$")))
     np.testing.assert_allclose(fracs.to_series().to_numpy(), 1.0)
     tsv = pl.read_csv(tmp_path / "clusters.tsv", separator="\t")
     assert tsv["windows"].to_list() == summary["windows"].to_list()
     assignments = pl.read_parquet(tmp_path / "assignments.parquet")
     ids = np.concatenate([pl.read_parquet(w)["window_id"].to_numpy() for w in inputs[0].windows])
     assert np.array_equal(assignments["window_id"].to_numpy(), ids)
-    for png in ("umap_cluster", "umap_gc", "umap_class", "composition"):
+    for png in ("umap_cluster", "umap_genome", "umap_gc", "umap_class", "composition", "enrichment", "silhouette"):
         assert (tmp_path / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     html = (tmp_path / "clusters.html").read_text()
     _self_contained(html)
-    assert "k = 4" in html and "<table" in html
+    assert "k = 4, as configured" in html and "<table" in html
+
+
+def test_k_is_chosen_by_silhouette_unless_configured(tmp_path, inputs):
+    cluster_report(inputs, tmp_path, ClusterSettings(umap_sample=200, k_max=6))
+    html = (tmp_path / "clusters.html").read_text()
+    chosen = int(re.search(r"k = (\d+), chosen as the best silhouette", html).group(1))
+    assert 2 <= chosen <= 5  # 200 sampled windows allow at most 200 // 39 = 5 clusters in FAISS
+    assert pl.read_parquet(tmp_path / "assignments.parquet")["cluster"].n_unique() == chosen
+
+
+def test_exemplars_are_the_windows_nearest_each_centroid_with_coordinates(tmp_path, inputs):
+    cluster_report(inputs, tmp_path, ClusterSettings(k=3, umap_sample=150, exemplars=2))
+    exemplars = pl.read_csv(tmp_path / "exemplars.tsv", separator="\t")
+    assignments = pl.read_parquet(tmp_path / "assignments.parquet")
+    assert exemplars.height == 6 and exemplars["cluster"].to_list() == [0, 0, 1, 1, 2, 2]
+    best = assignments.sort("similarity", descending=True).group_by("cluster", maintain_order=True).head(2).sort("cluster")
+    assert set(exemplars["window_id"]) == set(best["window_id"])
+    assert (exemplars["end"] - exemplars["start"] == 1000).all() and set(exemplars["contig"]) == {"NC_000913.3"}
+
+
+def test_enrichment_gives_log2_fold_and_corrected_hypergeometric_p_values():
+    from math import comb
+
+    from genembed.reports.clusters import enrichment_table
+
+    # 40 windows: cluster 0 holds 8 of the 10 tRNA windows, cluster 1 the rest; unannotated windows are left out
+    rows = [(0, "tRNA")] * 8 + [(0, "CDS")] * 2 + [(1, "tRNA")] * 2 + [(1, "CDS")] * 28 + [(1, "unannotated")] * 5
+    table = pl.DataFrame(rows, schema={"cluster": pl.Int32, "annotation_class": pl.String}, orient="row").lazy()
+    e = enrichment_table(table)
+    assert e["class"].to_list() == ["tRNA", "CDS", "tRNA", "CDS"]
+    row = e.row(0, named=True)
+    assert (row["observed"], row["cluster_windows"], row["class_windows"]) == (8, 10, 10)
+    assert row["expected"] == pytest.approx(10 * 10 / 40)
+    assert row["log2_enrichment"] == pytest.approx(np.log2(8.5 / 3.0))
+    p = sum(comb(10, i) * comb(30, 10 - i) for i in range(8, 11)) / comb(40, 10)  # P(X >= 8), X ~ hypergeom
+    assert row["p_value"] == pytest.approx(p)
+    assert row["q_value"] >= row["p_value"] and row["q_value"] < 0.05
+    assert e.filter((pl.col("cluster") == 1) & (pl.col("class") == "tRNA"))["log2_enrichment"][0] < 0
+
+
+def test_hdbscan_clusters_several_genomes_coloured_by_genome(tmp_path, inputs, model_org_inputs):
+    genomes = inputs + model_org_inputs[:1]
+    summary = cluster_report(genomes, tmp_path, ClusterSettings(method="hdbscan", umap_sample=400, min_cluster_size=15))
+    assignments = pl.read_parquet(tmp_path / "assignments.parquet")
+    assert set(assignments["genome"]) == {"ecoli", "C.elegans"}
+    assert summary["windows"].sum() == assignments.height
+    assert {"genome_ecoli", "genome_C.elegans"} <= set(summary.columns)
+    html = (tmp_path / "clusters.html").read_text()
+    assert "HDBSCAN" in html and 'alt="umap genome"' in html
 
 
 def test_held_out_part_is_contiguous_and_shares_no_sequence_with_training(inputs):

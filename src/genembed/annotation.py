@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -13,14 +14,26 @@ import polars as pl
 from .errors import GenembedError
 from .io import open_text
 
-FEATURE_SCHEMA = {"contig": pl.String, "type": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String}
-CLASSES = ("upstream", "CDS", "intergenic")
-_GENE_TYPES = ("gene",)
-_TRANSCRIPT_TYPES = ("transcript", "mRNA")
+FEATURE_SCHEMA = {"contig": pl.String, "type": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String,
+                  "biotype": pl.String}
+RNA_CLASSES = ("rRNA", "tRNA", "ncRNA")
+CLASSES = (*RNA_CLASSES, "upstream", "CDS", "UTR/intron", "intergenic")
+# Feature types (GFF3 / SO) and biotypes (GTF gene_biotype / gene_type, Ensembl and GENCODE) per RNA class.
+_RNA_NAMES = {
+    "rRNA": {"rRNA", "Mt_rRNA", "rRNA_gene"},
+    "tRNA": {"tRNA", "Mt_tRNA", "tRNA_gene"},
+    "ncRNA": {"ncRNA", "ncRNA_gene", "lnc_RNA", "lncRNA", "lincRNA", "snRNA", "snoRNA", "miRNA", "pre_miRNA",
+              "primary_transcript", "piRNA", "scRNA", "scaRNA", "sRNA", "misc_RNA", "antisense_RNA", "RNase_P_RNA",
+              "RNase_MRP_RNA", "SRP_RNA", "tmRNA", "Y_RNA", "vault_RNA", "vaultRNA", "telomerase_RNA", "ribozyme",
+              "guide_RNA", "circular_ncRNA", "nc_primary_transcript"},
+}
+_GENE_TYPES = {"gene", "transcript", "mRNA", "ncRNA_gene"} | set().union(*_RNA_NAMES.values())
+_BIOTYPE = re.compile(rb'(?:gene_biotype|transcript_biotype|biotype|gene_type|transcript_type)[= ]"?([^";]+)')
 
 
 def read_annotation(path: str | os.PathLike) -> pl.DataFrame:
-    """Features of a GFF3 or GTF file (plain or gzip) with 0-based half-open coordinates."""
+    """Features of a GFF3 or GTF file (plain or gzip) with 0-based half-open coordinates and the
+    biotype attribute where there is one (``gene_biotype``, ``biotype``, ``gene_type``...)."""
     path = Path(path)
     if not path.is_file():
         raise GenembedError(f"{path}: annotation file not found")
@@ -49,12 +62,62 @@ def _parse(path: Path) -> pl.DataFrame:
                 raise GenembedError(f"{path}: line {lineno}: start/end are not integers") from None
             if start < 0 or end <= start:
                 raise GenembedError(f"{path}: line {lineno}: invalid coordinates {f[3].decode()}-{f[4].decode()}")
+            biotype = _BIOTYPE.search(f[8])
             cols["contig"].append(f[0].decode())
             cols["type"].append(f[2].decode())
             cols["start"].append(start)
             cols["end"].append(end)
             cols["strand"].append(f[6].decode())
+            cols["biotype"].append(biotype.group(1).decode() if biotype else None)
     return pl.DataFrame(cols, schema=FEATURE_SCHEMA)
+
+
+def read_promoter_bed(path: str | os.PathLike, contigs: dict[str, int], upstream: int, downstream: int) -> pl.DataFrame:
+    """Known promoters or TSSs from a BED file (plain or gzip): contig, start, end.
+
+    A 1-bp interval is a TSS and becomes the region ``upstream`` bp before to ``downstream`` bp
+    after it (strand from column 6; without a strand, both orientations). Longer intervals are
+    promoter regions and are used as they are."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenembedError(f"{path}: promoter BED file not found")
+    rows: list[tuple[str, int, int, str]] = []
+    try:
+        with open_text(path) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip() or raw.startswith((b"#", b"track", b"browser")):
+                    continue
+                f = raw.rstrip(b"\r\n").split(b"\t")
+                if len(f) < 3:
+                    raise GenembedError(f"{path}: line {lineno}: expected at least 3 tab-separated BED columns, found {len(f)}")
+                contig = f[0].decode()
+                try:
+                    start, end = int(f[1]), int(f[2])
+                except ValueError:
+                    raise GenembedError(f"{path}: line {lineno}: start/end are not integers") from None
+                if start < 0 or end <= start:
+                    raise GenembedError(f"{path}: line {lineno}: invalid interval {start}-{end}")
+                if contig not in contigs:
+                    raise GenembedError(f"{path}: line {lineno}: contig '{contig}' is not in the genome FASTA")
+                if end > contigs[contig]:
+                    raise GenembedError(f"{path}: line {lineno}: end {end} is past the length {contigs[contig]} of '{contig}'")
+                rows.append((contig, start, end, f[5].decode() if len(f) >= 6 else "."))
+    except (EOFError, OSError, zlib.error) as exc:
+        raise GenembedError(f"{path}: cannot read BED ({exc}); is it truncated?") from None
+    except UnicodeDecodeError:
+        raise GenembedError(f"{path}: not a text BED file (undecodable bytes)") from None
+    if not rows:
+        raise GenembedError(f"{path}: no intervals")
+    bed = pl.DataFrame(rows, schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String},
+                       orient="row")
+    tss = bed.filter(pl.col("end") - pl.col("start") == 1)
+    stranded = tss.filter(pl.col("strand").is_in(["+", "-"]))
+    both = tss.filter(~pl.col("strand").is_in(["+", "-"]))
+    starts = pl.concat([stranded, both.with_columns(pl.lit("+").alias("strand")),
+                        both.with_columns(pl.lit("-").alias("strand"))]).select("contig", pl.col("start").alias("tss"), "strand")
+    regions = pl.concat([bed.filter(pl.col("end") - pl.col("start") > 1).select("contig", "start", "end"),
+                         _around(starts, upstream, downstream, contigs)])
+    return regions.sort("contig", "start")
 
 
 def check_contigs(features: pl.DataFrame, contigs: dict[str, int], path: str | os.PathLike) -> None:
@@ -66,14 +129,24 @@ def check_contigs(features: pl.DataFrame, contigs: dict[str, int], path: str | o
             raise GenembedError(f"{path}: features on '{contig}' end at {end}, past its length {contigs[contig]}")
 
 
-def gene_starts(features: pl.DataFrame) -> pl.DataFrame:
-    """Gene starts (``gene`` features; transcripts where a file has no genes): contig, tss, strand.
+def _rna_class(name: pl.Expr) -> pl.Expr:
+    expr = pl.lit(None, pl.String)
+    for cls in reversed(RNA_CLASSES):
+        expr = pl.when(name.is_in(list(_RNA_NAMES[cls]))).then(pl.lit(cls)).otherwise(expr)
+    return expr
 
-    ``tss`` is the first transcribed base: ``start`` on the + strand, ``end - 1`` on the - strand.
-    """
-    genes = features.filter(pl.col("type").is_in(_GENE_TYPES))
-    if genes.is_empty():
-        genes = features.filter(pl.col("type").is_in(_TRANSCRIPT_TYPES))
+
+def with_classes(features: pl.DataFrame) -> pl.DataFrame:
+    """Add ``rna_class`` (rRNA, tRNA, ncRNA or null) from the feature type, else from the biotype."""
+    return features.with_columns(pl.coalesce(_rna_class(pl.col("type")), _rna_class(pl.col("biotype"))).alias("rna_class"))
+
+
+def gene_starts(features: pl.DataFrame) -> pl.DataFrame:
+    """Starts of genes and transcripts (alternative TSSs included; pseudogenes left out):
+    contig, tss, strand. ``tss`` is the first transcribed base: ``start`` on the + strand,
+    ``end - 1`` on the - strand."""
+    genes = features.filter(pl.col("type").is_in(list(_GENE_TYPES))
+                            & ~pl.col("biotype").fill_null("").str.contains("pseudogene"))
     return genes.filter(pl.col("strand").is_in(["+", "-"])).select(
         "contig",
         pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1).alias("tss"),
@@ -81,20 +154,24 @@ def gene_starts(features: pl.DataFrame) -> pl.DataFrame:
     ).unique(maintain_order=True)
 
 
-def promoter_regions(features: pl.DataFrame, upstream: int, downstream: int,
-                     contigs: dict[str, int]) -> pl.DataFrame:
-    """Regions from ``upstream`` bp before to ``downstream`` bp after each gene start, strand-aware."""
-    starts = gene_starts(features)
+def _around(starts: pl.DataFrame, upstream: int, downstream: int, contigs: dict[str, int]) -> pl.DataFrame:
     plus = pl.col("strand") == "+"
     regions = starts.select(
         "contig",
         pl.when(plus).then(pl.col("tss") - upstream).otherwise(pl.col("tss") + 1 - downstream).alias("start"),
         pl.when(plus).then(pl.col("tss") + downstream).otherwise(pl.col("tss") + 1 + upstream).alias("end"),
     )
-    lengths = pl.DataFrame({"contig": list(contigs), "length": list(contigs.values())})
+    lengths = pl.DataFrame({"contig": list(contigs), "length": list(contigs.values())},
+                           schema={"contig": pl.String, "length": pl.Int64})
     return (regions.join(lengths, on="contig")
             .with_columns(pl.col("start").clip(lower_bound=0), pl.min_horizontal("end", "length").alias("end"))
             .filter(pl.col("end") > pl.col("start")).select("contig", "start", "end"))
+
+
+def promoter_regions(features: pl.DataFrame, upstream: int, downstream: int,
+                     contigs: dict[str, int]) -> pl.DataFrame:
+    """Regions from ``upstream`` bp before to ``downstream`` bp after each gene start, strand-aware."""
+    return _around(gene_starts(features), upstream, downstream, contigs)
 
 
 class Coverage:
@@ -135,22 +212,50 @@ def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 class WindowLabeler:
-    """Annotation classes and promoter labels for windows of one genome."""
+    """Promoter labels and annotation classes for windows of one genome.
 
-    def __init__(self, features: pl.DataFrame, contigs: dict[str, int], upstream: int, downstream: int):
-        promoters = promoter_regions(features, upstream, downstream, contigs)
-        cds = features.filter(pl.col("type") == "CDS").select("contig", "start", "end")
-        self.promoters, self.cds = Coverage(promoters), Coverage(cds)
-        self.annotated = Coverage(pl.concat([promoters, cds]))
+    ``promoters`` (from a BED of known promoters/TSSs) replaces the regions derived from the
+    annotation's gene starts; without ``features`` every window's class is ``unannotated``."""
+
+    def __init__(self, features: pl.DataFrame | None, contigs: dict[str, int], upstream: int, downstream: int,
+                 promoters: pl.DataFrame | None = None):
+        if promoters is None:
+            if features is None:
+                raise ValueError("WindowLabeler needs an annotation or promoter regions")
+            promoters = promoter_regions(features, upstream, downstream, contigs)
+        self.promoters = Coverage(promoters)
+        self.classes: dict[str, Coverage] | None = None
+        if features is not None:
+            features = with_classes(features)
+            cds = features.filter(pl.col("type") == "CDS").select("contig", "start", "end")
+            genic = features.filter(pl.col("type").is_in(list(_GENE_TYPES)) | pl.col("rna_class").is_not_null()
+                                    | (pl.col("type") == "pseudogene")).select("contig", "start", "end")
+            self.classes = {c: Coverage(features.filter(pl.col("rna_class") == c).select("contig", "start", "end"))
+                            for c in RNA_CLASSES}
+            self.classes |= {"CDS": Coverage(cds), "annotated": Coverage(pl.concat([promoters, cds])),
+                             "genic": Coverage(pl.concat([promoters, cds, genic]))}
 
     def label(self, windows: pl.DataFrame) -> pl.DataFrame:
-        """``promoter``: the window overlaps an upstream region by at least 1 bp.
-        ``annotation_class``: whichever of upstream, CDS and intergenic covers most of the window
-        (ties go to upstream, then CDS)."""
+        """``promoter``: the window overlaps a promoter region by at least 1 bp.
+
+        ``annotation_class``: rRNA, tRNA or ncRNA (in that order) when an RNA gene covers at least
+        min(50 bp, half the window); otherwise whichever of upstream (the promoter regions), CDS,
+        UTR/intron (other gene or transcript bases) and intergenic covers most of the window
+        (ties go to upstream, then CDS, then UTR/intron)."""
         contigs = windows["contig"].to_numpy()
         starts, ends = windows["start"].to_numpy(), windows["end"].to_numpy()
         up = self.promoters.overlap(contigs, starts, ends)
-        cds = self.cds.overlap(contigs, starts, ends)
-        rest = (ends - starts) - self.annotated.overlap(contigs, starts, ends)
-        cls = np.where((up >= cds) & (up >= rest) & (up > 0), "upstream", np.where(cds >= rest, "CDS", "intergenic"))
-        return windows.with_columns(pl.Series("promoter", up > 0), pl.Series("annotation_class", cls))
+        if self.classes is None:
+            return windows.with_columns(pl.Series("promoter", up > 0), pl.lit("unannotated").alias("annotation_class"))
+        cov = {name: c.overlap(contigs, starts, ends) for name, c in self.classes.items()}
+        cds = cov["CDS"]
+        other_genic = cov["genic"] - cov["annotated"]
+        rest = (ends - starts) - cov["genic"]
+        cls = np.where((up >= cds) & (up >= other_genic) & (up >= rest) & (up > 0), "upstream",
+                       np.where((cds >= other_genic) & (cds >= rest) & (cds > 0), "CDS",
+                                np.where(other_genic >= rest, "UTR/intron", "intergenic"))).astype(object)
+        rna_min = np.maximum(1, np.minimum(50, (ends - starts) // 2))
+        for c in reversed(RNA_CLASSES):
+            cls = np.where(cov[c] >= rna_min, c, cls)
+        return windows.with_columns(pl.Series("promoter", up > 0),
+                                    pl.Series("annotation_class", cls.tolist(), dtype=pl.String))

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from ..annotation import WindowLabeler, check_contigs, read_annotation
+from ..annotation import WindowLabeler, check_contigs, read_annotation, read_promoter_bed
 from ..errors import GenembedError
 from ..genome import Genome
 from ..store import read_shard
@@ -23,22 +23,33 @@ class GenomeInputs:
     annotation: Path | None
     windows: list[Path] = field(default_factory=list)
     shards: list[Path] = field(default_factory=list)
+    promoters: Path | None = None  # BED of known promoters or TSSs; takes precedence over the annotation
 
 
 def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int) -> dict[str, WindowLabeler | None]:
-    """A labeler per annotated genome (annotation checked against the genome's contigs)."""
+    """A labeler per genome with an annotation or a promoter BED (both checked against the genome's contigs)."""
     out: dict[str, WindowLabeler | None] = {}
     for g in genomes:
-        if g.annotation is None:
+        if g.annotation is None and g.promoters is None:
             out[g.name] = None
             continue
-        fasta = Genome(g.fasta)
-        contigs = fasta.contigs
-        fasta.close()
-        features = read_annotation(g.annotation)
-        check_contigs(features, contigs, g.annotation)
-        out[g.name] = WindowLabeler(features, contigs, upstream, downstream)
+        contigs = genome_contigs(g.fasta)
+        features = None
+        if g.annotation is not None:
+            features = read_annotation(g.annotation)
+            check_contigs(features, contigs, g.annotation)
+        bed = read_promoter_bed(g.promoters, contigs, upstream, downstream) if g.promoters is not None else None
+        out[g.name] = WindowLabeler(features, contigs, upstream, downstream, promoters=bed)
     return out
+
+
+def genome_contigs(fasta: Path) -> dict[str, int]:
+    """Contig names and lengths of a prepared FASTA, in file order."""
+    genome = Genome(fasta)
+    try:
+        return dict(genome.contigs)
+    finally:
+        genome.close()
 
 
 def iter_labeled(genomes: list[GenomeInputs], labelers: dict[str, WindowLabeler | None]
@@ -64,7 +75,8 @@ def iter_labeled(genomes: list[GenomeInputs], labelers: dict[str, WindowLabeler 
 def group_inputs(sheet: dict[str, dict], fastas: dict[str, str], windows: list[str], shards: list[str]
                  ) -> list[GenomeInputs]:
     """GenomeInputs in sheet order from the workflow's flat lists (``.../{genome}/{shard}.*``)."""
-    out = {g: GenomeInputs(g, Path(fastas[g]), Path(row["annotation"]) if row.get("annotation") else None)
+    out = {g: GenomeInputs(g, Path(fastas[g]), Path(row["annotation"]) if row.get("annotation") else None,
+                           promoters=Path(row["promoters"]) if row.get("promoters") else None)
            for g, row in sheet.items()}
     for w, s in zip(sorted(windows), sorted(shards)):
         genome = Path(w).parent.name

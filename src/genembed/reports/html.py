@@ -63,3 +63,8 @@ def page(title: str, sections: Iterable[tuple[str, str]], path: str | os.PathLik
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{body}<script>{_SORT_JS}</script></body></html>\n")
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def esc(text: object) -> str:
+    """HTML-escaped text."""
+    return html.escape(str(text))
