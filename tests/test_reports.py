@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from genembed.reports.clusters import ClusterSettings, cluster_report
-from genembed.reports.data import GenomeInputs
+from genembed.reports.data import GenomeInputs, genome_contigs
 from genembed.reports.promoters import PromoterSettings, held_out, kmer_frequencies, promoter_report, split_of
 
 
@@ -109,22 +109,57 @@ def test_kmer_frequencies_count_only_clean_kmers():
     assert f[1].sum() == pytest.approx(1.0) and f[1, 0] == 1.0
 
 
-def test_promoter_report_compares_embeddings_with_a_kmer_baseline_and_writes_tracks(tmp_path, inputs):
-    metrics = promoter_report(inputs, tmp_path, PromoterSettings(upstream=100, downstream=20), stride=1000)
-    assert metrics["model"].to_list() == ["embeddings", "4-mer frequencies"]
-    assert metrics["test_windows"].to_list() == [40, 40]
-    for col in ("roc_auc", "pr_auc"):
-        assert ((metrics[col] >= 0) & (metrics[col] <= 1)).all()
-    lines = (tmp_path / "ecoli.bedgraph").read_text().splitlines()
-    assert lines[0].startswith("track type=bedGraph")
-    rows = [line.split("\t") for line in lines[1:]]
-    starts, ends = np.array([int(r[1]) for r in rows]), np.array([int(r[2]) for r in rows])
-    assert len(rows) == 200 and (np.diff(starts) > 0).all() and (starts[1:] >= ends[:-1]).all()
-    assert ends.max() <= 200_000 and all(0 <= float(r[3]) <= 1 for r in rows)
+def test_promoter_report_compares_embeddings_with_kmer_and_gc_baselines_with_intervals(tmp_path, inputs):
+    metrics = promoter_report(inputs, tmp_path, PromoterSettings(upstream=100, downstream=20, bootstrap=200), stride=1000)
+    assert metrics["model"].to_list() == ["embeddings", "4-mer frequencies", "GC content"]
+    assert metrics["test_windows"].to_list() == [40, 40, 40]
+    for m in ("roc_auc", "pr_auc", "precision_at_recall", "brier"):
+        assert ((metrics[m] >= 0) & (metrics[m] <= 1)).all()
+        assert (metrics[f"{m}_lo"] <= metrics[m]).all() and (metrics[m] <= metrics[f"{m}_hi"]).all()
+    comparison = pl.read_csv(tmp_path / "comparison.tsv", separator="\t")
+    assert set(comparison["baseline"]) == {"4-mer frequencies", "GC content"}
+    assert set(comparison["embeddings_are"]) <= {"better", "worse", "no clear difference"}
     html = (tmp_path / "promoters.html").read_text()
     _self_contained(html)
-    assert "ROC-AUC" in html or "roc_auc" in html
-    assert "baseline" in html
+    for baseline in ("4-mer frequencies", "GC content"):  # one plain verdict per baseline
+        assert re.search(rf"The embeddings (<b>beat</b>|do <b>not</b> beat) the {baseline} baseline", html)
+    assert "95% CI" in html and "Platt scaling" in html and "block-bootstrap" in html
+
+
+def test_promoter_tracks_are_sorted_bedgraph_bigwig_and_bed_with_the_genome_contig_sizes(tmp_path, model_org_inputs):
+    import pyBigWig
+
+    genome = model_org_inputs[1]  # A. thaliana: 7 contigs, FASTA order Chr1..Chr5, ChrM, ChrC
+    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=50), stride=1000)
+    contigs = genome_contigs(genome.fasta)
+    lines = (tmp_path / "A.thaliana.bedgraph").read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph")
+    bins = pl.DataFrame([line.split("\t") for line in lines[1:]], schema=["contig", "start", "end", "score"], orient="row") \
+        .with_columns(pl.col("start", "end").cast(pl.Int64), pl.col("score").cast(pl.Float64))
+    assert bins.equals(bins.sort("contig", "start"))  # sort -k1,1 -k2,2n order
+    assert bins["contig"].unique(maintain_order=True).to_list() == ["Chr1", "Chr2", "Chr3", "Chr4", "Chr5", "ChrC", "ChrM"]
+    last_end = bins.group_by("contig").agg(pl.col("end").max(), (pl.col("start").shift(-1) >= pl.col("end")).drop_nulls().all().alias("disjoint"))
+    assert all(last_end["disjoint"]) and all(e <= contigs[c] for c, e, _ in last_end.iter_rows())
+    bw = pyBigWig.open(str(tmp_path / "A.thaliana.bw"))
+    assert bw.isBigWig() and bw.chroms() == contigs
+    row = bins.row(len(bins) // 2, named=True)
+    assert bw.values(row["contig"], row["start"], row["end"]) == pytest.approx([row["score"]] * (row["end"] - row["start"]), abs=1e-4)
+    bw.close()
+    bed = (tmp_path / "A.thaliana.promoters.bed").read_text().splitlines()
+    assert bed[0].startswith("track name=")
+    regions = [line.split("\t") for line in bed[1:]]
+    assert regions and all(len(r) == 6 and 0 <= int(r[4]) <= 1000 and int(r[2]) <= contigs[r[0]] for r in regions)
+    keys = [(r[0], int(r[1])) for r in regions]
+    assert keys == sorted(keys)
+
+
+def test_promoter_report_runs_on_eukaryotic_genomes_with_many_contigs_and_introns(tmp_path, model_org_inputs):
+    metrics = promoter_report(model_org_inputs, tmp_path, PromoterSettings(bootstrap=100), stride=1000)
+    assert metrics["test_windows"][0] > 300 and 0 < metrics["test_positive_fraction"][0] < 1
+    html = (tmp_path / "promoters.html").read_text()
+    assert "C.elegans: " in html and "A.thaliana: " in html
+    for name in ("C.elegans", "A.thaliana"):
+        assert (tmp_path / f"{name}.bw").stat().st_size > 1000
 
 
 def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, ecoli_slice, tiny_bert):
@@ -163,5 +198,5 @@ def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, e
     assert [len(pl.read_parquet(w)) for w in g.windows] == [5, 5, 5, 5, 0, 0, 5, 5, 5, 5]
     summary = cluster_report([g], tmp_path / "clusters", ClusterSettings(k=3, umap_sample=40))
     assert summary["windows"].sum() == 40
-    promoter_report([g], tmp_path / "promoters", PromoterSettings(), stride=1000)
+    promoter_report([g], tmp_path / "promoters", PromoterSettings(bootstrap=20), stride=1000)
     assert len((tmp_path / "promoters/gappy.bedgraph").read_text().splitlines()) == 41

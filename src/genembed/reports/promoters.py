@@ -1,12 +1,11 @@
-"""Promoter-prediction report: labels from the annotation, a held-out part of the genome (whole
-contigs or a contiguous region, never random windows), logistic regression on the embeddings
-beside a k-mer-frequency baseline on the same split, ROC/PR curves and a genome-wide bedGraph."""
+"""Promoter-prediction report: labels from the annotation (or a BED of known promoters/TSSs), a
+held-out part of each genome (whole contigs or a contiguous region, never random windows),
+calibrated logistic regression on the embeddings beside k-mer and GC baselines on the same split,
+metrics with block-bootstrap intervals, and genome-wide tracks (bedGraph, bigWig, BED)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from ..io import atomic_path
 from ..windows import encode, window_sequences
 from . import html
 from .data import GenomeInputs, iter_labeled, make_labelers
+from .evaluation import METRICS, block_bootstrap, fit_calibrated, interval, threshold_at_recall
+from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class PromoterSettings:
     split: str = "auto"  # auto | contigs | region
     kmer: int = 4
     max_train: int = 50_000
+    recall: float = 0.5  # precision is reported at this recall; predicted promoters are called at it
+    bootstrap: int = 1000  # block-bootstrap resamples for the confidence intervals
+    block_bp: int = 10_000  # bootstrap block length
     seed: int = 0
 
 
@@ -92,116 +96,144 @@ def kmer_frequencies(seqs: list[bytes], k: int) -> np.ndarray:
     return out
 
 
+EMBEDDINGS = "embeddings"
+
+
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
                     stride: int) -> pl.DataFrame:
-    """Write promoters.html, metrics.tsv, curve PNGs and ``{genome}.bedgraph`` to ``out_dir``.
+    """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
+    ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
-    ``stride`` is the window stride: bedGraph bins are the central ``stride`` bp of each window."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score, roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    ``stride`` is the window stride: track bins are the central ``stride`` bp of each window."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream)
     if not any(labelers.values()):
-        raise GenembedError("promoter report: no genome has an annotation (add a GFF/GTF to the genome sheet)")
+        raise GenembedError("promoter report: no genome has an annotation or a promoter BED (add one to the genome sheet)")
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
-    rng = np.random.default_rng(settings.seed)
+    try:
+        models, n_train = _train(genomes, labelers, tests, fastas, settings)
+        threshold = threshold_at_recall(models[EMBEDDINGS][1], models[EMBEDDINGS][0].oof, settings.recall)
+        truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out)
+    finally:
+        for f in fastas.values():
+            f.close()
+    point, draws = block_bootstrap(truth, scores, blocks, settings.recall, settings.bootstrap, settings.seed)
+    metrics = _metrics_table(point, draws, truth, n_train, settings)
+    comparison = _comparison_table(point, draws)
+    with atomic_path(out / "metrics.tsv") as t:
+        metrics.write_csv(t, separator="\t", float_precision=4)
+    with atomic_path(out / "comparison.tsv") as t:
+        comparison.write_csv(t, separator="\t", float_precision=4)
+    figs = _curves(truth, scores, out)
+    _write_html(out / "promoters.html", metrics, comparison, figs, settings, tests, genomes, threshold, counts,
+                len(np.unique(blocks)), len(draws[f"{EMBEDDINGS}:roc_auc"]))
+    return metrics
 
-    # Pass 1: training sample (embeddings and k-mer features of the same windows).
+
+def _features(name: str, table: pl.DataFrame, emb: np.ndarray, fasta: Genome, settings: PromoterSettings) -> np.ndarray:
+    if name == EMBEDDINGS:
+        return emb
+    if name == "GC content":
+        return table["gc_fraction"].fill_nan(0.5).fill_null(0.5).to_numpy().reshape(-1, 1)
+    return kmer_frequencies(list(window_sequences(fasta, table)), settings.kmer)
+
+
+def _model_names(settings: PromoterSettings) -> tuple[str, str, str]:
+    return EMBEDDINGS, f"{settings.kmer}-mer frequencies", "GC content"
+
+
+def _train(genomes, labelers, tests, fastas, settings: PromoterSettings) -> tuple[dict, int]:
+    """Calibrated classifiers per feature set on a sample of training windows (genome order kept)."""
     n_train = sum(int((split_of(pl.read_parquet(w, columns=["contig", "start", "end"]), tests[g.name]) == 0).sum())
                   for g in genomes if labelers[g.name] is not None for w in g.windows)
     keep = min(1.0, settings.max_train / max(n_train, 1))
-    x_emb, x_kmer, y = [], [], []
+    rng = np.random.default_rng(settings.seed)
+    names = _model_names(settings)
+    x: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    y = []
     for g, table, emb in iter_labeled(genomes, labelers):
         if labelers[g.name] is None:
             continue
         pick = (split_of(table, tests[g.name]) == 0) & (rng.random(len(table)) < keep)
         if pick.any():
             rows = table.filter(pl.Series(pick))
-            x_emb.append(emb[pick])
-            x_kmer.append(kmer_frequencies(list(window_sequences(fastas[g.name], rows)), settings.kmer))
+            for n in names:
+                x[n].append(_features(n, rows, emb[pick], fastas[g.name], settings))
             y.append(rows["promoter"].to_numpy())
     if not y:
         raise GenembedError("promoter report: no annotated window falls in the training part; check the annotation")
-    y_train = np.concatenate(y)
+    y_train = np.concatenate(y).astype(np.int8)
     if len(np.unique(y_train)) < 2:
         raise GenembedError("promoter report: the training windows are all of one class; check the annotation")
-    models = {}
-    for name, x in (("embeddings", np.concatenate(x_emb)), (f"{settings.kmer}-mer frequencies", np.concatenate(x_kmer))):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-        models[name] = clf.fit(x, y_train)
-    emb_name, kmer_name = list(models)
+    return {n: (fit_calibrated(np.concatenate(x[n]), y_train, seed=settings.seed), y_train) for n in names}, n_train
 
-    # Pass 2: score every window; keep held-out scores for evaluation; write bedGraphs.
-    scores: dict[str, list[np.ndarray]] = {n: [] for n in models}
-    y_test: list[np.ndarray] = []
-    with contextlib.ExitStack() as stack:
-        tracks = {g.name: stack.enter_context(_BedGraph(out / f"{g.name}.bedgraph", g.name, stride)) for g in genomes}
-        for g, table, emb in iter_labeled(genomes, labelers):
-            prob = models[emb_name].predict_proba(emb)[:, 1]
-            tracks[g.name].write(table.select("contig", "start", "end").with_columns(pl.Series("score", prob)))
+
+def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
+           out: Path) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
+    """Score every window with the embedding model (tracks for every genome) and the held-out
+    windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
+    names = _model_names(settings)
+    scores: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    truth, blocks = [], []
+    counts: dict[str, int] = {}
+    for g in genomes:
+        per_genome = []
+        for _, table, emb in iter_labeled([g], labelers):
+            prob = models[EMBEDDINGS][0].predict(emb)
+            per_genome.append(table.select("contig", "start", "end").with_columns(pl.Series("score", prob)))
             if labelers[g.name] is None:
                 continue
             test = split_of(table, tests[g.name]) == 1
             if test.any():
                 rows = table.filter(pl.Series(test))
-                scores[emb_name].append(prob[test])
-                kmers = kmer_frequencies(list(window_sequences(fastas[g.name], rows)), settings.kmer)
-                scores[kmer_name].append(models[kmer_name].predict_proba(kmers)[:, 1])
-                y_test.append(rows["promoter"].to_numpy())
-    for f in fastas.values():
-        f.close()
-    if not y_test:
+                scores[EMBEDDINGS].append(prob[test])
+                for n in names[1:]:
+                    scores[n].append(models[n][0].predict(_features(n, rows, emb[test], fastas[g.name], settings)))
+                truth.append(rows["promoter"].to_numpy())
+                blocks.append((g.name + "\0" + rows["contig"] + "\0" + (rows["start"] // settings.block_bp).cast(pl.String)).to_numpy())
+        windows = pl.concat(per_genome) if per_genome else pl.DataFrame(
+            schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
+        title = f"{g.name} promoter probability"
+        what = "genembed promoter probability (calibrated logistic regression on embeddings)"
+        bins = score_bins(windows, stride)
+        write_bedgraph(bins, out / f"{g.name}.bedgraph", title, what)
+        write_bigwig(bins, fastas[g.name].contigs, out / f"{g.name}.bw")
+        counts[g.name] = write_predictions(windows, threshold, out / f"{g.name}.promoters.bed",
+                                           f"{g.name} predicted promoters",
+                                           f"genembed: windows with promoter probability >= {threshold:.3f}")
+    if not truth:
         raise GenembedError("promoter report: no window falls in the held-out part; lower the window size or raise test_fraction")
-    truth = np.concatenate(y_test)
-    if len(np.unique(truth)) < 2:
+    y = np.concatenate(truth)
+    if len(np.unique(y)) < 2:
         raise GenembedError("promoter report: the held-out windows are all of one class")
-    metrics = pl.DataFrame([
-        {"model": n, "roc_auc": float(roc_auc_score(truth, np.concatenate(s))),
-         "pr_auc": float(average_precision_score(truth, np.concatenate(s))),
-         "test_windows": int(len(truth)), "test_positive_fraction": float(truth.mean()),
-         "train_windows": int(len(y_train))}
-        for n, s in scores.items()
-    ])
-    with atomic_path(out / "metrics.tsv") as t:
-        metrics.write_csv(t, separator="\t", float_precision=4)
-    figs = _curves(truth, {n: np.concatenate(s) for n, s in scores.items()}, out)
-    _write_html(out / "promoters.html", metrics, figs, settings, tests, genomes)
-    return metrics
+    return y, {n: np.concatenate(s) for n, s in scores.items()}, np.concatenate(blocks), counts
 
 
-class _BedGraph:
-    """A bedGraph written shard by shard (shards come in genome order), renamed into place at the end.
-    Each window's score goes on its central ``stride``-wide bin, so bins never overlap."""
+def _metrics_table(point, draws, truth: np.ndarray, n_train: int, settings: PromoterSettings) -> pl.DataFrame:
+    rows = []
+    for name, vals in point.items():
+        row: dict = {"model": name}
+        for m in METRICS:
+            lo, hi = interval(draws[f"{name}:{m}"])
+            row |= {m: vals[m], f"{m}_lo": lo, f"{m}_hi": hi}
+        rows.append(row | {"recall_target": settings.recall, "test_windows": int(len(truth)),
+                           "test_positive_fraction": float(truth.mean()), "train_windows": n_train})
+    return pl.DataFrame(rows)
 
-    def __init__(self, path: Path, genome: str, stride: int):
-        self.path, self.stride = path, stride
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self.header = (f'track type=bedGraph name="{genome} promoter score" description="genembed promoter '
-                       f'probability (logistic regression on embeddings)" visibility=full autoScale=off viewLimits=0:1\n')
 
-    def __enter__(self) -> "_BedGraph":
-        self.fh = open(self.tmp, "w")
-        self.fh.write(self.header)
-        return self
-
-    def write(self, scores: pl.DataFrame) -> None:
-        width = pl.min_horizontal(pl.col("end") - pl.col("start"), pl.lit(self.stride))
-        bins = scores.with_columns((pl.col("start") + (pl.col("end") - pl.col("start") - width) // 2).alias("start")) \
-            .with_columns((pl.col("start") + width).alias("end"))
-        self.fh.write(bins.select("contig", "start", "end", pl.col("score").round(4))
-                      .write_csv(separator="\t", include_header=False))
-
-    def __exit__(self, kind, *_) -> None:
-        self.fh.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+def _comparison_table(point, draws) -> pl.DataFrame:
+    """Embeddings minus each baseline (paired bootstrap), and whether the difference is clear."""
+    rows = []
+    for base in list(point)[1:]:
+        for m in ("roc_auc", "pr_auc", "precision_at_recall"):
+            diff = draws[f"{EMBEDDINGS}:{m}"] - draws[f"{base}:{m}"]
+            lo, hi = interval(diff)
+            verdict = "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
+            rows.append({"baseline": base, "metric": m, "difference": point[EMBEDDINGS][m] - point[base][m],
+                         "lo": lo, "hi": hi, "embeddings_are": verdict})
+    return pl.DataFrame(rows)
 
 
 def _curves(truth: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> dict[str, str]:
@@ -209,6 +241,7 @@ def _curves(truth: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> dict
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     figs = {}
@@ -232,36 +265,81 @@ def _curves(truth: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> dict
     ax.set_title("Precision-recall, held-out windows")
     ax.legend(loc="upper right", fontsize=8)
     figs["pr"] = html.save_figure(fig, out / "pr.png")
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, s in scores.items():
+        observed, predicted = calibration_curve(truth, s, n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", label=name)
+    ax.plot([0, 1], [0, 1], color="#999", linestyle="--", label="perfectly calibrated")
+    ax.set_xlabel("predicted probability (mean per decile)")
+    ax.set_ylabel("observed fraction of promoters")
+    ax.set_title("Calibration, held-out windows")
+    ax.legend(loc="upper left", fontsize=8)
+    figs["calibration"] = html.save_figure(fig, out / "calibration.png")
     return figs
 
 
-def _write_html(path: Path, metrics: pl.DataFrame, figs: dict[str, str], settings: PromoterSettings,
-                tests: dict[str, dict[str, tuple[int, int]]], genomes: list[GenomeInputs]) -> None:
-    emb = metrics.row(0, named=True)
-    base = metrics.row(1, named=True)
-    if emb["roc_auc"] > base["roc_auc"] and emb["pr_auc"] > base["pr_auc"]:
-        verdict = f"The embeddings beat the {base['model']} baseline on both ROC-AUC and PR-AUC."
-    else:
-        verdict = (f"The embeddings do <b>not</b> beat the {base['model']} baseline on held-out windows "
-                   f"(ROC-AUC {emb['roc_auc']:.3f} vs {base['roc_auc']:.3f}, PR-AUC {emb['pr_auc']:.3f} vs {base['pr_auc']:.3f}).")
-    held = "; ".join(f"{g}: " + ", ".join(f"{c}:{lo:,}-{hi:,}" for c, (lo, hi) in t.items()) for g, t in tests.items())
+def _verdicts(comparison: pl.DataFrame) -> str:
+    """One plain sentence per baseline."""
+    out = []
+    for (base,), rows in comparison.group_by(["baseline"], maintain_order=True):
+        main = rows.filter(pl.col("metric").is_in(["roc_auc", "pr_auc"]))
+        parts = ", ".join(f"{'ROC-AUC' if r['metric'] == 'roc_auc' else 'PR-AUC'} {r['difference']:+.3f} "
+                          f"(95% CI {r['lo']:+.3f} to {r['hi']:+.3f})" for r in main.iter_rows(named=True))
+        verdicts = set(main["embeddings_are"])
+        if verdicts == {"better"}:
+            out.append(f"<p class='good'>The embeddings <b>beat</b> the {html.esc(base)} baseline: {parts}.</p>")
+        elif "worse" in verdicts:
+            out.append(f"<p class='note'>The embeddings do <b>not</b> beat the {html.esc(base)} baseline; they are "
+                       f"<b>worse</b>: {parts}.</p>")
+        else:
+            out.append(f"<p class='note'>The embeddings do <b>not</b> beat the {html.esc(base)} baseline (no clear "
+                       f"difference on held-out windows): {parts}.</p>")
+    return "".join(out)
+
+
+def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],
+                settings: PromoterSettings, tests: dict[str, dict[str, tuple[int, int]]], genomes: list[GenomeInputs],
+                threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int) -> None:
+    held = "; ".join(f"{html.esc(g)}: " + ", ".join(f"{html.esc(c)}:{lo:,}-{hi:,}" for c, (lo, hi) in t.items())
+                     for g, t in tests.items())
+    sources = "; ".join(f"{html.esc(g.name)}: " + ("promoter BED " + html.esc(g.promoters.name) if g.promoters
+                        else "annotation " + html.esc(g.annotation.name) if g.annotation else "none (scored only)")
+                        for g in genomes)
     methods = (
-        f"<p>A window is <b>positive</b> when it overlaps the region from {settings.upstream} bp upstream to "
-        f"{settings.downstream} bp downstream of a gene start (strand-aware; GFF3/GTF <code>gene</code> "
-        f"features, transcripts where there are none). Held-out part (never seen in training; windows "
-        f"straddling its border are dropped): {held}. Classifiers: standardised features, logistic "
-        f"regression with balanced class weights (scikit-learn), trained on up to {settings.max_train:,} "
-        f"training windows; the baseline uses {settings.kmer}-mer frequencies of the same windows. "
-        f"The bedGraph tracks give the embedding model's probability for every window (training windows "
-        f"included), on each window's central bin. Caveat: the held-out part is unseen by the classifiers, "
-        f"but the language model itself may have seen it in pretraining (the bundled demonstration model "
-        f"was trained on the whole E. coli genome), and related genomes in the same run can share "
-        f"homologous sequence with it.</p><p class='muted'>Settings: {asdict(settings)}</p>"
+        f"<p><b>Labels.</b> A window is <b>positive</b> when it overlaps a promoter region by at least 1 bp. Regions "
+        f"come from a BED of known promoters or TSSs when one is given (1-bp intervals are TSSs and are widened as "
+        f"below; longer intervals are used as they are), otherwise from the annotation: {settings.upstream} bp "
+        f"upstream to {settings.downstream} bp downstream of every gene and transcript start (GFF3 or GTF, "
+        f"strand-aware, pseudogenes left out). Sources: {sources}.</p>"
+        f"<p><b>Split.</b> Held out (never seen in training; windows straddling its border are dropped): {held}.</p>"
+        f"<p><b>Classifiers.</b> Three feature sets on the same windows: the embeddings, {settings.kmer}-mer "
+        f"frequencies, and GC content alone. Each is a standardised logistic regression (scikit-learn, no class "
+        f"weights) trained on up to {settings.max_train:,} training windows, its scores turned into probabilities by "
+        f"Platt scaling fitted on 5-fold out-of-fold scores (folds are contiguous runs of windows).</p>"
+        f"<p><b>Evaluation.</b> On held-out windows: ROC-AUC, PR-AUC (average precision), precision at recall "
+        f"{settings.recall:g} and the Brier score. 95% intervals are percentile intervals of {n_boot:,} block-bootstrap "
+        f"resamples ({n_blocks:,} blocks of {settings.block_bp:,} bp, seed {settings.seed}); the differences between "
+        f"the embeddings and each baseline use the same (paired) resamples. The embeddings are said to beat a "
+        f"baseline only when the intervals of both the ROC-AUC and the PR-AUC differences lie above zero.</p>"
+        f"<p><b>Caveat.</b> The held-out part is unseen by the classifiers, but the language model itself may have "
+        f"seen it in pretraining (the bundled demonstration model was trained on the whole E. coli genome), and "
+        f"related genomes in the same run can share homologous sequence with it.</p>"
+        f"<p class='muted'>Settings: {html.esc(asdict(settings))}</p>"
     )
+    tracks = "".join(
+        f"<li><code>{html.esc(g.name)}.bw</code> / <code>{html.esc(g.name)}.bedgraph</code>: promoter probability of "
+        f"every window on its central bin; <code>{html.esc(g.name)}.promoters.bed</code>: {counts[g.name]:,} predicted "
+        f"promoter regions</li>" for g in genomes)
     sections = [
-        ("Result", f"<p class='note'>{verdict}</p>" + html.table(metrics)),
-        ("Curves", html.grid(figs["roc"], figs["pr"])),
+        ("Result", _verdicts(comparison) + html.table(metrics.select(
+            "model", *[c for m in METRICS for c in (m, f"{m}_lo", f"{m}_hi")], "test_windows", "test_positive_fraction",
+            "train_windows"))),
+        ("Embeddings against the baselines", "<p class='muted'>Embeddings minus baseline; paired block bootstrap.</p>"
+         + html.table(comparison)),
+        ("Curves", html.grid(figs["roc"], figs["pr"], figs["calibration"])),
+        ("Tracks", f"<p>Load these in IGV or the UCSC browser (contigs sorted by name, sizes from the genome). "
+         f"Predicted promoters are merged windows whose probability is at least {threshold:.3f}, the threshold that "
+         f"reaches recall {settings.recall:g} on out-of-fold training predictions.</p><ul>{tracks}</ul>"),
         ("Methods", methods),
-        ("Tracks", "<ul>" + "".join(f"<li><code>{g.name}.bedgraph</code></li>" for g in genomes) + "</ul>"),
     ]
     html.page("genembed promoter-prediction report", sections, path)
