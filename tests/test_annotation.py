@@ -1,10 +1,13 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from genembed.annotation import Coverage, WindowLabeler, check_contigs, gene_starts, promoter_regions, read_annotation
+from genembed.annotation import (
+    Coverage, WindowLabeler, check_contigs, gene_starts, promoter_regions, read_annotation, read_promoter_bed, with_classes,
+)
 from genembed.errors import GenembedError
 
 GTF = """chr1\tsrc\tgene\t1001\t2000\t.\t+\t.\tgene_id "g1";
@@ -63,3 +66,70 @@ def _gz(path, text):
     with gzip.open(path, "wt") as fh:
         fh.write(text)
     return path
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "resources/example"
+
+
+def test_gtf_and_gff3_of_the_same_real_annotation_give_the_same_gene_starts():
+    """C. elegans slice: WormBase GFF3 and its gffread GTF (transcripts only, no gene lines, no biotypes)."""
+    gff = gene_starts(read_annotation(EXAMPLE / "C.elegans.gff.gz"))
+    gtf = gene_starts(read_annotation(EXAMPLE / "C.elegans.gtf.gz"))
+    keys = ["contig", "tss", "strand"]
+    assert gff.height > 300 and gff.join(gtf, on=keys, how="anti").is_empty()  # every GFF3 start is in the GTF
+    # the GTF's extra starts are the pseudogenic transcripts, which the GFF3's biotypes let us leave out
+    features = read_annotation(EXAMPLE / "C.elegans.gff.gz")
+    ends = features.with_columns(pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1).alias("tss"))
+    extra = gtf.join(gff, on=keys, how="anti").join(ends, on=keys)
+    assert set(extra.filter(pl.col("type").str.contains("transcript|tRNA"))["type"]) == {"pseudogenic_transcript", "pseudogenic_tRNA"}
+    # minus-strand starts are the transcript ends: Y74C9A.6 (snoRNA, 3747..3909 on -) starts at 0-based 3908
+    assert ("I", 3908, "-") in gff.rows() and ("I", 3908, "-") in gtf.rows()
+
+
+def test_rna_genes_get_their_own_classes_from_types_or_biotypes(tmp_path):
+    ecoli = with_classes(read_annotation(EXAMPLE / "ecoli_k12_mg1655.gff.gz"))
+    genes = ecoli.filter(pl.col("type") == "gene").group_by("rna_class").len()
+    assert dict(genes.iter_rows()) == {None: 4288, "ncRNA": 98, "rRNA": 22, "tRNA": 86}  # from gene_biotype
+    (tmp_path / "e.gtf").write_text(
+        'chr1\tensembl\tgene\t101\t172\t.\t+\t.\tgene_id "g"; gene_biotype "tRNA";\n'
+        'chr1\tensembl\tgene\t1001\t3000\t.\t-\t.\tgene_id "h"; gene_type "lncRNA";\n'
+        'chr1\tensembl\texon\t1001\t1200\t.\t-\t.\tgene_id "h"; gene_type "lncRNA";\n')
+    lab = WindowLabeler(read_annotation(tmp_path / "e.gtf"), {"chr1": 5000}, 200, 50)
+    w = pl.DataFrame({"contig": ["chr1"] * 4, "start": [0, 400, 1200, 4000], "end": [500, 900, 1700, 4500]})
+    assert lab.label(w)["annotation_class"].to_list() == ["tRNA", "intergenic", "ncRNA", "intergenic"]
+
+
+def test_intron_windows_of_eukaryotic_genes_are_not_called_intergenic(tmp_path):
+    (tmp_path / "i.gff").write_text(
+        "chr1\tsrc\tgene\t1001\t9000\t.\t+\t.\tID=g\nchr1\tsrc\tmRNA\t1001\t9000\t.\t+\t.\tID=t;Parent=g\n"
+        "chr1\tsrc\tCDS\t1101\t1500\t.\t+\t0\tParent=t\nchr1\tsrc\tCDS\t8001\t8900\t.\t+\t0\tParent=t\n")
+    lab = WindowLabeler(read_annotation(tmp_path / "i.gff"), {"chr1": 12000}, 200, 50)
+    w = pl.DataFrame({"contig": ["chr1"] * 3, "start": [4000, 8000, 10000], "end": [4500, 8500, 10500]})
+    assert lab.label(w)["annotation_class"].to_list() == ["UTR/intron", "CDS", "intergenic"]
+
+
+def test_a_promoter_bed_takes_precedence_over_the_annotation(tmp_path):
+    (tmp_path / "a.gtf").write_text(GTF)
+    (tmp_path / "p.bed").write_text("track name=tss\nchr1\t3000\t3001\tt1\t0\t-\nchr1\t4000\t4300\tp2\nchr1\t500\t501\n")
+    contigs = {"chr1": 7000}
+    regions = read_promoter_bed(tmp_path / "p.bed", contigs, upstream=200, downstream=50)
+    # - strand TSS at 3000: [3001-50, 3001+200); unstranded TSS at 500: both orientations [300, 701); a region as is
+    assert regions.rows() == [("chr1", 300, 550), ("chr1", 451, 701), ("chr1", 2951, 3201), ("chr1", 4000, 4300)]
+    lab = WindowLabeler(read_annotation(tmp_path / "a.gtf"), contigs, 200, 50, promoters=regions)
+    # BED regions only, then the GTF's promoter of g1 at [800, 1050), which the BED replaces
+    w = pl.DataFrame({"contig": ["chr1"] * 4, "start": [0, 2900, 4200, 850], "end": [400, 3000, 4700, 1000]})
+    assert lab.label(w)["promoter"].to_list() == [True, True, True, False]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("chr1\t10\n", r"p.bed: line 1: expected at least 3 tab-separated BED columns, found 2"),
+    ("chr1\tten\t20\n", r"p.bed: line 1: start/end are not integers"),
+    ("#c\nchr1\t20\t10\n", r"p.bed: line 2: invalid interval 20-10"),
+    ("chrZ\t1\t10\n", r"p.bed: line 1: contig 'chrZ' is not in the genome FASTA"),
+    ("chr1\t1\t8000\n", r"p.bed: line 1: end 8000 is past the length 7000 of 'chr1'"),
+    ("track name=x\n", r"p.bed: no intervals"),
+])
+def test_bad_promoter_beds_are_refused_with_the_line(tmp_path, text, message):
+    (tmp_path / "p.bed").write_text(text)
+    with pytest.raises(GenembedError, match=message):
+        read_promoter_bed(tmp_path / "p.bed", {"chr1": 7000}, 200, 50)
