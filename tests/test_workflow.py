@@ -93,10 +93,13 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     assert (r / "model/pretrained/README.md").is_file()
     clusters = pl.read_csv(r / "reports/clusters/clusters.tsv", separator="\t")
     assert clusters["windows"].sum() == 400
+    assert pl.read_csv(r / "reports/clusters/enrichment.tsv", separator="\t")["q_value"].is_between(0, 1).all()
     metrics = pl.read_csv(r / "reports/promoters/metrics.tsv", separator="\t")
-    assert metrics.height == 2
+    assert metrics["model"].to_list() == ["embeddings", "4-mer frequencies", "GC content"]
     bedgraph = (r / "reports/promoters/ecoli.bedgraph").read_text().splitlines()
     assert len(bedgraph) == 401
+    assert (r / "reports/promoters/ecoli.bw").read_bytes()[:4] == b"\x26\xfc\x8f\x88"  # bigWig magic, little-endian
+    assert (r / "reports/promoters/ecoli.promoters.bed").read_text().startswith("track name=")
     for html in ("reports/clusters/clusters.html", "reports/promoters/promoters.html"):
         assert (r / html).stat().st_size > 10_000
     for log in ("prepare_genome/ecoli.log", "index/merge.log", "cluster_report.log", "embed/ecoli/00000.log"):
@@ -115,8 +118,12 @@ def test_rerun_has_nothing_to_do_and_query_finds_the_window_itself(run):
 
 def test_report_is_built_from_registered_outputs(run):
     d, _ = run
+    import zipfile
+
     snakemake(d, "--report", str(d / "report.zip"))
-    assert (d / "report.zip").stat().st_size > 10_000
+    names = {Path(n).name for n in zipfile.ZipFile(d / "report.zip").namelist()}
+    assert {"clusters.html", "enrichment.png", "silhouette.png", "umap_genome.png", "exemplars.tsv",
+            "promoters.html", "roc.png", "pr.png", "calibration.png", "comparison.tsv"} <= names
 
 
 @pytest.mark.parametrize("sheet, message", [
@@ -147,6 +154,14 @@ def test_genomes_without_annotation_get_index_and_clusters_but_no_promoter_repor
                  model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert "cluster_report" in res.stdout and "promoter_report" not in res.stdout
+
+
+def test_a_genome_with_only_a_promoter_bed_gets_a_promoter_report(tmp_path, ecoli_slice):
+    (tmp_path / "tss.bed").write_text("NC_000913.3\t189\t190\tthrL\t0\t+\n")
+    write_config(tmp_path, f"genome\tfasta\tpromoters\nplain\t{ecoli_slice[0]}\t{tmp_path / 'tss.bed'}\n",
+                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+    res = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert "promoter_report" in res.stdout
 
 
 def test_windows_longer_than_the_model_takes_stop_the_run_naming_both_numbers(tmp_path, ecoli_slice):

@@ -17,8 +17,9 @@ validate(config, "../schemas/config.schema.yaml")
 GENOMES = pl.read_csv(
     config["genomes"], separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String}
 )
-if "annotation" not in GENOMES.columns:
-    GENOMES = GENOMES.with_columns(pl.lit(None, pl.String).alias("annotation"))
+for _column in ("annotation", "promoters"):  # optional columns
+    if _column not in GENOMES.columns:
+        GENOMES = GENOMES.with_columns(pl.lit(None, pl.String).alias(_column))
 if GENOMES["genome"].is_duplicated().any():
     raise ValueError(
         f"{config['genomes']}: duplicate genome ids: "
@@ -133,7 +134,9 @@ def prepared_fastas(wildcards):
 
 
 def annotations():
-    return {g: row["annotation"] for g, row in SHEET.items() if row["annotation"]}
+    """Annotation and promoter-BED files of the genomes that have them."""
+    return {g: [row[c] for c in ("annotation", "promoters") if row[c]] for g, row in SHEET.items()
+            if row["annotation"] or row["promoters"]}
 
 
 def report_inputs(wildcards):
@@ -141,12 +144,12 @@ def report_inputs(wildcards):
         "shards": all_shards("results/embeddings/{genome}/{shard}.h5")(wildcards),
         "windows": all_shards("results/windows/{genome}/{shard}.parquet")(wildcards),
         "genomes": list(prepared_fastas(wildcards).values()),
-        "annotations": list(annotations().values()),
+        "annotations": [f for files in annotations().values() for f in files],
     }
 
 
 def final_outputs():
-    """Index and reports; the promoter report only when some genome has an annotation."""
+    """Index and reports; the promoter report only when some genome has an annotation or a promoter BED."""
     out = ["results/index/manifest.json", "results/reports/clusters/clusters.html"]
     if annotations():
         out.append("results/reports/promoters/promoters.html")

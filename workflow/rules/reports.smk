@@ -7,9 +7,24 @@ rule cluster_report:
     output:
         html=report("results/reports/clusters/clusters.html", caption="../report/clusters.rst", category="Clustering"),
         tsv=report("results/reports/clusters/clusters.tsv", caption="../report/clusters_table.rst", category="Clustering"),
+        enrichment=report(
+            "results/reports/clusters/enrichment.tsv", caption="../report/clusters_enrichment.rst", category="Clustering"
+        ),
+        exemplars=report(
+            "results/reports/clusters/exemplars.tsv", caption="../report/clusters_exemplars.rst", category="Clustering"
+        ),
         assignments="results/reports/clusters/assignments.parquet",
         pngs=report(
-            multiext("results/reports/clusters/", "umap_cluster.png", "umap_gc.png", "umap_class.png", "composition.png"),
+            multiext(
+                "results/reports/clusters/",
+                "umap_cluster.png",
+                "umap_genome.png",
+                "umap_gc.png",
+                "umap_class.png",
+                "composition.png",
+                "enrichment.png",
+                "silhouette.png",
+            ),
             caption="../report/clusters_plots.rst",
             category="Clustering",
         ),
@@ -37,12 +52,17 @@ rule promoter_report:
     output:
         html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
         metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
+        comparison=report(
+            "results/reports/promoters/comparison.tsv", caption="../report/promoters_comparison.rst", category="Promoters"
+        ),
         pngs=report(
-            multiext("results/reports/promoters/", "roc.png", "pr.png"),
+            multiext("results/reports/promoters/", "roc.png", "pr.png", "calibration.png"),
             caption="../report/promoters_curves.rst",
             category="Promoters",
         ),
-        tracks=expand("results/reports/promoters/{genome}.bedgraph", genome=SHEET),
+        tracks=expand(
+            "results/reports/promoters/{genome}{ext}", genome=SHEET, ext=(".bedgraph", ".bw", ".promoters.bed")
+        ),
     params:
         promoters=config["promoters"],
         sheet=SHEET,
