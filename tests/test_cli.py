@@ -25,6 +25,14 @@ def test_cli_embeds_indexes_and_queries_a_genome(tmp_path, ecoli_sequence, tiny_
     assert main(["query", "--index", str(tmp_path / "idx"), "--region", "eco:chrB:5000-6000", "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split("\t")[2:6] == ["eco", "chrB", "5000", "6000"]
+    # reports over the same folders; a BED of TSSs (in the training and the held-out part) labels the promoters
+    (tmp_path / "tss.bed").write_text("chrA\t2000\t2001\t.\t0\t+\nchrA\t26000\t26001\t.\t0\t+\n"
+                                      "chrB\t3000\t3001\t.\t0\t+\nchrB\t17500\t17501\t.\t0\t-\n")
+    assert main(["report", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "rep"), "--k", "3",
+                 "--promoters", f"eco={tmp_path / 'tss.bed'}"]) == 0
+    assert (tmp_path / "rep/clusters/clusters.html").is_file() and (tmp_path / "rep/promoters/eco.bw").is_file()
+    assert "k = 3, as configured" in (tmp_path / "rep/clusters/clusters.html").read_text()
+    assert "promoter BED tss.bed" in (tmp_path / "rep/promoters/promoters.html").read_text()
 
 
 def test_cli_errors_are_one_line_with_exit_code_1(tmp_path, capsys):

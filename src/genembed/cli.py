@@ -115,18 +115,40 @@ def cmd_embed(args: argparse.Namespace) -> None:
     print(f"{out}: {n_shards} shards, {n} windows embedded now (window {spec.size} bp, stride {spec.stride} bp)")
 
 
-def cmd_index(args: argparse.Namespace) -> None:
-    import polars as pl
+def cmd_report(args: argparse.Namespace) -> None:
+    """Clustering report, and the promoter report when some genome has an annotation or a BED."""
+    from .reports.clusters import ClusterSettings, cluster_report
+    from .reports.data import from_embed_folders
+    from .reports.promoters import PromoterSettings, promoter_report
+    from .store import read_attrs
 
+    genomes = from_embed_folders(args.embeddings)
+    names = {g.name for g in genomes}
+    for option, files in (("--annotation", args.annotation), ("--promoters", args.promoters)):
+        for name, path in files:
+            if name not in names:
+                raise GenembedError(f"{option} {name}={path}: no genome '{name}' under {args.embeddings}")
+            for g in genomes:
+                if g.name == name:
+                    setattr(g, "annotation" if option == "--annotation" else "promoters", Path(path))
+    out = Path(args.out)
+    cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
+    print(f"{out / 'clusters/clusters.html'}")
+    if any(g.annotation or g.promoters for g in genomes):
+        stride = int(read_attrs(genomes[0].shards[0])["window_stride"])
+        promoter_report(genomes, out / "promoters", PromoterSettings(seed=args.seed), stride)
+        print(f"{out / 'promoters/promoters.html'}")
+
+
+def cmd_index(args: argparse.Namespace) -> None:
     from .index import IndexSettings, build_index
     from .models import ModelSpec, describe
+    from .reports.data import from_embed_folders
 
-    shards = sorted(Path(args.embeddings).glob("*/embeddings/*.h5"))
-    windows = [p.parent.parent / "windows" / f"{p.stem}.parquet" for p in shards]
-    genomes = {}
-    for w in windows:  # the genome ids the windows carry (as --genome named them)
-        for name in pl.read_parquet(w, columns=["genome"])["genome"].unique().to_list():
-            genomes[name] = str(w.parent.parent / "genome.fa.gz")
+    found = from_embed_folders(args.embeddings)
+    shards = [s for g in found for s in g.shards]
+    windows = [w for g in found for w in g.windows]
+    genomes = {g.name: str(g.fasta) for g in found}
     model = describe(ModelSpec(args.model, args.revision, args.trust_remote_code))
     settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search)
     manifest = build_index(shards, windows, args.out, model, genomes, settings)
@@ -192,6 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
     i.set_defaults(func=cmd_index)
 
+    r = sub.add_parser("report", help="clustering and promoter-prediction reports over 'genembed embed' folders")
+    r.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
+    r.add_argument("--out", required=True, help="reports go to OUT/clusters and OUT/promoters")
+    r.add_argument("--annotation", type=_named_path, action="append", default=[], metavar="GENOME=GFF",
+                   help="GFF3 or GTF of a genome (repeat for several)")
+    r.add_argument("--promoters", type=_named_path, action="append", default=[], metavar="GENOME=BED",
+                   help="BED of known promoters or TSSs of a genome; takes precedence over its annotation")
+    r.add_argument("--method", choices=["kmeans", "hdbscan"], default="kmeans")
+    r.add_argument("--k", type=_size, default="auto", help="k-means clusters, or auto: the best silhouette (default)")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=cmd_report)
+
     q = sub.add_parser("query", help="find the windows most similar to sequences or a genome region")
     q.add_argument("--index", required=True, help="index folder (results/index)")
     what = q.add_mutually_exclusive_group(required=True)
@@ -216,6 +250,13 @@ def _size(text: str) -> int | str:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be positive or auto, not {text}")
     return value
+
+
+def _named_path(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected GENOME=PATH, not {text!r}")
+    return name, path
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:

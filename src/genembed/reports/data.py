@@ -85,3 +85,20 @@ def group_inputs(sheet: dict[str, dict], fastas: dict[str, str], windows: list[s
         out[genome].windows.append(Path(w))
         out[genome].shards.append(Path(s))
     return list(out.values())
+
+
+def from_embed_folders(folder: str | Path) -> list[GenomeInputs]:
+    """The genomes under ``folder``, one ``genembed embed`` folder each (genome.fa.gz, windows/,
+    embeddings/), named by the genome id their windows carry."""
+    out: dict[str, GenomeInputs] = {}
+    for shard in sorted(Path(folder).glob("*/embeddings/*.h5")):
+        root = shard.parent.parent
+        windows = root / "windows" / f"{shard.stem}.parquet"
+        names = pl.read_parquet(windows, columns=["genome"])["genome"].unique().to_list()
+        name = names[0] if names else root.name  # a shard whose windows all fell to the N filter
+        g = out.setdefault(name, GenomeInputs(name, root / "genome.fa.gz", None))
+        g.windows.append(windows)
+        g.shards.append(shard)
+    if not out:
+        raise GenembedError(f"{folder}: no embedding shards found (expected {folder}/<genome>/embeddings/*.h5)")
+    return list(out.values())

@@ -19,8 +19,8 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px sol
 th{background:#f3f3f3;cursor:pointer}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;height:auto}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}.good{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.5em 1em}
 .muted{color:#666;font-size:.9em}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}"""
-_SORT_JS = """document.querySelectorAll('table.sortable th').forEach((th,i)=>th.addEventListener('click',()=>{
-const tb=th.closest('table').tBodies[0];const rows=[...tb.rows];const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
+_SORT_JS = """document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>{
+const i=th.cellIndex;const tb=th.closest('table').tBodies[0];const rows=[...tb.rows];const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
 rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const nx=parseFloat(x),ny=parseFloat(y);
 const c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c});rows.forEach(r=>tb.appendChild(r));}));"""
 
