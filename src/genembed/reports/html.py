@@ -18,7 +18,7 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid 
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
 th{background:#f3f3f3;cursor:pointer}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;height:auto}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}.good{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.5em 1em}
-.muted{color:#666;font-size:.9em}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}"""
+.muted{color:#666;font-size:.9em}.scroll{overflow-x:auto}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}"""
 _SORT_JS = """document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>{
 const i=th.cellIndex;const tb=th.closest('table').tBodies[0];const rows=[...tb.rows];const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
 rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const nx=parseFloat(x),ny=parseFloat(y);
@@ -53,7 +53,7 @@ def table(df: pl.DataFrame, digits: int = 3) -> str:
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows())
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def page(title: str, sections: Iterable[tuple[str, str]], path: str | os.PathLike) -> None:

@@ -297,6 +297,18 @@ def _verdicts(comparison: pl.DataFrame) -> str:
     return "".join(out)
 
 
+def _readable(metrics: pl.DataFrame, settings: PromoterSettings) -> pl.DataFrame:
+    """One column per metric as 'estimate (low-high)'."""
+    names = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "precision_at_recall": f"precision at recall {settings.recall:g}",
+             "brier": "Brier score"}
+    return metrics.select(
+        "model",
+        *[pl.format("{} ({}-{})", *(pl.col(c).round(3) for c in (m, f"{m}_lo", f"{m}_hi"))).alias(label)
+          for m, label in names.items()],
+        pl.col("test_windows").alias("test windows"), pl.col("test_positive_fraction").round(3).alias("positive fraction"),
+        pl.col("train_windows").alias("training windows"))
+
+
 def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],
                 settings: PromoterSettings, tests: dict[str, dict[str, tuple[int, int]]], genomes: list[GenomeInputs],
                 threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int) -> None:
@@ -331,9 +343,9 @@ def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, fig
         f"every window on its central bin; <code>{html.esc(g.name)}.promoters.bed</code>: {counts[g.name]:,} predicted "
         f"promoter regions</li>" for g in genomes)
     sections = [
-        ("Result", _verdicts(comparison) + html.table(metrics.select(
-            "model", *[c for m in METRICS for c in (m, f"{m}_lo", f"{m}_hi")], "test_windows", "test_positive_fraction",
-            "train_windows"))),
+        ("Result", _verdicts(comparison) + html.table(_readable(metrics, settings))
+         + "<p class='muted'>Point estimate (95% block-bootstrap interval); higher is better except for the Brier "
+           "score. All numbers are also in <code>metrics.tsv</code>.</p>"),
         ("Embeddings against the baselines", "<p class='muted'>Embeddings minus baseline; paired block bootstrap.</p>"
          + html.table(comparison)),
         ("Curves", html.grid(figs["roc"], figs["pr"], figs["calibration"])),
