@@ -237,45 +237,47 @@ def _comparison_table(point, draws) -> pl.DataFrame:
 
 
 def _curves(truth: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> dict[str, str]:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    def roc(s: np.ndarray):
+        fpr, tpr, _ = roc_curve(truth, s)
+        return fpr, tpr, {}
+
+    def pr(s: np.ndarray):
+        precision, recall, _ = precision_recall_curve(truth, s)
+        return recall, precision, {}
+
+    def calibration(s: np.ndarray):
+        observed, predicted = calibration_curve(truth, s, n_bins=10, strategy="quantile")
+        return predicted, observed, {"marker": "o"}
+
+    p = float(truth.mean())
+    plots = {
+        "roc": (roc, "ROC", "false positive rate", "true positive rate", ([0, 1], [0, 1], "chance"), "lower right"),
+        "pr": (pr, "Precision-recall", "recall", "precision", ([0, 1], [p, p], "positive fraction"), "upper right"),
+        "calibration": (calibration, "Calibration", "predicted probability (mean per decile)",
+                        "observed fraction of promoters", ([0, 1], [0, 1], "perfectly calibrated"), "upper left"),
+    }
+    return {name: _plot(out / f"{name}.png", {m: curve(s) for m, s in scores.items()}, *rest)
+            for name, (curve, *rest) in plots.items()}
+
+
+def _plot(path: Path, lines: dict, title: str, xlabel: str, ylabel: str, reference: tuple, legend: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import precision_recall_curve, roc_curve
 
-    figs = {}
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, s in scores.items():
-        fpr, tpr, _ = roc_curve(truth, s)
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], color="#999", linestyle="--", label="chance")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC, held-out windows")
-    ax.legend(loc="lower right", fontsize=8)
-    figs["roc"] = html.save_figure(fig, out / "roc.png")
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, s in scores.items():
-        precision, recall, _ = precision_recall_curve(truth, s)
-        ax.plot(recall, precision, label=name)
-    ax.axhline(truth.mean(), color="#999", linestyle="--", label="positive fraction")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Precision-recall, held-out windows")
-    ax.legend(loc="upper right", fontsize=8)
-    figs["pr"] = html.save_figure(fig, out / "pr.png")
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, s in scores.items():
-        observed, predicted = calibration_curve(truth, s, n_bins=10, strategy="quantile")
-        ax.plot(predicted, observed, marker="o", label=name)
-    ax.plot([0, 1], [0, 1], color="#999", linestyle="--", label="perfectly calibrated")
-    ax.set_xlabel("predicted probability (mean per decile)")
-    ax.set_ylabel("observed fraction of promoters")
-    ax.set_title("Calibration, held-out windows")
-    ax.legend(loc="upper left", fontsize=8)
-    figs["calibration"] = html.save_figure(fig, out / "calibration.png")
-    return figs
+    for label, (x, y, style) in lines.items():
+        ax.plot(x, y, label=label, **style)
+    ax.plot(reference[0], reference[1], color="#999", linestyle="--", label=reference[2])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}, held-out windows")
+    ax.legend(loc=legend, fontsize=8)
+    return html.save_figure(fig, path)
 
 
 def _verdicts(comparison: pl.DataFrame) -> str:
