@@ -41,6 +41,11 @@ PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
 
 
+def grow(base: int):
+    """A resource that grows with each attempt (``retries`` in the SLURM profile): base x attempt."""
+    return lambda wildcards, attempt: base * attempt
+
+
 wildcard_constraints:
     genome="[A-Za-z0-9][A-Za-z0-9._-]*",
     shard="[0-9]{5}",

@@ -21,7 +21,7 @@ rule embed:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=grow(8000),
+        runtime=grow(120),
     script:
         "../../scripts/embed_shard.py"

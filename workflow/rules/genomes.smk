@@ -16,7 +16,7 @@ checkpoint prepare_genome:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=grow(2000),
+        runtime=grow(60),
     script:
         "../../scripts/prepare_genome.py"

@@ -21,7 +21,8 @@ rule train_index:
     conda:
         "../../envs/gpu.yaml"  # faiss-gpu: trains on a GPU when the job has one (index.gpu), else on the CPU
     resources:
-        mem_mb=16000,
+        mem_mb=grow(16000),
+        runtime=grow(120),
         gpu=1 if config["index"]["gpu"] else 0,
     script:
         "../../scripts/train_index.py"
@@ -43,7 +44,8 @@ rule add_to_index:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=grow(8000),
+        runtime=grow(60),
     script:
         "../../scripts/add_to_index.py"
 
@@ -71,6 +73,7 @@ rule merge_index:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=16000,
+        mem_mb=grow(16000),
+        runtime=grow(120),
     script:
         "../../scripts/merge_index.py"

@@ -18,7 +18,7 @@ rule pretrain_model:
         "../../envs/cpu.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=grow(4000),
         runtime=lambda wc: int(config["model"]["pretrain"]["max_minutes"]) + 10,
     script:
         "../../scripts/pretrain_model.py"

@@ -41,7 +41,8 @@ rule cluster_report:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=grow(8000),
+        runtime=grow(60),
     script:
         "../../scripts/cluster_report.py"
 
@@ -75,6 +76,7 @@ rule promoter_report:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=grow(8000),
+        runtime=grow(60),
     script:
         "../../scripts/promoter_report.py"

@@ -21,6 +21,7 @@ rule tokenize:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=grow(2000),
+        runtime=grow(20),
     script:
         "../../scripts/tokenize_shard.py"

@@ -15,6 +15,7 @@ rule windows:
     conda:
         "../../envs/cpu.yaml"
     resources:
-        mem_mb=1000,
+        mem_mb=grow(1000),
+        runtime=grow(10),
     script:
         "../../scripts/make_windows.py"
