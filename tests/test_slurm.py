@@ -65,6 +65,15 @@ def _queue(env: dict) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={c: pl.String for c in ("job", "comment", "state")}, orient="row")
 
 
+def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """Snakemake in the background, in its own process group, its output in ``log``."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["timeout", "-k", "10", "600", *command], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log
+    return proc
+
+
 def _wait(what: str, test, proc: subprocess.Popen | None = None, seconds: float = 300):
     end = time.time() + seconds
     while time.time() < end:
@@ -72,7 +81,7 @@ def _wait(what: str, test, proc: subprocess.Popen | None = None, seconds: float 
         if got:
             return got
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"snakemake ended (rc {proc.returncode}) before {what}:\n" + proc.stdout.read()[-3000:])
+            raise AssertionError(f"snakemake ended (rc {proc.returncode}) before {what}:\n{proc.log.read_text()[-3000:]}")
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -111,8 +120,7 @@ def scenario(tmp_path_factory, ecoli_slice, cluster):
     command = SNAKEMAKE + ["-d", str(d), "--profile", str(PROFILE), *FAST_POLLING]
 
     # Phase 1: interrupted once both embedding jobs are queued (everything before them is done)
-    first = subprocess.Popen(["timeout", "-k", "10", "600", *command], env=cluster, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    first = _start(command, cluster, d / "phase1.log")
     _wait("both embedding jobs queued", lambda: _queue(cluster).filter(
         pl.col("comment").str.starts_with("rule_embed")).height >= 2, first)
     os.killpg(first.pid, signal.SIGKILL)
@@ -125,12 +133,12 @@ def scenario(tmp_path_factory, ecoli_slice, cluster):
     # Phase 2: the rerun (after --unlock: the killed run left its lock); the scheduler cancels its
     # first running embedding job once
     subprocess.run(command + ["--unlock"], env=cluster, capture_output=True, check=True, timeout=120)
-    second = subprocess.Popen(["timeout", "-k", "10", "800", *command], env=cluster, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    second = _start(command, cluster, d / "phase2.log")
     running = _wait("an embedding job running", lambda: _queue(cluster).filter(
         pl.col("comment").str.starts_with("rule_embed") & (pl.col("state") == "RUNNING"))["job"].to_list(), second)
     subprocess.run(["scancel", running[0]], env=cluster, check=True)
-    log = second.communicate(timeout=900)[0]
+    second.wait(timeout=620)
+    log = second.log.read_text()
     all_jobs = _sacct(cluster)
     return {"dir": d, "rc": second.returncode, "log": log, "phase1": phase1,
             "phase2": all_jobs.filter(~pl.col("job").is_in(phase1["job"].to_list())), "cancelled": running[0]}
@@ -176,3 +184,11 @@ def test_outputs_on_slurm_equal_a_local_run(scenario, local):
     assert pl.read_parquet(a / "index/windows.parquet").equals(pl.read_parquet(b / "index/windows.parquet"))
     for table in ("reports/clusters/clusters.tsv", "reports/promoters/metrics.tsv"):
         assert (a / table).read_text() == (b / table).read_text(), table
+
+
+def test_per_shard_cpu_jobs_go_to_slurm_as_job_arrays(scenario):
+    """The windows jobs of all shards become ready together (after prepare_genome): one array.
+    (Tokenize jobs become ready as their windows finish, so they form arrays only by timing.)"""
+    jobs = scenario["phase1"].filter(pl.col("comment").str.starts_with("rule_windows"))
+    assert jobs.height == 2 and jobs["job"].str.contains("_").all()  # array tasks: <array id>_<task>
+    assert jobs["job"].str.split("_").list.first().n_unique() == 1  # one sbatch for both shards
