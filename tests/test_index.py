@@ -67,11 +67,25 @@ def test_corrupt_index_file_is_a_clear_error(tmp_path, built_index):
     from genembed.export import QUERY_MODEL, load_query_model
 
     (copy / QUERY_MODEL).write_bytes((copy / QUERY_MODEL).read_bytes()[:500])
-    with pytest.raises(GenembedError, match="query_model.ts: corrupt or unreadable"):
+    with pytest.raises(GenembedError, match="query_model.ts: does not match the checksum recorded"):
         load_query_model(copy, read_manifest(copy))
     (copy / "manifest.json").write_text("{")
     with pytest.raises(GenembedError, match="invalid JSON"):
         read_manifest(copy)
+
+
+def test_a_traced_encoder_swapped_into_an_index_is_never_loaded(tmp_path, built_index):
+    """The traced query encoder is code (TorchScript): only the file genembed wrote is loaded."""
+    import torch
+
+    from genembed.export import QUERY_MODEL, load_query_model
+
+    copy = tmp_path / "idx"
+    shutil.copytree(built_index["dir"], copy)
+    assert load_query_model(copy, read_manifest(copy)) is not None
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(copy / QUERY_MODEL))  # valid, but not ours
+    with pytest.raises(GenembedError, match="does not match the checksum recorded when the index was built"):
+        load_query_model(copy, read_manifest(copy))
 
 
 def test_index_type_auto_follows_the_collection_size_and_factories_override_it():

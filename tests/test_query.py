@@ -35,8 +35,11 @@ def test_sequence_queries_are_embedded_like_windows(index, ecoli_sequence):
 
 
 def test_bad_queries_are_refused(index):
-    with pytest.raises(GenembedError, match="not IUPAC"):
+    with pytest.raises(GenembedError, match="query 'q': characters that are not IUPAC nucleotides: 'XZ'"):
         index.search({"q": b"ACGTXZ"}, 3)
+    with pytest.raises(GenembedError, match="query 'tiny': 4 bp is shorter than one 6-mer token"):
+        index.search({"tiny": b"ACGT"}, 3)
+    assert index.search({"iupac": b"acgtrynacgtacgtwsacgt"}, 3).height == 3  # ambiguity codes, lower case
     with pytest.raises(GenembedError, match="not in this index"):
         index.search_region("yeast:chrI:0-100")
     with pytest.raises(GenembedError, match="GENOME:CONTIG:START-END"):
@@ -68,7 +71,7 @@ def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_seq
     assert [(h["query"], h["start"]) for h in hits] == [("a", 5000), ("b", 9000)]
     bad = subprocess.run(base + ["--sequence", "ACGU"], capture_output=True, text=True)
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines() == ["genembed: error: query holds characters that are not IUPAC nucleotides: 'U'"]
+    assert bad.stderr.strip().splitlines() == ["genembed: error: query 'query': characters that are not IUPAC nucleotides: 'U'"]
 
 
 def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp_path, prepared_slice, tiny_bert,

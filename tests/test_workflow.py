@@ -137,6 +137,20 @@ def test_bad_genome_sheets_are_refused_before_anything_runs(tmp_path, sheet, mes
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"windows": {"size": "big"}}, "big"),
+    ({"embed": {"pooling": "median"}}, "median"),
+    ({"index": {"nprobe": 0}}, "nprobe"),
+])
+def test_config_with_wrong_types_is_refused_by_the_schema_before_anything_runs(tmp_path, ecoli_slice, overrides, message):
+    write_config(tmp_path, f"genome\tfasta\neco\t{ecoli_slice[0]}\n",
+                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")}, **overrides)
+    res = snakemake(tmp_path, "-n", check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "ValidationError" in out and message in out
+    assert not (tmp_path / "results").exists()
+
+
 def test_bad_fasta_fails_its_job_with_one_line_and_leaves_no_output(tmp_path):
     bad = tmp_path / "bad.fa"
     bad.write_text(">chr1\nACGTACGT\n>chr1\nACGT\n")

@@ -75,7 +75,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     A rerun keeps the shards already embedded with the same settings (resume after a kill)."""
     from .embed import EmbedSettings, Embedder, ShardFiles, embed_shards, shard_attrs
-    from .genome import Genome, prepare_fasta
+    from .genome import prepare_fasta
     from .models import ModelSpec
     from .plan import plan_run
     from .store import is_complete
@@ -84,7 +84,6 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     fasta = out / "genome.fa.gz"
-    prepare_fasta(args.fasta, fasta)
     tok_spec = TokenizerSpec(args.tokenizer, args.k, args.overlap)
     plan = plan_run(ModelSpec(args.model, args.revision, args.trust_remote_code), tok_spec,
                     {"size": args.window, "stride": args.stride, "max_n_fraction": args.max_n_fraction,
@@ -92,11 +91,17 @@ def cmd_embed(args: argparse.Namespace) -> None:
     spec = WindowSpec.from_config(plan["windows"])
     settings = EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands)
     embedder = Embedder(ModelSpec(plan["folder"], args.revision, args.trust_remote_code), settings)
+    existed = fasta.is_file()
+    contigs = prepare_fasta(args.fasta, fasta)
+    try:
+        n_shards = shard_count(contigs, spec, args.fasta)
+    except GenembedError:
+        if not existed:  # leave nothing behind for a genome that cannot be embedded
+            for f in (fasta, fasta.with_name(fasta.name + ".fai"), fasta.with_name(fasta.name + ".gzi")):
+                f.unlink(missing_ok=True)
+        raise
     tokenizer = make_tokenizer(tok_spec, embedder.tokenizer)
     attrs = shard_attrs(embedder, plan, plan["tokenizer"], spec.size, spec.stride)
-    genome = Genome(fasta)
-    n_shards = shard_count(list(genome.contigs.items()), spec)
-    genome.close()
     todo = []
     for shard in range(n_shards):
         name = f"{shard:05d}"

@@ -8,6 +8,7 @@ export is skipped and queries load transformers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -99,6 +100,7 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     with atomic_path(out / QUERY_MODEL) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13; see the module doc
         torch.jit.save(traced, str(tmp))
+    info["sha256"] = _sha256(out / QUERY_MODEL)  # checked before loading: only the file written here runs
     if info["tokenizer"]["kind"] == "hf":
         with atomic_path(out / QUERY_TOKENIZER) as tmp:
             shutil.copyfile(source, tmp)
@@ -116,6 +118,9 @@ def load_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> 
         return None
     import torch
 
+    if info.get("sha256") != _sha256(index_dir / QUERY_MODEL):
+        raise GenembedError(f"{index_dir / QUERY_MODEL}: does not match the checksum recorded when the index was "
+                            f"built; refusing to load it (rebuild the index, or query with --model)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -131,3 +136,13 @@ def load_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> 
     tok.no_padding()
     tok.no_truncation()
     return embedder, HFTokenizer(tok)
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

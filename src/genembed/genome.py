@@ -73,6 +73,7 @@ def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
     line = 1  # line number of the start of the chunk being processed
     carry = b""
     delete = IUPAC + b"\r\n \t"
+    called = 0  # A, C, G, T (either case)
 
     def close_record() -> None:
         if contigs and contigs[-1][1] == 0:
@@ -123,6 +124,7 @@ def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
                             " (not an IUPAC nucleotide code)"
                         )
                     seq = chunk.translate(None, b"\r\n \t")
+                    called += len(seq) - len(seq.translate(None, b"ACGTacgt"))
                     if seq:
                         if not contigs:
                             raise GenembedError(f"{src}: line {line}: sequence before the first '>' header")
@@ -136,6 +138,8 @@ def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
         if not contigs:
             raise GenembedError(f"{src}: no FASTA records found")
         close_record()
+        if called == 0:
+            raise GenembedError(f"{src}: no A, C, G or T in any record (only N or other ambiguity codes)")
     except (EOFError, zlib.error, OSError) as exc:
         raise GenembedError(f"{src}: cannot read compressed file ({exc}); is it truncated?") from None
     finally:

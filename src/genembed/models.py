@@ -106,6 +106,7 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
 
     _quiet_transformers()
     check_remote_code(folder, spec)
+    check_weights(folder)
     auto_map = read_config(folder).get("auto_map") or {}
     masked_lm_only = bool(auto_map) and "AutoModel" not in auto_map and "AutoModelForMaskedLM" in auto_map
     loader = AutoModelForMaskedLM if masked_lm_only else AutoModel
@@ -120,6 +121,22 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
     if masked_lm_only:
         model = model.base_model
     return model.eval()
+
+
+def check_weights(folder: Path) -> None:
+    """Refuse truncated or garbled safetensors files, naming the file (a download cut short is the
+    usual cause): the header must parse and the file must be exactly as long as it says."""
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with open(path, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            ok = path.stat().st_size == 8 + n + end
+        except (ValueError, OSError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise GenembedError(f"{path}: corrupt or unreadable weights (truncated or not safetensors); fetch it again")
 
 
 def max_tokens(folder: Path, tokenizer: Any) -> int:

@@ -118,14 +118,20 @@ class Index:
             self._embedder = embedder
         return self._embedder, self._tokenizer
 
-    def embed(self, sequences: Sequence[bytes]) -> np.ndarray:
-        """Unit-length query vectors, made exactly as the indexed windows were."""
+    def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
+        """Unit-length query vectors, made exactly as the indexed windows were. A query must be
+        IUPAC nucleotides and, with a k-mer tokenizer, at least one k-mer long."""
         embedder, tokenizer = self._model()
-        for seq in sequences:
+        k = getattr(tokenizer, "k", 1)
+        for i, seq in enumerate(sequences):
+            what = f"query {names[i]!r}" if names else "query"
+            if not seq:
+                raise GenembedError(f"{what}: empty sequence")
             if not _VALID.match(seq):
                 bad = sorted(set(seq.translate(None, IUPAC).decode(errors="replace")))
-                raise GenembedError(f"query holds characters that are not IUPAC nucleotides: {''.join(bad)!r}"
-                                    if seq else "empty query sequence")
+                raise GenembedError(f"{what}: characters that are not IUPAC nucleotides: {''.join(bad)!r}")
+            if len(seq) < k:
+                raise GenembedError(f"{what}: {len(seq)} bp is shorter than one {k}-mer token")
         strands = embedder.settings.strands
         rows = encode_strands(tokenizer, sequences, strands)
         check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
@@ -136,8 +142,8 @@ class Index:
         """Top-``k`` windows for each named query sequence, best first; only in ``genomes`` when
         given, and without the windows that overlap a query's own region in ``exclude``."""
         names = list(queries)
-        return self.search_vectors(dict(zip(names, self.embed([queries[n].upper() for n in names]))), k, genomes,
-                                   exclude)
+        return self.search_vectors(dict(zip(names, self.embed([queries[n].upper() for n in names], names))), k,
+                                   genomes, exclude)
 
     def search_vectors(self, vectors: Mapping[str, np.ndarray], k: int = 10, genomes: Sequence[str] | None = None,
                        exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:

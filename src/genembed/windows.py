@@ -98,9 +98,13 @@ def window_count(contigs: Sequence[tuple[str, int]], spec: WindowSpec) -> int:
     return int(windows_per_contig([n for _, n in contigs], spec).sum())
 
 
-def shard_count(contigs: Sequence[tuple[str, int]], spec: WindowSpec) -> int:
-    """How many shards a genome with these contigs has (known before any window is made)."""
+def shard_count(contigs: Sequence[tuple[str, int]], spec: WindowSpec, source: str = "genome") -> int:
+    """How many shards a genome with these contigs has (known before any window is made).
+    A genome without a single window (every contig shorter than one) is refused, naming ``source``."""
     total = window_count(contigs, spec)
+    if total == 0 and contigs:
+        raise GenembedError(f"{source}: no {spec.size}-bp window fits: every contig is shorter (the longest has"
+                            f" {max(n for _, n in contigs):,} bp); lower windows.size")
     if total >= 1 << _ORDINAL_BITS:
         raise GenembedError(f"{total} windows in one genome exceed the id space; use a larger stride")
     return -(-total // spec.shard_size)

@@ -63,7 +63,7 @@ def model_inputs(wildcards):
 def shards(genome):
     """Shard names of a genome, planned from its contig lengths once it is indexed (checkpoint)."""
     fai = checkpoints.prepare_genome.get(genome=genome).output.fai
-    n = shard_count(read_fai(fai), window_spec())
+    n = shard_count(read_fai(fai), window_spec(), SHEET[genome]["fasta"])
     if n > 99_999:
         raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
     return [f"{i:05d}" for i in range(n)]

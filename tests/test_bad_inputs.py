@@ -1,0 +1,169 @@
+"""Bad input through the CLI: a one-line error naming the file (and line or record), exit code 1,
+and nothing left behind. The table in README ("Bad input") lists the same cases; the workflow-level
+ones (genome sheet, config schema) are in tests/test_workflow.py."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import h5py
+import pytest
+
+from genembed.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "resources/example"
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, ecoli_sequence, tiny_bert):
+    """A 30-kb genome embedded and indexed by the CLI, for the report and query cases."""
+    d = tmp_path_factory.mktemp("good")
+    (d / "g.fa").write_bytes(b">chrA\n" + ecoli_sequence[:30_000] + b"\n")
+    assert main(["embed", "--fasta", str(d / "g.fa"), "--genome", "g", "--out", str(d / "emb/g"), "--model",
+                 str(tiny_bert), "--window", "1000", "--stride", "1000", "--tokenizer", "kmer"]) == 0
+    assert main(["index", "--embeddings", str(d / "emb"), "--out", str(d / "index"), "--model", str(tiny_bert)]) == 0
+    return d
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def _prepare(t: Path, data: bytes | str):
+    src = _write(t / "in.fa", data)
+    return ["prepare", str(src), str(t / "out/g.fa.gz")], src, [t / "out/g.fa.gz"]
+
+
+def _truncated_gzip(t: Path):
+    raw = gzip.compress(b">c\n" + b"ACGT" * 50_000 + b"\n")
+    src = _write(t / "in.fa.gz", raw[: len(raw) // 2])
+    return ["prepare", str(src), str(t / "out/g.fa.gz")], src, [t / "out/g.fa.gz"]
+
+
+def _embed(t: Path, fasta: bytes | str, model: Path, window: str = "1000", blame: str = "fasta"):
+    """genembed embed; the error must name the FASTA, the model folder or its weights file."""
+    src = _write(t / "in.fa", fasta)
+    argv = ["embed", "--fasta", str(src), "--genome", "g", "--out", str(t / "emb"), "--model", str(model),
+            "--window", window, "--tokenizer", "kmer"]
+    named = {"fasta": src, "model": model, "weights": model / "model.safetensors"}[blame]
+    return argv, named, [t / "emb/genome.fa.gz", t / "emb/windows", t / "emb/embeddings"]
+
+
+def _corrupt_model(t: Path, tiny_bert: Path) -> Path:
+    folder = t / "model"
+    shutil.copytree(tiny_bert, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
+    return folder
+
+
+def _report(t: Path, embedded: Path, annotation: str, flag: str = "--annotation"):
+    src = _write(t / ("a.bed" if flag == "--promoters" else "a.gff"), annotation)
+    argv = ["report", "--embeddings", str(embedded / "emb"), "--out", str(t / "rep"), flag, f"g={src}"]
+    return argv, src, [t / "rep/promoters"]
+
+
+def _query(t: Path, embedded: Path, *what: str, index: Path | None = None):
+    argv = ["query", "--index", str(index or embedded / "index"), *what, "--out", str(t / "hits.tsv")]
+    return argv, None, [t / "hits.tsv"]
+
+
+def _other_model_index(t: Path, embedded: Path, tiny_bert: Path):
+    from conftest import make_tiny_bert
+
+    other = make_tiny_bert(t / "other-model", seed=1)
+    return _query(t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", "--model", str(other)), other
+
+
+def _corrupt_index(t: Path, embedded: Path):
+    index = t / "index"
+    shutil.copytree(embedded / "index", index)
+    data = (index / "index.faiss").read_bytes()
+    (index / "index.faiss").write_bytes(data[: len(data) // 3])
+    return _query(t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=index)
+
+
+CASES = {
+    # FASTA (genembed prepare, which genembed embed and the workflow's prepare_genome run too)
+    "fasta without a header": (lambda t, **_: _prepare(t, "ACGT\n>c\nACGT\n"), ["line 1: sequence before the first '>' header"]),
+    "empty record": (lambda t, **_: _prepare(t, ">c\nACGT\n>d\n>e\nAC\n"), ["record 'd' has no sequence"]),
+    "characters outside IUPAC": (lambda t, **_: _prepare(t, ">c\nACGT\nAC*T\n"), ["line 3: invalid character '*'"]),
+    "duplicate contig names": (lambda t, **_: _prepare(t, ">c\nACGT\n>c\nACGT\n"), ["line 3: duplicate contig name 'c'"]),
+    "header without a name": (lambda t, **_: _prepare(t, ">\nACGT\n"), ["line 1: header without a contig name"]),
+    "empty file": (lambda t, **_: _prepare(t, ""), ["no FASTA records found"]),
+    "all-N contig": (lambda t, **_: _prepare(t, ">gap\n" + "N" * 5000 + "\n"), ["no A, C, G or T in any record"]),
+    "truncated gzip": (lambda t, **_: _truncated_gzip(t), ["cannot read compressed file", "is it truncated?"]),
+    "missing FASTA": (lambda t, **_: (["prepare", str(t / "nope.fa"), str(t / "out/g.fa.gz")], t / "nope.fa",
+                                      [t / "out/g.fa.gz"]), ["FASTA file not found"]),
+    # genome against the windows and the model (genembed embed)
+    "contig shorter than the window": (lambda t, tiny_bert, **_: _embed(t, ">short\n" + "ACGT" * 100 + "\n", tiny_bert),
+                                       ["no 1000-bp window fits", "the longest has 400 bp"]),
+    "missing model folder": (lambda t, **_: _embed(t, ">c\n" + "ACGT" * 500 + "\n", t / "no-model", blame="model"),
+                             ["no-model: model folder not found"]),
+    "corrupt model weights": (lambda t, tiny_bert, **_: _embed(t, ">c\n" + "ACGT" * 500 + "\n",
+                                                               _corrupt_model(t, tiny_bert), blame="weights"),
+                              ["model.safetensors: corrupt or unreadable weights"]),
+    "window longer than the model takes": (lambda t, tiny_bert, **_: _embed(t, ">c\n" + "ACGT" * 2000 + "\n", tiny_bert,
+                                                                            "4000", blame="model"),
+                                           ["windows.size 4000 bp does not fit", "at most 512 tokens"]),
+    # annotation and promoter BED (genembed report)
+    "annotation naming an unknown contig": (lambda t, embedded, **_: _report(
+        t, embedded, "chrZ\tsrc\tgene\t100\t900\t.\t+\t.\tID=x\n"), ["contig 'chrZ' is not in the genome FASTA"]),
+    "annotation past the contig end": (lambda t, embedded, **_: _report(
+        t, embedded, "chrA\tsrc\tgene\t29000\t31000\t.\t+\t.\tID=x\n"), ["features on 'chrA' end at 31000, past its length 30000"]),
+    "GFF that does not parse": (lambda t, embedded, **_: _report(t, embedded, "##gff-version 3\nchrA\tsrc\tgene\t100\n"),
+                                ["line 2: expected 9 tab-separated GFF/GTF columns, found 4"]),
+    "GTF with non-integer coordinates": (lambda t, embedded, **_: _report(
+        t, embedded, 'chrA\tsrc\tgene\tone\t900\t.\t+\t.\tgene_id "g";\n'), ["line 1: start/end are not integers"]),
+    "promoter BED past the contig end": (lambda t, embedded, **_: _report(t, embedded, "chrA\t100\t40000\n", "--promoters"),
+                                         ["line 1: end 40000 is past the length 30000 of 'chrA'"]),
+    # queries (genembed query)
+    "query with invalid bases": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "ACGTACGTJJACGT"),
+                                 ["query 'query': characters that are not IUPAC nucleotides: 'J'"]),
+    "query shorter than one token": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "ACG"),
+                                     ["query 'query': 3 bp is shorter than one 6-mer token"]),
+    "query FASTA with a bad record": (lambda t, embedded, **_: _query(
+        t, embedded, "--fasta", str(_write(t / "q.fa", ">q1\nACGTACGTAC\n>q1\nACGTACGTAC\n"))),
+        ["q.fa: line 3: duplicate query name 'q1'"]),
+    "query with another model than the index": (lambda t, embedded, tiny_bert, **_: _other_model_index(t, embedded, tiny_bert)[0],
+                                                ["model files differ from those the index was built with"]),
+    "corrupt index file": (lambda t, embedded, **_: _corrupt_index(t, embedded), ["index.faiss: corrupt or unreadable"]),
+    "folder that is not an index": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "ACGTACGTAC", index=t),
+                                    ["not a genembed index"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_naming_the_file_with_exit_1_and_no_output(case, tmp_path, capsys, embedded, tiny_bert):
+    make, expected = CASES[case]
+    argv, source, outputs = make(tmp_path, embedded=embedded, tiny_bert=tiny_bert)
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("genembed: error: ") and err.count("\n") == 1, err
+    if source is not None:
+        assert str(source) in err, err
+    for text in expected:
+        assert text in err, err
+    for path in outputs:
+        assert not path.exists(), f"{path} was left behind"
+
+
+def test_the_readme_table_lists_every_case():
+    readme = (REPO / "README.md").read_text()
+    missing = [case for case in CASES if f"| {case} |" not in readme]
+    assert not missing, f"README 'Bad input' table lacks: {missing}"
+
+
+def test_iupac_codes_lower_case_and_crlf_are_valid_input(tmp_path, tiny_bert):
+    fasta = _write(tmp_path / "ok.fa", ">c soft-masked, with ambiguity codes\r\n"
+                   + ("acgtRYKMSWBDHVNacgt" * 120) + "\r\n")
+    assert main(["embed", "--fasta", str(fasta), "--genome", "ok", "--out", str(tmp_path / "emb"), "--model",
+                 str(tiny_bert), "--window", "500", "--stride", "250", "--tokenizer", "kmer",
+                 "--max-n-fraction", "1.0"]) == 0
+    with h5py.File(next((tmp_path / "emb/embeddings").glob("*.h5"))) as f:
+        assert f["embeddings"].shape[0] == 8  # 2,280 bp: (2280 - 500) // 250 + 1 windows, none dropped
