@@ -147,3 +147,29 @@ def custom_code_model(tmp_path_factory) -> Path:
     from model_zoo import masked_lm_custom_code
 
     return masked_lm_custom_code(tmp_path_factory.mktemp("models") / "custom-dna")
+
+
+def small_workflow(d: Path, ecoli_slice) -> Path:
+    """A workflow folder for the 200-kb slice in 1-kb windows (2 shards), the bundled model, fp32."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg.update(model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
+               windows={"size": 1000, "stride": 1000, "shard_size": 100}, embed={"precision": "fp32"},
+               clusters={"k": 3, "umap_sample": 150}, promoters={"bootstrap": 100})
+    (d / "config").mkdir(parents=True, exist_ok=True)
+    (d / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "config/genomes.tsv").write_text(f"genome\tfasta\tannotation\neco\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n")
+    return d
+
+
+@pytest.fixture(scope="session")
+def small_workflow_run(tmp_path_factory, ecoli_slice) -> Path:
+    """The small workflow run locally, uninterrupted: what the SLURM and kill -9 runs must equal."""
+    import subprocess
+    import sys
+
+    d = small_workflow(tmp_path_factory.mktemp("local_run"), ecoli_slice)
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(d), "--cores", "2"],
+                   capture_output=True, text=True, timeout=900, check=True)
+    return d

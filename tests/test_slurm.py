@@ -22,7 +22,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from test_workflow import REPO, SNAKEMAKE, write_config
+from conftest import small_workflow
+from test_workflow import REPO, SNAKEMAKE
 
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 PROFILE = REPO / "profiles/slurm"
@@ -97,26 +98,10 @@ def cluster(tmp_path_factory):
     subprocess.run(["bash", str(CLUSTER), "stop", str(state)], capture_output=True, text=True, timeout=120)
 
 
-def _setup(d: Path, ecoli_slice) -> None:
-    write_config(d, f"genome\tfasta\tannotation\neco\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
-                 windows={"size": 1000, "stride": 1000, "shard_size": 100},
-                 clusters={"k": 3, "umap_sample": 150}, promoters={"bootstrap": 100})
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory, ecoli_slice) -> Path:
-    d = tmp_path_factory.mktemp("local")
-    _setup(d, ecoli_slice)
-    subprocess.run(SNAKEMAKE + ["-d", str(d), "--cores", "2"], capture_output=True, text=True, timeout=900, check=True)
-    return d
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory, ecoli_slice, cluster):
     """Run, interrupt, rerun with a scheduler-cancelled job; returns what each phase did."""
-    d = tmp_path_factory.mktemp("on_slurm")
-    _setup(d, ecoli_slice)
+    d = small_workflow(tmp_path_factory.mktemp("on_slurm"), ecoli_slice)
     command = SNAKEMAKE + ["-d", str(d), "--profile", str(PROFILE), *FAST_POLLING]
 
     # Phase 1: interrupted once both embedding jobs are queued (everything before them is done)
@@ -175,8 +160,8 @@ def test_the_rerun_does_only_what_the_interrupted_run_left_undone(scenario):
                                          "rule_cluster_report", "rule_promoter_report"}
 
 
-def test_outputs_on_slurm_equal_a_local_run(scenario, local):
-    a, b = local / "results", scenario["dir"] / "results"
+def test_outputs_on_slurm_equal_a_local_run(scenario, small_workflow_run):
+    a, b = small_workflow_run / "results", scenario["dir"] / "results"
     for shard in sorted((a / "embeddings/eco").glob("*.h5")):
         with h5py.File(shard) as fa, h5py.File(b / "embeddings/eco" / shard.name) as fb:
             assert np.array_equal(fa["embeddings"][:], fb["embeddings"][:])
