@@ -72,11 +72,12 @@ def _query(t: Path, embedded: Path, *what: str, index: Path | None = None):
     return argv, None, [t / "hits.tsv"]
 
 
-def _other_model_index(t: Path, embedded: Path, tiny_bert: Path):
+def _other_model(t: Path, embedded: Path):
     from conftest import make_tiny_bert
 
     other = make_tiny_bert(t / "other-model", seed=1)
-    return _query(t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", "--model", str(other)), other
+    argv, _, outputs = _query(t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", "--model", str(other))
+    return argv, other, outputs
 
 
 def _corrupt_index(t: Path, embedded: Path):
@@ -129,7 +130,7 @@ CASES = {
     "query FASTA with a bad record": (lambda t, embedded, **_: _query(
         t, embedded, "--fasta", str(_write(t / "q.fa", ">q1\nACGTACGTAC\n>q1\nACGTACGTAC\n"))),
         ["q.fa: line 3: duplicate query name 'q1'"]),
-    "query with another model than the index": (lambda t, embedded, tiny_bert, **_: _other_model_index(t, embedded, tiny_bert)[0],
+    "query with another model than the index": (lambda t, embedded, **_: _other_model(t, embedded),
                                                 ["model files differ from those the index was built with"]),
     "corrupt index file": (lambda t, embedded, **_: _corrupt_index(t, embedded), ["index.faiss: corrupt or unreadable"]),
     "folder that is not an index": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "ACGTACGTAC", index=t),
