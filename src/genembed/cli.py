@@ -145,6 +145,26 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"{out / 'promoters/promoters.html'}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Per genome, a virtual HDF5 over its shards (``--vds DIR``), and/or all windows as AnnData."""
+    from .h5ad import export_h5ad
+    from .reports.data import from_embed_folders
+    from .store import stitch
+
+    genomes = from_embed_folders(args.embeddings)
+    if args.genome:
+        genomes = [g for g in genomes if g.name in set(args.genome)]
+    if not (args.vds or args.h5ad):
+        raise GenembedError("nothing to export: give --vds DIR and/or --h5ad FILE")
+    if args.vds:
+        for g in genomes:
+            n = stitch(g.shards, Path(args.vds) / f"{g.name}.h5")
+            print(f"{Path(args.vds) / (g.name + '.h5')}: {n} windows (virtual, over {len(g.shards)} shards)")
+    if args.h5ad:
+        n = export_h5ad([w for g in genomes for w in g.windows], [s for g in genomes for s in g.shards], args.h5ad)
+        print(f"{args.h5ad}: {n} windows")
+
+
 def cmd_index(args: argparse.Namespace) -> None:
     from .index import IndexSettings, build_index
     from .models import ModelSpec, describe
@@ -230,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=_size, default="auto", help="k-means clusters, or auto: the best silhouette (default)")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=cmd_report)
+
+    x = sub.add_parser("export", help="virtual HDF5 per genome over its shards, or AnnData (.h5ad) for scanpy")
+    x.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
+    x.add_argument("--vds", help="folder for one {genome}.h5 per genome (virtual datasets, nothing copied)")
+    x.add_argument("--h5ad", help="AnnData file of every window: obs = window table, X = embeddings")
+    x.add_argument("--genome", action="append", help="only this genome (repeat for several)")
+    x.set_defaults(func=cmd_export)
 
     q = sub.add_parser("query", help="find the windows most similar to sequences or a genome region")
     q.add_argument("--index", required=True, help="index folder (results/index)")

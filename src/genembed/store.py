@@ -96,3 +96,39 @@ def check_consistent(paths: list[str | os.PathLike], keys: tuple[str, ...]) -> d
     if first is None:
         raise GenembedError("no embedding shards given")
     return {k: first.get(k) for k in keys}
+
+
+def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
+    """One HDF5 file per genome whose ``embeddings`` and ``window_id`` are virtual datasets over
+    the shards (nothing copied; plain h5py reads them). Shard paths are stored relative to ``out``,
+    so the results folder can move as a whole. Returns the number of windows."""
+    from pathlib import Path
+
+    if not shards:
+        raise GenembedError(f"{out}: no shards to stitch")
+    attrs = check_consistent(list(shards), ("model_fingerprint", "pooling", "layer", "window_size", "window_stride"))
+    sizes, dim = [], None
+    for path in shards:
+        with h5py.File(path, "r") as f:
+            sizes.append(f["window_id"].shape[0])
+            dim = f["embeddings"].shape[1] if f["embeddings"].ndim == 2 and sizes[-1] else dim
+    if dim is None:
+        raise GenembedError(f"{out}: every shard is empty")
+    total = int(sum(sizes))
+    emb = h5py.VirtualLayout(shape=(total, dim), dtype=np.float16)
+    ids = h5py.VirtualLayout(shape=(total,), dtype=np.int64)
+    row = 0
+    for path, n in zip(shards, sizes):
+        if n == 0:
+            continue
+        rel = os.path.relpath(Path(path).resolve(), Path(out).resolve().parent)
+        emb[row : row + n] = h5py.VirtualSource(rel, "embeddings", shape=(n, dim))
+        ids[row : row + n] = h5py.VirtualSource(rel, "window_id", shape=(n,))
+        row += n
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w", libver="latest") as f:
+            f.create_virtual_dataset("embeddings", emb)
+            f.create_virtual_dataset("window_id", ids)
+            f.attrs.update(read_attrs(shards[0]))
+            f.attrs["shards"] = [os.path.relpath(Path(p).resolve(), Path(out).resolve().parent) for p in shards]
+    return total
