@@ -128,14 +128,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .store import read_attrs
 
     genomes = from_embed_folders(args.embeddings)
-    names = {g.name for g in genomes}
-    for option, files in (("--annotation", args.annotation), ("--promoters", args.promoters)):
+    by_name = {g.name: g for g in genomes}
+    for field, files in (("annotation", args.annotation), ("promoters", args.promoters)):
         for name, path in files:
-            if name not in names:
-                raise GenembedError(f"{option} {name}={path}: no genome '{name}' under {args.embeddings}")
-            for g in genomes:
-                if g.name == name:
-                    setattr(g, "annotation" if option == "--annotation" else "promoters", Path(path))
+            if name not in by_name:
+                raise GenembedError(f"--{field} {name}={path}: no genome '{name}' under {args.embeddings}")
+            setattr(by_name[name], field, Path(path))
     out = Path(args.out)
     cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
     print(f"{out / 'clusters/clusters.html'}")

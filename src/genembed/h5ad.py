@@ -11,7 +11,7 @@ import polars as pl
 
 from .errors import GenembedError
 from .io import atomic_path
-from .store import check_consistent, read_attrs, read_shard
+from .store import check_consistent, read_shard
 
 
 def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike) -> int:
@@ -20,8 +20,8 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
         import anndata
     except ImportError:
         raise GenembedError("AnnData export needs the anndata package (pip install anndata)") from None
-    check_consistent(list(shards), ("model_fingerprint", "pooling", "layer", "strands", "window_size", "window_stride"))
-    tables, vectors = [], []
+    check_consistent(list(shards))
+    tables, vectors, attrs = [], [], {}
     for table_path, shard_path in zip(windows, shards):
         table = pl.read_parquet(table_path)
         shard = read_shard(shard_path)
@@ -29,12 +29,12 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
             raise GenembedError(f"{table_path}: window ids differ from those in {shard_path}")
         tables.append(table)
         vectors.append(shard.embeddings.astype(np.float32))
+        attrs = attrs or shard.attrs
     import pandas as pd  # an anndata dependency
 
     table = pl.concat(tables)
     obs = pd.DataFrame({c: table[c].to_numpy() for c in table.columns},
                        index=pd.Index(table["window_id"].cast(pl.String).to_numpy(), name="window"))
-    attrs = {k: (str(v) if isinstance(v, (bytes, np.bytes_)) else v) for k, v in read_attrs(shards[0]).items()}
     adata = anndata.AnnData(X=np.concatenate(vectors), obs=obs, uns={"genembed": attrs})
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)

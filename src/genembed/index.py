@@ -17,12 +17,11 @@ import polars as pl
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
 from .io import atomic_path, write_json
-from .store import check_consistent, iter_shards, read_attrs
+from .store import IDENTITY_KEYS, check_consistent, iter_shards, read_attrs
 
 log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
 #: Shard attrs that every shard of one index must share, and that a query must match.
-IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "strands", "window_size", "window_stride")
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 EXACT_BELOW, PQ_FROM = 100_000, 5_000_000
 

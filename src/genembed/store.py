@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import h5py
@@ -21,6 +22,8 @@ from .errors import GenembedError
 from .io import atomic_path
 
 ENCODING_TYPE = "genembed-embeddings"
+# The attrs that say how a shard was made: shards (and queries) disagreeing on one cannot be mixed.
+IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "strands", "window_size", "window_stride")
 
 
 @dataclass
@@ -80,7 +83,7 @@ def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[Shard]:
         yield read_shard(path)
 
 
-def check_consistent(paths: list[str | os.PathLike], keys: tuple[str, ...]) -> dict[str, Any]:
+def check_consistent(paths: list[str | os.PathLike], keys: tuple[str, ...] = IDENTITY_KEYS) -> dict[str, Any]:
     """Refuse shards that disagree on ``keys`` (model, pooling...); return the common values."""
     first: dict[str, Any] | None = None
     for path in paths:
@@ -102,11 +105,10 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
     """One HDF5 file per genome whose ``embeddings`` and ``window_id`` are virtual datasets over
     the shards (nothing copied; plain h5py reads them). Shard paths are stored relative to ``out``,
     so the results folder can move as a whole. Returns the number of windows."""
-    from pathlib import Path
-
     if not shards:
         raise GenembedError(f"{out}: no shards to stitch")
-    attrs = check_consistent(list(shards), ("model_fingerprint", "pooling", "layer", "window_size", "window_stride"))
+    check_consistent(list(shards))
+    sources = [os.path.relpath(Path(p).resolve(), Path(out).resolve().parent) for p in shards]
     sizes, dim = [], None
     for path in shards:
         with h5py.File(path, "r") as f:
@@ -118,10 +120,9 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
     emb = h5py.VirtualLayout(shape=(total, dim), dtype=np.float16)
     ids = h5py.VirtualLayout(shape=(total,), dtype=np.int64)
     row = 0
-    for path, n in zip(shards, sizes):
+    for rel, n in zip(sources, sizes):
         if n == 0:
             continue
-        rel = os.path.relpath(Path(path).resolve(), Path(out).resolve().parent)
         emb[row : row + n] = h5py.VirtualSource(rel, "embeddings", shape=(n, dim))
         ids[row : row + n] = h5py.VirtualSource(rel, "window_id", shape=(n,))
         row += n
@@ -130,5 +131,5 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
             f.create_virtual_dataset("embeddings", emb)
             f.create_virtual_dataset("window_id", ids)
             f.attrs.update(read_attrs(shards[0]))
-            f.attrs["shards"] = [os.path.relpath(Path(p).resolve(), Path(out).resolve().parent) for p in shards]
+            f.attrs["shards"] = sources
     return total

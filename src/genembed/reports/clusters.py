@@ -112,8 +112,7 @@ def _fit(sample: np.ndarray, small: np.ndarray, settings: ClusterSettings) -> Fi
     select = sample[np.sort(rng.choice(len(sample), size=min(SELECTION_SAMPLE, len(sample)), replace=False))]
     scores = []
     for k in range(2, min(settings.k_max, max(2, len(select) // 39), len(small) - 1) + 1):  # FAISS: >= 39 points per centroid
-        _, centroid_assign = _kmeans(select, k, settings.seed)
-        labels, _ = centroid_assign(sample[small])
+        labels, _ = _kmeans(select, k, settings.seed)(sample[small])
         sil = silhouette_score(sample[small], labels, metric="cosine") if len(np.unique(labels)) > 1 else -1.0
         scores.append((k, float(sil)))
     curve = pl.DataFrame(scores, schema={"k": pl.Int64, "silhouette": pl.Float64}, orient="row")
@@ -129,13 +128,14 @@ def _fit(sample: np.ndarray, small: np.ndarray, settings: ClusterSettings) -> Fi
         row = curve.filter(pl.col("k") == k)
         sil = float(row["silhouette"][0]) if row.height else float("nan")
         how = f"k = {k}, as configured"
-    _, assign = _kmeans(sample, k, settings.seed)
+    assign = _kmeans(sample, k, settings.seed)
     description = (f"Spherical k-means (FAISS, 25 iterations, seed {settings.seed}) on {len(sample):,} sampled, "
                    f"L2-normalised embeddings: {how}; every window goes to its nearest centroid (cosine).")
     return Fit(assign, k, description, curve, sil)
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, Assign]:
+def _kmeans(x: np.ndarray, k: int, seed: int) -> Assign:
+    """Spherical k-means on ``x``; returns how to assign windows to its centroids."""
     import faiss
 
     km = faiss.Kmeans(x.shape[1], k, niter=25, seed=seed, spherical=True, verbose=False)
@@ -145,7 +145,7 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, Assign]:
         sim, idx = km.index.search(np.ascontiguousarray(v, dtype=np.float32), 1)
         return idx[:, 0], sim[:, 0]
 
-    return km.centroids, assign
+    return assign
 
 
 def _hdbscan(sample: np.ndarray, small: np.ndarray, settings: ClusterSettings, curve: pl.DataFrame) -> Fit:

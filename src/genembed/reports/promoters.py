@@ -17,8 +17,8 @@ from ..genome import Genome
 from ..io import atomic_path
 from ..windows import encode, window_sequences
 from . import html
-from .data import GenomeInputs, iter_labeled, make_labelers
-from .evaluation import METRICS, block_bootstrap, fit_calibrated, interval, threshold_at_recall
+from .data import GenomeInputs, genome_contigs, iter_labeled, make_labelers
+from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall
 from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,7 @@ class PromoterSettings:
 def held_out(genome: GenomeInputs, settings: PromoterSettings) -> dict[str, tuple[int, int]]:
     """Held-out intervals per contig: whole contigs where no contig is larger than the held-out
     share (many chromosomes), otherwise the last ``test_fraction`` of each contig."""
-    fasta = Genome(genome.fasta)
-    contigs = fasta.contigs
-    fasta.close()
+    contigs = genome_contigs(genome.fasta)
     total = sum(contigs.values())
     target = settings.test_fraction * total
     mode = settings.split
@@ -113,8 +111,8 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
     try:
-        models, n_train = _train(genomes, labelers, tests, fastas, settings)
-        threshold = threshold_at_recall(models[EMBEDDINGS][1], models[EMBEDDINGS][0].oof, settings.recall)
+        models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
+        threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
         truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out)
     finally:
         for f in fastas.values():
@@ -144,8 +142,10 @@ def _model_names(settings: PromoterSettings) -> tuple[str, str, str]:
     return EMBEDDINGS, f"{settings.kmer}-mer frequencies", "GC content"
 
 
-def _train(genomes, labelers, tests, fastas, settings: PromoterSettings) -> tuple[dict, int]:
-    """Calibrated classifiers per feature set on a sample of training windows (genome order kept)."""
+def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
+           ) -> tuple[dict[str, Calibrated], np.ndarray, int]:
+    """Calibrated classifiers per feature set on a sample of training windows (genome order kept),
+    their labels, and how many training windows there were before sampling."""
     n_train = sum(int((split_of(pl.read_parquet(w, columns=["contig", "start", "end"]), tests[g.name]) == 0).sum())
                   for g in genomes if labelers[g.name] is not None for w in g.windows)
     keep = min(1.0, settings.max_train / max(n_train, 1))
@@ -167,7 +167,8 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings) -> tupl
     y_train = np.concatenate(y).astype(np.int8)
     if len(np.unique(y_train)) < 2:
         raise GenembedError("promoter report: the training windows are all of one class; check the annotation")
-    return {n: (fit_calibrated(np.concatenate(x[n]), y_train, seed=settings.seed), y_train) for n in names}, n_train
+    models = {n: fit_calibrated(np.concatenate(x[n]), y_train, seed=settings.seed) for n in names}
+    return models, y_train, n_train
 
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
@@ -181,7 +182,7 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
     for g in genomes:
         per_genome = []
         for _, table, emb in iter_labeled([g], labelers):
-            prob = models[EMBEDDINGS][0].predict(emb)
+            prob = models[EMBEDDINGS].predict(emb)
             per_genome.append(table.select("contig", "start", "end").with_columns(pl.Series("score", prob)))
             if labelers[g.name] is None:
                 continue
@@ -190,7 +191,7 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
                 rows = table.filter(pl.Series(test))
                 scores[EMBEDDINGS].append(prob[test])
                 for n in names[1:]:
-                    scores[n].append(models[n][0].predict(_features(n, rows, emb[test], fastas[g.name], settings)))
+                    scores[n].append(models[n].predict(_features(n, rows, emb[test], fastas[g.name], settings)))
                 truth.append(rows["promoter"].to_numpy())
                 blocks.append((g.name + "\0" + rows["contig"] + "\0" + (rows["start"] // settings.block_bp).cast(pl.String)).to_numpy())
         windows = pl.concat(per_genome) if per_genome else pl.DataFrame(
