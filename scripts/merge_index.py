@@ -12,7 +12,8 @@ def step():
     model = json.loads(Path(snakemake.input.model).read_text())
     out = Path(snakemake.output.index).parent
     manifest = merge_parts(snakemake.input.trained, snakemake.input.parts, sorted(snakemake.input.windows), out, model,
-                           snakemake.params.genomes, IndexSettings.from_config(snakemake.params.index, snakemake.params.seed))
+                           snakemake.params.genomes, IndexSettings.from_config(snakemake.params.index, snakemake.params.seed),
+                           sorted(snakemake.input.shards))
     export_query_model(out, manifest)
 
 

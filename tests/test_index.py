@@ -26,7 +26,7 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
     m = read_manifest(built_index["dir"])
     assert m["model"]["fingerprint"] == built_index["model"]["fingerprint"]
     assert m["index"] == {"factory": "Flat", "metric": "cosine (inner product of L2-normalised vectors)",
-                          "dim": 32, "count": 200, "trained_for": 200, "nprobe": 16, "ef_search": 64}
+                          "dim": 32, "count": 200, "trained_for": 200, "nprobe": 16, "ef_search": 64, "rerank": 1}
     assert m["settings"]["tokenizer"] == "kmer(k=6,non-overlapping)" and m["settings"]["window_size"] == 1000
     assert m["genomes"]["ecoli"].endswith("genome.fa.gz")
 
@@ -93,6 +93,8 @@ def test_index_type_auto_follows_the_collection_size_and_factories_override_it()
     assert auto.factory_for(50_000, 256) == "Flat"
     assert auto.factory_for(500_000, 256) == "HNSW32"
     assert auto.factory_for(6_000_000, 256) == "OPQ32,IVF8192,PQ32"
+    for dim, m in ((512, 32), (768, 48), (1024, 32), (2560, 40)):  # codes plus 8-byte ids fit 64 B per vector
+        assert auto.factory_for(6_000_000, dim).endswith(f",PQ{m}")
     assert IndexSettings(type="ivf").factory_for(1_000_000, 256) == "IVF4096,Flat"
     assert IndexSettings(type="ivf").factory_for(400, 32) == "IVF16,Flat"  # never fewer than 16 lists
     assert IndexSettings(type="hnsw", factory="IVF64,SQ8").factory_for(10**6, 256) == "IVF64,SQ8"
@@ -109,3 +111,26 @@ def test_search_knobs_from_the_manifest_are_applied_when_an_index_is_opened(tmp_
         m = build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
                         IndexSettings(factory=factory, nprobe=5, ef_search=77))
         assert check(read_index(out, m["index"]))
+
+
+def test_ivf_lists_are_merged_on_disk_beside_the_index_and_the_folder_can_move(tmp_path, built_index):
+    import faiss
+
+    out = tmp_path / "idx"
+    for _ in range(2):  # a second merge replaces the lists file; the first one is removed
+        build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
+                    IndexSettings(factory="IVF4,Flat", train_size=200))
+    ivfdata = list(out.glob("*.ivfdata"))
+    assert len(ivfdata) == 1 and ivfdata[0].stat().st_size == 200 * (32 * 4 + 8)  # vectors and ids
+    moved = tmp_path / "elsewhere"
+    shutil.move(out, moved)
+    index = read_index(moved, {"nprobe": 4})
+    lists = faiss.extract_index_ivf(index).invlists
+    assert isinstance(faiss.downcast_InvertedLists(lists), faiss.OnDiskInvertedLists) and index.ntotal == 200
+    shard = read_shard(built_index["shards"][0])
+    scores, found = index.search(normalise(shard.embeddings[:3]), 1)  # every list probed: exact
+    assert np.array_equal(found[:, 0], shard.window_id[:3])
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-4)
+    next(moved.glob("*.ivfdata")).unlink()
+    with pytest.raises(GenembedError, match="corrupt or unreadable FAISS index"):
+        read_index(moved)

@@ -174,3 +174,24 @@ def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model
             "print('transformers' in sys.modules, file=sys.stderr)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stderr.strip().splitlines()[-1] == "False" and res.stdout.splitlines()[1].split("\t")[4] == "0"
+
+
+def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built_index):
+    from genembed.index import IndexSettings, build_index
+
+    shard = read_shard(built_index["shards"][1])
+    queries = {str(i): v for i, v in zip(shard.window_id[:20], shard.embeddings[:20])}
+    exact = Index.open(built_index["dir"]).search_vectors(queries, k=5)
+    found = {}
+    for rerank in (1, 40):  # 40 x 5 candidates: every window, so re-scoring gives the exact answer
+        out = tmp_path / f"pq{rerank}"
+        build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
+                    IndexSettings(factory="PQ4x4", rerank=rerank, train_size=200))
+        found[rerank] = Index.open(out).search_vectors(queries, k=5)
+    assert found[40].select("query", "start").rows() == exact.select("query", "start").rows()
+    np.testing.assert_allclose(found[40]["score"].to_numpy(), exact["score"].to_numpy(), atol=1e-5)
+    assert not np.allclose(found[1]["score"].to_numpy(), exact["score"].to_numpy(), atol=1e-3)  # 4 coarse codes
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "pq40", moved / "index")  # without the embeddings it re-scores from
+    with pytest.raises(GenembedError, match=r"vectors.h5: embedding shard .*e0.h5 not found"):
+        Index.open(moved / "index").search_vectors(queries, k=5)

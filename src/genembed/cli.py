@@ -173,7 +173,7 @@ def cmd_index(args: argparse.Namespace) -> None:
     windows = [w for g in found for w in g.windows]
     genomes = {g.name: str(g.fasta) for g in found}
     model = describe(ModelSpec(args.model, args.revision, args.trust_remote_code))
-    settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search)
+    settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
     manifest = build_index(shards, windows, args.out, model, genomes, settings)
     print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']},"
           f" {manifest['index']['factory']}")
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--factory", help="any FAISS factory string (instead of --type)")
     i.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
     i.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
+    i.add_argument("--rerank", type=int, default=10,
+                   help="PQ indexes: fetch this many times the hits and re-score them exactly from the stored embeddings")
     i.set_defaults(func=cmd_index)
 
     r = sub.add_parser("report", help="clustering and promoter-prediction reports over 'genembed embed' folders")

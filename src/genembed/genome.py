@@ -56,6 +56,7 @@ def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[
     tmp_index = [Path(f"{tmp}.fai"), Path(f"{tmp}.gzi")]
     try:
         contigs = _copy_validated(src, tmp)
+        _check_sidecar(src, contigs)
         pysam.faidx(str(tmp))
         for part, suffix in zip(tmp_index, (".fai", ".gzi")):
             os.replace(part, f"{dst}{suffix}")
@@ -64,6 +65,29 @@ def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[
         for leftover in [tmp, *tmp_index]:
             leftover.unlink(missing_ok=True)
     return contigs
+
+
+def sidecar_fai(fasta: str | os.PathLike) -> Path | None:
+    """The samtools index shipped beside a FASTA (``genome.fa.fai``, ``genome.fa.gz.fai``), if any:
+    it lets the workflow plan a genome's shards before the genome is prepared (also in a dry-run)."""
+    path = Path(f"{fasta}.fai")
+    return path if path.is_file() else None
+
+
+def _check_sidecar(src: Path, contigs: list[tuple[str, int]]) -> None:
+    """Refuse a ``.fai`` beside ``src`` that disagrees with it (the shards were planned from it)."""
+    fai = sidecar_fai(src)
+    if fai is None:
+        return
+    try:
+        planned = read_fai(fai)
+    except (ValueError, UnicodeDecodeError):
+        raise GenembedError(f"{fai}: not a samtools .fai index (name and length per line); delete it") from None
+    if planned != contigs:
+        diff = next(((a, b) for a, b in zip(planned, contigs) if a != b), None)
+        detail = (f"it has {diff[0][0]} {diff[0][1]:,} bp, the FASTA {diff[1][0]} {diff[1][1]:,} bp" if diff
+                  else f"it lists {len(planned)} contigs, the FASTA has {len(contigs)}")
+        raise GenembedError(f"{fai}: does not match {src.name} ({detail}); delete or regenerate it (samtools faidx)")
 
 
 def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:

@@ -17,10 +17,12 @@ import polars as pl
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
 from .io import atomic_path, write_json
-from .store import IDENTITY_KEYS, check_consistent, iter_shards, read_attrs
+from .store import IDENTITY_KEYS, check_consistent, iter_shards, read_attrs, stitch
 
 log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
+VECTORS_FILE = "vectors.h5"  # every indexed vector in table order: virtual over the shards, nothing copied
+IVFDATA_SUFFIX = ".ivfdata"  # IVF indexes: the inverted lists, on disk beside the index file
 #: Shard attrs that every shard of one index must share, and that a query must match.
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 EXACT_BELOW, PQ_FROM = 100_000, 5_000_000
@@ -31,13 +33,16 @@ class IndexSettings:
     """``type`` picks the FAISS index by collection size (``auto``) or by name; ``factory``, when set,
     is any FAISS factory string instead. Approximate indexes are trained on ``train_size`` sampled
     vectors and retrained once the collection grows ``retrain_factor`` times past what they were
-    trained for. ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall at query time."""
+    trained for. ``nprobe`` (IVF) and ``ef_search`` (HNSW) trade speed for recall at query time;
+    indexes with lossy codes (PQ) fetch ``rerank`` times the hits asked for and re-score them exactly
+    with the stored embeddings (1: off)."""
 
     type: str = "auto"
     factory: str | None = None
     train_size: int = 100_000
     nprobe: int = 16
     ef_search: int = 64
+    rerank: int = 10
     retrain_factor: float = 4.0
     seed: int = 0
 
@@ -47,7 +52,7 @@ class IndexSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], seed: int = 0) -> "IndexSettings":
-        keys = ("type", "factory", "train_size", "nprobe", "ef_search", "retrain_factor")  # gpu: a job resource
+        keys = ("type", "factory", "train_size", "nprobe", "ef_search", "rerank", "retrain_factor")  # gpu: a job resource
         return cls(**{k: cfg[k] for k in keys if k in cfg}, seed=seed)
 
     def factory_for(self, n: int, dim: int) -> str:
@@ -64,7 +69,8 @@ class IndexSettings:
             return f"IVF{nlist},Flat"
         if kind == "hnsw":
             return "HNSW32"
-        m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)  # a byte per 8 dimensions
+        # a byte per 8 dimensions, at most 56: with its 8-byte id a vector takes at most 64 bytes
+        m = max(d for d in range(1, max(1, min(dim // 8, 56)) + 1) if dim % d == 0)
         return f"OPQ{m},IVF{nlist},PQ{m}"
 
 
@@ -213,39 +219,46 @@ def _with_ids(index):
 
 def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
                 out_dir: str | os.PathLike, model: dict[str, Any], genomes: dict[str, str],
-                settings: IndexSettings) -> dict[str, Any]:
-    """Join the genomes' parts into one index; write it with the id table and the manifest."""
+                settings: IndexSettings, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """Join the genomes' parts into one index; write it with the id table, the vectors (virtual
+    HDF5 over ``shards``, which are in the order of ``windows``) and the manifest."""
     import faiss
 
     info = json.loads(_sidecar(Path(trained)).read_text())
     if info["identity"]["model_fingerprint"] != model["fingerprint"]:
         raise GenembedError(f"{trained}: built from embeddings of another model than {model['source']}; re-embed")
     index = _with_ids(read_index_file(trained))
-    if info["family"] == "hnsw":
-        for part in parts:
-            flat = read_index_file(part)
-            vectors = flat.index.reconstruct_n(0, flat.ntotal)
-            index.add_with_ids(vectors, faiss.vector_to_array(flat.id_map))
-    else:
-        for part in parts:
-            other = read_index_file(part)
-            if info["factory"] != json.loads(_sidecar(Path(part)).read_text())["factory"]:
-                raise GenembedError(f"{part}: made from another trained index; rerun its add job")
-            _merge(index, other)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / INDEX_FILE) as tmp:
-        faiss.write_index(index, str(tmp))
+    if is_ivf(index):
+        for part in parts:
+            if info["factory"] != json.loads(_sidecar(Path(part)).read_text())["factory"]:
+                raise GenembedError(f"{part}: made from another trained index; rerun its add job")
+        _write_ondisk(index, parts, out)
+    else:
+        if info["family"] == "hnsw":
+            for part in parts:
+                flat = read_index_file(part)
+                index.add_with_ids(flat.index.reconstruct_n(0, flat.ntotal), faiss.vector_to_array(flat.id_map))
+        else:
+            for part in parts:
+                index.merge_from(read_index_file(part))
+        with atomic_path(out / INDEX_FILE) as tmp:
+            faiss.write_index(index, str(tmp))
+        _remove_ivfdata(out, keep=None)
     table = pl.concat([pl.scan_parquet(w) for w in windows])
     with atomic_path(out / TABLE_FILE) as tmp:
         table.select("window_id", "genome", "contig", "start", "end").sink_parquet(tmp)
+    stitch(list(shards), out / VECTORS_FILE)
+    lossy = info["family"] in ("ivfpq", "pq")
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "genembed_version": __version__,
         "faiss_version": faiss.__version__,
         "index": {"factory": info["factory"], "metric": "cosine (inner product of L2-normalised vectors)",
                   "dim": info["dim"], "count": int(index.ntotal), "trained_for": info["trained_for"],
-                  "nprobe": settings.nprobe, "ef_search": settings.ef_search},
+                  "nprobe": settings.nprobe, "ef_search": settings.ef_search,
+                  "rerank": settings.rerank if lossy else 1},
         "model": model,
         "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
         "genomes": {g: str(Path(p).resolve()) for g, p in genomes.items()},
@@ -255,12 +268,29 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     return manifest
 
 
-def _merge(index, other) -> None:
-    """Move ``other``'s vectors into ``index`` (same trained index: checked by FAISS)."""
+def _write_ondisk(index, parts: Sequence[str | os.PathLike], out: Path) -> None:
+    """Merge IVF parts into inverted lists on disk (FAISS's OnDiskInvertedLists): the lists stream
+    from the memory-mapped parts into ``index-<token>.ivfdata``, so neither the merge nor a query
+    holds the codes in memory. The index file names its lists file; a fresh name per merge lets the
+    index file be replaced atomically, after which older lists files are removed."""
+    import faiss
+    from faiss.contrib.ondisk import merge_ondisk
+
+    ivfdata = out / f"index-{os.urandom(6).hex()}{IVFDATA_SUFFIX}"
     try:
-        index.merge_from(other, 0)  # IVF: keep the ids as they are
-    except TypeError:
-        index.merge_from(other)
+        merge_ondisk(index, [str(p) for p in parts], str(ivfdata))
+        with atomic_path(out / INDEX_FILE) as tmp:
+            faiss.write_index(index, str(tmp))
+    except BaseException:
+        ivfdata.unlink(missing_ok=True)
+        raise
+    _remove_ivfdata(out, keep=ivfdata)
+
+
+def _remove_ivfdata(out: Path, keep: Path | None) -> None:
+    for stale in out.glob(f"index-*{IVFDATA_SUFFIX}"):
+        if stale != keep:
+            stale.unlink()
 
 
 def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -287,7 +317,7 @@ def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
         for genome, rows in by_genome.items():
             parts.append(Path(tmp) / f"part{len(parts)}.faiss")
             add_part(trained, [shards[i] for i in rows], [windows[i] for i in rows], parts[-1])
-        manifest = merge_parts(trained, parts, windows, out_dir, model, genomes, settings)
+        manifest = merge_parts(trained, parts, windows, out_dir, model, genomes, settings, shards)
     from .export import export_query_model
 
     export_query_model(out_dir, manifest)
@@ -322,14 +352,17 @@ def read_index(index_dir: str | os.PathLike, settings: dict[str, Any] | None = N
     return index
 
 
-def read_index_file(path: str | os.PathLike):
-    """A FAISS index file, with a clear error when it is missing, truncated or corrupt."""
+def read_index_file(path: str | os.PathLike, mmap: bool = False):
+    """A FAISS index file, with a clear error when it is missing, truncated or corrupt. On-disk
+    inverted lists are looked up beside the file (the folder may move) and opened read-only;
+    ``mmap`` maps in-memory lists from the file instead of reading them."""
     import faiss
 
     path = Path(path)
     if not path.is_file():
         raise GenembedError(f"{path}: index file not found")
+    flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if mmap else 0)
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise GenembedError(f"{path}: corrupt or unreadable FAISS index ({str(exc).splitlines()[0]})") from None

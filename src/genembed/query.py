@@ -15,7 +15,7 @@ import polars as pl
 from .embed import Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
-from .index import IDENTITY_KEYS, TABLE_FILE, is_ivf, normalise, read_index, read_manifest
+from .index import IDENTITY_KEYS, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
 from .io import open_text
 from .models import fingerprint
 from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer
@@ -82,6 +82,8 @@ class Index:
         self.model_path = model
         self._embedder: Embedder | None = None
         self._tokenizer = None
+        self._by_id: tuple[np.ndarray, np.ndarray] | None = None
+        self._vectors = None
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
@@ -153,8 +155,12 @@ class Index:
         exclude = exclude or {}
         extra = max((self._overlapping(r) for r in exclude.values()), default=0)
         want = min(k + extra, self.faiss.ntotal)
-        scores, ids = self.faiss.search(x, want, params=self._selector(genomes)) if genomes else \
-            self.faiss.search(x, want)
+        rerank = int(self.manifest["index"].get("rerank") or 1)
+        fetch = min(want * rerank, self.faiss.ntotal)
+        scores, ids = self.faiss.search(x, fetch, params=self._selector(genomes)) if genomes else \
+            self.faiss.search(x, fetch)
+        if rerank > 1:
+            scores, ids = self._rerank(x, ids, want)
         hits = pl.DataFrame({
             "query": np.repeat(names, ids.shape[1]),
             "window_id": ids.ravel(),
@@ -167,6 +173,58 @@ class Index:
                                  & (pl.col("end") > region.start)))
         hits = hits.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
         return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS)
+
+    def _rerank(self, x: np.ndarray, ids: np.ndarray, keep: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``keep`` of each query's candidates, re-scored exactly (cosine) with the stored
+        embeddings: PQ codes only approximate the scores, so their ranking is coarse. Only the
+        candidates' rows are read from disk."""
+        rows = self._rows(ids)
+        out_scores = np.full((len(ids), keep), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(ids), keep), -1, dtype=np.int64)
+        for lo in range(0, len(ids), block):
+            r = rows[lo : lo + block]
+            wanted = np.unique(r[r >= 0])
+            if not len(wanted):
+                continue
+            vectors = self._stored()
+            if not np.array_equal(vectors["window_id"][wanted], self.table["window_id"].to_numpy()[wanted]):
+                raise GenembedError(f"{self.dir / VECTORS_FILE}: out of step with {TABLE_FILE}; rebuild the index")
+            emb = normalise(vectors["embeddings"][wanted])
+            s = np.einsum("qd,qkd->qk", x[lo : lo + block], emb[np.searchsorted(wanted, np.maximum(r, 0))])
+            s[r < 0] = -np.inf
+            order = np.argsort(-s, axis=1, kind="stable")[:, :keep]
+            out_scores[lo : lo + block] = np.take_along_axis(s, order, 1)
+            out_ids[lo : lo + block] = np.where(np.isfinite(out_scores[lo : lo + block]),
+                                                np.take_along_axis(ids[lo : lo + block], order, 1), -1)
+        return out_scores, out_ids
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row in the id table (and in ``vectors.h5``) of each window id; -1 where there is none."""
+        if self._by_id is None:
+            table_ids = self.table["window_id"].to_numpy()
+            order = np.argsort(table_ids, kind="stable")
+            self._by_id = (table_ids[order], order)
+        sorted_ids, order = self._by_id
+        pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+        return np.where((ids >= 0) & (sorted_ids[pos] == ids), order[pos], -1)
+
+    def _stored(self):
+        """The index's vectors (virtual over the embedding shards), refused when a shard is missing
+        (HDF5 would read zeros)."""
+        if self._vectors is None:
+            import h5py
+
+            path = self.dir / VECTORS_FILE
+            if not path.is_file():
+                raise GenembedError(f"{path}: not found; this index re-scores its hits from it (rebuild the index)")
+            f = h5py.File(path, "r")
+            missing = [s for s in f.attrs["shards"] if not (path.parent / s).is_file()]
+            if missing:
+                f.close()
+                raise GenembedError(f"{path}: embedding shard {missing[0]} not found; the index re-scores its hits from"
+                                    " the embeddings, keep them where they were when it was built")
+            self._vectors = f
+        return self._vectors
 
     def search_shard(self, path: str | os.PathLike, k: int = 10, genomes: Sequence[str] | None = None) -> pl.DataFrame:
         """Top-``k`` windows for every window of an embedding shard (for example of a genome embedded

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 from snakemake.utils import validate
 
-from genembed.genome import read_fai
+from genembed.genome import read_fai, sidecar_fai
 from genembed.index import IndexSettings, needs_retraining
 from genembed.io import is_gzip
 from genembed.windows import WindowSpec, genome_code, shard_count, window_count
@@ -60,17 +60,42 @@ def model_inputs(wildcards):
     return [MODEL_DIR] if PRETRAIN or Path(MODEL_DIR).is_dir() else []
 
 
+def contigs(genome):
+    """A genome's (name, length) contigs: from its prepared copy's .fai, else from a samtools .fai
+    shipped beside its FASTA (so a dry-run plans every shard before any job), else once the
+    prepare_genome checkpoint has run."""
+    prepared = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
+    if prepared.is_file():
+        return read_fai(prepared)
+    beside = sidecar_fai(SHEET[genome]["fasta"])
+    if beside is not None:
+        return read_fai(beside)
+    return read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
+
+
 def shards(genome):
-    """Shard names of a genome, planned from its contig lengths once it is indexed (checkpoint)."""
-    fai = checkpoints.prepare_genome.get(genome=genome).output.fai
-    n = shard_count(read_fai(fai), window_spec(), SHEET[genome]["fasta"])
+    """Shard names of a genome, planned from its contig lengths."""
+    n = shard_count(contigs(genome), window_spec(), SHEET[genome]["fasta"])
     if n > 99_999:
         raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
+    _hint_shard_size(n)
     return [f"{i:05d}" for i in range(n)]
 
 
+def _hint_shard_size(n):
+    """Say once when the plan has more embedding jobs than a scheduler handles comfortably."""
+    if n > 2_000 and "shards" not in _SAID:
+        _SAID.add("shards")
+        print(f"genembed: a genome has {n:,} shards of {window_spec().shard_size:,} windows (3 jobs each);"
+              " for large genomes raise windows.shard_size (docs/scaling.md)", file=sys.stderr)
+
+
 def window_spec():
-    """The windows the model description planned (sizes resolved from the model when auto)."""
+    """The windows the model description planned (sizes resolved from the model when auto). With
+    numeric sizes the plan is the config's, so the DAG is built without waiting for the model."""
+    plan = Path(MODEL_JSON)
+    if not plan.is_file() and "auto" not in (config["windows"]["size"], config["windows"]["stride"]):
+        return WindowSpec.from_config(config["windows"])
     plan = checkpoints.describe_model.get().output[0]
     return WindowSpec.from_config(json.loads(Path(plan).read_text())["windows"])
 
@@ -92,14 +117,13 @@ def genome_shards(pattern):
 
 
 def planned_windows(genome):
-    """Windows of a genome as planned from its contig lengths (before N filtering). A genome not yet
-    prepared is estimated from its FASTA's size (gzip: 4 bp per byte), so that the decision to
+    """Windows of a genome as planned from its contig lengths (before N filtering). A genome with no
+    .fai yet is estimated from its FASTA's size (gzip: 4 bp per byte), so that the decision to
     retrain the index is taken when the DAG is built, also in a dry-run; later runs use the exact
     count."""
-    fai = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
-    if fai.is_file():
-        return window_count(read_fai(fai), window_spec())
     fasta = Path(SHEET[genome]["fasta"])
+    if Path(f"results/genomes/{genome}/genome.fa.gz.fai").is_file() or sidecar_fai(fasta):
+        return window_count(contigs(genome), window_spec())
     if not fasta.is_file():
         return 0  # prepare_genome reports the missing file
     return window_count([(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))], window_spec())
@@ -154,8 +178,9 @@ def report_inputs(wildcards):
 
 
 def final_outputs():
-    """Index and reports; the promoter report only when some genome has an annotation or a promoter BED."""
+    """Index, per-genome embeddings (virtual HDF5) and reports; the promoter report only when some genome has an annotation or a promoter BED."""
     out = ["results/index/manifest.json", "results/reports/clusters/clusters.html"]
+    out += [f"results/embeddings/{g}.h5" for g in SHEET]
     if annotations():
         out.append("results/reports/promoters/promoters.html")
     return out

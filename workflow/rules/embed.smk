@@ -25,3 +25,24 @@ rule embed:
         runtime=grow(120),
     script:
         "../../scripts/embed_shard.py"
+
+
+# Per genome, one HDF5 file whose datasets are virtual over its shards (nothing copied): plain h5py
+# reads a genome's embeddings as one array. Runs in the main process (milliseconds, no cluster job).
+localrules:
+    stitch_embeddings,
+
+
+rule stitch_embeddings:
+    input:
+        genome_shards("results/embeddings/{genome}/{shard}.h5"),
+    output:
+        "results/embeddings/{genome}.h5",
+    log:
+        "logs/stitch_embeddings/{genome}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        runtime=grow(5),
+    script:
+        "../../scripts/stitch_embeddings.py"

@@ -56,11 +56,13 @@ rule merge_index:
         info=TRAINED_INFO,
         parts=expand("results/index/parts/{genome}.faiss", genome=SHEET),
         windows=all_shards("results/windows/{genome}/{shard}.parquet"),
+        shards=all_shards("results/embeddings/{genome}/{shard}.h5"),
         genomes=lambda wc: list(prepared_fastas(wc).values()),
         model=MODEL_JSON,
     output:
         index="results/index/index.faiss",
         table="results/index/windows.parquet",
+        vectors="results/index/vectors.h5",
         manifest="results/index/manifest.json",
     params:
         index=config["index"],
