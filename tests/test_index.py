@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -134,3 +136,12 @@ def test_ivf_lists_are_merged_on_disk_beside_the_index_and_the_folder_can_move(t
     next(moved.glob("*.ivfdata")).unlink()
     with pytest.raises(GenembedError, match="corrupt or unreadable FAISS index"):
         read_index(moved)
+
+
+def test_opening_an_on_disk_index_prints_nothing_on_stdout(tmp_path, built_index):
+    """Query results go to stdout: FAISS's native notes about the lists file must not."""
+    build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"], {},
+                IndexSettings(factory="IVF4,Flat", train_size=200))
+    code = f"from genembed.index import read_index; read_index({str(tmp_path)!r}); print('ok')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout == "ok\n"

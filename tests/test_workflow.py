@@ -223,7 +223,7 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
                   index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
     write_config(tmp_path, sheet, **config)
     index = ["results/index/manifest.json"]
-    snakemake(tmp_path, "--cores", "2", *index)
+    snakemake(tmp_path, "--cores", "2", *index, "results/embeddings/first.h5")
     trained = tmp_path / "results/index/trained.faiss"
     kept = {p: p.stat().st_mtime_ns for p in [trained, *(tmp_path / "results").glob("*/first/*")]}
     assert json.loads((tmp_path / "results/index/manifest.json").read_text())["index"]["factory"] == "IVF16,Flat"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -278,13 +280,32 @@ def _write_ondisk(index, parts: Sequence[str | os.PathLike], out: Path) -> None:
 
     ivfdata = out / f"index-{os.urandom(6).hex()}{IVFDATA_SUFFIX}"
     try:
-        merge_ondisk(index, [str(p) for p in parts], str(ivfdata))
+        with _native_stdout_silenced():  # FAISS notes each resize of the lists file
+            merge_ondisk(index, [str(p) for p in parts], str(ivfdata))
         with atomic_path(out / INDEX_FILE) as tmp:
             faiss.write_index(index, str(tmp))
     except BaseException:
         ivfdata.unlink(missing_ok=True)
         raise
     _remove_ivfdata(out, keep=ivfdata)
+
+
+@contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Send what native code prints to stdout (file descriptor 1, where query results go) to /dev/null."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _remove_ivfdata(out: Path, keep: Path | None) -> None:
@@ -363,6 +384,7 @@ def read_index_file(path: str | os.PathLike, mmap: bool = False):
         raise GenembedError(f"{path}: index file not found")
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if mmap else 0)
     try:
-        return faiss.read_index(str(path), flags)
+        with _native_stdout_silenced():  # FAISS notes where it found the on-disk lists
+            return faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise GenembedError(f"{path}: corrupt or unreadable FAISS index ({str(exc).splitlines()[0]})") from None
