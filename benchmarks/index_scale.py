@@ -1,0 +1,231 @@
+"""The index at scale: OPQ + IVF-PQ over 2M vectors, built the way the workflow builds it (train
+once, one part per genome, parts merged into FAISS on-disk inverted lists), with memory per vector,
+recall@10 against exact search and queries/s, with and without re-scoring from the stored
+embeddings.
+
+Vectors: the example's real embeddings grown to ``--n`` (``benchmarks/index.py``: a real vector plus
+noise at the scale of the real clusters' spread), written as float16 HDF5 shards of ``--genomes``
+genomes, with their window tables. Each step (train, each genome's add, merge, query) runs in a fresh
+process, as a workflow job would, and reports its time and peak RSS. The baseline, measured in the
+same run: exact search (``Flat``) for recall and queries/s, and the same parts merged in memory for
+the merge's peak RSS. Not a test.
+
+    .venv/bin/python benchmarks/index_scale.py [--n 2000000] [--genomes 8]   # ~15 min, ~2 GB of disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+SHARD = 50_000
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (VmRSS), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
+    """Grown vectors as shards and window tables of ``genomes`` genomes; returns 1,000 queries."""
+    import polars as pl
+
+    from genembed.store import read_attrs, write_shard
+    from genembed.windows import window_ids
+    from index import grow, real_embeddings
+
+    attrs = read_attrs(next((REPO / "results/embeddings").glob("*/*.h5")))
+    real = real_embeddings()
+    vectors = grow(real, n + 1000)
+    per_genome = -(-n // genomes)
+    for g in range(genomes):
+        name = f"genome{g}"
+        part = vectors[1000 + g * per_genome : 1000 + min(n, (g + 1) * per_genome)]
+        for s in range(0, len(part), SHARD):
+            rows = part[s : s + SHARD]
+            ids = window_ids(name, np.arange(s, s + len(rows)))
+            stem = work / "shards" / name / f"{s // SHARD:05d}"
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            write_shard(f"{stem}.h5", rows.astype(np.float16), ids, attrs)
+            pl.DataFrame({"window_id": ids, "genome": name, "contig": "chr1",
+                          "start": np.arange(s, s + len(rows)) * 500, "end": np.arange(s, s + len(rows)) * 500 + 500}
+                         ).write_parquet(f"{stem}.parquet")
+    # queries as the index sees them: float16 round trip, unit length
+    from genembed.index import normalise
+
+    np.save(work / "queries.npy", normalise(vectors[:1000].astype(np.float16)))
+    return vectors[:1000]
+
+
+def files(work: Path, genome: str | None = None) -> tuple[list[str], list[str]]:
+    pattern = f"{genome or '*'}/*.h5"
+    shards = sorted(str(p) for p in (work / "shards").glob(pattern))
+    return shards, [s[:-3] + ".parquet" for s in shards]
+
+
+def step(name: str, work: Path, arg: str) -> dict:
+    """One job, in this (fresh) process."""
+    from genembed.index import IndexSettings, add_part, merge_parts, train_index
+
+    settings = IndexSettings(type="ivfpq", train_size=100_000)
+    start = time.perf_counter()
+    out: dict = {}
+    if name == "train":
+        shards, windows = files(work)
+        out = train_index(shards, windows, work / "trained.faiss", settings, [f"genome{i}" for i in range(int(arg))])
+    elif name == "add":
+        shards, windows = files(work, arg)
+        out = {"count": add_part(work / "trained.faiss", shards, windows, work / "parts" / f"{arg}.faiss")}
+    elif name == "merge":
+        shards, windows = files(work)
+        parts = sorted(str(p) for p in (work / "parts").glob("*.faiss"))
+        info = json.loads((work / "trained.json").read_text())
+        model = {"fingerprint": info["identity"]["model_fingerprint"], "source": "benchmark"}
+        merge_parts(work / "trained.faiss", parts, windows, work / "index", model, {}, settings, shards)
+    elif name == "merge_in_memory":  # the baseline: every part's lists read into memory and merged there
+        from genembed.index import read_index_file
+
+        index = read_index_file(work / "trained.faiss")
+        for part in sorted((work / "parts").glob("*.faiss")):
+            index.merge_from(read_index_file(part), 0)
+        out = {"count": int(index.ntotal)}
+    elif name == "open":
+        out = opened_memory(work)
+    elif name == "query":
+        out = {"runs": query(work)}
+    return {**out, "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
+
+
+def opened_memory(work: Path) -> dict:
+    """Resident memory of the opened index (FAISS) and of its id table, each measured alone."""
+    import polars as pl
+
+    from genembed.index import read_index
+
+    before = rss_mb()
+    index = read_index(work / "index", {"nprobe": 16})
+    opened = rss_mb()
+    table = pl.read_parquet(work / "index/windows.parquet")
+    return {"index_mb": opened - before, "table_mb": rss_mb() - opened, "ntotal": int(index.ntotal), "rows": table.height}
+
+
+def query(work: Path) -> dict:
+    """Queries/s and hits (as window ids) through the query API, at several re-scoring depths."""
+    from genembed.query import Index
+    from genembed.windows import window_ids
+
+    queries = np.load(work / "queries.npy")
+    before = rss_mb()
+    api = Index.open(work / "index")
+    out = {}
+    for rerank in (1, 10, 100):
+        api.manifest["index"]["rerank"] = rerank
+        start = time.perf_counter()
+        hits = [api.search_vectors({str(i + j): v for j, v in enumerate(queries[i : i + 100])}, k=10)
+                for i in range(0, len(queries), 100)]
+        seconds = time.perf_counter() - start
+        found = np.full((len(queries), 10), -1, dtype=np.int64)
+        for h in hits:
+            for g in h.partition_by("genome"):
+                ids = window_ids(g["genome"][0], g["start"].to_numpy() // 500)
+                found[g["query"].cast(int).to_numpy(), g["rank"].to_numpy() - 1] = ids
+        np.save(work / f"found{rerank}.npy", found)
+        out[rerank] = {"qps": len(queries) / seconds, "rss_mb": rss_mb() - before}
+    return out
+
+
+def run_step(name: str, work: Path, arg: str = "") -> dict:
+    res = subprocess.run([sys.executable, __file__, "--step", name, str(work), arg], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def exact_truth(work: Path, queries: np.ndarray) -> tuple[np.ndarray, float]:
+    """Exact top-10 window ids of the queries over every stored vector, and exact queries/s."""
+    import faiss
+
+    from genembed.index import normalise
+    from genembed.store import read_shard
+
+    shards, _ = files(work)
+    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(queries.shape[1]))
+    for path in shards:
+        s = read_shard(path)
+        flat.add_with_ids(normalise(s.embeddings), s.window_id)
+    start = time.perf_counter()
+    _, truth = flat.search(queries, 10)
+    return truth, len(queries) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=2_000_000)
+    p.add_argument("--genomes", type=int, default=8)
+    p.add_argument("--work", help="folder to build in (default: a temporary one, removed)")
+    p.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.step:
+        print(json.dumps(step(args.step[0], Path(args.step[1]), args.step[2])))
+        return
+    import faiss
+
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        work = Path(tmp)
+        t = time.perf_counter()
+        write_collection(work, args.n, args.genomes)
+        print(f"# index at scale: faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; {args.n:,} vectors"
+              f" in {args.genomes} genomes written in {time.perf_counter() - t:.0f} s", flush=True)
+        queries = np.load(work / "queries.npy")
+        truth, exact_qps = exact_truth(work, queries)
+        train = run_step("train", work, str(args.genomes))
+        print(f"train {train['factory']} on 100,000 vectors: {train['seconds']:.0f} s, peak {train['peak_mb']:.0f} MB",
+              flush=True)
+        adds = [run_step("add", work, f"genome{g}") for g in range(args.genomes)]
+        print(f"add, one job per genome ({adds[0]['count']:,} vectors): {np.mean([a['seconds'] for a in adds]):.0f} s"
+              f" each, peak {max(a['peak_mb'] for a in adds):.0f} MB", flush=True)
+        merge = run_step("merge", work)
+        in_memory = run_step("merge_in_memory", work)
+        print(f"merge on disk: {merge['seconds']:.0f} s, peak {merge['peak_mb']:.0f} MB;"
+              f" in memory (baseline): {in_memory['seconds']:.0f} s, peak {in_memory['peak_mb']:.0f} MB"
+              f" ({merge['peak_mb'] / in_memory['peak_mb']:.2f}x)", flush=True)
+        ivfdata = next((work / "index").glob("*.ivfdata")).stat().st_size
+        index_file = (work / "index/index.faiss").stat().st_size
+        q = {**run_step("open", work), **run_step("query", work)}
+        n = q["ntotal"]
+        print(f"\non disk: lists {ivfdata / n:.1f} B/vector (codes + ids), index file {index_file / 1e6:.1f} MB"
+              f" (quantizer, OPQ, codebooks: {index_file / n:.1f} B/vector)")
+        print(f"memory of the opened index: {q['index_mb']:.1f} MB = {q['index_mb'] * 2**20 / n:.1f} B/vector;"
+              f" the id table (for hit coordinates) {q['table_mb']:.0f} MB = {q['table_mb'] * 2**20 / n:.1f} B/vector")
+        print("\n| search (k = 10, nprobe 16) | queries/s | x exact | recall@10 | query process RSS, B/vector |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        print(f"| exact (`Flat`, in memory) | {exact_qps:,.0f} | 1.0 | 1.000 | {queries.shape[1] * 4} (vectors) |")
+        from index import recall
+
+        for rerank, run in q["runs"].items():
+            found = np.load(work / f"found{rerank}.npy")
+            what = "PQ codes only" if rerank == "1" else f"re-scored, rerank {rerank}"
+            print(f"| {what} | {run['qps']:,.0f} | {run['qps'] / exact_qps:.1f} | {recall(found, truth):.3f} |"
+                  f" {run['rss_mb'] * 2**20 / n:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
