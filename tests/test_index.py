@@ -94,10 +94,11 @@ def test_index_type_auto_follows_the_collection_size_and_factories_override_it()
     auto = IndexSettings()
     assert auto.factory_for(50_000, 256) == "Flat"
     assert auto.factory_for(500_000, 256) == "HNSW32"
-    assert auto.factory_for(6_000_000, 256) == "OPQ32,IVF8192,PQ32"
+    assert auto.factory_for(6_000_000, 256) == "OPQ32,IVF2048,PQ32"  # 39 training vectors per list
+    assert IndexSettings(train_size=400_000).factory_for(6_000_000, 256) == "OPQ32,IVF8192,PQ32"
     for dim, m in ((512, 32), (768, 48), (1024, 32), (2560, 40)):  # codes plus 8-byte ids fit 64 B per vector
         assert auto.factory_for(6_000_000, dim).endswith(f",PQ{m}")
-    assert IndexSettings(type="ivf").factory_for(1_000_000, 256) == "IVF4096,Flat"
+    assert IndexSettings(type="ivf").factory_for(1_000_000, 256) == "IVF2048,Flat"
     assert IndexSettings(type="ivf").factory_for(400, 32) == "IVF16,Flat"  # never fewer than 16 lists
     assert IndexSettings(type="hnsw", factory="IVF64,SQ8").factory_for(10**6, 256) == "IVF64,SQ8"
     with pytest.raises(GenembedError, match="index.type must be one of"):

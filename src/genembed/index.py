@@ -64,7 +64,7 @@ class IndexSettings:
         kind = self.type
         if kind == "auto":
             kind = "flat" if n < EXACT_BELOW else "hnsw" if n < PQ_FROM else "ivfpq"
-        nlist = _nlist(n)
+        nlist = _nlist(n, self.train_size)
         if kind == "flat":
             return "Flat"
         if kind == "ivf":
@@ -76,10 +76,14 @@ class IndexSettings:
         return f"OPQ{m},IVF{nlist},PQ{m}"
 
 
-def _nlist(n: int) -> int:
-    """IVF lists: a power of two near 4 sqrt(n), with at least 39 training points per list."""
+def _nlist(n: int, train_size: int) -> int:
+    """IVF lists: a power of two near 4 sqrt(n), with at least 39 training points per list (of the
+    collection and of the training sample: raise ``train_size`` for more lists)."""
     target = min(4 * np.sqrt(max(n, 1)), max(n, 1) / 39)
-    return int(min(65536, max(16, 2 ** round(np.log2(max(target, 1))))))
+    lists = 2 ** round(np.log2(max(target, 1)))
+    while lists > 16 and lists * 39 > min(n, train_size):
+        lists //= 2
+    return int(min(65536, max(16, lists)))
 
 
 def family(factory: str) -> str:

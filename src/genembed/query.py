@@ -78,7 +78,9 @@ class Index:
         self.dir = Path(index_dir)
         self.manifest = read_manifest(self.dir)
         self.faiss = read_index(self.dir, self.manifest["index"])
-        self.table = pl.read_parquet(self.dir / TABLE_FILE)
+        # compact in memory: names as categories, coordinates as 32-bit (contigs are under 4 Gbp)
+        self.table = pl.read_parquet(self.dir / TABLE_FILE).with_columns(
+            pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
         self.model_path = model
         self._embedder: Embedder | None = None
         self._tokenizer = None
@@ -161,18 +163,19 @@ class Index:
             self.faiss.search(x, fetch)
         if rerank > 1:
             scores, ids = self._rerank(x, ids, want)
+        rows = self._rows(ids.ravel())
+        found = rows >= 0
         hits = pl.DataFrame({
-            "query": np.repeat(names, ids.shape[1]),
-            "window_id": ids.ravel(),
-            "score": scores.ravel().astype(np.float32),
-        }).filter(pl.col("window_id") >= 0)
-        hits = hits.join(self.table, on="window_id", how="left", maintain_order="left")
+            "query": np.repeat(names, ids.shape[1])[found],
+            "score": scores.ravel()[found].astype(np.float32),
+        }).hstack(self.table[rows[found]].select("genome", "contig", "start", "end"))
         for name, region in exclude.items():
             hits = hits.filter(~((pl.col("query") == name) & (pl.col("genome") == region.genome)
                                  & (pl.col("contig") == region.contig) & (pl.col("start") < region.end)
                                  & (pl.col("end") > region.start)))
         hits = hits.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
-        return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS)
+        return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS).with_columns(
+            pl.col("genome", "contig").cast(pl.String), pl.col("start", "end").cast(pl.Int64))
 
     def _rerank(self, x: np.ndarray, ids: np.ndarray, keep: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """The best ``keep`` of each query's candidates, re-scored exactly (cosine) with the stored
@@ -202,7 +205,7 @@ class Index:
         """Row in the id table (and in ``vectors.h5``) of each window id; -1 where there is none."""
         if self._by_id is None:
             table_ids = self.table["window_id"].to_numpy()
-            order = np.argsort(table_ids, kind="stable")
+            order = np.argsort(table_ids, kind="stable").astype(np.int32 if len(table_ids) < 2**31 else np.int64)
             self._by_id = (table_ids[order], order)
         sorted_ids, order = self._by_id
         pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
