@@ -192,6 +192,10 @@ def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built
     np.testing.assert_allclose(found[40]["score"].to_numpy(), exact["score"].to_numpy(), atol=1e-5)
     assert not np.allclose(found[1]["score"].to_numpy(), exact["score"].to_numpy(), atol=1e-3)  # 4 coarse codes
     moved = tmp_path / "moved"
-    shutil.copytree(tmp_path / "pq40", moved / "index")  # without the embeddings it re-scores from
-    with pytest.raises(GenembedError, match=r"vectors.h5: embedding shard .*e0.h5 not found"):
-        Index.open(moved / "index").search_vectors(queries, k=5)
+    shutil.copytree(tmp_path / "pq40", moved)  # the folder is self-contained: it re-scores from its vectors.npy
+    again = Index.open(moved).search_vectors(queries, k=5)
+    assert again.select("query", "start").rows() == exact.select("query", "start").rows()
+    assert not (tmp_path / "pq1/vectors.npy").exists()  # nothing to re-score from without re-ranking
+    (moved / "vectors.npy").unlink()
+    with pytest.raises(GenembedError, match=r"vectors.npy: not found; this index re-scores its hits from it"):
+        Index.open(moved).search_vectors(queries, k=5)

@@ -19,11 +19,11 @@ import polars as pl
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
 from .io import atomic_path, write_json
-from .store import IDENTITY_KEYS, check_consistent, iter_shards, read_attrs, stitch
+from .store import IDENTITY_KEYS, check_consistent, iter_shards, read_attrs
 
 log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
-VECTORS_FILE = "vectors.h5"  # every indexed vector in table order: virtual over the shards, nothing copied
+VECTORS_FILE = "vectors.npy"  # PQ indexes: every vector, float16 in id-table order, memory-mapped to re-score hits
 IVFDATA_SUFFIX = ".ivfdata"  # IVF indexes: the inverted lists, on disk beside the index file
 #: Shard attrs that every shard of one index must share, and that a query must match.
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
@@ -226,8 +226,8 @@ def _with_ids(index):
 def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
                 out_dir: str | os.PathLike, model: dict[str, Any], genomes: dict[str, str],
                 settings: IndexSettings, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """Join the genomes' parts into one index; write it with the id table, the vectors (virtual
-    HDF5 over ``shards``, which are in the order of ``windows``) and the manifest."""
+    """Join the genomes' parts into one index; write it with the id table, the manifest and, for PQ
+    indexes that re-score their hits, the vectors of ``shards`` (in the order of ``windows``)."""
     import faiss
 
     info = json.loads(_sidecar(Path(trained)).read_text())
@@ -254,9 +254,12 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         _remove_ivfdata(out, keep=None)
     table = pl.concat([pl.scan_parquet(w) for w in windows])
     with atomic_path(out / TABLE_FILE) as tmp:
-        table.select("window_id", "genome", "contig", "start", "end").sink_parquet(tmp)
-    stitch(list(shards), out / VECTORS_FILE)
-    lossy = info["family"] in ("ivfpq", "pq")
+        table.select("window_id", pl.col("genome", "contig").cast(pl.Categorical), "start", "end").sink_parquet(tmp)
+    rerank = settings.rerank if info["family"] in ("ivfpq", "pq") else 1
+    if rerank > 1:
+        _write_vectors(shards, out / VECTORS_FILE)
+    else:
+        (out / VECTORS_FILE).unlink(missing_ok=True)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "genembed_version": __version__,
@@ -264,7 +267,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         "index": {"factory": info["factory"], "metric": "cosine (inner product of L2-normalised vectors)",
                   "dim": info["dim"], "count": int(index.ntotal), "trained_for": info["trained_for"],
                   "nprobe": settings.nprobe, "ef_search": settings.ef_search,
-                  "rerank": settings.rerank if lossy else 1},
+                  "rerank": rerank},
         "model": model,
         "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
         "genomes": {g: str(Path(p).resolve()) for g, p in genomes.items()},
@@ -292,6 +295,28 @@ def _write_ondisk(index, parts: Sequence[str | os.PathLike], out: Path) -> None:
         ivfdata.unlink(missing_ok=True)
         raise
     _remove_ivfdata(out, keep=ivfdata)
+
+
+def _write_vectors(shards: Sequence[str | os.PathLike], out: Path) -> None:
+    """The shards' embeddings as one float16 ``.npy`` array, written shard by shard (bounded memory):
+    a query reads only its candidates' rows from it, through a memory map."""
+    sizes = [_rows_in(p) for p in shards]
+    dim = int(check_consistent(list(shards), ("dim",))["dim"])
+    with atomic_path(out) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(sum(sizes), dim))
+        row = 0
+        for shard in iter_shards(shards):
+            array[row : row + len(shard.embeddings)] = shard.embeddings
+            row += len(shard.embeddings)
+        array.flush()
+        del array
+
+
+def _rows_in(shard: str | os.PathLike) -> int:
+    import h5py
+
+    with h5py.File(shard, "r") as f:
+        return int(f["window_id"].shape[0])
 
 
 @contextmanager

@@ -189,10 +189,7 @@ class Index:
             wanted = np.unique(r[r >= 0])
             if not len(wanted):
                 continue
-            vectors = self._stored()
-            if not np.array_equal(vectors["window_id"][wanted], self.table["window_id"].to_numpy()[wanted]):
-                raise GenembedError(f"{self.dir / VECTORS_FILE}: out of step with {TABLE_FILE}; rebuild the index")
-            emb = normalise(vectors["embeddings"][wanted])
+            emb = normalise(self._stored()[wanted])
             s = np.einsum("qd,qkd->qk", x[lo : lo + block], emb[np.searchsorted(wanted, np.maximum(r, 0))])
             s[r < 0] = -np.inf
             order = np.argsort(-s, axis=1, kind="stable")[:, :keep]
@@ -202,7 +199,7 @@ class Index:
         return out_scores, out_ids
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
-        """Row in the id table (and in ``vectors.h5``) of each window id; -1 where there is none."""
+        """Row in the id table (and in ``vectors.npy``) of each window id; -1 where there is none."""
         if self._by_id is None:
             table_ids = self.table["window_id"].to_numpy()
             order = np.argsort(table_ids, kind="stable").astype(np.int32 if len(table_ids) < 2**31 else np.int64)
@@ -211,22 +208,20 @@ class Index:
         pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
         return np.where((ids >= 0) & (sorted_ids[pos] == ids), order[pos], -1)
 
-    def _stored(self):
-        """The index's vectors (virtual over the embedding shards), refused when a shard is missing
-        (HDF5 would read zeros)."""
+    def _stored(self) -> np.ndarray:
+        """The index's vectors (float16, id-table order), memory-mapped: only the rows read are loaded."""
         if self._vectors is None:
-            import h5py
-
             path = self.dir / VECTORS_FILE
             if not path.is_file():
                 raise GenembedError(f"{path}: not found; this index re-scores its hits from it (rebuild the index)")
-            f = h5py.File(path, "r")
-            missing = [s for s in f.attrs["shards"] if not (path.parent / s).is_file()]
-            if missing:
-                f.close()
-                raise GenembedError(f"{path}: embedding shard {missing[0]} not found; the index re-scores its hits from"
-                                    " the embeddings, keep them where they were when it was built")
-            self._vectors = f
+            try:
+                vectors = np.load(path, mmap_mode="r")
+            except ValueError as exc:
+                raise GenembedError(f"{path}: unreadable ({exc}); rebuild the index") from None
+            if vectors.shape != (self.table.height, int(self.manifest["index"]["dim"])):
+                raise GenembedError(f"{path}: {vectors.shape[0]:,} vectors of dimension {vectors.shape[1]}, but the index"
+                                    f" has {self.table.height:,} of {self.manifest['index']['dim']}; rebuild the index")
+            self._vectors = vectors
         return self._vectors
 
     def search_shard(self, path: str | os.PathLike, k: int = 10, genomes: Sequence[str] | None = None) -> pl.DataFrame:

@@ -62,7 +62,6 @@ rule merge_index:
     output:
         index="results/index/index.faiss",
         table="results/index/windows.parquet",
-        vectors="results/index/vectors.h5",
         manifest="results/index/manifest.json",
     params:
         index=config["index"],
