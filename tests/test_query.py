@@ -119,6 +119,7 @@ def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_pat
         out = tmp_path / factory.replace(",", "_")
         build_index(shards, tables, out, built_index["model"], genomes, IndexSettings(factory=factory, nprobe=8))
         index = Index.open(out)
+        assert pl.read_parquet(out / "windows.parquet")["window_id"].is_sorted()  # rows found by binary search
         hits = index.search_region("eco_a:NC_000913.3:5000-6000", k=8, genomes=["eco_b"])
         assert set(hits["genome"]) == {"eco_b"} and hits.height == 8
         own = index.search_region("eco_a:NC_000913.3:5000-6000", k=3)

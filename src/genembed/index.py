@@ -233,6 +233,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     info = json.loads(_sidecar(Path(trained)).read_text())
     if info["identity"]["model_fingerprint"] != model["fingerprint"]:
         raise GenembedError(f"{trained}: built from embeddings of another model than {model['source']}; re-embed")
+    windows, shards = _by_window_id(windows, shards)
     index = _with_ids(read_index_file(trained))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -297,19 +298,28 @@ def _write_ondisk(index, parts: Sequence[str | os.PathLike], out: Path) -> None:
     _remove_ivfdata(out, keep=ivfdata)
 
 
+def _by_window_id(windows: Sequence[str | os.PathLike], shards: Sequence[str | os.PathLike]) -> tuple[list, list]:
+    """The (table, shard) pairs in the order of their first window id. A genome's ids grow with its
+    shards and genomes are disjoint id ranges, so the id table comes out sorted by window id and a
+    query finds a hit's row by binary search, with no lookup to build."""
+    if len(windows) != len(shards):
+        raise GenembedError("need one windows table per embedding shard")
+    first = [pl.scan_parquet(w).select(pl.col("window_id").min()).collect().item() for w in windows]
+    order = sorted(range(len(windows)), key=lambda i: (first[i] is None, first[i] or 0))
+    return [windows[i] for i in order], [shards[i] for i in order]
+
+
 def _write_vectors(shards: Sequence[str | os.PathLike], out: Path) -> None:
-    """The shards' embeddings as one float16 ``.npy`` array, written shard by shard (bounded memory):
-    a query reads only its candidates' rows from it, through a memory map."""
+    """The shards' embeddings as one float16 ``.npy`` array, appended shard by shard (bounded
+    memory): a query reads only its candidates' rows from it, through a memory map."""
     sizes = [_rows_in(p) for p in shards]
     dim = int(check_consistent(list(shards), ("dim",))["dim"])
-    with atomic_path(out) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(sum(sizes), dim))
-        row = 0
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+              "shape": (sum(sizes), dim)}
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
         for shard in iter_shards(shards):
-            array[row : row + len(shard.embeddings)] = shard.embeddings
-            row += len(shard.embeddings)
-        array.flush()
-        del array
+            fh.write(np.ascontiguousarray(shard.embeddings, dtype=np.float16).tobytes())
 
 
 def _rows_in(shard: str | os.PathLike) -> int:

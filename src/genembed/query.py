@@ -84,7 +84,7 @@ class Index:
         self.model_path = model
         self._embedder: Embedder | None = None
         self._tokenizer = None
-        self._by_id: tuple[np.ndarray, np.ndarray] | None = None
+        self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
         self._vectors = None
 
     @classmethod
@@ -202,11 +202,14 @@ class Index:
         """Row in the id table (and in ``vectors.npy``) of each window id; -1 where there is none."""
         if self._by_id is None:
             table_ids = self.table["window_id"].to_numpy()
-            order = np.argsort(table_ids, kind="stable").astype(np.int32 if len(table_ids) < 2**31 else np.int64)
-            self._by_id = (table_ids[order], order)
+            if len(table_ids) > 1 and not (table_ids[1:] > table_ids[:-1]).all():  # indexes made before sorting
+                order = np.argsort(table_ids, kind="stable")
+                self._by_id = (table_ids[order], order)
+            else:
+                self._by_id = (table_ids, None)
         sorted_ids, order = self._by_id
         pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-        return np.where((ids >= 0) & (sorted_ids[pos] == ids), order[pos], -1)
+        return np.where((ids >= 0) & (sorted_ids[pos] == ids), pos if order is None else order[pos], -1)
 
     def _stored(self) -> np.ndarray:
         """The index's vectors (float16, id-table order), memory-mapped: only the rows read are loaded."""
