@@ -27,7 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "resources/models/genembed-dnabert-tiny"
 #: bf16 dense tensor-core peaks from the vendors' data sheets (no sparsity), TFLOP/s.
 GPUS = {"H100 SXM": 989.0, "A100": 312.0}
-JOB_OVERHEAD_S = 30.0  # per embedding job: Snakemake start in the job (~7 s measured) + model load + CUDA init
+# per embedding job: Snakemake's start inside the job (7 s, measured through SLURM here), CUDA
+# initialisation (5 s, assumed) and reading the weights (fp32 from local disk at 1 GB/s, assumed)
+JOB_START_S, CUDA_INIT_S, READ_BYTES_PER_S = 7.0, 5.0, 1e9
+# the index, measured by benchmarks/index_scale.py (2M vectors, d = 256, 2 cores): training on the
+# 100,000-vector sample, adding vectors; both grow about linearly with the dimension
+TRAIN_S, ADD_S_PER_MILLION = 107.0, 16.0
 CPU_JOBS = 200  # the SLURM profile's `jobs` limit
 # measured on the 2-core development machine (benchmarks/scale.py): seconds per Gbp, one process
 PREPARE_S_PER_GBP, WINDOWS_TOKENS_S_PER_GBP = 116.8 / 1.0, 45.7 / 1.0
@@ -159,7 +164,7 @@ def main() -> None:
         prepare_s = max(PREPARE_S_PER_GBP * sizes[0] / 1e9, PREPARE_S_PER_GBP * bp / 1e9 / CPU_JOBS)
         cpu_wall = prepare_s + WINDOWS_TOKENS_S_PER_GBP * bp / 1e9 / min(CPU_JOBS, shards)
         print(f"\n## {label}: {bp / 1e9:.2f} Gbp, {windows:,} windows, {shards:,} shards"
-              f" ({3 * shards + 2 * len(genomes) + 4:,} jobs)\n")
+              f" ({3 * shards + 3 * len(genomes) + 5:,} jobs)\n")  # per genome: prepare, add, stitch
         print("| model | params | d | tokens | PFLOP | GPU-hours | tokens on disk | embeddings | index | "
               + " | ".join(f"wall, {n} GPU{'s' if n > 1 else ''}" for n in args.gpus) + " |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in args.gpus) + " |")
@@ -171,9 +176,13 @@ def main() -> None:
             emb = windows * (2 * m.dim + 8)
             factory, ib = index_bytes(windows, m.dim)
             index = windows * (ib + per_window["table"])
-            walls = [(cpu_wall + (gpu_s + shards * JOB_OVERHEAD_S) / n) / 3600 for n in args.gpus]
+            rescore = windows * 2 * m.dim if "PQ" in factory else 0  # vectors.npy (index.rerank > 1)
+            job_s = JOB_START_S + CUDA_INIT_S + 4 * m.params_m * 1e6 / READ_BYTES_PER_S
+            index_s = (TRAIN_S + ADD_S_PER_MILLION * windows / 1e6) * m.dim / 256
+            walls = [(cpu_wall + (gpu_s + shards * job_s) / n + index_s) / 3600 for n in args.gpus]
             print(f"| {m.name} | {m.params_m:,.1f}M | {m.dim} | {tokens / 1e9:.2f} G | {flops / 1e15:,.0f} | {gpu_s / 3600:,.1f} |"
-                  f" {windows * (4 * tpw + 8) / 1e9:,.1f} GB | {emb / 1e9:,.1f} GB | {index / 1e9:,.2f} GB ({factory}) | "
+                  f" {windows * (4 * tpw + 8) / 1e9:,.1f} GB | {emb / 1e9:,.1f} GB | {index / 1e9:,.2f} GB ({factory})"
+                  + (f" + {rescore / 1e9:,.1f} GB vectors" if rescore else "") + " | "
                   + " | ".join(f"{w:,.1f} h" for w in walls) + " |")
         print(f"\nbundled model on CPU instead: {windows / cpu_rate / 3600:,.1f} core-pair-hours (2 cores);"
               f" window tables {windows * per_window['windows'] / 1e9:.2f} GB ({per_window['windows']:.1f} B per window"

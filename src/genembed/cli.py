@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--factory", help="any FAISS factory string (instead of --type)")
     i.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
     i.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
-    i.add_argument("--rerank", type=int, default=10,
+    i.add_argument("--rerank", type=int, default=30,
                    help="PQ indexes: fetch this many times the hits and re-score them exactly from the stored embeddings")
     i.set_defaults(func=cmd_index)
 

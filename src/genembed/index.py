@@ -44,7 +44,7 @@ class IndexSettings:
     train_size: int = 100_000
     nprobe: int = 16
     ef_search: int = 64
-    rerank: int = 10
+    rerank: int = 30
     retrain_factor: float = 4.0
     seed: int = 0
 
