@@ -249,6 +249,8 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
     assert "retraining the index: the collection (1,000 windows) outgrew the index trained for 400" in res.stderr
     manifest = json.loads((tmp_path / "results/index/manifest.json").read_text())
     assert manifest["index"]["count"] == 1000 and manifest["index"]["trained_for"] == 1000
+    lists = list((tmp_path / "results/index").glob("*.ivfdata"))  # IVF lists merged on disk, the old ones removed
+    assert len(lists) == 1 and lists[0].stat().st_size == 1000 * (256 * 4 + 8)  # IVF,Flat: vectors and ids
     assert kept[trained] != trained.stat().st_mtime_ns
     embeddings = [p for p in kept if p.suffix == ".h5"]
     assert embeddings and all(p.stat().st_mtime_ns == kept[p] for p in embeddings)  # retraining re-embeds nothing
