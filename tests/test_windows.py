@@ -68,3 +68,31 @@ def test_window_stage_writes_parquet_atomically(tmp_path, prepared_slice):
     assert table["start"][0] == 100 * 500 and (table["end"] - table["start"] == 1000).all()
     assert table["shard"].unique().to_list() == [1]
     assert [p.name for p in out.parent.iterdir()] == ["00001.parquet"]
+
+
+def test_windows_whose_ambiguity_codes_overflow_the_model_are_dropped_not_fatal(tmp_path, tiny_bert):
+    """A k-mer tokenizer reads each N as one token: at the longest window the model takes (what
+    ``windows.size: auto`` picks), one N is already too many. Such windows are dropped at windowing,
+    so tokenizing never fails on them."""
+    from genembed.models import ModelSpec, describe, load_tokenizer
+    from genembed.tokenize import KmerTokenizer, token_fit, tokenize_shard
+
+    limit = describe(ModelSpec(str(tiny_bert)))["max_tokens"]
+    tok = KmerTokenizer.from_hf(load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert))), 6, False)
+    size = tok.max_bp(limit)
+    rng = np.random.default_rng(0)
+    windows = [bytearray(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, size)].tobytes()) for _ in range(4)]
+    windows[1][size // 2] = ord("N")  # one N in the middle: 5 more tokens than fit
+    windows[3][:] = b"N" * (size // 20) + windows[3][size // 20 :]  # a 5% N run
+    (tmp_path / "g.fa").write_bytes(b">chr1\n" + b"".join(windows) + b"\n")
+    fasta = tmp_path / "g.fa.gz"
+    prepare_fasta(tmp_path / "g.fa", fasta)
+    spec = WindowSpec(size, size, max_n_fraction=0.1, shard_size=10)
+    out = tmp_path / "w.parquet"
+    for strands in ("forward", "average"):
+        assert write_shard_windows("g", fasta, spec, 0, out, token_fit(tok, limit, strands)) == 2
+        assert pl.read_parquet(out)["start"].to_list() == [0, 2 * size]
+        assert tokenize_shard(out, fasta, tok, limit, tmp_path / "t.npy", tmp_path / "o.npy", strands) == 2
+    write_shard_windows("g", fasta, spec, 0, out)  # without the test, tokenizing would refuse the shard
+    with pytest.raises(GenembedError, match=f"tokens per window but the model takes at most {limit}"):
+        tokenize_shard(out, fasta, tok, limit, tmp_path / "t.npy", tmp_path / "o.npy")

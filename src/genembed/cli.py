@@ -79,7 +79,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from .models import ModelSpec
     from .plan import plan_run
     from .store import is_complete
-    from .tokenize import TokenizerSpec, make_tokenizer, tokenize_shard
+    from .tokenize import TokenizerSpec, make_tokenizer, token_fit, tokenize_shard
     from .windows import WindowSpec, shard_count, write_shard_windows
 
     out = Path(args.out)
@@ -113,7 +113,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
             todo.append(files)
 
     def prepare(files: ShardFiles) -> None:  # runs in the background while the previous shard embeds
-        write_shard_windows(args.genome, fasta, spec, int(files.out.stem), files.windows)
+        write_shard_windows(args.genome, fasta, spec, int(files.out.stem), files.windows,
+                            token_fit(tokenizer, plan["max_tokens"], args.strands))
         tokenize_shard(files.windows, fasta, tokenizer, plan["max_tokens"], files.tokens, files.offsets, args.strands)
 
     n = embed_shards(todo, embedder, attrs, prepare)

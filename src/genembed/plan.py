@@ -3,10 +3,11 @@ fit it (the workflow's ``results/model/model.json``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .models import ModelSpec, describe, load_tokenizer, resolve
-from .tokenize import TokenizerSpec, make_tokenizer
+from .tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
 from .windows import plan_windows
 
 
@@ -18,3 +19,10 @@ def plan_run(spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any])
     limit = model["max_tokens"]
     model["windows"] = plan_windows(windows, tok.max_bp(limit), lambda n: tok.fits(n, limit), spec.source, limit)
     return model
+
+
+def plan_tokenizer(plan: dict[str, Any], model: dict[str, Any]) -> KmerTokenizer | HFTokenizer:
+    """The tokenizer a run's plan (``model.json``) names, over the model folder it resolved;
+    ``model`` is the config's ``model`` section (revision, remote code)."""
+    spec = ModelSpec.from_config({**model, "path": plan["folder"]})
+    return make_tokenizer(TokenizerSpec.parse(plan["tokenizer"]), load_tokenizer(Path(plan["folder"]), spec))

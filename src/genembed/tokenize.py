@@ -9,7 +9,7 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -222,6 +222,19 @@ def encode_strands(tokenizer: KmerTokenizer | HFTokenizer, seqs: Sequence[bytes]
     if strands == "average":
         rows += tokenizer.encode_batch([reverse_complement(s) for s in seqs])
     return rows
+
+
+def token_fit(tokenizer: KmerTokenizer | HFTokenizer, max_tokens: int,
+              strands: str = "forward") -> Callable[[Sequence[bytes]], np.ndarray]:
+    """A test of which sequences fit the model: at most ``max_tokens`` tokens (both strands when
+    embedding averages them)."""
+
+    def fits(seqs: Sequence[bytes]) -> np.ndarray:
+        rows = encode_strands(tokenizer, seqs, strands)
+        ok = np.array([len(r) <= max_tokens for r in rows], dtype=bool)
+        return ok.reshape(-1, len(seqs)).all(axis=0) if len(seqs) else ok
+
+    return fits
 
 
 def check_lengths(rows: Sequence[np.ndarray], limit: int, what: str) -> None:

@@ -9,6 +9,7 @@ window of the genome in contig order, so ids do not change when other genomes ar
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -19,6 +20,8 @@ import polars as pl
 from .errors import GenembedError
 from .genome import Genome
 from .io import atomic_path
+
+log = logging.getLogger(__name__)
 
 WINDOW_SCHEMA = {
     "window_id": pl.Int64,
@@ -201,11 +204,24 @@ def window_sequences(fasta: Genome, windows: pl.DataFrame) -> Iterator[bytes]:
         i = j + 1
 
 
-def write_shard_windows(genome: str, fasta: str | Path, spec: WindowSpec, shard: int, out: str | Path) -> int:
-    """Stage: write one shard's windows as Parquet (atomically); returns the window count."""
+def write_shard_windows(genome: str, fasta: str | Path, spec: WindowSpec, shard: int, out: str | Path,
+                        fits: Callable[[list[bytes]], np.ndarray] | None = None) -> int:
+    """Stage: write one shard's windows as Parquet (atomically); returns the window count.
+
+    ``fits`` (see :func:`genembed.tokenize.token_fit`) says which sequences the model takes: windows
+    holding ambiguity codes, which a k-mer tokenizer reads one base per token, are dropped (and
+    counted in the log) when they would make more tokens than that, like windows over the N limit."""
     g = Genome(Path(fasta))
     try:
         table = shard_windows(genome, g, spec, shard)
+        if fits is not None:
+            dirty = table.filter(pl.col("n_fraction") > 0)
+            if dirty.height:
+                too_long = dirty.filter(~pl.Series(fits(list(window_sequences(g, dirty)))))["window_id"]
+                if len(too_long):
+                    log.info("%s shard %d: %d windows dropped: their ambiguity codes make more tokens than the model"
+                             " takes", genome, shard, len(too_long))
+                    table = table.filter(~pl.col("window_id").is_in(too_long.implode()))
     finally:
         g.close()
     with atomic_path(out) as tmp:

@@ -1,4 +1,5 @@
-# One shard of windows per job: ids, coordinates, GC and N fractions, as Parquet.
+# One shard of windows per job: ids, coordinates, GC and N fractions, as Parquet. Windows over the
+# N limit, or whose ambiguity codes make more tokens than the model takes, are dropped.
 
 
 rule windows:
@@ -8,6 +9,9 @@ rule windows:
         plan=MODEL_JSON,
     output:
         "results/windows/{genome}/{shard}.parquet",
+    params:
+        model=config["model"],
+        strands=config["embed"]["strands"],
     log:
         "logs/windows/{genome}/{shard}.log",
     benchmark:
