@@ -44,6 +44,8 @@ def test_cli_exports_anndata_and_virtual_files(tmp_path, ecoli_sequence, tiny_be
                  "--h5ad", str(tmp_path / "g.h5ad")]) == 0
     adata = anndata.read_h5ad(tmp_path / "g.h5ad")
     assert adata.shape == (30, 32)
+    backed = anndata.read_h5ad(tmp_path / "g.h5ad", backed="r")  # X streamed in, readable in slices
+    np.testing.assert_array_equal(backed.X[10:20], adata.X[10:20])
     assert list(adata.obs["contig"].unique()) == ["chrA", "chrB"] and adata.uns["genembed"]["pooling"] == "mean"
     with h5py.File(tmp_path / "vds/g.h5") as f:
         np.testing.assert_array_equal(adata.X, f["embeddings"][:].astype(np.float32))

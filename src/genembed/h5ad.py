@@ -11,31 +11,39 @@ import polars as pl
 
 from .errors import GenembedError
 from .io import atomic_path
-from .store import check_consistent, read_shard
+from .store import check_consistent, iter_shards, read_attrs
 
 
 def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike) -> int:
-    """Write the windows of these shards (all of one model and settings) to ``out``; returns rows."""
+    """Write the windows of these shards (all of one model and settings) to ``out``; returns rows.
+    ``X`` (float32) is written shard by shard into the file, so memory holds one shard and the
+    window table, not the matrix (a human genome's is 12.7 GB at d = 256)."""
     try:
         import anndata
     except ImportError:
         raise GenembedError("AnnData export needs the anndata package (pip install anndata)") from None
-    check_consistent(list(shards))
-    tables, vectors, attrs = [], [], {}
-    for table_path, shard_path in zip(windows, shards):
-        table = pl.read_parquet(table_path)
-        shard = read_shard(shard_path)
-        if not np.array_equal(table["window_id"].to_numpy(), shard.window_id):
-            raise GenembedError(f"{table_path}: window ids differ from those in {shard_path}")
-        tables.append(table)
-        vectors.append(shard.embeddings.astype(np.float32))
-        attrs = attrs or shard.attrs
+    import h5py
     import pandas as pd  # an anndata dependency
 
-    table = pl.concat(tables)
+    check_consistent(list(shards))
+    attrs = read_attrs(shards[0])
+    table = pl.concat([pl.read_parquet(w) for w in windows])
     obs = pd.DataFrame({c: table[c].to_numpy() for c in table.columns},
                        index=pd.Index(table["window_id"].cast(pl.String).to_numpy(), name="window"))
-    adata = anndata.AnnData(X=np.concatenate(vectors), obs=obs, uns={"genembed": attrs})
+    dim = int(attrs["dim"])
+    adata = anndata.AnnData(obs=obs, var=pd.DataFrame(index=[str(i) for i in range(dim)]), uns={"genembed": attrs})
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)
-    return adata.n_obs
+        with h5py.File(tmp, "r+") as f:
+            x = f.create_dataset("X", shape=(len(obs), dim), dtype=np.float32, chunks=(min(max(len(obs), 1), 4096), dim))
+            x.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+            row = 0
+            for table_path, shard in zip(windows, iter_shards(shards)):
+                ids = table["window_id"][row : row + len(shard.window_id)].to_numpy()
+                if len(shard.window_id) != len(ids) or not np.array_equal(ids, shard.window_id):
+                    raise GenembedError(f"{table_path}: window ids differ from those in its embedding shard")
+                x[row : row + len(ids)] = shard.embeddings.astype(np.float32)
+                row += len(ids)
+            if row != len(obs):
+                raise GenembedError(f"{out}: {len(obs)} windows in the tables but {row} in the shards")
+    return len(obs)
