@@ -46,6 +46,14 @@ def test_a_human_genome_is_planned_shard_by_shard_from_its_fai_before_any_job(tm
     assert jobs["train_index"] == jobs["add_to_index"] == jobs["merge_index"] == 1
     assert not (tmp_path / "results").exists()
 
+    # the default windows (500 bp, stride 250) and shard_size auto: 12.4M windows in 496 shards of 25,000
+    cfg["windows"] = yaml.safe_load((REPO / "config/config.yaml").read_text())["windows"]
+    assert cfg["windows"]["shard_size"] == "auto"
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = job_counts(tmp_path)
+    assert WindowSpec.from_config(cfg["windows"], contigs).shard_size == 25_000
+    assert jobs["windows"] == jobs["tokenize"] == jobs["embed"] == 496
+
 
 def test_a_fai_beside_the_fasta_that_disagrees_with_it_is_refused(tmp_path, ecoli_slice):
     fasta = tmp_path / "g.fa"

@@ -96,3 +96,14 @@ def test_windows_whose_ambiguity_codes_overflow_the_model_are_dropped_not_fatal(
     write_shard_windows("g", fasta, spec, 0, out)  # without the test, tokenizing would refuse the shard
     with pytest.raises(GenembedError, match=f"tokens per window but the model takes at most {limit}"):
         tokenize_shard(out, fasta, tok, limit, tmp_path / "t.npy", tmp_path / "o.npy")
+
+
+def test_shard_size_auto_keeps_a_genome_to_about_500_shards_of_at_least_2500_windows():
+    cfg = {"size": 500, "stride": 250, "shard_size": "auto"}
+    ecoli = [("chr", 4_641_652)]
+    assert WindowSpec.from_config(cfg, ecoli).shard_size == 2_500  # 18,565 windows: 8 shards
+    human_like = [(f"chr{i}", 150_000_000) for i in range(20)]  # 12M windows
+    spec = WindowSpec.from_config(cfg, human_like)
+    assert spec.shard_size == 25_000 and shard_count(human_like, spec) == 480
+    with pytest.raises(GenembedError, match="shard_size auto is sized per genome"):
+        WindowSpec.from_config(cfg)

@@ -88,11 +88,11 @@ def cmd_embed(args: argparse.Namespace) -> None:
     plan = plan_run(ModelSpec(args.model, args.revision, args.trust_remote_code), tok_spec,
                     {"size": args.window, "stride": args.stride, "max_n_fraction": args.max_n_fraction,
                      "shard_size": args.shard_size})
-    spec = WindowSpec.from_config(plan["windows"])
     settings = EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands)
     embedder = Embedder(ModelSpec(plan["folder"], args.revision, args.trust_remote_code), settings)
     existed = fasta.is_file()
     contigs = prepare_fasta(args.fasta, fasta)
+    spec = WindowSpec.from_config(plan["windows"], contigs)
     try:
         n_shards = shard_count(contigs, spec, args.fasta)
     except GenembedError:
@@ -119,6 +119,18 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     n = embed_shards(todo, embedder, attrs, prepare)
     print(f"{out}: {n_shards} shards, {n} windows embedded now (window {spec.size} bp, stride {spec.stride} bp)")
+
+
+def _shard_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive number of windows nor auto")
+    return value
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -214,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--window", type=_size, default="auto", help="bp, or auto: the longest the model takes")
     e.add_argument("--stride", type=_size, default="auto", help="bp, or auto: half the window")
     e.add_argument("--max-n-fraction", type=float, default=0.1)
-    e.add_argument("--shard-size", type=int, default=10_000)
+    e.add_argument("--shard-size", type=_shard_size, default="auto",
+                   help="windows per shard, or auto: at most about 500 shards, multiples of 2,500 windows")
     e.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
     e.add_argument("--k", type=int, default=6)
     e.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")

@@ -34,6 +34,7 @@ WINDOW_SCHEMA = {
     "shard": pl.Int32,
 }
 _ORDINAL_BITS = 32
+SHARDS_PER_GENOME, MIN_SHARD_SIZE = 500, 2_500  # shard_size: auto
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,18 @@ class WindowSpec:
     shard_size: int = 10_000
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "WindowSpec":
-        """From the config's ``windows`` section."""
-        return cls(int(cfg["size"]), int(cfg["stride"]), float(cfg.get("max_n_fraction", 0.1)),
-                   int(cfg.get("shard_size", 10_000)))
+    def from_config(cls, cfg: dict, contigs: Sequence[tuple[str, int]] | None = None) -> "WindowSpec":
+        """From the config's ``windows`` section. ``shard_size: auto`` is sized for a genome with these
+        ``contigs``: about ``SHARDS_PER_GENOME`` shards at most, a multiple of ``MIN_SHARD_SIZE``
+        windows each (2,500 for a bacterium, 25,000 for a human genome at 500/250 bp)."""
+        size, stride = int(cfg["size"]), int(cfg["stride"])
+        shard_size = cfg.get("shard_size", "auto")
+        if shard_size == "auto":
+            if contigs is None:
+                raise GenembedError("windows.shard_size auto is sized per genome: give the genome's contigs")
+            wanted = -(-window_count(contigs, cls(size, stride)) // SHARDS_PER_GENOME)
+            shard_size = max(1, -(-wanted // MIN_SHARD_SIZE)) * MIN_SHARD_SIZE
+        return cls(size, stride, float(cfg.get("max_n_fraction", 0.1)), int(shard_size))
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1 or self.shard_size < 1:

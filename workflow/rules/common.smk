@@ -75,29 +75,26 @@ def contigs(genome):
 
 def shards(genome):
     """Shard names of a genome, planned from its contig lengths."""
-    n = shard_count(contigs(genome), window_spec(), SHEET[genome]["fasta"])
+    spec = window_spec(contigs(genome))
+    n = shard_count(contigs(genome), spec, SHEET[genome]["fasta"])
     if n > 99_999:
         raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
-    _hint_shard_size(n)
+    if n > 2_000 and "shards" not in _SAID:  # more embedding jobs than a scheduler handles comfortably
+        _SAID.add("shards")
+        print(f"genembed: {genome} has {n:,} shards of {spec.shard_size:,} windows (3 jobs each); for large"
+              " genomes raise windows.shard_size, or set it to auto (docs/scaling.md)", file=sys.stderr)
     return [f"{i:05d}" for i in range(n)]
 
 
-def _hint_shard_size(n):
-    """Say once when the plan has more embedding jobs than a scheduler handles comfortably."""
-    if n > 2_000 and "shards" not in _SAID:
-        _SAID.add("shards")
-        print(f"genembed: a genome has {n:,} shards of {window_spec().shard_size:,} windows (3 jobs each);"
-              " for large genomes raise windows.shard_size (docs/scaling.md)", file=sys.stderr)
-
-
-def window_spec():
-    """The windows the model description planned (sizes resolved from the model when auto). With
-    numeric sizes the plan is the config's, so the DAG is built without waiting for the model."""
+def window_spec(genome_contigs):
+    """The windows the model description planned for a genome with these contigs (sizes resolved
+    from the model when auto; shard size per genome when auto). With numeric window sizes the plan
+    is the config's, so the DAG is built without waiting for the model."""
     plan = Path(MODEL_JSON)
     if not plan.is_file() and "auto" not in (config["windows"]["size"], config["windows"]["stride"]):
-        return WindowSpec.from_config(config["windows"])
+        return WindowSpec.from_config(config["windows"], genome_contigs)
     plan = checkpoints.describe_model.get().output[0]
-    return WindowSpec.from_config(json.loads(Path(plan).read_text())["windows"])
+    return WindowSpec.from_config(json.loads(Path(plan).read_text())["windows"], genome_contigs)
 
 
 def all_shards(pattern):
@@ -123,10 +120,11 @@ def planned_windows(genome):
     count."""
     fasta = Path(SHEET[genome]["fasta"])
     if Path(f"results/genomes/{genome}/genome.fa.gz.fai").is_file() or sidecar_fai(fasta):
-        return window_count(contigs(genome), window_spec())
+        return window_count(contigs(genome), window_spec(contigs(genome)))
     if not fasta.is_file():
         return 0  # prepare_genome reports the missing file
-    return window_count([(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))], window_spec())
+    estimate = [(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))]
+    return window_count(estimate, window_spec(estimate))
 
 
 _SAID = set()
