@@ -101,6 +101,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
                 f.unlink(missing_ok=True)
         raise
     tokenizer = make_tokenizer(tok_spec, embedder.tokenizer)
+    fits = token_fit(tokenizer, plan["max_tokens"], args.strands)
     attrs = shard_attrs(embedder, plan, plan["tokenizer"], spec.size, spec.stride)
     todo = []
     for shard in range(n_shards):
@@ -113,8 +114,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
             todo.append(files)
 
     def prepare(files: ShardFiles) -> None:  # runs in the background while the previous shard embeds
-        write_shard_windows(args.genome, fasta, spec, int(files.out.stem), files.windows,
-                            token_fit(tokenizer, plan["max_tokens"], args.strands))
+        write_shard_windows(args.genome, fasta, spec, int(files.out.stem), files.windows, fits)
         tokenize_shard(files.windows, fasta, tokenizer, plan["max_tokens"], files.tokens, files.offsets, args.strands)
 
     n = embed_shards(todo, embedder, attrs, prepare)

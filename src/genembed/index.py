@@ -258,7 +258,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         table.select("window_id", pl.col("genome", "contig").cast(pl.Categorical), "start", "end").sink_parquet(tmp)
     rerank = settings.rerank if info["family"] in ("ivfpq", "pq") else 1
     if rerank > 1:
-        _write_vectors(shards, out / VECTORS_FILE)
+        _write_vectors(shards, out / VECTORS_FILE, int(index.ntotal), int(info["dim"]))
     else:
         (out / VECTORS_FILE).unlink(missing_ok=True)
     manifest = {
@@ -309,24 +309,19 @@ def _by_window_id(windows: Sequence[str | os.PathLike], shards: Sequence[str | o
     return [windows[i] for i in order], [shards[i] for i in order]
 
 
-def _write_vectors(shards: Sequence[str | os.PathLike], out: Path) -> None:
-    """The shards' embeddings as one float16 ``.npy`` array, appended shard by shard (bounded
-    memory): a query reads only its candidates' rows from it, through a memory map."""
-    sizes = [_rows_in(p) for p in shards]
-    dim = int(check_consistent(list(shards), ("dim",))["dim"])
+def _write_vectors(shards: Sequence[str | os.PathLike], out: Path, count: int, dim: int) -> None:
+    """The shards' ``count`` embeddings as one float16 ``.npy`` array, appended shard by shard
+    (bounded memory): a query reads only its candidates' rows from it, through a memory map."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
-              "shape": (sum(sizes), dim)}
+              "shape": (count, dim)}
+    written = 0
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, header)
         for shard in iter_shards(shards):
             fh.write(np.ascontiguousarray(shard.embeddings, dtype=np.float16).tobytes())
-
-
-def _rows_in(shard: str | os.PathLike) -> int:
-    import h5py
-
-    with h5py.File(shard, "r") as f:
-        return int(f["window_id"].shape[0])
+            written += len(shard.embeddings)
+        if written != count:
+            raise GenembedError(f"{out}: the shards hold {written:,} vectors but the index {count:,}; rerun the add jobs")
 
 
 @contextmanager

@@ -161,12 +161,13 @@ class Index:
         fetch = min(want * rerank, self.faiss.ntotal)
         scores, ids = self.faiss.search(x, fetch, params=self._selector(genomes)) if genomes else \
             self.faiss.search(x, fetch)
+        rows = self._rows(ids)
         if rerank > 1:
-            scores, ids = self._rerank(x, ids, want)
-        rows = self._rows(ids.ravel())
+            scores, rows = self._rerank(x, rows, want)
+        width, rows = rows.shape[1], rows.ravel()
         found = rows >= 0
         hits = pl.DataFrame({
-            "query": np.repeat(names, ids.shape[1])[found],
+            "query": np.repeat(names, width)[found],
             "score": scores.ravel()[found].astype(np.float32),
         }).hstack(self.table[rows[found]].select("genome", "contig", "start", "end"))
         for name, region in exclude.items():
@@ -177,14 +178,13 @@ class Index:
         return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS).with_columns(
             pl.col("genome", "contig").cast(pl.String), pl.col("start", "end").cast(pl.Int64))
 
-    def _rerank(self, x: np.ndarray, ids: np.ndarray, keep: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """The best ``keep`` of each query's candidates, re-scored exactly (cosine) with the stored
-        embeddings: PQ codes only approximate the scores, so their ranking is coarse. Only the
-        candidates' rows are read from disk."""
-        rows = self._rows(ids)
-        out_scores = np.full((len(ids), keep), -np.inf, dtype=np.float32)
-        out_ids = np.full((len(ids), keep), -1, dtype=np.int64)
-        for lo in range(0, len(ids), block):
+    def _rerank(self, x: np.ndarray, rows: np.ndarray, keep: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``keep`` of each query's candidates (id-table ``rows``, -1 for none), re-scored
+        exactly (cosine) with the stored embeddings: PQ codes only approximate the scores, so their
+        ranking is coarse. Only the candidates' rows are read from disk."""
+        out_scores = np.full((len(rows), keep), -np.inf, dtype=np.float32)
+        out_rows = np.full((len(rows), keep), -1, dtype=rows.dtype)
+        for lo in range(0, len(rows), block):
             r = rows[lo : lo + block]
             wanted = np.unique(r[r >= 0])
             if not len(wanted):
@@ -194,9 +194,9 @@ class Index:
             s[r < 0] = -np.inf
             order = np.argsort(-s, axis=1, kind="stable")[:, :keep]
             out_scores[lo : lo + block] = np.take_along_axis(s, order, 1)
-            out_ids[lo : lo + block] = np.where(np.isfinite(out_scores[lo : lo + block]),
-                                                np.take_along_axis(ids[lo : lo + block], order, 1), -1)
-        return out_scores, out_ids
+            out_rows[lo : lo + block] = np.where(np.isfinite(out_scores[lo : lo + block]),
+                                                 np.take_along_axis(r, order, 1), -1)
+        return out_scores, out_rows
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         """Row in the id table (and in ``vectors.npy``) of each window id; -1 where there is none."""

@@ -60,23 +60,32 @@ def model_inputs(wildcards):
     return [MODEL_DIR] if PRETRAIN or Path(MODEL_DIR).is_dir() else []
 
 
+_CONTIGS = {}
+
+
+def known_contigs(genome):
+    """A genome's (name, length) contigs when a .fai gives them without running anything: its
+    prepared copy's, else a samtools .fai shipped beside its FASTA (checked against the FASTA when
+    the genome is prepared), so a dry-run plans every shard. None before either exists."""
+    if genome not in _CONTIGS:
+        prepared = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
+        fai = prepared if prepared.is_file() else sidecar_fai(SHEET[genome]["fasta"])
+        if fai is None:
+            return None
+        _CONTIGS[genome] = read_fai(fai)
+    return _CONTIGS[genome]
+
+
 def contigs(genome):
-    """A genome's (name, length) contigs: from its prepared copy's .fai, else from a samtools .fai
-    shipped beside its FASTA (so a dry-run plans every shard before any job), else once the
-    prepare_genome checkpoint has run."""
-    prepared = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
-    if prepared.is_file():
-        return read_fai(prepared)
-    beside = sidecar_fai(SHEET[genome]["fasta"])
-    if beside is not None:
-        return read_fai(beside)
-    return read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
+    """A genome's contigs: from a .fai already there, else once the prepare_genome checkpoint has run."""
+    return known_contigs(genome) or read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
 
 
 def shards(genome):
     """Shard names of a genome, planned from its contig lengths."""
-    spec = window_spec(contigs(genome))
-    n = shard_count(contigs(genome), spec, SHEET[genome]["fasta"])
+    found = contigs(genome)
+    spec = window_spec(found)
+    n = shard_count(found, spec, SHEET[genome]["fasta"])
     if n > 99_999:
         raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
     if n > 2_000 and "shards" not in _SAID:  # more embedding jobs than a scheduler handles comfortably
@@ -118,13 +127,13 @@ def planned_windows(genome):
     .fai yet is estimated from its FASTA's size (gzip: 4 bp per byte), so that the decision to
     retrain the index is taken when the DAG is built, also in a dry-run; later runs use the exact
     count."""
-    fasta = Path(SHEET[genome]["fasta"])
-    if Path(f"results/genomes/{genome}/genome.fa.gz.fai").is_file() or sidecar_fai(fasta):
-        return window_count(contigs(genome), window_spec(contigs(genome)))
-    if not fasta.is_file():
-        return 0  # prepare_genome reports the missing file
-    estimate = [(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))]
-    return window_count(estimate, window_spec(estimate))
+    found = known_contigs(genome)
+    if found is None:
+        fasta = Path(SHEET[genome]["fasta"])
+        if not fasta.is_file():
+            return 0  # prepare_genome reports the missing file
+        found = [(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))]
+    return window_count(found, window_spec(found))
 
 
 _SAID = set()
