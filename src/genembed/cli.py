@@ -10,6 +10,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import GenembedError
+from .tune import TuneConfig
+
+TUNE_DEFAULTS = TuneConfig()
 
 
 def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
@@ -39,6 +42,60 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stats = pretrain(_prepared(args.fasta, Path(tmp)), args.out, cfg)
     print(f"saved {args.out}: {stats['steps']} steps, final loss {stats['final_loss']}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from .tokenize import TokenizerSpec
+    from .tune import TuneConfig, tune
+
+    cfg = TuneConfig(seq_bp=args.seq_bp, max_shift=args.max_shift, max_mutation=args.max_mutation,
+                     batch_size=args.batch_size, steps=args.steps, max_minutes=args.max_minutes,
+                     learning_rate=args.learning_rate, temperature=args.temperature, seed=args.seed,
+                     hidden_size=args.hidden_size, layers=args.layers)
+    tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = tune(_prepared(args.fasta, Path(tmp)), args.out, cfg, args.model, tok, args.trust_remote_code,
+                     args.device)
+    print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
+          f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Score a model's embeddings of sampled windows against 4-mer counts and GC content."""
+    from .embed import EmbedSettings
+    from .evaluate import EvalSettings, evaluate_model, wide
+    from .models import ModelSpec
+    from .plan import plan_run
+    from .tokenize import TokenizerSpec
+
+    names = args.genome or [_genome_name(f) for f in args.fasta]
+    if len(names) != len(args.fasta):
+        raise GenembedError(f"{len(args.fasta)} FASTA files but {len(names)} --genome names")
+    if len(set(names)) != len(names):
+        raise GenembedError(f"genome names must differ: {', '.join(names)} (name them with --genome)")
+    spec = ModelSpec(args.model, args.revision, args.trust_remote_code)
+    tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
+    plan = plan_run(spec, tok, {"size": args.window, "stride": args.stride})
+    size, stride = int(plan["windows"]["size"]), int(plan["windows"]["stride"])
+    settings = EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands)
+    with tempfile.TemporaryDirectory() as tmp:
+        fastas = dict(zip(names, _prepared(args.fasta, Path(tmp))))
+        results, _ = evaluate_model(fastas, ModelSpec(plan["folder"], args.revision, args.trust_remote_code), tok,
+                                    settings, size, stride, args.out, EvalSettings(windows=args.windows, seed=args.seed),
+                                    args.max_n_fraction, args.promoters_report)
+    import polars as pl
+
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
+        print(wide(results))
+    print(f"{Path(args.out) / 'evaluate.html'}")
+
+
+def _genome_name(fasta: str) -> str:
+    name = Path(fasta).name
+    for suffix in (".gz", ".fa", ".fna", ".fasta", ".fas"):
+        name = name.removesuffix(suffix)
+    return name
 
 
 def cmd_query(args: argparse.Namespace) -> None:
@@ -212,6 +269,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_pretrain)
+
+    t = sub.add_parser("tune", help="contrastive training: a new genembed encoder, or any model (--model) tuned")
+    t.add_argument("--fasta", nargs="+", required=True, help="training genomes (plain, gzip or bgzip FASTA)")
+    t.add_argument("--out", required=True, help="output model folder (Hugging Face format)")
+    t.add_argument("--model", help="model folder or hub id to tune (default: a new genembed-conv encoder)")
+    t.add_argument("--revision")
+    t.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model")
+    t.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
+    t.add_argument("--k", type=int, default=6)
+    t.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
+    t.add_argument("--steps", type=int, default=TUNE_DEFAULTS.steps)
+    t.add_argument("--max-minutes", type=float, default=TUNE_DEFAULTS.max_minutes)
+    t.add_argument("--batch-size", type=int, default=TUNE_DEFAULTS.batch_size, help="loci per step (two views each)")
+    t.add_argument("--seq-bp", type=int, default=TUNE_DEFAULTS.seq_bp, help="view length (bp)")
+    t.add_argument("--max-shift", type=int, default=TUNE_DEFAULTS.max_shift, help="largest shift between views (bp)")
+    t.add_argument("--max-mutation", type=float, default=TUNE_DEFAULTS.max_mutation, help="largest substitution rate")
+    t.add_argument("--learning-rate", type=float, default=TUNE_DEFAULTS.learning_rate)
+    t.add_argument("--temperature", type=float, default=TUNE_DEFAULTS.temperature)
+    t.add_argument("--hidden-size", type=int, default=TUNE_DEFAULTS.hidden_size, help="new encoder only")
+    t.add_argument("--layers", type=int, default=TUNE_DEFAULTS.layers, help="new encoder only")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_tune)
+
+    v = sub.add_parser("evaluate", help="score a model's embeddings against 4-mer counts and GC on sampled windows")
+    v.add_argument("--fasta", nargs="+", required=True, help="genomes (plain, gzip or bgzip FASTA)")
+    v.add_argument("--genome", action="append", help="genome names, in --fasta order (default: file names)")
+    v.add_argument("--out", required=True, help="folder for evaluate.html, evaluate.tsv and comparison.tsv")
+    _model_args(v)
+    v.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
+    v.add_argument("--k", type=int, default=6)
+    v.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
+    v.add_argument("--window", type=_size, default=500, help="bp, or auto: the longest the model takes")
+    v.add_argument("--stride", type=_size, default=250, help="bp, or auto: half the window")
+    v.add_argument("--max-n-fraction", type=float, default=0.1)
+    v.add_argument("--pooling", choices=["mean", "cls", "max"], default="mean")
+    v.add_argument("--strands", choices=["forward", "average"], default="forward")
+    v.add_argument("--layer", type=int, default=-1)
+    v.add_argument("--token-budget", type=int, default=16384)
+    v.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    v.add_argument("--device", default="auto")
+    v.add_argument("--windows", type=int, default=2000, help="anchor windows sampled, shared among genomes")
+    v.add_argument("--promoters-report", help="a promoter report folder: its metrics join the table")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("prepare", help="validate a FASTA (plain, gzip, bgzip) into indexed bgzip")
     p.add_argument("fasta")

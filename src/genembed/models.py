@@ -104,6 +104,8 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
     import torch
     from transformers import AutoModel, AutoModelForMaskedLM
 
+    from . import convnet  # noqa: F401  (registers genembed's own architecture with the Auto classes)
+
     _quiet_transformers()
     check_remote_code(folder, spec)
     check_weights(folder)

@@ -153,7 +153,7 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
         "config": asdict(cfg),
         "bf16_autocast": use_bf16,
     }
-    _save(model, hf_tok, Path(out), stats)
+    _save_folder(model, hf_tok, Path(out), stats, _model_card(stats))
     return stats
 
 
@@ -165,8 +165,9 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _save(model, tokenizer, out: Path, stats: dict) -> None:
-    """Write the model folder atomically: a temporary folder renamed into place."""
+def _save_folder(model, tokenizer, out: Path, stats: dict, card: str) -> None:
+    """Write a model folder (weights, tokenizer, ``training.json``, model card) atomically: a
+    temporary folder renamed into place."""
     import shutil
 
     tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
@@ -175,7 +176,7 @@ def _save(model, tokenizer, out: Path, stats: dict) -> None:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
-    (tmp / "README.md").write_text(_model_card(stats))
+    (tmp / "README.md").write_text(card)
     if out.exists():
         out.rename(old)
     tmp.rename(out)

@@ -185,9 +185,12 @@ def report_inputs(wildcards):
 
 
 def final_outputs():
-    """Index, per-genome embeddings (virtual HDF5) and reports; the promoter report only when some genome has an annotation or a promoter BED."""
+    """Index, per-genome embeddings (virtual HDF5) and reports; the promoter report only when some genome has an
+    annotation or a promoter BED; the evaluation unless turned off."""
     out = ["results/index/manifest.json", "results/reports/clusters/clusters.html"]
     out += [f"results/embeddings/{g}.h5" for g in SHEET]
     if annotations():
         out.append("results/reports/promoters/promoters.html")
+    if config["evaluate"]["enabled"]:
+        out.append("results/reports/evaluate/evaluate.html")
     return out

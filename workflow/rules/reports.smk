@@ -80,3 +80,31 @@ rule promoter_report:
         runtime=grow(60),
     script:
         "../../scripts/promoter_report.py"
+
+
+rule evaluate_embeddings:
+    input:
+        plan=MODEL_JSON,
+        genomes=lambda wc: list(prepared_fastas(wc).values()),
+        promoters=lambda wc: ["results/reports/promoters/metrics.tsv"] if annotations() else [],
+    output:
+        html=report("results/reports/evaluate/evaluate.html", caption="../report/evaluate.rst", category="Evaluation"),
+        tsv=report("results/reports/evaluate/evaluate.tsv", caption="../report/evaluate.rst", category="Evaluation"),
+        comparison="results/reports/evaluate/comparison.tsv",
+    params:
+        model={k: config["model"][k] for k in ("revision", "trust_remote_code")},
+        embed=config["embed"],
+        evaluate=config["evaluate"],
+        fastas=prepared_fastas,
+        seed=config["seed"],
+    log:
+        "logs/evaluate_embeddings.log",
+    benchmark:
+        "benchmarks/logs/evaluate_embeddings.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=grow(4000),
+        runtime=grow(60),
+    script:
+        "../../scripts/evaluate_embeddings.py"

@@ -1,0 +1,204 @@
+"""genembed's own DNA encoder: a small convolutional network over single nucleotides whose
+outputs are reverse-complement invariant by construction, registered with transformers' Auto
+classes so that ``AutoModel.from_pretrained`` loads it without ``trust_remote_code``.
+
+Shape: a nucleotide embedding, a full convolution stem, then ConvNeXt-style blocks (a depthwise
+convolution, layer norm, a two-layer feed-forward, a residual connection). Convolutions
+are shift-equivariant, so a window and a shifted copy share the features of their common bases
+(no k-mer frame, unlike non-overlapping k-mer tokens). With ``rc_invariant`` the network runs on
+each row and on its reverse complement, and position ``i`` reports the mean of the forward
+features at ``i`` and the reverse-complement features of the same base: any mean over positions
+is then identical for a sequence and its reverse complement.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+MODEL_TYPE = "genembed-conv"
+
+
+class GenembedConvConfig(PretrainedConfig):
+    """Sizes of the network and the token ids it needs (padding, and each token's complement)."""
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, vocab_size: int = 10, hidden_size: int = 128, embedding_size: int = 16, stem_kernel: int = 9,
+                 kernel_size: int = 9, num_hidden_layers: int = 4, intermediate_size: int = 256,
+                 complement: Sequence[int] | None = None, rc_invariant: bool = True,
+                 max_position_embeddings: int = 4096, pad_token_id: int = 0, layer_norm_eps: float = 1e-5,
+                 **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size, self.hidden_size, self.embedding_size = vocab_size, hidden_size, embedding_size
+        self.stem_kernel, self.kernel_size = stem_kernel, kernel_size
+        self.num_hidden_layers = num_hidden_layers
+        self.intermediate_size = intermediate_size
+        self.complement = list(complement) if complement is not None else list(range(vocab_size))
+        self.rc_invariant = rc_invariant
+        self.max_position_embeddings = max_position_embeddings
+        self.layer_norm_eps = layer_norm_eps
+
+
+class _Block(nn.Module):
+    """Depthwise convolution -> layer norm -> feed-forward, added to the input.
+
+    The convolution is a 2-D one of height 1 over a channels-last view of the ``[rows, positions,
+    channels]`` states: oneDNN's fast depthwise kernel, about 30x faster in bf16 on a CPU than
+    ``Conv1d`` on the transposed tensor (measured)."""
+
+    def __init__(self, cfg: GenembedConvConfig):
+        super().__init__()
+        k = cfg.kernel_size
+        self.conv = nn.Conv2d(cfg.hidden_size, cfg.hidden_size, (1, k), padding=(0, (k - 1) // 2),
+                              groups=cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.up = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.down = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        y = self.conv(h.transpose(1, 2)[:, :, None, :])[:, :, 0, :].transpose(1, 2)
+        h = h + self.down(nn.functional.gelu(self.up(self.norm(y))))
+        return h if keep is None else h * keep
+
+
+class _Center(nn.Module):
+    """Batch normalisation without scale or shift, over real positions only: each output channel
+    has mean 0 and variance 1 over the training windows (running statistics at inference). Mean
+    pooling then adds up what differs between windows instead of a direction they all share (the
+    anisotropy of mean-pooled language-model embeddings)."""
+
+    def __init__(self, channels: int, momentum: float = 0.01, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        x = h.float()
+        if self.training:
+            flat = x.reshape(-1, x.shape[-1]) if keep is None else x[keep[..., 0].bool()]
+            mean, var = flat.mean(0), flat.var(0, unbiased=False)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        out = ((x - mean) * torch.rsqrt(var + self.eps)).to(h.dtype)
+        return out if keep is None else out * keep
+
+
+class GenembedConvPreTrainedModel(PreTrainedModel):
+    config_class = GenembedConvConfig
+    base_model_prefix = "genembed_conv"
+    _no_split_modules: list[str] = []
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=1.0)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class GenembedConvModel(GenembedConvPreTrainedModel):
+    """The encoder: ``input_ids`` (and optionally ``attention_mask``) -> hidden states per position."""
+
+    def __init__(self, config: GenembedConvConfig):
+        super().__init__(config)
+        c = config.hidden_size
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.stem = nn.Conv1d(config.embedding_size, c, config.stem_kernel, padding=(config.stem_kernel - 1) // 2)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
+        self.center = _Center(c)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def _encode(self, ids: torch.Tensor, keep: torch.Tensor | None) -> list[torch.Tensor]:
+        """Hidden states after the stem and after each block ([rows, positions, channels]);
+        ``keep`` zeroes padding (None: no padding)."""
+        e = self.embed(ids)
+        h = self.stem((e if keep is None else e * keep).transpose(1, 2)).transpose(1, 2)
+        h = h if keep is None else h * keep
+        states = [h]
+        for block in self.blocks:
+            h = block(h, keep)
+            states.append(h)
+        states[-1] = self.center(self.norm(h), keep)
+        return states
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None, **kwargs) -> BaseModelOutput:
+        """Without ``attention_mask`` every position is real (no padding)."""
+        keep = None if attention_mask is None else attention_mask[..., None].to(self.embed.weight.dtype)
+        if not self.config.rc_invariant:
+            states = self._encode(input_ids, keep)
+        else:
+            n = input_ids.shape[0]
+            complement = torch.tensor(self.config.complement, dtype=torch.long, device=input_ids.device)
+            if attention_mask is None:
+                rc_ids = complement[input_ids.flip(1)]
+                both = self._encode(torch.cat([input_ids, rc_ids]), None)
+                realign = lambda s: s.flip(1)  # noqa: E731
+            else:
+                flip = _reverse_index(attention_mask.bool())
+                rc_ids = complement[torch.gather(input_ids, 1, flip)]
+                both = self._encode(torch.cat([input_ids, rc_ids]), torch.cat([keep, keep]))
+                realign = lambda s: torch.gather(s, 1, flip[..., None].expand(-1, -1, s.shape[-1]))  # noqa: E731
+            wanted = range(len(both)) if output_hidden_states else [len(both) - 1]
+            states = [None] * len(both)
+            for i in wanted:
+                states[i] = (both[i][:n] + realign(both[i][n:])) * 0.5
+        return BaseModelOutput(last_hidden_state=states[-1],
+                               hidden_states=tuple(states) if output_hidden_states else None)
+
+
+def _reverse_index(mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the position each position maps to when the row's real (leading) part is reversed;
+    padding positions map to themselves."""
+    lengths = mask.long().sum(1, keepdim=True)
+    pos = torch.arange(mask.shape[1], device=mask.device)[None, :]
+    return torch.where(pos < lengths, lengths - 1 - pos, pos)
+
+
+AutoConfig.register(MODEL_TYPE, GenembedConvConfig, exist_ok=True)
+AutoModel.register(GenembedConvConfig, GenembedConvModel, exist_ok=True)
+
+
+NUCLEOTIDES = "ACGTN"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_PAIRS = {"A": "T", "C": "G", "G": "C", "T": "A"}
+
+
+def build_tokenizer(max_tokens: int = 4096):
+    """Single-nucleotide tokens (A, C, G, T, N; anything else is ``[UNK]``), no start or end token:
+    a fast Hugging Face tokenizer that AutoTokenizer loads."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + list(NUCLEOTIDES))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=max_tokens,
+    )
+
+
+def complement_ids(vocab: dict[str, int]) -> list[int]:
+    """For each token id, the id of its complement (A<->T, C<->G; every other token is its own)."""
+    out = list(range(len(vocab)))
+    for base, pair in _PAIRS.items():
+        out[vocab[base]] = vocab[pair]
+    return out

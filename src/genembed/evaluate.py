@@ -1,0 +1,397 @@
+"""``genembed evaluate``: does a model's embedding of a genome's windows carry more than composition?
+
+On a sample of windows (a few thousand, at any genome size) the run's model is scored side by side
+with two baselines computed on the same windows, 4-mer frequencies and GC content:
+
+- neighbour: the overlapping next window (``stride`` bp further) found at top 1 / top 10 among the
+  sampled windows that do not overlap the query;
+- mutated copies: a window re-embedded after random substitutions (1%, 5%, 10%) plus small indels
+  (a tenth as many events, 1-3 bp each) finds its original at top 1;
+- strand: a window's reverse complement, embedded with the run's settings, finds the window at top 1;
+- genome separation (several genomes): adjusted Rand index of k-means (k = genomes) against the
+  genome labels (the DNABERT-S measure).
+
+Similarity is cosine, as in the index (GC: the closest GC fraction). Each estimate has a 95%
+percentile-bootstrap interval over the query windows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from .errors import GenembedError
+from .genome import Genome
+from .tokenize import reverse_complement
+from .windows import encode
+
+log = logging.getLogger(__name__)
+Embed = Callable[[Sequence[bytes]], np.ndarray]
+METHODS = ("embeddings", "4-mer", "GC")
+RESULT_SCHEMA = {"measure": pl.String, "method": pl.String, "estimate": pl.Float64, "low": pl.Float64,
+                 "high": pl.Float64, "n": pl.Int64}
+COMPARISON_SCHEMA = {"measure": pl.String, "baseline": pl.String, "difference": pl.Float64, "low": pl.Float64,
+                     "high": pl.Float64, "verdict": pl.String}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How many anchor windows (shared among genomes), which mutation rates, bootstrap resamples."""
+
+    windows: int = 2000
+    mutation_rates: tuple[float, ...] = (0.01, 0.05, 0.10)
+    indel_share: float = 0.1
+    bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.windows < 10:
+            raise GenembedError(f"evaluate needs at least 10 windows, not {self.windows}")
+        if not all(0 <= r < 1 for r in self.mutation_rates):
+            raise GenembedError(f"mutation rates must lie in [0, 1), not {self.mutation_rates}")
+
+
+@dataclass
+class Sample:
+    """Sampled windows: ``table`` (genome, contig, start, end) and ``seqs`` are the searched set;
+    ``anchors`` and ``nexts`` are rows of it (each anchor and its overlapping next window)."""
+
+    table: pl.DataFrame
+    seqs: list[bytes]
+    anchors: np.ndarray
+    nexts: np.ndarray
+    tails: list[bytes]  # each anchor with up to ``margin`` bases after it (room for deletions)
+
+
+def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int, max_n_fraction: float = 0.1,
+                   seed: int = 0, margin: int = 32) -> Sample:
+    """``n`` anchor windows on the run's window grid, shared equally among genomes, each with the
+    next window (``stride`` further on); windows over the N limit are skipped, as the run skips them."""
+    rng = np.random.default_rng(seed)
+    keys: dict[tuple[str, str, int], int] = {}
+    rows: list[tuple[str, str, int]] = []
+    seqs: list[bytes] = []
+    anchors: list[int] = []
+    nexts: list[int] = []
+    tails: list[bytes] = []
+
+    def add(genome: str, contig: str, start: int, seq: bytes) -> int:
+        key = (genome, contig, start)
+        if key not in keys:
+            keys[key] = len(rows)
+            rows.append(key)
+            seqs.append(seq)
+        return keys[key]
+
+    per_genome = max(1, n // len(genomes))
+    for name, g in genomes.items():
+        contigs = [(c, (length - size - stride) // stride + 1) for c, length in g.contigs.items()
+                   if length >= size + stride]
+        total = sum(k for _, k in contigs)
+        if total == 0:
+            raise GenembedError(f"{g.path}: no contig holds two windows of {size} bp {stride} bp apart")
+        bounds = np.cumsum([k for _, k in contigs])
+        picked = 0
+        for flat in rng.permutation(total):
+            if picked == per_genome:
+                break
+            ci = int(np.searchsorted(bounds, flat, side="right"))
+            contig = contigs[ci][0]
+            start = int(flat - (bounds[ci - 1] if ci else 0)) * stride
+            hi = min(g.contigs[contig], start + stride + size + margin)
+            block = g.fetch(contig, start, hi)
+            first, second = block[:size], block[stride : stride + size]
+            if max(_n_fraction(first), _n_fraction(second)) > max_n_fraction:
+                continue
+            anchors.append(add(name, contig, start, first))
+            nexts.append(add(name, contig, start + stride, second))
+            tails.append(block[: size + margin])
+            picked += 1
+    table = pl.DataFrame(rows, schema={"genome": pl.String, "contig": pl.String, "start": pl.Int64}, orient="row")
+    table = table.with_columns((pl.col("start") + size).alias("end"))
+    log.info("evaluate: %d anchor windows, %d windows searched, %d genomes", len(anchors), len(rows), len(genomes))
+    return Sample(table, seqs, np.asarray(anchors), np.asarray(nexts), tails)
+
+
+def _n_fraction(seq: bytes) -> float:
+    return float((encode(seq) == 4).mean()) if seq else 1.0
+
+
+def mutate(tail: bytes, size: int, rate: float, indel_share: float, rng: np.random.Generator) -> bytes:
+    """A copy of ``tail[:size]`` with substitutions at ``rate`` per base (always to another base)
+    and insertions/deletions of 1-3 bp at ``rate * indel_share`` per base, cut back to ``size`` bp
+    (deletions pull in the bases after the window)."""
+    seq = bytearray(tail)
+    subs = np.flatnonzero(rng.random(len(seq)) < rate)
+    for i in subs:
+        seq[i] = b"ACGT"[(b"ACGT".find(seq[i]) + int(rng.integers(1, 4))) % 4] if seq[i] in b"ACGT" else seq[i]
+    events = np.flatnonzero(rng.random(size) < rate * indel_share)
+    for i in events[::-1]:  # right to left, so earlier positions stay valid
+        length = int(rng.integers(1, 4))
+        if rng.random() < 0.5:
+            del seq[i : i + length]
+        else:
+            seq[i:i] = bytes(b"ACGT"[j] for j in rng.integers(0, 4, length))
+    return bytes(seq[:size])
+
+
+def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
+    """Frequencies of the 4^k k-mers of each sequence (k-mers holding other characters skipped)."""
+    out = np.zeros((len(seqs), 4**k), dtype=np.float32)
+    powers = 4 ** np.arange(k - 1, -1, -1)
+    for i, seq in enumerate(seqs):
+        codes = encode(seq)
+        if len(codes) < k:
+            continue
+        view = np.lib.stride_tricks.sliding_window_view(codes, k)
+        view = view[(view < 4).all(axis=1)]
+        counts = np.bincount(view.astype(np.int64) @ powers, minlength=4**k)
+        out[i] = counts / max(counts.sum(), 1)
+    return out
+
+
+def gc_content(seqs: Sequence[bytes]) -> np.ndarray:
+    """GC fraction of the called bases, as a column vector."""
+    out = np.zeros((len(seqs), 1), dtype=np.float32)
+    for i, seq in enumerate(seqs):
+        codes = encode(seq)
+        called = (codes < 4).sum()
+        out[i, 0] = ((codes == 1) | (codes == 2)).sum() / max(called, 1)
+    return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def similarity(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Cosine for vectors; for GC (one value per window) the negative GC difference."""
+    if method == "GC":
+        return lambda q, db: -np.abs(q[:, :1] - db[:, 0][None, :])
+    return lambda q, db: _normalise(q) @ _normalise(db).T
+
+
+def hit_rates(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int],
+              exclude: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Per query, the chance that its target is among the top ``k`` of ``scores`` (rows = queries),
+    ties broken at random; ``exclude`` marks candidates that do not count."""
+    scores = np.array(scores, dtype=np.float64)
+    rows = np.arange(len(targets))
+    if exclude is not None:
+        scores[exclude] = -np.inf
+    target = scores[rows, targets]
+    greater = (scores > target[:, None]).sum(1)
+    ties = (scores == target[:, None]).sum(1) - 1
+    return {k: np.clip((k - greater) / (ties + 1), 0, 1) for k in ks}
+
+
+def adjusted_rand(x: np.ndarray, labels: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """Clusters of k-means (k = number of labels; on L2-normalised vectors, spherical as in the
+    cluster report; GC on its one value), to be scored against ``labels`` by the adjusted Rand index."""
+    from sklearn.cluster import KMeans
+
+    k = len(np.unique(labels))
+    data = x if method == "GC" else _normalise(x)
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(data)
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    if len(draws) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int,
+             settings: EvalSettings = EvalSettings(), max_n_fraction: float = 0.1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The evaluate tables: per measure and method the estimate with a 95% interval; and per
+    measure the paired difference of the embeddings from each baseline (same resamples)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    sample = sample_windows(genomes, size, stride, settings.windows, max_n_fraction, settings.seed)
+    rng = np.random.default_rng(settings.seed + 1)
+    anchors = [sample.seqs[i] for i in sample.anchors]
+    queries: dict[str, list[bytes]] = {
+        f"mutated {rate:.0%}": [mutate(t, size, rate, settings.indel_share, rng) for t in sample.tails]
+        for rate in settings.mutation_rates
+    }
+    queries["reverse complement"] = [reverse_complement(s) for s in anchors]
+    features: dict[str, Callable[[Sequence[bytes]], np.ndarray]] = {
+        "embeddings": embed, "4-mer": kmer_frequencies, "GC": gc_content}
+    # windows that overlap an anchor, other than its next window, are not candidates for the neighbour
+    overlap = _overlaps(sample.table, sample.anchors)
+    overlap[np.arange(len(sample.anchors)), sample.nexts] = False
+    labels = sample.table["genome"].to_numpy()
+    values: dict[str, dict[str, np.ndarray]] = {}  # measure -> method -> per-query hits
+    clusters: dict[str, np.ndarray] = {}
+    for method, featurize in features.items():
+        db = featurize(sample.seqs)
+        sim = similarity(method)
+        for k, hits in hit_rates(sim(db[sample.anchors], db), sample.nexts, (1, 10), overlap).items():
+            values.setdefault(f"neighbour top-{k}", {})[method] = hits
+        for measure, seqs in queries.items():
+            values.setdefault(f"{measure} top-1", {})[method] = hit_rates(sim(featurize(seqs), db), sample.anchors, (1,))[1]
+        if len(genomes) > 1:
+            clusters[method] = adjusted_rand(db, labels, method, settings.seed)
+        log.info("evaluate: %s scored", method)
+    boot = np.random.default_rng(settings.seed + 2)
+    rows, diffs = [], []
+
+    def add(measure: str, point: dict[str, float], draws: dict[str, np.ndarray], n: int) -> None:
+        for method in features:
+            rows.append((measure, method, point[method], *_interval(draws[method]), n))
+        for base in ("4-mer", "GC"):
+            d = draws["embeddings"] - draws[base]
+            lo, hi = _interval(d)
+            verdict = "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
+            diffs.append((measure, base, point["embeddings"] - point[base], lo, hi, verdict))
+
+    for measure, per_method in values.items():
+        n = len(sample.anchors)
+        pick = boot.integers(0, n, (settings.bootstrap, n))
+        add(measure, {m: float(v.mean()) for m, v in per_method.items()},
+            {m: v[pick].mean(1) for m, v in per_method.items()}, n)
+    if clusters:
+        n = len(labels)
+        picks = boot.integers(0, n, (min(settings.bootstrap, 200), n))
+        add("genome ARI", {m: float(adjusted_rand_score(labels, c)) for m, c in clusters.items()},
+            {m: np.array([adjusted_rand_score(labels[i], c[i]) for i in picks]) for m, c in clusters.items()}, n)
+    return (pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row"),
+            pl.DataFrame(diffs, schema=COMPARISON_SCHEMA, orient="row"))
+
+
+def _overlaps(table: pl.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """``[len(rows), len(table)]``: True where a window overlaps window ``rows[i]`` (itself included)."""
+    genome = table["genome"].to_numpy()
+    contig = table["contig"].to_numpy()
+    start = table["start"].to_numpy()
+    end = table["end"].to_numpy()
+    same = (genome[rows][:, None] == genome[None, :]) & (contig[rows][:, None] == contig[None, :])
+    return same & (start[rows][:, None] < end[None, :]) & (start[None, :] < end[rows][:, None])
+
+
+def model_embedder(spec, tokenizer, settings) -> Embed:
+    """``seqs -> vectors`` with a run's model (:class:`~genembed.models.ModelSpec`), tokenizer
+    (:class:`~genembed.tokenize.TokenizerSpec`) and embed settings (pooling, layer, strands), as
+    the run stores them (float16)."""
+    from .embed import Embedder, embed_tokens
+    from .models import max_tokens, resolve
+    from .tokenize import check_lengths, encode_strands, make_tokenizer
+
+    embedder = Embedder(spec, settings)
+    tok = make_tokenizer(tokenizer, embedder.tokenizer)
+    limit = max_tokens(resolve(spec), embedder.tokenizer)
+
+    def embed(seqs: Sequence[bytes]) -> np.ndarray:
+        rows = encode_strands(tok, seqs, settings.strands)
+        check_lengths(rows, limit, "evaluate")
+        return embed_tokens(embedder, rows, "evaluate").astype(np.float32)
+
+    return embed
+
+
+def promoter_rows(metrics_tsv: str | Path, comparison_tsv: str | Path | None = None
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The promoter report's ROC-AUC and PR-AUC (``metrics.tsv``, and its paired comparison) as
+    rows of the evaluate tables."""
+    names = {"embeddings": "embeddings", "GC content": "GC"}
+    try:
+        metrics = pl.read_csv(metrics_tsv, separator="\t")
+        comparison = pl.read_csv(comparison_tsv, separator="\t") if comparison_tsv else None
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise GenembedError(f"{metrics_tsv}: cannot read the promoter report's tables ({exc})".splitlines()[0]) from None
+    rows, diffs = [], []
+    for r in metrics.iter_rows(named=True):
+        method = names.get(r["model"], "4-mer" if r["model"].startswith("4-mer") else r["model"])
+        for m, label in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC")):
+            rows.append((f"promoter {label}", method, r[m], r[f"{m}_lo"], r[f"{m}_hi"], r["test_windows"]))
+    for r in (comparison.iter_rows(named=True) if comparison is not None else []):
+        if r["metric"] in ("roc_auc", "pr_auc"):
+            base = names.get(r["baseline"], "4-mer" if r["baseline"].startswith("4-mer") else r["baseline"])
+            label = "ROC-AUC" if r["metric"] == "roc_auc" else "PR-AUC"
+            diffs.append((f"promoter {label}", base, r["difference"], r["lo"], r["hi"], r["embeddings_are"]))
+    return (pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row"),
+            pl.DataFrame(diffs, schema=COMPARISON_SCHEMA, orient="row"))
+
+
+def wide(results: pl.DataFrame) -> pl.DataFrame:
+    """One row per measure, one "estimate (low-high)" column per method."""
+    text = results.with_columns(pl.format("{} ({}-{})", *(pl.col(c).round(3) for c in ("estimate", "low", "high")))
+                                .alias("value"))
+    return text.pivot(on="method", index="measure", values="value", maintain_order=True)
+
+
+def summary(comparison: pl.DataFrame) -> list[str]:
+    """Plain sentences: where the embeddings beat 4-mer counts, where they lose."""
+    four = comparison.filter(pl.col("baseline") == "4-mer")
+    out = []
+    for verdict, words in (("better", "beat 4-mer counts"), ("worse", "are worse than 4-mer counts"),
+                           ("no clear difference", "are not clearly different from 4-mer counts")):
+        measures = four.filter(pl.col("verdict") == verdict)["measure"].to_list()
+        if measures:
+            out.append(f"The embeddings {words} at: {', '.join(measures)}.")
+    gc = comparison.filter((pl.col("baseline") == "GC") & (pl.col("verdict") != "better"))["measure"].to_list()
+    if gc:
+        out.append(f"GC content alone is as good or better at: {', '.join(gc)}.")
+    return out
+
+
+def write_report(results: pl.DataFrame, comparison: pl.DataFrame, out_dir: str | Path, about: str) -> Path:
+    """``evaluate.tsv``, ``comparison.tsv`` and a self-contained ``evaluate.html`` in ``out_dir``."""
+    from .io import atomic_path
+    from .reports.html import esc, page, table
+
+    out = Path(out_dir)
+    for name, df in (("evaluate.tsv", results), ("comparison.tsv", comparison)):
+        with atomic_path(out / name) as tmp:
+            df.write_csv(tmp, separator="\t", float_precision=4)
+    worse = comparison.filter((pl.col("baseline") == "4-mer") & (pl.col("verdict") != "better")).height > 0
+    verdict = "".join(f"<p>{esc(s)}</p>" for s in summary(comparison))
+    sections = [
+        ("Summary", f"<div class='{'note' if worse else 'good'}'>{verdict}</div>"),
+        ("Measures (estimate, 95% interval)", table(wide(results))),
+        ("Embeddings minus each baseline (paired bootstrap)", table(comparison)),
+        ("Method", f"<p>{esc(about)}</p><p class='muted'>{esc(METHOD)}</p>"),
+    ]
+    page("genembed evaluate: embeddings against 4-mer counts and GC", sections, out / "evaluate.html")
+    return out / "evaluate.html"
+
+
+METHOD = (
+    "Anchor windows are sampled on the run's window grid, equally from each genome, each with its overlapping next "
+    "window; together they form the searched set. Neighbour: the next window among the searched windows that do not "
+    "overlap the anchor (top 1 / top 10). Mutated copies: the anchor with random substitutions at the given rate and "
+    "1-3 bp indels at a tenth of it, found back at top 1 among all searched windows. Reverse complement: embedded "
+    "with the run's settings, found back at top 1. Genome ARI: k-means with k = genomes on the searched windows "
+    "against their genome labels. Similarity is cosine (as in the index); for GC, the closest GC fraction. Ties are "
+    "broken at random (expected hit rate). Intervals are 95% percentile bootstraps over anchors (windows for ARI); "
+    "differences are paired (same resamples). 4-mer counts are frequencies of the 256 4-mers of the forward strand."
+)
+
+
+def evaluate_model(fastas: Mapping[str, str | Path], spec, tokenizer, embed_settings, size: int, stride: int,
+                   out_dir: str | Path, settings: EvalSettings = EvalSettings(), max_n_fraction: float = 0.1,
+                   promoter_dir: str | Path | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stage: evaluate a model with a run's settings on prepared genomes (``name -> bgzip FASTA``),
+    add the promoter report's metrics when ``promoter_dir`` holds them, and write the report."""
+    genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
+    try:
+        results, comparison = evaluate(genomes, model_embedder(spec, tokenizer, embed_settings), size, stride,
+                                       settings, max_n_fraction)
+    finally:
+        for g in genomes.values():
+            g.close()
+    if promoter_dir is not None and (Path(promoter_dir) / "metrics.tsv").is_file():
+        extra, extra_cmp = promoter_rows(Path(promoter_dir) / "metrics.tsv", Path(promoter_dir) / "comparison.tsv")
+        results, comparison = pl.concat([results, extra]), pl.concat([comparison, extra_cmp])
+    about = (f"Model {spec.source} ({tokenizer.describe()} tokens, {embed_settings.pooling} pooling, layer "
+             f"{embed_settings.layer}, strands {embed_settings.strands}); windows of {size} bp every {stride} bp; "
+             f"{settings.windows:,} anchor windows from {', '.join(fastas)}; seed {settings.seed}.")
+    write_report(results, comparison, out_dir, about)
+    return results, comparison

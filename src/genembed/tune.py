@@ -1,0 +1,257 @@
+"""``genembed tune``: contrastive training that makes a model's pooled window embeddings find the
+same locus again, for genembed's own encoder (trained from scratch) or any Hugging Face model.
+
+Recipe (SimCLR's NT-Xent with in-batch negatives, as DNABERT-S trains DNABERT-2): each step samples
+``batch_size`` loci of the training genomes; each locus gives two views, windows of ``seq_bp`` bp
+shifted by up to ``max_shift`` bp against each other (so they share at least ``seq_bp - max_shift``
+bp), each mutated at a random rate up to ``max_mutation`` (substitutions plus small indels, as
+``genembed evaluate`` mutates) and read from a random strand. The loss pulls a locus' two views
+together (cosine of the mean-pooled embeddings, over ``temperature``) and pushes the other loci of
+the batch away. The model folder written is loaded like any other (``model.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import GenembedError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Views, loss and budget; the sizes apply only to a new genembed encoder (no ``--model``)."""
+
+    seq_bp: int = 500
+    max_shift: int = 300
+    max_mutation: float = 0.10
+    indel_share: float = 0.1
+    batch_size: int = 64
+    steps: int = 2000
+    max_minutes: float = 60.0
+    learning_rate: float = 2e-3
+    temperature: float = 0.05
+    seed: int = 0
+    hidden_size: int = 128
+    layers: int = 4
+    kernel_size: int = 9
+
+
+class ViewSampler:
+    """Pairs of views of random loci of the training genomes (see the module doc)."""
+
+    def __init__(self, genomes: Sequence[Any], cfg: TuneConfig, rng: np.random.Generator, margin: int = 32):
+        self.cfg, self.rng, self.margin = cfg, rng, margin
+        self.span = cfg.seq_bp + cfg.max_shift + margin
+        self.regions = [(g, c, n) for g in genomes for c, n in g.contigs.items() if n >= self.span]
+        if not self.regions:
+            raise GenembedError(f"no contig is as long as a training locus ({self.span} bp: seq_bp + max_shift + {margin})")
+        weights = np.array([n - self.span + 1 for _, _, n in self.regions], dtype=float)
+        self.p = weights / weights.sum()
+
+    def _locus(self) -> bytes:
+        from .windows import encode
+
+        while True:
+            g, contig, length = self.regions[int(self.rng.choice(len(self.regions), p=self.p))]
+            start = int(self.rng.integers(0, length - self.span + 1))
+            seq = g.fetch(contig, start, start + self.span)
+            if (encode(seq) == 4).mean() <= 0.1:
+                return seq
+
+    def _view(self, seq: bytes, offset: int) -> bytes:
+        from .evaluate import mutate
+        from .tokenize import reverse_complement
+
+        cfg = self.cfg
+        tail = seq[offset : offset + cfg.seq_bp + self.margin]
+        view = mutate(tail, cfg.seq_bp, float(self.rng.uniform(0, cfg.max_mutation)), cfg.indel_share, self.rng)
+        return reverse_complement(view) if self.rng.random() < 0.5 else view
+
+    def pairs(self, n: int) -> tuple[list[bytes], list[bytes]]:
+        first, second = [], []
+        for _ in range(n):
+            seq = self._locus()
+            shift = int(self.rng.integers(0, self.cfg.max_shift + 1))
+            a, b = (0, shift) if self.rng.random() < 0.5 else (shift, 0)
+            first.append(self._view(seq, a))
+            second.append(self._view(seq, b))
+        return first, second
+
+
+def new_encoder(folder: Path, cfg: TuneConfig) -> None:
+    """A freshly initialised genembed convolutional encoder and its tokenizer, saved to ``folder``."""
+    import torch
+
+    from .convnet import GenembedConvConfig, GenembedConvModel, build_tokenizer, complement_ids
+
+    tok = build_tokenizer()
+    torch.manual_seed(cfg.seed)
+    model = GenembedConvModel(GenembedConvConfig(
+        vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
+        num_hidden_layers=cfg.layers, kernel_size=cfg.kernel_size, complement=complement_ids(tok.get_vocab()),
+        pad_token_id=tok.pad_token_id,
+    ))
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def nt_xent(a, b, temperature: float):
+    """SimCLR's loss for L2-normalised pairs ``a[i]``/``b[i]``, all other rows negatives; also
+    the share of rows whose partner is their nearest row."""
+    import torch
+
+    z = torch.cat([a, b])
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    n = a.shape[0]
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    loss = torch.nn.functional.cross_entropy(sim, target)
+    accuracy = (sim.argmax(1) == target).float().mean()
+    return loss, accuracy
+
+
+def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneConfig(), model: str | None = None,
+         tokenizer: Any = None, trust_remote_code: bool = False, device: str = "auto") -> dict:
+    """Train (``model``: a folder or hub id to start from; None: a new genembed encoder) and save
+    the tuned model with its tokenizer, ``training.json`` and a model card to ``out``.
+    ``tokenizer`` is a :class:`~genembed.tokenize.TokenizerSpec` (default: the model's own)."""
+    import tempfile
+
+    import torch
+
+    from .embed import _accepts, pick_device
+    from .genome import Genome
+    from .tokenize import TokenizerSpec
+    from .models import ModelSpec, load_model, load_tokenizer, resolve
+    from .pretrain import _cpu_has_bf16, _save_folder
+    from .tokenize import make_tokenizer
+
+    tokenizer = tokenizer or TokenizerSpec("hf")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        if model is None:
+            folder = Path(scratch) / "init"
+            new_encoder(folder, cfg)
+            spec = ModelSpec(str(folder))
+        else:
+            spec = ModelSpec(model, trust_remote_code=trust_remote_code)
+            folder = resolve(spec)
+        hf_tok = load_tokenizer(folder, spec)
+        net = load_model(folder, spec)
+    dev = pick_device(device)
+    net.to(dev).train()
+    tok = make_tokenizer(tokenizer, hf_tok)
+    takes_mask = _accepts(net.forward, "attention_mask")
+    names = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
+    special = torch.tensor(sorted({getattr(hf_tok, n, None) for n in names} - {None}), dtype=torch.long)
+    pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
+    genomes = [Genome(Path(f)) for f in fastas]
+    sampler = ViewSampler(genomes, cfg, rng)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    warmup = max(1, cfg.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
+    cuda = dev.startswith("cuda")
+    bf16 = (torch.cuda.is_bf16_supported() if cuda else _cpu_has_bf16())
+    losses: list[float] = []
+    accuracies: list[float] = []
+    started = time.monotonic()
+    step = 0
+    while step < cfg.steps and time.monotonic() - started < cfg.max_minutes * 60:
+        first, second = sampler.pairs(cfg.batch_size)
+        ids, mask = _batch(tok.encode_batch(first + second), pad)
+        ids, mask = ids.to(dev), mask.to(dev)
+        with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            padded = takes_mask and bool((mask == 0).any())  # no mask when none is needed: faster kernels
+            result = net(input_ids=ids, attention_mask=mask) if padded else net(input_ids=ids)
+            hidden = result[0] if isinstance(result, (tuple, list)) else result.last_hidden_state
+        keep = (mask.bool() & ~torch.isin(ids, special.to(dev)))[..., None].float()
+        pooled = (hidden.float() * keep).sum(1) / keep.sum(1).clamp(min=1)
+        z = torch.nn.functional.normalize(pooled, dim=1)
+        loss, accuracy = nt_xent(z[: cfg.batch_size], z[cfg.batch_size :], cfg.temperature)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        accuracies.append(accuracy.item())
+        step += 1
+        if step % 25 == 0 or step == 1:
+            log.info("step %d loss %.4f in-batch top-1 %.3f (%.0f s)", step, np.mean(losses[-25:]),
+                     np.mean(accuracies[-25:]), time.monotonic() - started)
+    for g in genomes:
+        g.close()
+    if not losses:
+        raise GenembedError("tune: no training step ran (max_minutes too small?)")
+    stats = {
+        "objective": "contrastive (NT-Xent, in-batch negatives)",
+        "base_model": model or "new genembed-conv encoder",
+        "tokenizer": tokenizer.describe(),
+        "steps": step,
+        "seconds": round(time.monotonic() - started, 1),
+        "first_loss": round(losses[0], 4),
+        "final_loss": round(float(np.mean(losses[-50:])), 4),
+        "final_in_batch_top1": round(float(np.mean(accuracies[-50:])), 4),
+        "chance_loss": round(math.log(2 * cfg.batch_size - 1), 4),
+        "genomes": {Path(g.path).name: sum(g.contigs.values()) for g in genomes},
+        "config": asdict(cfg),
+        "bf16_autocast": bf16,
+        "device": dev,
+        "loss_curve": [round(float(np.mean(losses[i : i + 50])), 4) for i in range(0, len(losses), 50)],
+    }
+    net.to("cpu").float().eval()
+    _save_folder(net, hf_tok, Path(out), stats, model_card(stats))
+    return stats
+
+
+def _batch(rows: Sequence[np.ndarray], pad: int):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.from_numpy(row.astype(np.int64))
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def model_card(stats: dict[str, Any], evaluation: str = "") -> str:
+    c = stats["config"]
+    data = "\n".join(f"- `{name}`: {n:,} bp" for name, n in stats["genomes"].items())
+    return f"""# {'genembed-conv' if stats['base_model'].startswith('new') else Path(stats['base_model']).name + ' (tuned)'}
+
+DNA window embeddings for similarity search, trained by `genembed tune` (base: {stats['base_model']}).
+
+## Recipe
+- Contrastive (SimCLR NT-Xent, temperature {c['temperature']}, in-batch negatives): two views per
+  locus, {c['seq_bp']}-bp windows shifted by 0-{c['max_shift']} bp, each with random substitutions
+  at 0-{c['max_mutation']:.0%} plus indels ({c['indel_share']:g} x as many, 1-3 bp), each on a random strand.
+- {stats['steps']} steps of {c['batch_size']} loci ({2 * c['batch_size']} views), AdamW (lr {c['learning_rate']},
+  warm-up then cosine decay), seed {c['seed']}, bf16 autocast: {stats['bf16_autocast']}, {stats['seconds']} s on {stats['device']}.
+- Loss {stats['first_loss']} at step 1 -> {stats['final_loss']} (mean of the last 50 steps; chance is
+  {stats['chance_loss']}); in-batch top-1 {stats['final_in_batch_top1']}.
+- Tokenizer: {stats['tokenizer']}; pooling: mean over real tokens.
+
+## Training data
+{data}
+{evaluation}"""
+
+
+def write_card(folder: str | Path, evaluation: str) -> None:
+    """Rewrite a tuned model's card with an evaluation section (the model's files are unchanged)."""
+    folder = Path(folder)
+    stats = json.loads((folder / "training.json").read_text())
+    (folder / "README.md").write_text(model_card(stats, evaluation))

@@ -1,0 +1,76 @@
+"""genembed's own encoder: loads like any Hugging Face model (no remote code), is reverse-complement
+invariant by construction, ignores padding, and traces for the query path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genembed.embed import EmbedSettings, Embedder
+from genembed.models import ModelSpec
+from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
+from genembed.tune import TuneConfig, new_encoder
+
+
+@pytest.fixture(scope="module")
+def conv_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models") / "conv"
+    new_encoder(folder, TuneConfig(hidden_size=32, layers=2))
+    return folder
+
+
+def windows(n: int, size: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, size)].tobytes() for _ in range(n)]
+
+
+def test_new_encoder_loads_through_auto_classes_without_remote_code(conv_model):
+    from transformers import AutoModel, AutoTokenizer
+
+    import genembed.convnet  # noqa: F401  (registers the architecture, as genembed does when it loads models)
+
+    config = json.loads((conv_model / "config.json").read_text())
+    assert config["model_type"] == "genembed-conv" and "auto_map" not in config
+    model = AutoModel.from_pretrained(conv_model)
+    tok = AutoTokenizer.from_pretrained(conv_model)
+    ids = torch.tensor([tok("ACGTN")["input_ids"]])
+    assert ids.shape == (1, 5)  # one token per base, no special tokens
+    assert model(ids).last_hidden_state.shape == (1, 5, 32)
+
+
+@pytest.mark.parametrize("kind", ["hf", "kmer"])
+def test_a_window_and_its_reverse_complement_embed_identically(conv_model, kind):
+    embedder = Embedder(ModelSpec(str(conv_model)), EmbedSettings(precision="fp32"))
+    tok = make_tokenizer(TokenizerSpec(kind, 1), embedder.tokenizer)
+    seqs = windows(6, 300) + [b"ACGTTGCANNNACGGT" * 10]
+    rows = tok.encode_batch(seqs + [reverse_complement(s) for s in seqs])
+    x = embedder.embed_rows(rows)
+    np.testing.assert_allclose(x[:7], x[7:], rtol=1e-4, atol=1e-5)
+    assert np.linalg.norm(x[0] - x[1]) > 1e-3  # and different windows differ
+
+
+def test_padding_in_a_batch_does_not_change_a_windows_embedding(conv_model):
+    embedder = Embedder(ModelSpec(str(conv_model)), EmbedSettings(precision="fp32"))
+    tok = make_tokenizer(TokenizerSpec("kmer", 1), embedder.tokenizer)
+    seqs = windows(1, 200) + windows(1, 500, seed=1)
+    together = embedder.embed_rows(tok.encode_batch(seqs))  # the 200-bp row is padded to 500
+    alone = np.concatenate([embedder.embed_rows(tok.encode_batch([s])) for s in seqs])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_traced_encoder_matches_the_model(conv_model):
+    from genembed.embed import traceable
+
+    embedder = Embedder(ModelSpec(str(conv_model)), EmbedSettings(precision="fp32"))
+    ids = torch.tensor([embedder.tokenizer("ACGT" * 40)["input_ids"]] * 2)
+    mask = torch.ones_like(ids)
+    mask[1, -13:] = 0
+    traced = torch.jit.trace(traceable(embedder), (ids, mask), check_trace=False)
+    ids2 = torch.tensor([embedder.tokenizer("GATTACA" * 30)["input_ids"]] * 3)
+    mask2 = torch.ones_like(ids2)
+    mask2[0, -50:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(traced(ids2, mask2), embedder.encode(ids2, mask2))

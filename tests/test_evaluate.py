@@ -1,0 +1,124 @@
+"""genembed evaluate: its measures on constructed cases whose answer is known, and the CLI end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from genembed.evaluate import (EvalSettings, evaluate, gc_content, hit_rates, kmer_frequencies, mutate,
+                               sample_windows)
+from genembed.genome import Genome, prepare_fasta
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def two_genomes(tmp_path_factory, prepared_slice):
+    """The E. coli slice and the bundled C. elegans 1% slice, prepared."""
+    d = tmp_path_factory.mktemp("eval")
+    worm = d / "worm.fa.gz"
+    prepare_fasta(REPO / "resources/example/C.elegans.fa.gz", worm)
+    genomes = {"eco": Genome(prepared_slice), "worm": Genome(worm)}
+    yield genomes
+    for g in genomes.values():
+        g.close()
+
+
+def estimate(results: pl.DataFrame, measure: str, method: str) -> float:
+    return results.filter((pl.col("measure") == measure) & (pl.col("method") == method))["estimate"].item()
+
+
+def test_hit_rate_counts_ties_as_random_draws_and_skips_excluded_candidates():
+    scores = np.array([[0.9, 0.5, 0.5, 0.1],
+                       [0.2, 0.8, 0.8, 0.8],
+                       [0.9, 0.1, 0.3, 0.95]])
+    exclude = np.zeros_like(scores, dtype=bool)
+    exclude[2, 3] = True  # the only better candidate does not count
+    got = hit_rates(scores, np.array([0, 1, 2]), (1, 2), exclude)
+    assert got[1].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
+    assert got[2].tolist() == pytest.approx([1.0, 2 / 3, 1.0])
+
+
+def test_mutate_changes_the_expected_share_of_bases_and_keeps_the_length():
+    rng = np.random.default_rng(0)
+    tail = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, 20_032)].tobytes()
+    assert mutate(tail, 20_000, 0.0, 0.1, rng) == tail[:20_000]
+    copy = mutate(tail, 20_000, 0.05, 0.0, rng)  # substitutions only: positions stay aligned
+    differ = np.mean(np.frombuffer(copy, np.uint8) != np.frombuffer(tail[:20_000], np.uint8))
+    assert 0.045 < differ < 0.055
+    assert len(mutate(tail, 20_000, 0.1, 0.5, rng)) == 20_000
+
+
+def test_kmer_and_gc_baselines_are_frequencies():
+    x = kmer_frequencies([b"AAAAC", b"ACGN"], 4)
+    assert x[0].sum() == pytest.approx(1) and x[0, 0] == pytest.approx(0.5)  # AAAA, AAAC
+    assert x[1].sum() == 0  # its only 4-mer holds an N
+    assert gc_content([b"GGCA", b"NNGA"]).ravel().tolist() == pytest.approx([0.75, 0.5])
+
+
+def test_sampled_windows_lie_on_the_run_grid_with_their_next_window(two_genomes):
+    s = sample_windows(two_genomes, 500, 250, 60, seed=1)
+    assert len(s.anchors) == 60 and len(s.seqs) == s.table.height
+    starts = s.table["start"].to_numpy()
+    assert (starts % 250 == 0).all()
+    assert (starts[s.nexts] - starts[s.anchors] == 250).all()
+    assert (s.table["genome"].to_numpy()[s.anchors] == "eco").sum() == 30
+    g = two_genomes["eco"]
+    row = s.table.row(int(s.anchors[0]), named=True)
+    if row["genome"] == "eco":
+        assert s.seqs[s.anchors[0]] == g.fetch(row["contig"], row["start"], row["end"])
+
+
+def test_identical_copies_score_one_and_sequence_blind_vectors_score_chance(two_genomes):
+    """A method that sees the sequence finds an unmutated copy at top 1; vectors drawn at random,
+    blind to the sequence, find neighbours at the chance rate and separate no genomes."""
+    rng = np.random.default_rng(0)
+
+    def blind(seqs):
+        return rng.normal(size=(len(seqs), 32)).astype(np.float32)
+
+    settings = EvalSettings(windows=200, mutation_rates=(0.0,), bootstrap=200)
+    results, comparison = evaluate(two_genomes, blind, 500, 250, settings)
+    assert estimate(results, "mutated 0% top-1", "4-mer") == 1.0
+    searched = results.filter(pl.col("measure") == "genome ARI")["n"][0]
+    chance = 10 / (searched - 2)  # each anchor's overlapping windows other than its target are left out
+    row = results.filter((pl.col("measure") == "neighbour top-10") & (pl.col("method") == "embeddings")).row(0, named=True)
+    assert row["low"] <= chance * 1.05 and row["high"] >= chance * 0.95 and row["estimate"] < 0.15
+    assert abs(estimate(results, "genome ARI", "embeddings")) < 0.05
+    assert estimate(results, "genome ARI", "4-mer") > 0.5  # E. coli (GC 51%) and C. elegans (35%) differ
+    verdicts = dict(comparison.filter(pl.col("baseline") == "4-mer").select("measure", "verdict").iter_rows())
+    assert verdicts["neighbour top-10"] == "worse" and verdicts["mutated 0% top-1"] == "worse"
+
+
+def test_evaluate_cli_scores_a_model_and_writes_the_report(tmp_path, ecoli_slice):
+    from genembed.tune import TuneConfig, new_encoder
+
+    model = tmp_path / "conv"
+    new_encoder(model, TuneConfig(hidden_size=16, layers=1))
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
+                           "--model", str(model), "--windows", "100", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "reverse complement top-1" in proc.stdout and "evaluate.html" in proc.stdout
+    results = pl.read_csv(out / "evaluate.tsv", separator="\t")
+    # genembed's encoder is reverse-complement invariant by construction
+    assert estimate(results, "reverse complement top-1", "embeddings") == 1.0
+    assert set(results["method"]) == {"embeddings", "4-mer", "GC"}
+    assert "genome ARI" not in set(results["measure"])  # one genome
+    html = (out / "evaluate.html").read_text()
+    assert "4-mer" in html and "Summary" in html
+
+
+def test_evaluate_cli_refuses_clashing_genome_names(tmp_path, ecoli_slice, tiny_bert):
+    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
+                           str(ecoli_slice[0]), "--model", str(tiny_bert), "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("genembed: error: genome names must differ")
+    assert not (tmp_path / "x").exists()

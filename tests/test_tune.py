@@ -1,0 +1,95 @@
+"""genembed tune: contrastive training end to end, for a new genembed encoder and for every model
+family of the tiny zoo that has a pooled output; the tuned folder is used like any other model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import model_zoo
+from genembed.embed import EmbedSettings, Embedder
+from genembed.models import ModelSpec
+from genembed.tokenize import TokenizerSpec, make_tokenizer
+from genembed.tune import TuneConfig, ViewSampler, nt_xent, tune
+
+SMALL = TuneConfig(seq_bp=120, max_shift=40, batch_size=8, steps=3, hidden_size=16, layers=1)
+
+
+def test_views_of_a_locus_share_its_sequence(prepared_slice):
+    from genembed.genome import Genome
+
+    g = Genome(prepared_slice)
+    sampler = ViewSampler([g], TuneConfig(seq_bp=200, max_shift=50, max_mutation=0.0), np.random.default_rng(0))
+    first, second = sampler.pairs(20)
+    g.close()
+    assert all(len(s) == 200 for s in first + second)
+    from genembed.tokenize import reverse_complement
+
+    def shared(a: bytes, b: bytes) -> bool:  # unmutated views overlap by >= 150 bp, on either strand
+        return any(x[i : i + 150] in y for x in (a, reverse_complement(a)) for y in (b,) for i in (0, 50))
+
+    assert all(shared(a, b) for a, b in zip(first, second))
+
+
+def test_nt_xent_is_low_when_pairs_match_and_chance_when_they_do_not():
+    import torch
+
+    a = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    matched, acc = nt_xent(a, a, 0.05)
+    shuffled, _ = nt_xent(a, a[torch.randperm(16)], 0.05)
+    assert acc.item() == 1.0 and matched.item() < shuffled.item()
+    flat = torch.nn.functional.normalize(torch.ones(4, 8), dim=1)
+    assert nt_xent(flat, flat, 1.0)[0].item() == pytest.approx(np.log(7), rel=1e-5)
+
+
+def test_tune_trains_a_new_encoder_that_the_pipeline_loads(tmp_path, prepared_slice):
+    out = tmp_path / "tuned"
+    stats = tune([prepared_slice], out, SMALL)
+    assert stats["steps"] == 3 and np.isfinite(stats["final_loss"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "training.json", "README.md"} <= {
+        p.name for p in out.iterdir()}
+    assert "contrastive" in (out / "README.md").read_text().lower()
+    embedder = Embedder(ModelSpec(str(out)), EmbedSettings(precision="fp32"))
+    tok = make_tokenizer(TokenizerSpec("kmer", 1), embedder.tokenizer)
+    x = embedder.embed_rows(tok.encode_batch([b"ACGT" * 50, b"GGCA" * 50]))
+    assert x.shape == (2, 16) and np.isfinite(x).all()
+
+
+ZOO = {
+    "dnabert": (lambda d, seq: model_zoo.dnabert(d), TokenizerSpec("kmer", 6, True), False),
+    "nucleotide-transformer-v1": (lambda d, seq: model_zoo.nucleotide_transformer_v1(d), TokenizerSpec("kmer", 6), False),
+    "bpe-bert": (lambda d, seq: model_zoo.bpe_bert(d, seq), TokenizerSpec("hf"), False),
+    "dnabert2-like": (lambda d, seq: model_zoo.dnabert2_like(d, seq), TokenizerSpec("hf"), True),
+    "hyena-like": (lambda d, seq: model_zoo.hyena_like(d), TokenizerSpec("hf"), True),
+}
+
+
+@pytest.mark.parametrize("family", list(ZOO))
+def test_tune_any_model_family_gives_a_folder_the_pipeline_embeds_with(tmp_path, prepared_slice, ecoli_sequence, family):
+    make, tok_spec, remote = ZOO[family]
+    base = make(tmp_path / "base", ecoli_sequence[:20_000])
+    out = tmp_path / "tuned"
+    stats = tune([prepared_slice], out, SMALL, str(base), tok_spec, trust_remote_code=remote)
+    assert np.isfinite(stats["final_loss"]) and stats["base_model"] == str(base)
+    embedder = Embedder(ModelSpec(str(out), trust_remote_code=remote), EmbedSettings(precision="fp32"))
+    before = Embedder(ModelSpec(str(base), trust_remote_code=remote), EmbedSettings(precision="fp32"))
+    tok = make_tokenizer(tok_spec, embedder.tokenizer)
+    rows = tok.encode_batch([bytes(ecoli_sequence[:120]), bytes(ecoli_sequence[500:620])])
+    x, y = embedder.embed_rows(rows), before.embed_rows(rows)
+    assert x.shape == y.shape and np.isfinite(x).all()
+    assert not np.allclose(x, y)  # training changed the weights the pipeline loads
+
+
+def test_tune_cli_refuses_genomes_shorter_than_a_training_locus(tmp_path):
+    fasta = tmp_path / "short.fa"
+    fasta.write_text(">c\n" + "ACGT" * 50 + "\n")
+    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "tune", "--fasta", str(fasta), "--out",
+                           str(tmp_path / "m"), "--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "no contig is as long as a training locus" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "m").exists()
