@@ -1,12 +1,29 @@
-"""Snakemake adapter: promoter-prediction report."""
+"""Snakemake adapter: promoter-prediction report (tracks from a dense scan with the run's model)."""
+import json
 from pathlib import Path
 
+from genembed.embed import EmbedSettings
+from genembed.evaluate import model_embedder
+from genembed.models import ModelSpec
 from genembed.reports.data import group_inputs
 from genembed.reports.promoters import PromoterSettings, promoter_report
 from genembed.store import read_attrs
+from genembed.tokenize import TokenizerSpec
 from genembed.workflow import run_logged
 
-settings = PromoterSettings(**snakemake.params.promoters, seed=snakemake.params.seed)
-genomes = group_inputs(snakemake.params.sheet, snakemake.params.fastas, snakemake.input.windows, snakemake.input.shards)
-stride = int(read_attrs(snakemake.input.shards[0])["window_stride"])
-run_logged(snakemake.log[0], lambda: promoter_report(genomes, Path(snakemake.output.html).parent, settings, stride))
+
+def main() -> None:
+    settings = PromoterSettings(**snakemake.params.promoters, max_n_fraction=snakemake.params.max_n_fraction,
+                                seed=snakemake.params.seed)
+    genomes = group_inputs(snakemake.params.sheet, snakemake.params.fastas, snakemake.input.windows,
+                           snakemake.input.shards)
+    stride = int(read_attrs(snakemake.input.shards[0])["window_stride"])
+    embed = None
+    if settings.track_step < stride:
+        plan = json.loads(Path(snakemake.input.plan).read_text())
+        spec = ModelSpec.from_config({**snakemake.params.model, "path": plan["folder"]})
+        embed = model_embedder(spec, TokenizerSpec.parse(plan["tokenizer"]), EmbedSettings.from_config(snakemake.params.embed))
+    promoter_report(genomes, Path(snakemake.output.html).parent, settings, stride, embed)
+
+
+run_logged(snakemake.log[0], main)

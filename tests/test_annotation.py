@@ -133,3 +133,15 @@ def test_bad_promoter_beds_are_refused_with_the_line(tmp_path, text, message):
     (tmp_path / "p.bed").write_text(text)
     with pytest.raises(GenembedError, match=message):
         read_promoter_bed(tmp_path / "p.bed", {"chr1": 7000}, 200, 50)
+
+
+def test_centred_labels_need_a_promoter_in_the_windows_central_bin(tmp_path):
+    """A window that only grazes a promoter region at its edge is not a promoter window when labels
+    are centred (the bin its track value stands for holds no promoter)."""
+    (tmp_path / "a.gtf").write_text(GTF)
+    features = read_annotation(tmp_path / "a.gtf")
+    w = pl.DataFrame({"contig": ["chr1"] * 3, "start": [0, 550, 1000], "end": [1000, 1550, 2000]})
+    edge = WindowLabeler(features, {"chr1": 7000}, 200, 50).label(w)["promoter"].to_list()
+    centre = WindowLabeler(features, {"chr1": 7000}, 200, 50, centre=250).label(w)["promoter"].to_list()
+    # the region is [800, 1050): window 0 holds it at its edge, window 1 in its central 250 bp [925, 1175)
+    assert edge == [True, True, True] and centre == [False, True, False]

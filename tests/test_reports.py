@@ -200,3 +200,30 @@ def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, e
     assert summary["windows"].sum() == 40
     promoter_report([g], tmp_path / "promoters", PromoterSettings(bootstrap=20), stride=1000)
     assert len((tmp_path / "promoters/gappy.bedgraph").read_text().splitlines()) == 41
+
+
+def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path, model_org_inputs, tiny_bert):
+    """With the run's model, the tracks re-embed windows every ``track_step`` bp: values every
+    250 bp instead of one per 1-kb window."""
+    import pyBigWig
+
+    from genembed.embed import EmbedSettings
+    from genembed.evaluate import model_embedder
+    from genembed.models import ModelSpec
+    from genembed.tokenize import TokenizerSpec
+
+    genome = model_org_inputs[0]
+    embed = model_embedder(ModelSpec(str(tiny_bert)), TokenizerSpec("kmer", 6), EmbedSettings(precision="fp32"))
+    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20, track_step=250), stride=1000, embed=embed)
+    lines = (tmp_path / "C.elegans.bedgraph").read_text().splitlines()[1:]
+    bins = pl.DataFrame([line.split("\t") for line in lines], schema=["contig", "start", "end", "score"], orient="row") \
+        .with_columns(pl.col("start", "end").cast(pl.Int64))
+    assert (bins["end"] - bins["start"] == 250).all()
+    first = bins.filter(pl.col("contig") == bins["contig"][0])
+    assert first["start"].diff().drop_nulls().min() == 250  # consecutive values 250 bp apart
+    contigs = genome_contigs(genome.fasta)
+    assert bins.height > 0.8 * sum(n // 250 for n in contigs.values())
+    bw = pyBigWig.open(str(tmp_path / "C.elegans.bw"))
+    assert bw.chroms() == contigs
+    bw.close()
+    assert "dense scan" in (tmp_path / "promoters.html").read_text()

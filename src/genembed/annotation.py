@@ -218,7 +218,8 @@ class WindowLabeler:
     annotation's gene starts; without ``features`` every window's class is ``unannotated``."""
 
     def __init__(self, features: pl.DataFrame | None, contigs: dict[str, int], upstream: int, downstream: int,
-                 promoters: pl.DataFrame | None = None):
+                 promoters: pl.DataFrame | None = None, centre: int | None = None):
+        self.centre = centre
         if promoters is None:
             if features is None:
                 raise ValueError("WindowLabeler needs an annotation or promoter regions")
@@ -236,7 +237,8 @@ class WindowLabeler:
                              "genic": Coverage(pl.concat([promoters, cds, genic]))}
 
     def label(self, windows: pl.DataFrame) -> pl.DataFrame:
-        """``promoter``: the window overlaps a promoter region by at least 1 bp.
+        """``promoter``: the window's central ``centre`` bp (the bin its score stands for on the
+        tracks; the whole window when ``centre`` is None) overlap a promoter region.
 
         ``annotation_class``: rRNA, tRNA or ncRNA (in that order) when an RNA gene covers at least
         min(50 bp, half the window); otherwise whichever of upstream (the promoter regions), CDS,
@@ -245,8 +247,13 @@ class WindowLabeler:
         contigs = windows["contig"].to_numpy()
         starts, ends = windows["start"].to_numpy(), windows["end"].to_numpy()
         up = self.promoters.overlap(contigs, starts, ends)
+        promoter = up > 0
+        if self.centre is not None:
+            width = np.minimum(self.centre, ends - starts)
+            mid = starts + (ends - starts - width) // 2
+            promoter = self.promoters.overlap(contigs, mid, mid + width) > 0
         if self.classes is None:
-            return windows.with_columns(pl.Series("promoter", up > 0), pl.lit("unannotated").alias("annotation_class"))
+            return windows.with_columns(pl.Series("promoter", promoter), pl.lit("unannotated").alias("annotation_class"))
         cov = {name: c.overlap(contigs, starts, ends) for name, c in self.classes.items()}
         cds = cov["CDS"]
         other_genic = cov["genic"] - cov["annotated"]
@@ -257,5 +264,5 @@ class WindowLabeler:
         rna_min = np.maximum(1, np.minimum(50, (ends - starts) // 2))
         for c in reversed(RNA_CLASSES):
             cls = np.where(cov[c] >= rna_min, c, cls)
-        return windows.with_columns(pl.Series("promoter", up > 0),
+        return windows.with_columns(pl.Series("promoter", promoter),
                                     pl.Series("annotation_class", cls.tolist(), dtype=pl.String))

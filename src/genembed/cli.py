@@ -208,8 +208,20 @@ def cmd_report(args: argparse.Namespace) -> None:
     cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
     print(f"{out / 'clusters/clusters.html'}")
     if any(g.annotation or g.promoters for g in genomes):
-        stride = int(read_attrs(genomes[0].shards[0])["window_stride"])
-        promoter_report(genomes, out / "promoters", PromoterSettings(seed=args.seed), stride)
+        attrs = read_attrs(genomes[0].shards[0])
+        stride = int(attrs["window_stride"])
+        settings = PromoterSettings(track_step=args.track_step, seed=args.seed)
+        embed = None
+        if settings.track_step < stride:  # a dense scan with the model the shards name
+            from .embed import EmbedSettings
+            from .evaluate import model_embedder
+            from .models import ModelSpec
+            from .tokenize import TokenizerSpec
+
+            spec = ModelSpec(str(attrs["model"]), attrs.get("revision") or None, args.trust_remote_code)
+            embed = model_embedder(spec, TokenizerSpec.parse(str(attrs["tokenizer"])),
+                                   EmbedSettings(str(attrs["pooling"]), int(attrs["layer"]), strands=str(attrs["strands"])))
+        promoter_report(genomes, out / "promoters", settings, stride, embed)
         print(f"{out / 'promoters/promoters.html'}")
 
 
@@ -364,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BED of known promoters or TSSs of a genome; takes precedence over its annotation")
     r.add_argument("--method", choices=["kmeans", "hdbscan"], default="kmeans")
     r.add_argument("--k", type=_size, default="auto", help="k-means clusters, or auto: the best silhouette (default)")
+    r.add_argument("--track-step", type=int, default=100,
+                   help="bp between promoter-track values (a dense scan with the shards' model); at or above the"
+                        " stride, one value per window")
+    r.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (dense scan)")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=cmd_report)
 

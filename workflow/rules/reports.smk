@@ -50,6 +50,7 @@ rule cluster_report:
 rule promoter_report:
     input:
         unpack(report_inputs),
+        plan=MODEL_JSON,
     output:
         html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
         metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
@@ -66,6 +67,9 @@ rule promoter_report:
         ),
     params:
         promoters=config["promoters"],
+        model={k: config["model"][k] for k in ("revision", "trust_remote_code")},
+        embed=config["embed"],
+        max_n_fraction=config["windows"]["max_n_fraction"],
         sheet=SHEET,
         fastas=prepared_fastas,
         seed=config["seed"],

@@ -26,8 +26,10 @@ class GenomeInputs:
     promoters: Path | None = None  # BED of known promoters or TSSs; takes precedence over the annotation
 
 
-def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int) -> dict[str, WindowLabeler | None]:
-    """A labeler per genome with an annotation or a promoter BED (both checked against the genome's contigs)."""
+def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int,
+                  centre: int | None = None) -> dict[str, WindowLabeler | None]:
+    """A labeler per genome with an annotation or a promoter BED (both checked against the genome's
+    contigs); with ``centre``, a window is a promoter when its central ``centre`` bp overlap a promoter."""
     out: dict[str, WindowLabeler | None] = {}
     for g in genomes:
         if g.annotation is None and g.promoters is None:
@@ -39,7 +41,7 @@ def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int) -
             features = read_annotation(g.annotation)
             check_contigs(features, contigs, g.annotation)
         bed = read_promoter_bed(g.promoters, contigs, upstream, downstream) if g.promoters is not None else None
-        out[g.name] = WindowLabeler(features, contigs, upstream, downstream, promoters=bed)
+        out[g.name] = WindowLabeler(features, contigs, upstream, downstream, promoters=bed, centre=centre)
     return out
 
 

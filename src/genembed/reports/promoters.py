@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -35,7 +36,14 @@ class PromoterSettings:
     recall: float = 0.5  # precision is reported at this recall; predicted promoters are called at it
     bootstrap: int = 1000  # block-bootstrap resamples for the confidence intervals
     block_bp: int = 10_000  # bootstrap block length
+    labels: str = "centre"  # centre: the window's central stride bp overlap a promoter; overlap: any 1 bp of it
+    track_step: int = 100  # bp between track values (windows re-embedded every step bp); >= the stride: one per window
+    max_n_fraction: float = 0.1  # track windows with more N are not scored (as the run skips them)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("centre", "overlap"):
+            raise GenembedError(f"promoters.labels must be 'centre' or 'overlap', not {self.labels!r}")
 
 
 def held_out(genome: GenomeInputs, settings: PromoterSettings) -> dict[str, tuple[int, int]]:
@@ -98,14 +106,18 @@ EMBEDDINGS = "embeddings"
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
-                    stride: int) -> pl.DataFrame:
+                    stride: int, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
-    ``stride`` is the window stride: track bins are the central ``stride`` bp of each window."""
+    ``stride`` is the window stride. With ``embed`` (the run's model: sequences -> embeddings) and a
+    ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size every
+    ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
+    each stored window's score stands on its central ``stride`` bp."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labelers = make_labelers(genomes, settings.upstream, settings.downstream)
+    labelers = make_labelers(genomes, settings.upstream, settings.downstream,
+                             stride if settings.labels == "centre" else None)
     if not any(labelers.values()):
         raise GenembedError("promoter report: no genome has an annotation or a promoter BED (add one to the genome sheet)")
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
@@ -113,7 +125,9 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     try:
         models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
         threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
-        truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out)
+        dense = embed if settings.track_step < stride else None
+        truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
+                                               dense)
     finally:
         for f in fastas.values():
             f.close()
@@ -126,7 +140,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
         comparison.write_csv(t, separator="\t", float_precision=4)
     figs = _curves(truth, scores, out)
     _write_html(out / "promoters.html", metrics, comparison, figs, settings, tests, genomes, threshold, counts,
-                len(np.unique(blocks)), len(draws[f"{EMBEDDINGS}:roc_auc"]))
+                len(np.unique(blocks)), len(draws[f"{EMBEDDINGS}:roc_auc"]), settings.track_step if dense else None)
     return metrics
 
 
@@ -172,7 +186,8 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
-           out: Path) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
+           out: Path, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None
+           ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
     names = _model_names(settings)
@@ -198,10 +213,16 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
             schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
-        bins = score_bins(windows, stride)
+        if embed is not None:
+            size = int((windows["end"] - windows["start"]).max() or stride) if windows.height else stride
+            bins = score_bins(dense_scores(fastas[g.name], size, settings.track_step, embed, models[EMBEDDINGS],
+                                           settings.max_n_fraction), settings.track_step)
+            called = bins  # predicted promoters at the track's resolution
+        else:
+            bins, called = score_bins(windows, stride), windows
         write_bedgraph(bins, out / f"{g.name}.bedgraph", title, what)
         write_bigwig(bins, fastas[g.name].contigs, out / f"{g.name}.bw")
-        counts[g.name] = write_predictions(windows, threshold, out / f"{g.name}.promoters.bed",
+        counts[g.name] = write_predictions(called, threshold, out / f"{g.name}.promoters.bed",
                                            f"{g.name} predicted promoters",
                                            f"genembed: windows with promoter probability >= {threshold:.3f}")
     if not truth:
@@ -210,6 +231,30 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
     if len(np.unique(y)) < 2:
         raise GenembedError("promoter report: the held-out windows are all of one class")
     return y, {n: np.concatenate(s) for n, s in scores.items()}, np.concatenate(blocks), counts
+
+
+def dense_scores(fasta: Genome, size: int, step: int, embed: Callable[[Sequence[bytes]], np.ndarray],
+                 model: Calibrated, max_n_fraction: float, chunk: int = 4096) -> pl.DataFrame:
+    """Promoter probability of windows of ``size`` bp every ``step`` bp along every contig, embedded
+    in chunks: contig, start, end, score."""
+    frames = []
+    for contig, length in fasta.contigs.items():
+        if length < size:
+            continue
+        starts = np.arange(0, length - size + 1, step)
+        for lo in range(0, len(starts), chunk):
+            part = starts[lo : lo + chunk]
+            block = fasta.fetch(contig, int(part[0]), int(part[-1]) + size)
+            seqs = [block[s - part[0] : s - part[0] + size] for s in part]
+            ok = np.array([(encode(q) == 4).mean() <= max_n_fraction for q in seqs])
+            if ok.any():
+                prob = model.predict(embed([q for q, keep in zip(seqs, ok) if keep]))
+                frames.append(pl.DataFrame({"contig": contig, "start": part[ok], "end": part[ok] + size, "score": prob},
+                                           schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64,
+                                                   "score": pl.Float64}))
+    if not frames:
+        return pl.DataFrame(schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
+    return pl.concat(frames)
 
 
 def _metrics_table(point, draws, truth: np.ndarray, n_train: int, settings: PromoterSettings) -> pl.DataFrame:
@@ -314,14 +359,16 @@ def _readable(metrics: pl.DataFrame, settings: PromoterSettings) -> pl.DataFrame
 
 def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],
                 settings: PromoterSettings, tests: dict[str, dict[str, tuple[int, int]]], genomes: list[GenomeInputs],
-                threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int) -> None:
+                threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int, dense_step: int | None) -> None:
     held = "; ".join(f"{html.esc(g)}: " + ", ".join(f"{html.esc(c)}:{lo:,}-{hi:,}" for c, (lo, hi) in t.items())
                      for g, t in tests.items())
     sources = "; ".join(f"{html.esc(g.name)}: " + ("promoter BED " + html.esc(g.promoters.name) if g.promoters
                         else "annotation " + html.esc(g.annotation.name) if g.annotation else "none (scored only)")
                         for g in genomes)
     methods = (
-        f"<p><b>Labels.</b> A window is <b>positive</b> when it overlaps a promoter region by at least 1 bp. Regions "
+        f"<p><b>Labels.</b> A window is <b>positive</b> when "
+        f"{'its central stride bp (the bin its score stands for on the tracks) overlap' if settings.labels == 'centre' else 'it overlaps'}"
+        f" a promoter region by at least 1 bp. Regions "
         f"come from a BED of known promoters or TSSs when one is given (1-bp intervals are TSSs and are widened as "
         f"below; longer intervals are used as they are), otherwise from the annotation: {settings.upstream} bp "
         f"upstream to {settings.downstream} bp downstream of every gene and transcript start (GFF3 or GTF, "
@@ -341,10 +388,11 @@ def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, fig
         f"related genomes in the same run can share homologous sequence with it.</p>"
         f"<p class='muted'>Settings: {html.esc(asdict(settings))}</p>"
     )
+    where = (f"a dense scan: windows of the run's size every {dense_step} bp embedded and scored, each value on its "
+             f"central {dense_step} bp" if dense_step else "the promoter probability of every window on its central bin")
     tracks = "".join(
-        f"<li><code>{html.esc(g.name)}.bw</code> / <code>{html.esc(g.name)}.bedgraph</code>: promoter probability of "
-        f"every window on its central bin; <code>{html.esc(g.name)}.promoters.bed</code>: {counts[g.name]:,} predicted "
-        f"promoter regions</li>" for g in genomes)
+        f"<li><code>{html.esc(g.name)}.bw</code> / <code>{html.esc(g.name)}.bedgraph</code>: {where}; "
+        f"<code>{html.esc(g.name)}.promoters.bed</code>: {counts[g.name]:,} predicted promoter regions</li>" for g in genomes)
     sections = [
         ("Result", _verdicts(comparison) + html.table(_readable(metrics, settings))
          + "<p class='muted'>Point estimate (95% block-bootstrap interval); higher is better except for the Brier "
@@ -353,7 +401,7 @@ def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, fig
          + html.table(comparison)),
         ("Curves", html.grid(figs["roc"], figs["pr"], figs["calibration"])),
         ("Tracks", f"<p>Load these in IGV or the UCSC browser (contigs sorted by name, sizes from the genome). "
-         f"Predicted promoters are merged windows whose probability is at least {threshold:.3f}, the threshold that "
+         f"Predicted promoters are merged {'track bins' if dense_step else 'windows'} whose probability is at least {threshold:.3f}, the threshold that "
          f"reaches recall {settings.recall:g} on out-of-fold training predictions.</p><ul>{tracks}</ul>"),
         ("Methods", methods),
     ]
