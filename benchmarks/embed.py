@@ -7,8 +7,9 @@
     ``inference_mode``, SDPA, background batch preparation, and the precision ``auto`` picks
     (bf16 on CPUs with bf16 units and on GPUs).
 
-For the default model and a BERT of about 25M parameters it prints windows/s, bp/s, achieved
-GFLOP/s (useful FLOPs of the real tokens: the encoder's matrix products and attention) and the
+For the default model (genembed-conv, both strands per window), the previous default (a 4-layer
+BERT over 6-mers) and a BERT of about 25M parameters it prints windows/s, bp/s, achieved GFLOP/s
+(useful FLOPs of the real tokens: the encoder's matrix products, convolutions and attention) and the
 fraction of this machine's matrix-multiply peak, measured here with ``torch.matmul`` at the same
 dtype. The bf16 : fp32 peak ratio bounds what lower precision alone can give over an fp32 loop
 that already runs near the fp32 peak. Not a test: it prints numbers.
@@ -29,12 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import genembed.convnet  # noqa: F401  (registers genembed-conv with the Auto classes)
 from genembed.embed import EmbedSettings, Embedder, embed_tokens
 from genembed.models import ModelSpec, _quiet_transformers, load_tokenizer
 from genembed.tokenize import TokenizerSpec, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "resources/models/genembed-dnabert-tiny"
+DEFAULT_MODEL = REPO / "resources/models/genembed-conv"
+PREVIOUS_MODEL = REPO / "resources/models/genembed-dnabert-tiny"
 EXAMPLE = REPO / "resources/example/ecoli_k12_mg1655.fna.gz"
 
 
@@ -73,8 +76,13 @@ def bert_25m(folder: Path) -> Path:
 
 def encoder_flops(cfg, lengths: np.ndarray) -> float:
     """Useful FLOPs of a BERT-style encoder on windows of these token counts: per layer the
-    projections and feed-forward (2 x tokens x weights) and attention (4 x tokens^2 x hidden)."""
+    projections and feed-forward (2 x tokens x weights) and attention (4 x tokens^2 x hidden).
+    genembed-conv: per token the stem, each block's depthwise convolution and feed-forward, twice
+    (both strands) when it is reverse-complement invariant."""
     h, i, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    if cfg.model_type == "genembed-conv":
+        per_token = 2 * cfg.embedding_size * h * cfg.stem_kernel + layers * (2 * h * cfg.kernel_size + 4 * h * i)
+        return float(per_token * lengths.sum() * (2 if cfg.rc_invariant else 1))
     weights = 4 * h * h + 2 * h * i
     t = lengths.astype(np.float64)
     return float(layers * (2 * weights * t.sum() + 4 * h * (t**2).sum()))
@@ -138,7 +146,8 @@ def hf_loop(folder: Path, seqs: list[bytes], device: str, batch: int = 16) -> tu
 def engine(folder: Path, seqs: list[bytes], device: str) -> tuple[float, np.ndarray, str]:
     spec = ModelSpec(str(folder))
     embedder = Embedder(spec, EmbedSettings(device=device))
-    tokenizer = make_tokenizer(TokenizerSpec("kmer", 6, False), load_tokenizer(folder, spec))
+    k = 1 if embedder.model.config.model_type == "genembed-conv" else 6  # the default config's tokenizer for each
+    tokenizer = make_tokenizer(TokenizerSpec("kmer", k, False), load_tokenizer(folder, spec))
     embed_tokens(embedder, tokenizer.encode_batch(seqs[:64]))  # warm-up, as for the others below
     start = time.perf_counter()
     vectors = embed_tokens(embedder, tokenizer.encode_batch(seqs))
@@ -191,7 +200,7 @@ def main() -> None:
     p.add_argument("--naive-windows", type=int, default=96)
     p.add_argument("--window-bp", type=int, default=500, help="the default config's window size")
     p.add_argument("--device", default="auto")
-    p.add_argument("--models", default="default,bert-25m")
+    p.add_argument("--models", default="default,previous,bert-25m")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     _quiet_transformers()
@@ -205,7 +214,7 @@ def main() -> None:
           + f"; bf16 : fp32 = {peaks['bf16'] / peaks['fp32']:.2f}")
     seqs = genome_windows(args.windows, args.window_bp)
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {"default": DEFAULT_MODEL, "bert-25m": bert_25m(Path(tmp) / "bert-25m")}
+        folders = {"default": DEFAULT_MODEL, "previous": PREVIOUS_MODEL, "bert-25m": bert_25m(Path(tmp) / "bert-25m")}
         for model in args.models.split(","):
             bench_model(model, folders[model], seqs, args.naive_windows, device, peaks)
 

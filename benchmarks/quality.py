@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=2000, help="anchor windows (shared between the two genomes)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/quality"), help="evaluate reports per model go here")
+    parser.add_argument("--write-card", action="store_true", help="put the table in genembed-conv's model card")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     tables = {}
@@ -73,6 +74,16 @@ def main() -> None:
               f" {'MET' if value >= target else 'NOT MET'}")
     ari, ari4 = get(new, "genome ARI"), get(new, "genome ARI", "4-mer")
     print(f"  genome ARI: {ari:.3f} (target above 4-mer's {ari4:.3f}) {'MET' if ari > ari4 else 'NOT MET'}")
+    if args.write_card:
+        from genembed.tune import write_card
+
+        header = "| measure | " + " | ".join(wide.columns[1:]) + " |"
+        lines = [header, "|" + " --- |" * len(wide.columns)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.iter_rows()]
+        write_card(MODELS["default (genembed-conv)"][0], (
+            f"\n## Evaluation (`genembed evaluate`, `benchmarks/quality.py`)\n"
+            f"On genomes it was not trained on ({', '.join(HELD_OUT)} 1% slices), 500-bp windows every 250 bp, "
+            f"{args.windows} anchor windows; estimate (95% interval):\n\n" + "\n".join(lines) + "\n"))
 
 
 if __name__ == "__main__":

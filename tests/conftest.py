@@ -154,7 +154,7 @@ def small_workflow(d: Path, ecoli_slice) -> Path:
     import yaml
 
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg.update(model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
+    cfg.update(model={"path": str(REPO / "resources/models/genembed-conv")},
                windows={"size": 1000, "stride": 1000, "shard_size": 100}, embed={"precision": "fp32"},
                clusters={"k": 3, "umap_sample": 150}, promoters={"bootstrap": 100})
     (d / "config").mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ def test_a_human_genome_is_planned_shard_by_shard_from_its_fai_before_any_job(tm
     shutil.copy(GRCH38, f"{fasta}.fai")
     windows = {"size": 1000, "stride": 1000, "max_n_fraction": 0.1, "shard_size": 50_000}
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg.update(model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")}, windows=windows)
+    cfg.update(model={"path": str(REPO / "resources/models/genembed-conv")}, windows=windows)
     (tmp_path / "config").mkdir()
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "config/genomes.tsv").write_text(f"genome\tfasta\nGRCh38\t{fasta}\n")

@@ -15,12 +15,12 @@ import polars as pl
 from genembed.store import read_shard
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "resources/models/genembed-dnabert-tiny"
+MODEL = REPO / "resources/models/genembed-conv"
 
 
 def embed_cmd(fasta: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "genembed.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
-            "--model", str(MODEL), "--tokenizer", "kmer", "--window", "500", "--stride", "250", "--shard-size", "100"]
+            "--model", str(MODEL), "--tokenizer", "kmer", "--k", "1", "--window", "500", "--stride", "250", "--shard-size", "100"]
 
 
 def kill_when(cmd: list[str], out: Path, shards: int) -> None:

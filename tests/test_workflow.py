@@ -39,8 +39,8 @@ def run(tmp_path_factory, ecoli_slice):
     d = tmp_path_factory.mktemp("workflow")
     write_config(
         d, f"genome\tfasta\tannotation\necoli\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
-        model={"path": "unused-when-pretraining", "pretrain": {"enabled": True, "steps": 6, "hidden_size": 32,
-                                                                "layers": 1, "heads": 2, "seq_bp": 300, "batch_size": 8}},
+        model={"path": "unused-when-pretraining", "pretrain": {"enabled": True, "steps": 6, "hidden_size": 16,
+                                                                "layers": 1, "seq_bp": 300, "batch_size": 8}},
         windows={"size": 500, "stride": 500, "shard_size": 120},
         clusters={"k": 4, "umap_sample": 300},
     )
@@ -57,7 +57,7 @@ def test_dry_run_of_the_bundled_example_plans_every_stage(tmp_path):
     example = REPO / "resources/example"
     write_config(tmp_path, f"genome\tfasta\tannotation\necoli_k12\t{example / 'ecoli_k12_mg1655.fna.gz'}\t"
                            f"{example / 'ecoli_k12_mg1655.gff.gz'}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+                 model={"path": str(REPO / "resources/models/genembed-conv")})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
     for rule in ("prepare_genome", "describe_model", "train_index", "add_to_index", "merge_index", "cluster_report",
                  "promoter_report"):
@@ -79,7 +79,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     h5_ids = []
     for s in shards:
         with h5py.File(s) as f:
-            assert f["embeddings"].dtype == np.float16 and f["embeddings"].shape[1] == 32
+            assert f["embeddings"].dtype == np.float16 and f["embeddings"].shape[1] == 16
             assert f.attrs["pooling"] == "mean" and f.attrs["window_size"] == 500 and f.attrs["strands"] == "forward"
             h5_ids.append(f["window_id"][:])
     h5_ids = np.concatenate(h5_ids)
@@ -90,7 +90,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     assert len(parquet_ids) == 400
     assert np.array_equal(parquet_ids, h5_ids) and np.array_equal(np.sort(parquet_ids), np.sort(index_ids))
     manifest = json.loads((r / "index/manifest.json").read_text())
-    assert manifest["index"]["count"] == 400 and manifest["index"]["dim"] == 32
+    assert manifest["index"]["count"] == 400 and manifest["index"]["dim"] == 16
     model = json.loads((r / "model/model.json").read_text())
     assert manifest["model"]["fingerprint"] == model["fingerprint"]
     assert (r / "model/pretrained/README.md").is_file()
@@ -100,10 +100,13 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     metrics = pl.read_csv(r / "reports/promoters/metrics.tsv", separator="\t")
     assert metrics["model"].to_list() == ["embeddings", "4-mer frequencies", "GC content"]
     bedgraph = (r / "reports/promoters/ecoli.bedgraph").read_text().splitlines()
-    assert len(bedgraph) == 401
+    assert len(bedgraph) == 1 + len(range(0, 200_000 - 500 + 1, 100))  # a dense scan: a value every 100 bp
+    evaluation = pl.read_csv(r / "reports/evaluate/evaluate.tsv", separator="\t")
+    assert {"neighbour top-10", "mutated 5% top-1", "reverse complement top-1", "promoter ROC-AUC"} <= set(evaluation["measure"])
+    assert set(evaluation["method"]) == {"embeddings", "4-mer", "GC"}
     assert (r / "reports/promoters/ecoli.bw").read_bytes()[:4] == b"\x26\xfc\x8f\x88"  # bigWig magic, little-endian
     assert (r / "reports/promoters/ecoli.promoters.bed").read_text().startswith("track name=")
-    for html in ("reports/clusters/clusters.html", "reports/promoters/promoters.html"):
+    for html in ("reports/clusters/clusters.html", "reports/promoters/promoters.html", "reports/evaluate/evaluate.html"):
         assert (r / html).stat().st_size > 10_000
     for log in ("prepare_genome/ecoli.log", "index/merge.log", "cluster_report.log", "embed/ecoli/00000.log"):
         assert (d / "logs" / log).is_file()
@@ -126,7 +129,8 @@ def test_report_is_built_from_registered_outputs(run):
     snakemake(d, "--report", str(d / "report.zip"))
     names = {Path(n).name for n in zipfile.ZipFile(d / "report.zip").namelist()}
     assert {"clusters.html", "enrichment.png", "silhouette.png", "umap_genome.png", "exemplars.tsv",
-            "promoters.html", "roc.png", "pr.png", "calibration.png", "comparison.tsv"} <= names
+            "promoters.html", "roc.png", "pr.png", "calibration.png", "comparison.tsv", "evaluate.html",
+            "evaluate.tsv", "evaluate.png"} <= names
 
 
 @pytest.mark.parametrize("sheet, message", [
@@ -147,7 +151,7 @@ def test_bad_genome_sheets_are_refused_before_anything_runs(tmp_path, sheet, mes
 ])
 def test_config_with_wrong_types_is_refused_by_the_schema_before_anything_runs(tmp_path, ecoli_slice, overrides, message):
     write_config(tmp_path, f"genome\tfasta\neco\t{ecoli_slice[0]}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")}, **overrides)
+                 model={"path": str(REPO / "resources/models/genembed-conv")}, **overrides)
     res = snakemake(tmp_path, "-n", check=False)
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "ValidationError" in out and message in out
@@ -158,7 +162,7 @@ def test_bad_fasta_fails_its_job_with_one_line_and_leaves_no_output(tmp_path):
     bad = tmp_path / "bad.fa"
     bad.write_text(">chr1\nACGTACGT\n>chr1\nACGT\n")
     write_config(tmp_path, f"genome\tfasta\nbad\t{bad}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+                 model={"path": str(REPO / "resources/models/genembed-conv")})
     res = snakemake(tmp_path, "--cores", "1", check=False)
     assert res.returncode != 0
     assert f"genembed: error: {bad}: line 3: duplicate contig name 'chr1'" in res.stdout + res.stderr
@@ -168,7 +172,7 @@ def test_bad_fasta_fails_its_job_with_one_line_and_leaves_no_output(tmp_path):
 
 def test_genomes_without_annotation_get_index_and_clusters_but_no_promoter_report(tmp_path, ecoli_slice):
     write_config(tmp_path, f"genome\tfasta\nplain\t{ecoli_slice[0]}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+                 model={"path": str(REPO / "resources/models/genembed-conv")})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert "cluster_report" in res.stdout and "promoter_report" not in res.stdout
 
@@ -176,19 +180,19 @@ def test_genomes_without_annotation_get_index_and_clusters_but_no_promoter_repor
 def test_a_genome_with_only_a_promoter_bed_gets_a_promoter_report(tmp_path, ecoli_slice):
     (tmp_path / "tss.bed").write_text("NC_000913.3\t189\t190\tthrL\t0\t+\n")
     write_config(tmp_path, f"genome\tfasta\tpromoters\nplain\t{ecoli_slice[0]}\t{tmp_path / 'tss.bed'}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")})
+                 model={"path": str(REPO / "resources/models/genembed-conv")})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert "promoter_report" in res.stdout
 
 
 def test_windows_longer_than_the_model_takes_stop_the_run_naming_both_numbers(tmp_path, ecoli_slice):
     write_config(tmp_path, f"genome\tfasta\neco\t{ecoli_slice[0]}\n",
-                 model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
-                 windows={"size": 4000, "stride": 2000})
+                 model={"path": str(REPO / "resources/models/genembed-conv")},
+                 windows={"size": 5000, "stride": 2500})
     res = snakemake(tmp_path, "--cores", "1", check=False)
-    message = "windows.size 4000 bp does not fit"
+    message = "windows.size 5000 bp does not fit"
     assert res.returncode != 0 and message in res.stdout + res.stderr
-    assert "at most 512 tokens, which hold 3060 bp" in (tmp_path / "logs/describe_model.log").read_text()
+    assert "at most 4096 tokens, which hold 4096 bp" in (tmp_path / "logs/describe_model.log").read_text()
     assert not (tmp_path / "results/model/model.json").exists()
     assert not (tmp_path / "results/embeddings").exists()
 
@@ -218,7 +222,7 @@ def dry_run_jobs(d: Path) -> list[tuple[str, dict[str, str]]]:
 
 def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collection_outgrows_the_index(tmp_path):
     sheet = "genome\tfasta\n" + f"first\t{slice_fasta(tmp_path / 'first.fa', 'chrA', 0, 200_000)}\n"
-    config = dict(model={"path": str(REPO / "resources/models/genembed-dnabert-tiny")},
+    config = dict(model={"path": str(REPO / "resources/models/genembed-conv")},
                   windows={"size": 500, "stride": 500, "shard_size": 120},
                   index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
     write_config(tmp_path, sheet, **config)
@@ -250,7 +254,7 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
     manifest = json.loads((tmp_path / "results/index/manifest.json").read_text())
     assert manifest["index"]["count"] == 1000 and manifest["index"]["trained_for"] == 1000
     lists = list((tmp_path / "results/index").glob("*.ivfdata"))  # IVF lists merged on disk, the old ones removed
-    assert len(lists) == 1 and lists[0].stat().st_size == 1000 * (256 * 4 + 8)  # IVF,Flat: vectors and ids
+    assert len(lists) == 1 and lists[0].stat().st_size == 1000 * (manifest["index"]["dim"] * 4 + 8)  # IVF,Flat: vectors and ids
     assert kept[trained] != trained.stat().st_mtime_ns
     embeddings = [p for p in kept if p.suffix == ".h5"]
     assert embeddings and all(p.stat().st_mtime_ns == kept[p] for p in embeddings)  # retraining re-embeds nothing

@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seq-bp", type=int, default=TUNE_DEFAULTS.seq_bp, help="view length (bp)")
     t.add_argument("--max-shift", type=int, default=TUNE_DEFAULTS.max_shift, help="largest shift between views (bp)")
     t.add_argument("--max-mutation", type=float, default=TUNE_DEFAULTS.max_mutation, help="largest substitution rate")
-    t.add_argument("--learning-rate", type=float, default=TUNE_DEFAULTS.learning_rate)
+    t.add_argument("--learning-rate", type=float, help="peak AdamW rate (default: 2e-3 for a new encoder, 5e-5 with --model)")
     t.add_argument("--temperature", type=float, default=TUNE_DEFAULTS.temperature)
     t.add_argument("--hidden-size", type=int, default=TUNE_DEFAULTS.hidden_size, help="new encoder only")
     t.add_argument("--layers", type=int, default=TUNE_DEFAULTS.layers, help="new encoder only")

@@ -3,7 +3,8 @@ outputs are reverse-complement invariant by construction, registered with transf
 classes so that ``AutoModel.from_pretrained`` loads it without ``trust_remote_code``.
 
 Shape: a nucleotide embedding, a full convolution stem, then ConvNeXt-style blocks (a depthwise
-convolution, layer norm, a two-layer feed-forward, a residual connection). Convolutions
+convolution, layer norm, a two-layer feed-forward, a residual connection), a layer norm, optionally
+a wider non-linear projection (``output_size``), and per-channel centring (see :class:`_Center`). Convolutions
 are shift-equivariant, so a window and a shifted copy share the features of their common bases
 (no k-mer frame, unlike non-overlapping k-mer tokens). With ``rc_invariant`` the network runs on
 each row and on its reverse complement, and position ``i`` reports the mean of the forward
@@ -32,7 +33,7 @@ class GenembedConvConfig(PretrainedConfig):
                  kernel_size: int = 9, num_hidden_layers: int = 4, intermediate_size: int = 256,
                  complement: Sequence[int] | None = None, rc_invariant: bool = True,
                  max_position_embeddings: int = 4096, pad_token_id: int = 0, layer_norm_eps: float = 1e-5,
-                 **kwargs):
+                 output_size: int | None = None, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size, self.hidden_size, self.embedding_size = vocab_size, hidden_size, embedding_size
         self.stem_kernel, self.kernel_size = stem_kernel, kernel_size
@@ -42,6 +43,7 @@ class GenembedConvConfig(PretrainedConfig):
         self.rc_invariant = rc_invariant
         self.max_position_embeddings = max_position_embeddings
         self.layer_norm_eps = layer_norm_eps
+        self.output_size = output_size
 
 
 class _Block(nn.Module):
@@ -79,16 +81,17 @@ class _Center(nn.Module):
         self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        x = h.float()
         if self.training:
+            x = h.float()
             flat = x.reshape(-1, x.shape[-1]) if keep is None else x[keep[..., 0].bool()]
             mean, var = flat.mean(0), flat.var(0, unbiased=False)
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach(), self.momentum)
                 self.running_var.lerp_(var.detach(), self.momentum)
-        else:
-            mean, var = self.running_mean, self.running_var
-        out = ((x - mean) * torch.rsqrt(var + self.eps)).to(h.dtype)
+            out = ((x - mean) * torch.rsqrt(var + self.eps)).to(h.dtype)
+        else:  # statistics in fp32, applied in the compute precision
+            scale = torch.rsqrt(self.running_var + self.eps)
+            out = h * scale.to(h.dtype) - (self.running_mean * scale).to(h.dtype)
         return out if keep is None else out * keep
 
 
@@ -119,7 +122,8 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         self.stem = nn.Conv1d(config.embedding_size, c, config.stem_kernel, padding=(config.stem_kernel - 1) // 2)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
-        self.center = _Center(c)
+        self.expand = nn.Linear(c, config.output_size) if config.output_size else None
+        self.center = _Center(config.output_size or c)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -135,7 +139,10 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         for block in self.blocks:
             h = block(h, keep)
             states.append(h)
-        states[-1] = self.center(self.norm(h), keep)
+        h = self.norm(h)
+        if self.expand is not None:  # a wider non-linear feature per position: more room for what differs
+            h = nn.functional.gelu(self.expand(h))
+        states[-1] = self.center(h, keep)
         return states
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -343,9 +343,9 @@ def summary(comparison: pl.DataFrame) -> list[str]:
 
 
 def write_report(results: pl.DataFrame, comparison: pl.DataFrame, out_dir: str | Path, about: str) -> Path:
-    """``evaluate.tsv``, ``comparison.tsv`` and a self-contained ``evaluate.html`` in ``out_dir``."""
+    """``evaluate.tsv``, ``comparison.tsv``, ``evaluate.png`` and a self-contained ``evaluate.html`` in ``out_dir``."""
     from .io import atomic_path
-    from .reports.html import esc, page, table
+    from .reports.html import esc, page, save_figure, table
 
     out = Path(out_dir)
     for name, df in (("evaluate.tsv", results), ("comparison.tsv", comparison)):
@@ -355,12 +355,41 @@ def write_report(results: pl.DataFrame, comparison: pl.DataFrame, out_dir: str |
     verdict = "".join(f"<p>{esc(s)}</p>" for s in summary(comparison))
     sections = [
         ("Summary", f"<div class='{'note' if worse else 'good'}'>{verdict}</div>"),
-        ("Measures (estimate, 95% interval)", table(wide(results))),
+        ("Measures (estimate, 95% interval)", save_figure(_figure(results), out / "evaluate.png") + table(wide(results))),
         ("Embeddings minus each baseline (paired bootstrap)", table(comparison)),
         ("Method", f"<p>{esc(about)}</p><p class='muted'>{esc(METHOD)}</p>"),
     ]
     page("genembed evaluate: embeddings against 4-mer counts and GC", sections, out / "evaluate.html")
     return out / "evaluate.html"
+
+
+def _figure(results: pl.DataFrame):
+    """Grouped bars: one group per measure, one bar per method, 95% intervals as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measures = results["measure"].unique(maintain_order=True).to_list()
+    methods = results["method"].unique(maintain_order=True).to_list()
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(measures) * len(methods) + 1))
+    height = 0.8 / len(methods)
+    colors = {"embeddings": "#1f77b4", "4-mer": "#ff7f0e", "GC": "#7f7f7f"}
+    for j, method in enumerate(methods):
+        part = results.filter(pl.col("method") == method)
+        est = dict(zip(part["measure"], part["estimate"]))
+        lo, hi = dict(zip(part["measure"], part["low"])), dict(zip(part["measure"], part["high"]))
+        ys = [i + j * height for i in range(len(measures))]
+        vals = [est.get(m, np.nan) for m in measures]
+        err = [[max(0.0, est.get(m, np.nan) - lo.get(m, np.nan)) for m in measures],
+               [max(0.0, hi.get(m, np.nan) - est.get(m, np.nan)) for m in measures]]
+        ax.barh(ys, vals, height=height, xerr=np.nan_to_num(err), label=method, color=colors.get(method), capsize=2)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(measures))], measures)
+    ax.invert_yaxis()
+    ax.set_xlim(min(0.0, float(results["estimate"].min())), 1.0)
+    ax.set_xlabel("hit rate / ARI / AUC (95% interval)")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
 
 
 METHOD = (

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import GenembedError
 
 log = logging.getLogger(__name__)
+NEW_LR, TUNE_LR = 2e-3, 5e-5  # AdamW peak learning rates: a new encoder, a trained model
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,19 @@ class TuneConfig:
     """Views, loss and budget; the sizes apply only to a new genembed encoder (no ``--model``)."""
 
     seq_bp: int = 500
-    max_shift: int = 300
+    max_shift: int = 400
     max_mutation: float = 0.10
     indel_share: float = 0.1
     batch_size: int = 64
     steps: int = 2000
-    max_minutes: float = 60.0
-    learning_rate: float = 2e-3
+    max_minutes: float = 120.0
+    learning_rate: float | None = None  # None: 2e-3 for a new encoder, 5e-5 when tuning a trained model
     temperature: float = 0.05
     seed: int = 0
     hidden_size: int = 128
     layers: int = 4
     kernel_size: int = 9
+    output_size: int | None = None
 
 
 class ViewSampler:
@@ -98,7 +100,8 @@ def new_encoder(folder: Path, cfg: TuneConfig) -> None:
     torch.manual_seed(cfg.seed)
     model = GenembedConvModel(GenembedConvConfig(
         vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
-        num_hidden_layers=cfg.layers, kernel_size=cfg.kernel_size, complement=complement_ids(tok.get_vocab()),
+        num_hidden_layers=cfg.layers, kernel_size=cfg.kernel_size, output_size=cfg.output_size,
+        complement=complement_ids(tok.get_vocab()),
         pad_token_id=tok.pad_token_id,
     ))
     model.save_pretrained(folder)
@@ -158,7 +161,8 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
     genomes = [Genome(Path(f)) for f in fastas]
     sampler = ViewSampler(genomes, cfg, rng)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    lr = cfg.learning_rate or (NEW_LR if model is None else TUNE_LR)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, cfg.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
@@ -206,7 +210,7 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
         "final_in_batch_top1": round(float(np.mean(accuracies[-50:])), 4),
         "chance_loss": round(math.log(2 * cfg.batch_size - 1), 4),
         "genomes": {Path(g.path).name: sum(g.contigs.values()) for g in genomes},
-        "config": asdict(cfg),
+        "config": asdict(cfg) | {"learning_rate": lr},
         "bf16_autocast": bf16,
         "device": dev,
         "loss_curve": [round(float(np.mean(losses[i : i + 50])), 4) for i in range(0, len(losses), 50)],

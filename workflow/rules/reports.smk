@@ -95,6 +95,7 @@ rule evaluate_embeddings:
         html=report("results/reports/evaluate/evaluate.html", caption="../report/evaluate.rst", category="Evaluation"),
         tsv=report("results/reports/evaluate/evaluate.tsv", caption="../report/evaluate.rst", category="Evaluation"),
         comparison="results/reports/evaluate/comparison.tsv",
+        png=report("results/reports/evaluate/evaluate.png", caption="../report/evaluate.rst", category="Evaluation"),
     params:
         model={k: config["model"][k] for k in ("revision", "trust_remote_code")},
         embed=config["embed"],
