@@ -74,3 +74,43 @@ def test_traced_encoder_matches_the_model(conv_model):
     mask2[0, -50:] = 0
     with torch.no_grad():
         torch.testing.assert_close(traced(ids2, mask2), embedder.encode(ids2, mask2))
+
+
+DEFAULT = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources/models/genembed-conv"
+
+
+def test_the_bundled_default_model_loads_offline_without_remote_code_and_is_small(tmp_path):
+    import subprocess
+    import sys
+
+    assert sum(p.stat().st_size for p in DEFAULT.iterdir()) <= 20 * 2**20
+    assert "auto_map" not in json.loads((DEFAULT / "config.json").read_text())
+    code = ("from genembed.embed import EmbedSettings, Embedder; from genembed.models import ModelSpec;"
+            "from genembed.tokenize import TokenizerSpec, make_tokenizer;"
+            f"e = Embedder(ModelSpec({str(DEFAULT)!r}), EmbedSettings());"
+            "t = make_tokenizer(TokenizerSpec('kmer', 1), e.tokenizer);"
+            "x = e.embed_rows(t.encode_batch([b'ACGGTTACCA' * 50, b'TGGTAACCGT' * 50]));"
+            "print(x.shape[1], float(abs(x[0] - x[1]).max()))")
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    dim, gap = out.stdout.split()
+    assert int(dim) == json.loads((DEFAULT / "config.json").read_text())["hidden_size"] and float(gap) < 1e-2
+
+
+def test_the_bundled_default_model_finds_mutated_copies_and_reverse_complements(prepared_slice):
+    """A regression check of the shipped weights on real E. coli sequence (the full comparison with
+    4-mer counts on held-out genomes is benchmarks/quality.py)."""
+    import polars as pl
+
+    from genembed.evaluate import EvalSettings, evaluate, model_embedder
+    from genembed.genome import Genome
+
+    embed = model_embedder(ModelSpec(str(DEFAULT)), TokenizerSpec("kmer", 1), EmbedSettings())
+    g = Genome(prepared_slice)
+    results, _ = evaluate({"eco": g}, embed, 500, 250, EvalSettings(windows=200, mutation_rates=(0.05,), bootstrap=50))
+    g.close()
+    got = {m: v for m, meth, v in results.select("measure", "method", "estimate").iter_rows() if meth == "embeddings"}
+    assert got["reverse complement top-1"] == 1.0
+    assert got["mutated 5% top-1"] >= 0.95
+    assert got["neighbour top-10"] >= 0.5

@@ -50,7 +50,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice) -> Path:
+def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice, tiny_bert) -> Path:
     """Every report genembed writes, made from the 200-kb E. coli slice into one folder tree."""
     from genembed.reports.clusters import ClusterSettings, cluster_report
     from genembed.reports.data import GenomeInputs
@@ -60,6 +60,13 @@ def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice) -> Pa
     inputs = [GenomeInputs("ecoli", prepared_slice, ecoli_slice[1], built_index["windows"], built_index["shards"])]
     cluster_report(inputs, root / "clusters", ClusterSettings(k=4, umap_sample=150))
     promoter_report(inputs, root / "promoters", PromoterSettings(upstream=100, downstream=20), stride=1000)
+    from genembed.embed import EmbedSettings
+    from genembed.evaluate import EvalSettings, evaluate_model
+    from genembed.models import ModelSpec
+    from genembed.tokenize import TokenizerSpec
+
+    evaluate_model({"ecoli": prepared_slice}, ModelSpec(str(tiny_bert)), TokenizerSpec("kmer", 6), EmbedSettings(),
+                   500, 250, root / "evaluate", EvalSettings(windows=60, bootstrap=100), promoter_dir=root / "promoters")
     return root
 
 
@@ -141,7 +148,7 @@ def page_problems(driver, path: str | Path) -> list[str]:
 
 def test_every_html_report_renders_in_chromium_with_all_images_loaded(browser, report_dir):
     pages = sorted(report_dir.rglob("*.html"))
-    assert {"clusters.html", "promoters.html"} <= {p.name for p in pages}
+    assert {"clusters.html", "promoters.html", "evaluate.html"} <= {p.name for p in pages}
     found = {p.relative_to(report_dir).as_posix(): page_problems(browser, p) for p in pages}
     broken = {page: problems for page, problems in found.items() if problems}
     assert not broken, "\n".join(f"{page}: {problem}" for page, problems in broken.items() for problem in problems)

@@ -248,10 +248,27 @@ DNA window embeddings for similarity search, trained by `genembed tune` (base: {
 - Loss {stats['first_loss']} at step 1 -> {stats['final_loss']} (mean of the last 50 steps; chance is
   {stats['chance_loss']}); in-batch top-1 {stats['final_in_batch_top1']}.
 - Tokenizer: {stats['tokenizer']}; pooling: mean over real tokens.
-
+{_architecture(stats)}
 ## Training data
 {data}
 {evaluation}"""
+
+
+def _architecture(stats: dict[str, Any]) -> str:
+    if not stats["base_model"].startswith("new"):
+        return ""
+    c = stats["config"]
+    return f"""
+## Architecture and use
+- genembed-conv: single-nucleotide tokens (A, C, G, T, N), a {c['kernel_size']}-bp convolution stem, {c['layers']}
+  blocks of {c['kernel_size']}-bp depthwise convolution + feed-forward (hidden size {c['hidden_size']}), layer norm
+  and per-channel centring; every window runs on both strands and each position reports the mean, so a
+  window and its reverse complement embed identically. Shift-equivariant (no k-mer frame).
+- In genembed: `model.path` = this folder, `tokenizer: {{kind: kmer, k: 1}}` (or `kind: hf`), `embed.pooling: mean`,
+  `strands: forward` (the model already sees both strands).
+- Elsewhere: `import genembed.convnet` registers `model_type: genembed-conv` with transformers' Auto classes, then
+  `AutoModel.from_pretrained(folder)` loads it without `trust_remote_code`.
+"""
 
 
 def write_card(folder: str | Path, evaluation: str) -> None:
