@@ -28,7 +28,7 @@ import polars as pl
 from .errors import GenembedError
 from .genome import Genome
 from .tokenize import reverse_complement
-from .windows import encode
+from .windows import encode, kmer_frequencies
 
 log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[bytes]], np.ndarray]
@@ -138,21 +138,6 @@ def mutate(tail: bytes, size: int, rate: float, indel_share: float, rng: np.rand
         else:
             seq[i:i] = bytes(b"ACGT"[j] for j in rng.integers(0, 4, length))
     return bytes(seq[:size])
-
-
-def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
-    """Frequencies of the 4^k k-mers of each sequence (k-mers holding other characters skipped)."""
-    out = np.zeros((len(seqs), 4**k), dtype=np.float32)
-    powers = 4 ** np.arange(k - 1, -1, -1)
-    for i, seq in enumerate(seqs):
-        codes = encode(seq)
-        if len(codes) < k:
-            continue
-        view = np.lib.stride_tricks.sliding_window_view(codes, k)
-        view = view[(view < 4).all(axis=1)]
-        counts = np.bincount(view.astype(np.int64) @ powers, minlength=4**k)
-        out[i] = counts / max(counts.sum(), 1)
-    return out
 
 
 def gc_content(seqs: Sequence[bytes]) -> np.ndarray:

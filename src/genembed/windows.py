@@ -160,6 +160,22 @@ def encode(seq: bytes) -> np.ndarray:
     return _CODE[np.frombuffer(seq, dtype=np.uint8)]
 
 
+def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
+    """Frequencies of the 4^k k-mers (A/C/G/T only; k-mers holding other characters are skipped)
+    of each sequence, vectorised per sequence."""
+    out = np.zeros((len(seqs), 4**k), dtype=np.float32)
+    powers = 4 ** np.arange(k - 1, -1, -1)
+    for i, seq in enumerate(seqs):
+        codes = encode(seq)
+        if len(codes) < k:
+            continue
+        view = np.lib.stride_tricks.sliding_window_view(codes, k)
+        view = view[(view < 4).all(axis=1)]
+        counts = np.bincount(view.astype(np.int64) @ powers, minlength=4**k)
+        out[i] = counts / max(counts.sum(), 1)
+    return out
+
+
 def _window_sums(flags: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
     csum = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
     return csum[starts + size] - csum[starts]

@@ -16,7 +16,7 @@ import polars as pl
 from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path
-from ..windows import encode, window_sequences
+from ..windows import encode, kmer_frequencies, window_sequences
 from . import html
 from .data import GenomeInputs, genome_contigs, iter_labeled, make_labelers
 from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall
@@ -84,21 +84,6 @@ def split_of(table: pl.DataFrame, test: dict[str, tuple[int, int]]) -> np.ndarra
         inside = rows & (starts >= lo) & (ends <= hi)
         out[rows & (ends > lo) & (starts < hi)] = -1
         out[inside] = 1
-    return out
-
-
-def kmer_frequencies(seqs: list[bytes], k: int) -> np.ndarray:
-    """Frequencies of the 4^k k-mers (ACGT only) in each sequence, vectorised per sequence."""
-    out = np.zeros((len(seqs), 4 ** k), dtype=np.float32)
-    powers = 4 ** np.arange(k - 1, -1, -1)
-    for i, seq in enumerate(seqs):
-        codes = encode(seq)
-        if len(codes) < k:
-            continue
-        view = np.lib.stride_tricks.sliding_window_view(codes, k)
-        ok = (view < 4).all(axis=1)
-        counts = np.bincount(view[ok].astype(np.int64) @ powers, minlength=4 ** k)
-        out[i] = counts / max(counts.sum(), 1)
     return out
 
 
