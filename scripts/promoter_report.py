@@ -17,13 +17,14 @@ def main() -> None:
                                 seed=snakemake.params.seed)
     genomes = group_inputs(snakemake.params.sheet, snakemake.params.fastas, snakemake.input.windows,
                            snakemake.input.shards)
-    stride = int(read_attrs(snakemake.input.shards[0])["window_stride"])
+    attrs = read_attrs(snakemake.input.shards[0])
+    stride = int(attrs["window_stride"])
     embed = None
     if settings.track_step < stride:
         plan = json.loads(Path(snakemake.input.plan).read_text())
         spec = ModelSpec.from_config({**snakemake.params.model, "path": plan["folder"]})
         embed = model_embedder(spec, TokenizerSpec.parse(plan["tokenizer"]), EmbedSettings.from_config(snakemake.params.embed))
-    promoter_report(genomes, Path(snakemake.output.html).parent, settings, stride, embed)
+    promoter_report(genomes, Path(snakemake.output.html).parent, settings, stride, embed, int(attrs["window_size"]))
 
 
 run_logged(snakemake.log[0], main)

@@ -122,3 +122,24 @@ def test_evaluate_cli_refuses_clashing_genome_names(tmp_path, ecoli_slice, tiny_
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("genembed: error: genome names must differ")
     assert not (tmp_path / "x").exists()
+
+
+def test_non_finite_embeddings_are_refused_not_scored(two_genomes):
+    from genembed.errors import GenembedError
+
+    def overflowing(seqs):
+        x = np.ones((len(seqs), 8), dtype=np.float32)
+        x[::7] = np.nan
+        return x
+
+    with pytest.raises(GenembedError, match="not finite"):
+        evaluate(two_genomes, overflowing, 500, 250, EvalSettings(windows=40, bootstrap=10))
+
+
+def test_a_genome_too_short_for_two_windows_is_skipped_not_fatal(tmp_path, two_genomes):
+    (tmp_path / "plasmid.fa").write_text(">p\n" + "ACGTTGCA" * 50 + "\n")  # 400 bp: no 500-bp window
+    prepare_fasta(tmp_path / "plasmid.fa", tmp_path / "plasmid.fa.gz")
+    genomes = {"eco": two_genomes["eco"], "plasmid": Genome(tmp_path / "plasmid.fa.gz")}
+    results, _ = evaluate(genomes, kmer_frequencies, 500, 250, EvalSettings(windows=40, bootstrap=10))
+    assert "genome ARI" not in set(results["measure"])  # one genome left
+    assert results.filter(pl.col("measure") == "neighbour top-1")["n"][0] == 20

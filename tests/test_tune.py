@@ -93,3 +93,11 @@ def test_tune_cli_refuses_genomes_shorter_than_a_training_locus(tmp_path):
     assert proc.returncode == 1
     assert "no contig is as long as a training locus" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "m").exists()
+
+
+def test_views_must_share_bases():
+    from genembed.errors import GenembedError
+
+    assert TuneConfig(seq_bp=300).max_shift == 240  # default: 4/5 of the view
+    with pytest.raises(GenembedError, match="must be below the view length"):
+        TuneConfig(seq_bp=300, max_shift=300)

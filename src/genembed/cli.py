@@ -55,7 +55,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
     with tempfile.TemporaryDirectory() as tmp:
         stats = tune(_prepared(args.fasta, Path(tmp)), args.out, cfg, args.model, tok, args.trust_remote_code,
-                     args.device)
+                     args.device, args.revision)
     print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
           f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")
 
@@ -215,13 +215,17 @@ def cmd_report(args: argparse.Namespace) -> None:
         if settings.track_step < stride:  # a dense scan with the model the shards name
             from .embed import EmbedSettings
             from .evaluate import model_embedder
-            from .models import ModelSpec
+            from .models import ModelSpec, fingerprint, resolve
             from .tokenize import TokenizerSpec
 
             spec = ModelSpec(str(attrs["model"]), attrs.get("revision") or None, args.trust_remote_code)
+            if fingerprint(resolve(spec)) != attrs["model_fingerprint"]:
+                raise GenembedError(f"{attrs['model']}: not the model the shards were embedded with (its files changed);"
+                                    f" the dense promoter track needs that model (or --track-step {stride} for one"
+                                    " value per stored window)")
             embed = model_embedder(spec, TokenizerSpec.parse(str(attrs["tokenizer"])),
                                    EmbedSettings(str(attrs["pooling"]), int(attrs["layer"]), strands=str(attrs["strands"])))
-        promoter_report(genomes, out / "promoters", settings, stride, embed)
+        promoter_report(genomes, out / "promoters", settings, stride, embed, int(attrs["window_size"]))
         print(f"{out / 'promoters/promoters.html'}")
 
 
@@ -295,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, default=TUNE_DEFAULTS.max_minutes)
     t.add_argument("--batch-size", type=int, default=TUNE_DEFAULTS.batch_size, help="loci per step (two views each)")
     t.add_argument("--seq-bp", type=int, default=TUNE_DEFAULTS.seq_bp, help="view length (bp)")
-    t.add_argument("--max-shift", type=int, default=TUNE_DEFAULTS.max_shift, help="largest shift between views (bp)")
+    t.add_argument("--max-shift", type=int, help="largest shift between views (bp; default 4/5 of --seq-bp)")
     t.add_argument("--max-mutation", type=float, default=TUNE_DEFAULTS.max_mutation, help="largest substitution rate")
     t.add_argument("--learning-rate", type=float, help="peak AdamW rate (default: 2e-3 for a new encoder, 5e-5 with --model)")
     t.add_argument("--temperature", type=float, default=TUNE_DEFAULTS.temperature)

@@ -94,7 +94,8 @@ def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int
                    if length >= size + stride]
         total = sum(k for _, k in contigs)
         if total == 0:
-            raise GenembedError(f"{g.path}: no contig holds two windows of {size} bp {stride} bp apart")
+            log.warning("evaluate: %s skipped: no contig holds two windows of %d bp %d bp apart", name, size, stride)
+            continue
         bounds = np.cumsum([k for _, k in contigs])
         picked = 0
         for flat in rng.permutation(total):
@@ -112,6 +113,9 @@ def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int
             nexts.append(add(name, contig, start + stride, second))
             tails.append(block[: size + margin])
             picked += 1
+    if len(anchors) < 10:
+        raise GenembedError(f"evaluate: only {len(anchors)} windows of {size} bp with a next window {stride} bp on and"
+                            f" at most {max_n_fraction:.0%} N in {', '.join(genomes)}; at least 10 are needed")
     table = pl.DataFrame(rows, schema={"genome": pl.String, "contig": pl.String, "start": pl.Int64}, orient="row")
     table = table.with_columns((pl.col("start") + size).alias("end"))
     log.info("evaluate: %d anchor windows, %d windows searched, %d genomes", len(anchors), len(rows), len(genomes))
@@ -199,11 +203,13 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
     measure the paired difference of the embeddings from each baseline (same resamples)."""
     from sklearn.metrics import adjusted_rand_score
 
-    sample = sample_windows(genomes, size, stride, settings.windows, max_n_fraction, settings.seed)
+    # room after each anchor for the bases that deletions pull in (about 6 standard deviations of the net length change)
+    margin = 32 + int(6 * np.sqrt(size * max(settings.mutation_rates) * settings.indel_share * 5))
+    sample = sample_windows(genomes, size, stride, settings.windows, max_n_fraction, settings.seed, margin)
     rng = np.random.default_rng(settings.seed + 1)
     anchors = [sample.seqs[i] for i in sample.anchors]
     queries: dict[str, list[bytes]] = {
-        f"mutated {rate:.0%}": [mutate(t, size, rate, settings.indel_share, rng) for t in sample.tails]
+        f"mutated {rate * 100:g}%": [mutate(t, size, rate, settings.indel_share, rng) for t in sample.tails]
         for rate in settings.mutation_rates
     }
     queries["reverse complement"] = [reverse_complement(s) for s in anchors]
@@ -217,12 +223,15 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
     clusters: dict[str, np.ndarray] = {}
     for method, featurize in features.items():
         db = featurize(sample.seqs)
+        if not np.isfinite(db).all():
+            raise GenembedError(f"evaluate: the {method} of {int((~np.isfinite(db).all(1)).sum())} sampled windows are not"
+                                " finite (NaN or inf; an fp16 overflow?): try embed.precision fp32 or bf16")
         sim = similarity(method)
         for k, hits in hit_rates(sim(db[sample.anchors], db), sample.nexts, (1, 10), overlap).items():
             values.setdefault(f"neighbour top-{k}", {})[method] = hits
         for measure, seqs in queries.items():
             values.setdefault(f"{measure} top-1", {})[method] = hit_rates(sim(featurize(seqs), db), sample.anchors, (1,))[1]
-        if len(genomes) > 1:
+        if len(np.unique(labels)) > 1:
             clusters[method] = adjusted_rand(db, labels, method, settings.seed)
         log.info("evaluate: %s scored", method)
     boot = np.random.default_rng(settings.seed + 2)
@@ -242,7 +251,7 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
         pick = boot.integers(0, n, (settings.bootstrap, n))
         add(measure, {m: float(v.mean()) for m, v in per_method.items()},
             {m: v[pick].mean(1) for m, v in per_method.items()}, n)
-    if clusters:
+    if clusters and len(np.unique(labels)) > 1:
         n = len(labels)
         picks = boot.integers(0, n, (min(settings.bootstrap, 200), n))
         add("genome ARI", {m: float(adjusted_rand_score(labels, c)) for m, c in clusters.items()},

@@ -33,7 +33,7 @@ class TuneConfig:
     """Views, loss and budget; the sizes apply only to a new genembed encoder (no ``--model``)."""
 
     seq_bp: int = 500
-    max_shift: int = 400
+    max_shift: int | None = None  # None: 4/5 of seq_bp (400 bp for 500-bp views)
     max_mutation: float = 0.10
     indel_share: float = 0.1
     batch_size: int = 64
@@ -46,6 +46,15 @@ class TuneConfig:
     layers: int = 4
     kernel_size: int = 9
     output_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_shift is None:
+            object.__setattr__(self, "max_shift", self.seq_bp * 4 // 5)
+        if not 0 <= self.max_shift < self.seq_bp:
+            raise GenembedError(f"tune: the largest shift ({self.max_shift} bp) must be below the view length"
+                                f" ({self.seq_bp} bp), so that the two views of a locus share bases")
+        if self.batch_size < 2 or self.steps < 1:
+            raise GenembedError("tune: batch_size must be at least 2 (the other loci are the negatives) and steps at least 1")
 
 
 class ViewSampler:
@@ -63,12 +72,13 @@ class ViewSampler:
     def _locus(self) -> bytes:
         from .windows import encode
 
-        while True:
+        for _ in range(1000):
             g, contig, length = self.regions[int(self.rng.choice(len(self.regions), p=self.p))]
             start = int(self.rng.integers(0, length - self.span + 1))
             seq = g.fetch(contig, start, start + self.span)
             if (encode(seq) == 4).mean() <= 0.1:
                 return seq
+        raise GenembedError(f"tune: 1,000 random {self.span}-bp loci all hold more than 10% N; check the genomes")
 
     def _view(self, seq: bytes, offset: int) -> bytes:
         from .evaluate import mutate
@@ -124,7 +134,7 @@ def nt_xent(a, b, temperature: float):
 
 
 def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneConfig(), model: str | None = None,
-         tokenizer: Any = None, trust_remote_code: bool = False, device: str = "auto") -> dict:
+         tokenizer: Any = None, trust_remote_code: bool = False, device: str = "auto", revision: str | None = None) -> dict:
     """Train (``model``: a folder or hub id to start from; None: a new genembed encoder) and save
     the tuned model with its tokenizer, ``training.json`` and a model card to ``out``.
     ``tokenizer`` is a :class:`~genembed.tokenize.TokenizerSpec` (default: the model's own)."""
@@ -132,10 +142,10 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
 
     import torch
 
-    from .embed import _accepts, pick_device
+    from .embed import _accepts, _hidden, pick_device
     from .genome import Genome
-    from .tokenize import TokenizerSpec
-    from .models import ModelSpec, load_model, load_tokenizer, resolve
+    from .tokenize import TokenizerSpec, check_lengths
+    from .models import ModelSpec, load_model, load_tokenizer, max_tokens, resolve
     from .pretrain import _cpu_has_bf16, _save_folder
     from .tokenize import make_tokenizer
 
@@ -148,10 +158,11 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
             new_encoder(folder, cfg)
             spec = ModelSpec(str(folder))
         else:
-            spec = ModelSpec(model, trust_remote_code=trust_remote_code)
+            spec = ModelSpec(model, revision, trust_remote_code)
             folder = resolve(spec)
         hf_tok = load_tokenizer(folder, spec)
         net = load_model(folder, spec)
+        limit = max_tokens(folder, hf_tok)
     dev = pick_device(device)
     net.to(dev).train()
     tok = make_tokenizer(tokenizer, hf_tok)
@@ -174,12 +185,14 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     step = 0
     while step < cfg.steps and time.monotonic() - started < cfg.max_minutes * 60:
         first, second = sampler.pairs(cfg.batch_size)
-        ids, mask = _batch(tok.encode_batch(first + second), pad)
+        rows = tok.encode_batch(first + second)
+        check_lengths(rows, limit, f"tune: views of {cfg.seq_bp} bp")
+        ids, mask = _batch(rows, pad)
         ids, mask = ids.to(dev), mask.to(dev)
         with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             padded = takes_mask and bool((mask == 0).any())  # no mask when none is needed: faster kernels
             result = net(input_ids=ids, attention_mask=mask) if padded else net(input_ids=ids)
-            hidden = result[0] if isinstance(result, (tuple, list)) else result.last_hidden_state
+            hidden = _hidden(result, -1)
         keep = (mask.bool() & ~torch.isin(ids, special.to(dev)))[..., None].float()
         pooled = (hidden.float() * keep).sum(1) / keep.sum(1).clamp(min=1)
         z = torch.nn.functional.normalize(pooled, dim=1)

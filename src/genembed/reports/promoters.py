@@ -91,12 +91,14 @@ EMBEDDINGS = "embeddings"
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
-                    stride: int, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None) -> pl.DataFrame:
+                    stride: int, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None,
+                    window_size: int | None = None) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
     ``stride`` is the window stride. With ``embed`` (the run's model: sequences -> embeddings) and a
-    ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size every
+    ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size
+    (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
     each stored window's score stands on its central ``stride`` bp."""
     out = Path(out_dir)
@@ -112,7 +114,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
         threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
         dense = embed if settings.track_step < stride else None
         truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
-                                               dense)
+                                               dense, window_size)
     finally:
         for f in fastas.values():
             f.close()
@@ -171,7 +173,7 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
-           out: Path, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None
+           out: Path, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None, window_size: int | None = None
            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
@@ -198,8 +200,8 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
             schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
-        if embed is not None:
-            size = int((windows["end"] - windows["start"]).max() or stride) if windows.height else stride
+        if embed is not None and (window_size or windows.height):
+            size = window_size or int((windows["end"] - windows["start"]).max())
             bins = score_bins(dense_scores(fastas[g.name], size, settings.track_step, embed, models[EMBEDDINGS],
                                            settings.max_n_fraction), settings.track_step)
             called = bins  # predicted promoters at the track's resolution
