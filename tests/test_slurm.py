@@ -157,7 +157,7 @@ def test_the_rerun_does_only_what_the_interrupted_run_left_undone(scenario):
     done_before = rules(scenario["phase1"].filter(pl.col("state") == "COMPLETED"))
     assert {"rule_prepare_genome", "rule_describe_model", "rule_windows", "rule_tokenize"} <= done_before
     assert rules(scenario["phase2"]) == {"rule_embed", "rule_train_index", "rule_add_to_index", "rule_merge_index",
-                                         "rule_cluster_report", "rule_promoter_report"}
+                                         "rule_cluster_report", "rule_promoter_report", "rule_evaluate_embeddings"}
 
 
 def test_outputs_on_slurm_equal_a_local_run(scenario, small_workflow_run):
