@@ -284,8 +284,8 @@ def model_embedder(spec, tokenizer, settings) -> Embed:
 
     def embed(seqs: Sequence[bytes]) -> np.ndarray:
         rows = encode_strands(tok, seqs, settings.strands)
-        check_lengths(rows, limit, "evaluate")
-        return embed_tokens(embedder, rows, "evaluate").astype(np.float32)
+        check_lengths(rows, limit, "sequences")
+        return embed_tokens(embedder, rows, "sequences").astype(np.float32)
 
     return embed
 
