@@ -6,7 +6,7 @@ issue's targets checked. Not a test: it prints numbers.
 The held-out genomes are the bundled C. elegans and A. thaliana 1% slices (genembed-conv was
 trained on E. coli K-12 only; see its model card).
 
-    .venv/bin/python benchmarks/quality.py [--windows 2000] [--out benchmarks/quality]
+    .venv/bin/python benchmarks/quality.py [--windows 2000] [--out results/quality] [--write-card]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ TARGETS = {"neighbour top-10": 0.90, "mutated 5% top-1": 0.95, "reverse compleme
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=2000, help="anchor windows (shared between the two genomes)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks/quality"), help="evaluate reports per model go here")
+    parser.add_argument("--out", default=str(REPO / "results/quality"), help="evaluate reports per model go here")
     parser.add_argument("--write-card", action="store_true", help="put the table in genembed-conv's model card")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
