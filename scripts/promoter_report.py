@@ -2,13 +2,10 @@
 import json
 from pathlib import Path
 
-from genembed.embed import EmbedSettings
-from genembed.evaluate import model_embedder
-from genembed.models import ModelSpec
+from genembed.plan import plan_embedder
 from genembed.reports.data import group_inputs
 from genembed.reports.promoters import PromoterSettings, promoter_report
 from genembed.store import read_attrs
-from genembed.tokenize import TokenizerSpec
 from genembed.workflow import run_logged
 
 
@@ -22,8 +19,7 @@ def main() -> None:
     embed = None
     if settings.track_step < stride:
         plan = json.loads(Path(snakemake.input.plan).read_text())
-        spec = ModelSpec.from_config({**snakemake.params.model, "path": plan["folder"]})
-        embed = model_embedder(spec, TokenizerSpec.parse(plan["tokenizer"]), EmbedSettings.from_config(snakemake.params.embed))
+        embed = plan_embedder(plan, snakemake.params.model, snakemake.params.embed)
     promoter_report(genomes, Path(snakemake.output.html).parent, settings, stride, embed, int(attrs["window_size"]))
 
 

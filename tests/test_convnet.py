@@ -103,7 +103,8 @@ def test_the_bundled_default_model_finds_mutated_copies_and_reverse_complements(
     4-mer counts on held-out genomes is benchmarks/quality.py)."""
     import polars as pl
 
-    from genembed.evaluate import EvalSettings, evaluate, model_embedder
+    from genembed.embed import model_embedder
+    from genembed.evaluate import EvalSettings, evaluate
     from genembed.genome import Genome
 
     embed = model_embedder(ModelSpec(str(DEFAULT)), TokenizerSpec("kmer", 1), EmbedSettings())

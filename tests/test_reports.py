@@ -208,7 +208,7 @@ def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path,
     import pyBigWig
 
     from genembed.embed import EmbedSettings
-    from genembed.evaluate import model_embedder
+    from genembed.embed import model_embedder
     from genembed.models import ModelSpec
     from genembed.tokenize import TokenizerSpec
 

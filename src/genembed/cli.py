@@ -213,8 +213,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         settings = PromoterSettings(track_step=args.track_step, seed=args.seed)
         embed = None
         if settings.track_step < stride:  # a dense scan with the model the shards name
-            from .embed import EmbedSettings
-            from .evaluate import model_embedder
+            from .embed import EmbedSettings, model_embedder
             from .models import ModelSpec, fingerprint, resolve
             from .tokenize import TokenizerSpec
 

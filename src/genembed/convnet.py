@@ -3,8 +3,9 @@ outputs are reverse-complement invariant by construction, registered with transf
 classes so that ``AutoModel.from_pretrained`` loads it without ``trust_remote_code``.
 
 Shape: a nucleotide embedding, a full convolution stem, then ConvNeXt-style blocks (a depthwise
-convolution, layer norm, a two-layer feed-forward, a residual connection), a layer norm, optionally
-a wider non-linear projection (``output_size``), and per-channel centring (see :class:`_Center`). Convolutions
+convolution, layer norm, a two-layer feed-forward, a residual connection), a layer norm and
+per-channel centring (see :class:`_Center`). Its tokenizer is :func:`genembed.pretrain.build_tokenizer`
+with ``k = 1`` and no start or end token. Convolutions
 are shift-equivariant, so a window and a shifted copy share the features of their common bases
 (no k-mer frame, unlike non-overlapping k-mer tokens). With ``rc_invariant`` the network runs on
 each row and on its reverse complement, and position ``i`` reports the mean of the forward
@@ -33,7 +34,7 @@ class GenembedConvConfig(PretrainedConfig):
                  kernel_size: int = 9, num_hidden_layers: int = 4, intermediate_size: int = 256,
                  complement: Sequence[int] | None = None, rc_invariant: bool = True,
                  max_position_embeddings: int = 4096, pad_token_id: int = 0, layer_norm_eps: float = 1e-5,
-                 output_size: int | None = None, **kwargs):
+                 **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size, self.hidden_size, self.embedding_size = vocab_size, hidden_size, embedding_size
         self.stem_kernel, self.kernel_size = stem_kernel, kernel_size
@@ -43,7 +44,6 @@ class GenembedConvConfig(PretrainedConfig):
         self.rc_invariant = rc_invariant
         self.max_position_embeddings = max_position_embeddings
         self.layer_norm_eps = layer_norm_eps
-        self.output_size = output_size
 
 
 class _Block(nn.Module):
@@ -122,8 +122,7 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         self.stem = nn.Conv1d(config.embedding_size, c, config.stem_kernel, padding=(config.stem_kernel - 1) // 2)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
-        self.expand = nn.Linear(c, config.output_size) if config.output_size else None
-        self.center = _Center(config.output_size or c)
+        self.center = _Center(c)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -139,10 +138,7 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         for block in self.blocks:
             h = block(h, keep)
             states.append(h)
-        h = self.norm(h)
-        if self.expand is not None:  # a wider non-linear feature per position: more room for what differs
-            h = nn.functional.gelu(self.expand(h))
-        states[-1] = self.center(h, keep)
+        states[-1] = self.center(self.norm(h), keep)
         return states
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -183,24 +179,7 @@ AutoConfig.register(MODEL_TYPE, GenembedConvConfig, exist_ok=True)
 AutoModel.register(GenembedConvConfig, GenembedConvModel, exist_ok=True)
 
 
-NUCLEOTIDES = "ACGTN"
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _PAIRS = {"A": "T", "C": "G", "G": "C", "T": "A"}
-
-
-def build_tokenizer(max_tokens: int = 4096):
-    """Single-nucleotide tokens (A, C, G, T, N; anything else is ``[UNK]``), no start or end token:
-    a fast Hugging Face tokenizer that AutoTokenizer loads."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(SPECIALS + list(NUCLEOTIDES))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=max_tokens,
-    )
 
 
 def complement_ids(vocab: dict[str, int]) -> list[int]:

@@ -136,6 +136,29 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def special_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the tokenizer's special tokens (start, end, padding, mask): never pooled."""
+    names = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
+    return sorted({getattr(tokenizer, n, None) for n in names} - {None})
+
+
+def pad_rows(rows: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
+    """Token rows as one int64 array, padded on the right to the longest row."""
+    ids = np.full((len(rows), max((len(r) for r in rows), default=0)), pad_id, dtype=np.int64)
+    for j, row in enumerate(rows):
+        ids[j, : len(row)] = row
+    return ids
+
+
+def mean_pool(hidden, ids, real, special):
+    """Mean of ``hidden`` ([rows, positions, d]) over real (not padding) positions holding no
+    special token, in fp32."""
+    import torch
+
+    keep = (real & ~torch.isin(ids, special))[..., None].float()
+    return (hidden.float() * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
 class Embedder:
     """A loaded model plus the pooling settings; turns token rows into pooled vectors."""
 
@@ -145,9 +168,7 @@ class Embedder:
         folder = resolve(spec)
         self.tokenizer = load_tokenizer(folder, spec)
         model = load_model(folder, spec, dtype).to(device)
-        names = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
-        special = {getattr(self.tokenizer, n, None) for n in names} - {None}
-        self._attach(model, settings, device, dtype, self.tokenizer.pad_token_id or 0, sorted(special),
+        self._attach(model, settings, device, dtype, self.tokenizer.pad_token_id or 0, special_token_ids(self.tokenizer),
                      _accepts(model.forward, "attention_mask"), _accepts(model.forward, "output_hidden_states"))
         cfg = model.config
         layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
@@ -216,11 +237,7 @@ class Embedder:
         """A batch as padded int64 ids (pinned for a fast copy to a GPU) and its lengths."""
         import torch
 
-        width = int(lengths[batch].max())
-        ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-        for j, row in enumerate(batch):
-            ids[j, : lengths[row]] = rows[row]
-        ids_t, lens_t = torch.from_numpy(ids), torch.from_numpy(lengths[batch])
+        ids_t, lens_t = torch.from_numpy(pad_rows([rows[r] for r in batch], self.pad_id)), torch.from_numpy(lengths[batch])
         if self.device.startswith("cuda"):
             ids_t, lens_t = ids_t.pin_memory(), lens_t.pin_memory()
         return batch, ids_t, lens_t
@@ -274,12 +291,11 @@ class Embedder:
         hidden = self.encode(ids, real.long() if padded else None).float()
         if self.settings.pooling == "cls":
             return hidden[:, 0].cpu().numpy()
-        keep = (real & ~torch.isin(ids, self.special))[..., None]
         if self.settings.pooling == "max":
+            keep = (real & ~torch.isin(ids, self.special))[..., None]
             pooled = hidden.masked_fill(~keep, float("-inf")).amax(1)
             return torch.where(keep.any(1), pooled, 0.0).cpu().numpy()
-        keep = keep.float()
-        return ((hidden * keep).sum(1) / keep.sum(1).clamp(min=1)).cpu().numpy()
+        return mean_pool(hidden, ids, real, self.special).cpu().numpy()
 
 
 class _Traced:
@@ -352,6 +368,24 @@ def embed_tokens(embedder: Embedder, rows: Sequence[np.ndarray], label: str = "w
         log.info("%s: %d windows in %.1f s (%.1f windows/s)", label, n, bar.format_dict["elapsed"],
                  n / max(bar.format_dict["elapsed"], 1e-9))
     return average_strands(vectors, embedder.settings.strands).astype(np.float16)
+
+
+def model_embedder(spec: ModelSpec, tokenizer: Any, settings: EmbedSettings) -> Callable[[Sequence[bytes]], np.ndarray]:
+    """``sequences -> vectors`` with a run's model, tokenizer (a :class:`~genembed.tokenize.TokenizerSpec`)
+    and embed settings (pooling, layer, strands), as the run stores them (float16 values)."""
+    from .models import max_tokens
+    from .tokenize import check_lengths, encode_strands, make_tokenizer
+
+    embedder = Embedder(spec, settings)
+    tok = make_tokenizer(tokenizer, embedder.tokenizer)
+    limit = max_tokens(resolve(spec), embedder.tokenizer)
+
+    def embed(seqs: Sequence[bytes]) -> np.ndarray:
+        rows = encode_strands(tok, seqs, settings.strands)
+        check_lengths(rows, limit, "sequences")
+        return embed_tokens(embedder, rows, "sequences").astype(np.float32)
+
+    return embed
 
 
 def average_strands(vectors: np.ndarray, strands: str) -> np.ndarray:

@@ -28,7 +28,9 @@ import polars as pl
 from .errors import GenembedError
 from .genome import Genome
 from .tokenize import reverse_complement
-from .windows import encode, kmer_frequencies
+from .index import normalise
+from .reports.evaluation import interval, verdict
+from .windows import encode, kmer_frequencies, n_fraction
 
 log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[bytes]], np.ndarray]
@@ -107,7 +109,7 @@ def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int
             hi = min(g.contigs[contig], start + stride + size + margin)
             block = g.fetch(contig, start, hi)
             first, second = block[:size], block[stride : stride + size]
-            if max(_n_fraction(first), _n_fraction(second)) > max_n_fraction:
+            if max(n_fraction(first), n_fraction(second)) > max_n_fraction:
                 continue
             anchors.append(add(name, contig, start, first))
             nexts.append(add(name, contig, start + stride, second))
@@ -120,10 +122,6 @@ def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int
     table = table.with_columns((pl.col("start") + size).alias("end"))
     log.info("evaluate: %d anchor windows, %d windows searched, %d genomes", len(anchors), len(rows), len(genomes))
     return Sample(table, seqs, np.asarray(anchors), np.asarray(nexts), tails)
-
-
-def _n_fraction(seq: bytes) -> float:
-    return float((encode(seq) == 4).mean()) if seq else 1.0
 
 
 def mutate(tail: bytes, size: int, rate: float, indel_share: float, rng: np.random.Generator) -> bytes:
@@ -154,16 +152,11 @@ def gc_content(seqs: Sequence[bytes]) -> np.ndarray:
     return out
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def similarity(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Cosine for vectors; for GC (one value per window) the negative GC difference."""
     if method == "GC":
         return lambda q, db: -np.abs(q[:, :1] - db[:, 0][None, :])
-    return lambda q, db: _normalise(q) @ _normalise(db).T
+    return lambda q, db: normalise(q) @ normalise(db).T
 
 
 def hit_rates(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int],
@@ -186,15 +179,8 @@ def adjusted_rand(x: np.ndarray, labels: np.ndarray, method: str, seed: int) -> 
     from sklearn.cluster import KMeans
 
     k = len(np.unique(labels))
-    data = x if method == "GC" else _normalise(x)
+    data = x if method == "GC" else normalise(x)
     return KMeans(k, n_init=10, random_state=seed).fit_predict(data)
-
-
-def _interval(draws: np.ndarray) -> tuple[float, float]:
-    if len(draws) == 0:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return float(lo), float(hi)
 
 
 def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int,
@@ -239,19 +225,17 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
 
     def add(measure: str, point: dict[str, float], draws: dict[str, np.ndarray], n: int) -> None:
         for method in features:
-            rows.append((measure, method, point[method], *_interval(draws[method]), n))
+            rows.append((measure, method, point[method], *interval(draws[method]), n))
         for base in ("4-mer", "GC"):
-            d = draws["embeddings"] - draws[base]
-            lo, hi = _interval(d)
-            verdict = "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
-            diffs.append((measure, base, point["embeddings"] - point[base], lo, hi, verdict))
+            lo, hi = interval(draws["embeddings"] - draws[base])
+            diffs.append((measure, base, point["embeddings"] - point[base], lo, hi, verdict(lo, hi)))
 
     for measure, per_method in values.items():
         n = len(sample.anchors)
         pick = boot.integers(0, n, (settings.bootstrap, n))
         add(measure, {m: float(v.mean()) for m, v in per_method.items()},
             {m: v[pick].mean(1) for m, v in per_method.items()}, n)
-    if clusters and len(np.unique(labels)) > 1:
+    if clusters:
         n = len(labels)
         picks = boot.integers(0, n, (min(settings.bootstrap, 200), n))
         add("genome ARI", {m: float(adjusted_rand_score(labels, c)) for m, c in clusters.items()},
@@ -268,26 +252,6 @@ def _overlaps(table: pl.DataFrame, rows: np.ndarray) -> np.ndarray:
     end = table["end"].to_numpy()
     same = (genome[rows][:, None] == genome[None, :]) & (contig[rows][:, None] == contig[None, :])
     return same & (start[rows][:, None] < end[None, :]) & (start[None, :] < end[rows][:, None])
-
-
-def model_embedder(spec, tokenizer, settings) -> Embed:
-    """``seqs -> vectors`` with a run's model (:class:`~genembed.models.ModelSpec`), tokenizer
-    (:class:`~genembed.tokenize.TokenizerSpec`) and embed settings (pooling, layer, strands), as
-    the run stores them (float16)."""
-    from .embed import Embedder, embed_tokens
-    from .models import max_tokens, resolve
-    from .tokenize import check_lengths, encode_strands, make_tokenizer
-
-    embedder = Embedder(spec, settings)
-    tok = make_tokenizer(tokenizer, embedder.tokenizer)
-    limit = max_tokens(resolve(spec), embedder.tokenizer)
-
-    def embed(seqs: Sequence[bytes]) -> np.ndarray:
-        rows = encode_strands(tok, seqs, settings.strands)
-        check_lengths(rows, limit, "sequences")
-        return embed_tokens(embedder, rows, "sequences").astype(np.float32)
-
-    return embed
 
 
 def promoter_rows(metrics_tsv: str | Path, comparison_tsv: str | Path | None = None
@@ -325,9 +289,9 @@ def summary(comparison: pl.DataFrame) -> list[str]:
     """Plain sentences: where the embeddings beat 4-mer counts, where they lose."""
     four = comparison.filter(pl.col("baseline") == "4-mer")
     out = []
-    for verdict, words in (("better", "beat 4-mer counts"), ("worse", "are worse than 4-mer counts"),
-                           ("no clear difference", "are not clearly different from 4-mer counts")):
-        measures = four.filter(pl.col("verdict") == verdict)["measure"].to_list()
+    for said, words in (("better", "beat 4-mer counts"), ("worse", "are worse than 4-mer counts"),
+                        ("no clear difference", "are not clearly different from 4-mer counts")):
+        measures = four.filter(pl.col("verdict") == said)["measure"].to_list()
         if measures:
             out.append(f"The embeddings {words} at: {', '.join(measures)}.")
     gc = comparison.filter((pl.col("baseline") == "GC") & (pl.col("verdict") != "better"))["measure"].to_list()
@@ -403,6 +367,8 @@ def evaluate_model(fastas: Mapping[str, str | Path], spec, tokenizer, embed_sett
                    promoter_dir: str | Path | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stage: evaluate a model with a run's settings on prepared genomes (``name -> bgzip FASTA``),
     add the promoter report's metrics when ``promoter_dir`` holds them, and write the report."""
+    from .embed import model_embedder
+
     genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
     try:
         results, comparison = evaluate(genomes, model_embedder(spec, tokenizer, embed_settings), size, stride,

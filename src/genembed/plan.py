@@ -21,6 +21,15 @@ def plan_run(spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any])
     return model
 
 
+def plan_embedder(plan: dict[str, Any], model: dict[str, Any], embed: dict[str, Any]):
+    """``sequences -> vectors`` made as the run's shards are: the model folder and tokenizer the plan
+    (``model.json``) names, the config's ``model`` (revision, remote code) and ``embed`` sections."""
+    from .embed import EmbedSettings, model_embedder
+
+    spec = ModelSpec.from_config({**model, "path": plan["folder"]})
+    return model_embedder(spec, TokenizerSpec.parse(plan["tokenizer"]), EmbedSettings.from_config(embed))
+
+
 def plan_tokenizer(plan: dict[str, Any], model: dict[str, Any]) -> KmerTokenizer | HFTokenizer:
     """The tokenizer a run's plan (``model.json``) names, over the model folder it resolved;
     ``model`` is the config's ``model`` section (revision, remote code)."""

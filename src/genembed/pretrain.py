@@ -48,18 +48,21 @@ class PretrainConfig:
         return 4 * self.hidden_size
 
 
-def build_tokenizer(k: int, max_tokens: int):
-    """A fast Hugging Face tokenizer for non-overlapping k-mers, loadable by AutoTokenizer."""
+def build_tokenizer(k: int, max_tokens: int, wrap: bool = True):
+    """A fast Hugging Face tokenizer for non-overlapping k-mers (k = 1: single nucleotides),
+    loadable by AutoTokenizer; ``wrap`` puts ``[CLS]`` ... ``[SEP]`` around each sequence."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tokens = SPECIALS + list("ACGTN") + ["".join(p) for p in itertools.product("ACGT", repeat=k)]
+    singles = SPECIALS + list("ACGTN")
+    tokens = singles + [s for s in ("".join(p) for p in itertools.product("ACGT", repeat=k)) if s not in singles]
     vocab = {t: i for i, t in enumerate(tokens)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(f"[ACGT]{{{k}}}|."), behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
+    if wrap:
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_tokens,
@@ -89,6 +92,7 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
+    from .embed import cpu_has_bf16, pad_rows
     from .tokenize import KmerTokenizer
 
     if cfg.seq_bp // cfg.k + cfg.k + 2 > cfg.max_tokens:  # whole k-mers, leftovers, [CLS], [SEP]
@@ -107,23 +111,17 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
     )
     model = BertForMaskedLM(model_cfg)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    warmup = max(1, cfg.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
-    )
+    opt, sched = warmup_cosine(model, cfg.learning_rate, cfg.steps)
     special = torch.tensor([hf_tok.convert_tokens_to_ids(t) for t in SPECIALS])
     first_kmer = len(SPECIALS) + 5
-    use_bf16 = torch.backends.mkldnn.is_available() and _cpu_has_bf16()
+    use_bf16 = cpu_has_bf16()
     losses: list[float] = []
     started = time.monotonic()
     step = 0
     while step < cfg.steps and time.monotonic() - started < cfg.max_minutes * 60:
         # N and other codes make rows longer; an N-rich sample is cut to the model's length
         rows = [r[: cfg.max_tokens] for r in kmer.encode_batch(sample(cfg.batch_size))]
-        ids = torch.full((len(rows), max(len(r) for r in rows)), hf_tok.pad_token_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.from_numpy(row.astype(np.int64))
+        ids = torch.from_numpy(pad_rows(rows, hf_tok.pad_token_id))
         labels = ids.clone()
         maskable = ~torch.isin(ids, special)
         chosen = (torch.rand(ids.shape) < cfg.mask_fraction) & maskable
@@ -135,12 +133,7 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
         inputs[swap] = torch.randint(first_kmer, len(hf_tok), (int(swap.sum()),))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             loss = model(input_ids=inputs, attention_mask=(ids != hf_tok.pad_token_id).long(), labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(optimizer_step(model, loss, opt, sched))
         step += 1
         if step % 50 == 0 or step == 1:
             log.info("step %d loss %.4f (%.0f s)", step, losses[-1], time.monotonic() - started)
@@ -157,12 +150,28 @@ def pretrain(fastas: Sequence[str | Path], out: str | Path, cfg: PretrainConfig 
     return stats
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def warmup_cosine(model, lr: float, steps: int):
+    """AdamW (weight decay 0.01) with a linear warm-up over the first 5% of ``steps``, then cosine decay."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    return opt, sched
+
+
+def optimizer_step(model, loss, opt, sched) -> float:
+    """Backpropagate ``loss``, clip the gradient norm at 1, step the optimiser and the schedule;
+    returns the loss."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def _save_folder(model, tokenizer, out: Path, stats: dict, card: str) -> None:

@@ -45,7 +45,6 @@ class TuneConfig:
     hidden_size: int = 128
     layers: int = 4
     kernel_size: int = 9
-    output_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_shift is None:
@@ -70,13 +69,13 @@ class ViewSampler:
         self.p = weights / weights.sum()
 
     def _locus(self) -> bytes:
-        from .windows import encode
+        from .windows import n_fraction
 
         for _ in range(1000):
             g, contig, length = self.regions[int(self.rng.choice(len(self.regions), p=self.p))]
             start = int(self.rng.integers(0, length - self.span + 1))
             seq = g.fetch(contig, start, start + self.span)
-            if (encode(seq) == 4).mean() <= 0.1:
+            if n_fraction(seq) <= 0.1:
                 return seq
         raise GenembedError(f"tune: 1,000 random {self.span}-bp loci all hold more than 10% N; check the genomes")
 
@@ -104,15 +103,15 @@ def new_encoder(folder: Path, cfg: TuneConfig) -> None:
     """A freshly initialised genembed convolutional encoder and its tokenizer, saved to ``folder``."""
     import torch
 
-    from .convnet import GenembedConvConfig, GenembedConvModel, build_tokenizer, complement_ids
+    from .convnet import GenembedConvConfig, GenembedConvModel, complement_ids
+    from .pretrain import build_tokenizer
 
-    tok = build_tokenizer()
+    tok = build_tokenizer(1, 4096, wrap=False)
     torch.manual_seed(cfg.seed)
     model = GenembedConvModel(GenembedConvConfig(
         vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
-        num_hidden_layers=cfg.layers, kernel_size=cfg.kernel_size, output_size=cfg.output_size,
-        complement=complement_ids(tok.get_vocab()),
-        pad_token_id=tok.pad_token_id,
+        num_hidden_layers=cfg.layers, kernel_size=cfg.kernel_size, complement=complement_ids(tok.get_vocab()),
+        pad_token_id=tok.pad_token_id, max_position_embeddings=tok.model_max_length,
     ))
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -142,12 +141,11 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
 
     import torch
 
-    from .embed import _accepts, _hidden, pick_device
+    from .embed import _accepts, _hidden, cpu_has_bf16, mean_pool, pad_rows, pick_device, special_token_ids
     from .genome import Genome
-    from .tokenize import TokenizerSpec, check_lengths
     from .models import ModelSpec, load_model, load_tokenizer, max_tokens, resolve
-    from .pretrain import _cpu_has_bf16, _save_folder
-    from .tokenize import make_tokenizer
+    from .pretrain import _save_folder, optimizer_step, warmup_cosine
+    from .tokenize import TokenizerSpec, check_lengths, make_tokenizer
 
     tokenizer = tokenizer or TokenizerSpec("hf")
     torch.manual_seed(cfg.seed)
@@ -167,18 +165,13 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     net.to(dev).train()
     tok = make_tokenizer(tokenizer, hf_tok)
     takes_mask = _accepts(net.forward, "attention_mask")
-    names = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
-    special = torch.tensor(sorted({getattr(hf_tok, n, None) for n in names} - {None}), dtype=torch.long)
+    special = torch.tensor(special_token_ids(hf_tok), dtype=torch.long, device=dev)
     pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
     genomes = [Genome(Path(f)) for f in fastas]
     sampler = ViewSampler(genomes, cfg, rng)
     lr = cfg.learning_rate or (NEW_LR if model is None else TUNE_LR)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, cfg.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
-    cuda = dev.startswith("cuda")
-    bf16 = (torch.cuda.is_bf16_supported() if cuda else _cpu_has_bf16())
+    opt, sched = warmup_cosine(net, lr, cfg.steps)
+    bf16 = torch.cuda.is_bf16_supported() if dev.startswith("cuda") else cpu_has_bf16()
     losses: list[float] = []
     accuracies: list[float] = []
     started = time.monotonic()
@@ -187,22 +180,15 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
         first, second = sampler.pairs(cfg.batch_size)
         rows = tok.encode_batch(first + second)
         check_lengths(rows, limit, f"tune: views of {cfg.seq_bp} bp")
-        ids, mask = _batch(rows, pad)
-        ids, mask = ids.to(dev), mask.to(dev)
+        lengths = torch.tensor([len(r) for r in rows], device=dev)
+        ids = torch.from_numpy(pad_rows(rows, pad)).to(dev)
+        real = torch.arange(ids.shape[1], device=dev)[None, :] < lengths[:, None]
         with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            padded = takes_mask and bool((mask == 0).any())  # no mask when none is needed: faster kernels
-            result = net(input_ids=ids, attention_mask=mask) if padded else net(input_ids=ids)
-            hidden = _hidden(result, -1)
-        keep = (mask.bool() & ~torch.isin(ids, special.to(dev)))[..., None].float()
-        pooled = (hidden.float() * keep).sum(1) / keep.sum(1).clamp(min=1)
-        z = torch.nn.functional.normalize(pooled, dim=1)
+            padded = takes_mask and bool((lengths < ids.shape[1]).any())  # no mask when none is needed: faster kernels
+            hidden = _hidden(net(input_ids=ids, attention_mask=real.long()) if padded else net(input_ids=ids), -1)
+        z = torch.nn.functional.normalize(mean_pool(hidden, ids, real, special), dim=1)
         loss, accuracy = nt_xent(z[: cfg.batch_size], z[cfg.batch_size :], cfg.temperature)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(optimizer_step(net, loss, opt, sched))
         accuracies.append(accuracy.item())
         step += 1
         if step % 25 == 0 or step == 1:
@@ -231,18 +217,6 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     net.to("cpu").float().eval()
     _save_folder(net, hf_tok, Path(out), stats, model_card(stats))
     return stats
-
-
-def _batch(rows: Sequence[np.ndarray], pad: int):
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.from_numpy(row.astype(np.int64))
-        mask[i, : len(row)] = 1
-    return ids, mask
 
 
 def model_card(stats: dict[str, Any], evaluation: str = "") -> str:

@@ -160,6 +160,11 @@ def encode(seq: bytes) -> np.ndarray:
     return _CODE[np.frombuffer(seq, dtype=np.uint8)]
 
 
+def n_fraction(seq: bytes) -> float:
+    """Share of bases that are not A, C, G or T (1 for an empty sequence)."""
+    return float((encode(seq) == 4).mean()) if seq else 1.0
+
+
 def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
     """Frequencies of the 4^k k-mers (A/C/G/T only; k-mers holding other characters are skipped)
     of each sequence, vectorised per sequence."""

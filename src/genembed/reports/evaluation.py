@@ -112,6 +112,11 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def verdict(lo: float, hi: float) -> str:
+    """What a 95% interval of a difference (embeddings minus a baseline) says."""
+    return "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
+
+
 def threshold_at_recall(truth: np.ndarray, prob: np.ndarray, recall: float) -> float:
     """The highest probability threshold whose recall on (``truth``, ``prob``) reaches ``recall``."""
     positives = np.sort(prob[truth.astype(bool)])[::-1]

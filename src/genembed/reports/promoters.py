@@ -16,10 +16,10 @@ import polars as pl
 from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path
-from ..windows import encode, kmer_frequencies, window_sequences
+from ..windows import kmer_frequencies, n_fraction, window_sequences
 from . import html
 from .data import GenomeInputs, genome_contigs, iter_labeled, make_labelers
-from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall
+from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
 from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def dense_scores(fasta: Genome, size: int, step: int, embed: Callable[[Sequence[
             part = starts[lo : lo + chunk]
             block = fasta.fetch(contig, int(part[0]), int(part[-1]) + size)
             seqs = [block[s - part[0] : s - part[0] + size] for s in part]
-            ok = np.array([(encode(q) == 4).mean() <= max_n_fraction for q in seqs])
+            ok = np.array([n_fraction(q) <= max_n_fraction for q in seqs])
             if ok.any():
                 prob = model.predict(embed([q for q, keep in zip(seqs, ok) if keep]))
                 frames.append(pl.DataFrame({"contig": contig, "start": part[ok], "end": part[ok] + size, "score": prob},
@@ -263,9 +263,8 @@ def _comparison_table(point, draws) -> pl.DataFrame:
         for m in ("roc_auc", "pr_auc", "precision_at_recall"):
             diff = draws[f"{EMBEDDINGS}:{m}"] - draws[f"{base}:{m}"]
             lo, hi = interval(diff)
-            verdict = "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
             rows.append({"baseline": base, "metric": m, "difference": point[EMBEDDINGS][m] - point[base][m],
-                         "lo": lo, "hi": hi, "embeddings_are": verdict})
+                         "lo": lo, "hi": hi, "embeddings_are": verdict(lo, hi)})
     return pl.DataFrame(rows)
 
 
