@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
     """Grown vectors as shards and window tables of ``genomes`` genomes; returns 1,000 queries."""
     import polars as pl
 
+    from genembed.layout import ShardFiles
     from genembed.store import read_attrs, write_shard
     from genembed.windows import window_ids
     from index import grow, real_embeddings
@@ -66,12 +66,12 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
         for s in range(0, len(part), SHARD):
             rows = part[s : s + SHARD]
             ids = window_ids(name, np.arange(s, s + len(rows)))
-            stem = work / "shards" / name / f"{s // SHARD:05d}"
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            write_shard(f"{stem}.h5", rows.astype(np.float16), ids, attrs)
+            files = ShardFiles.at(work / "results", name, f"{s // SHARD:05d}")
+            write_shard(files.out, rows.astype(np.float16), ids, attrs)
+            files.windows.parent.mkdir(parents=True, exist_ok=True)
             pl.DataFrame({"window_id": ids, "genome": name, "contig": "chr1",
                           "start": np.arange(s, s + len(rows)) * 500, "end": np.arange(s, s + len(rows)) * 500 + 500}
-                         ).write_parquet(f"{stem}.parquet")
+                         ).write_parquet(files.windows)
     # queries as the index sees them: float16 round trip, unit length
     from genembed.index import normalise
 
@@ -79,10 +79,22 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
     return vectors[:1000]
 
 
-def files(work: Path, genome: str | None = None) -> tuple[list[str], list[str]]:
-    pattern = f"{genome or '*'}/*.h5"
-    shards = sorted(str(p) for p in (work / "shards").glob(pattern))
-    return shards, [s[:-3] + ".parquet" for s in shards]
+def genomes_of(work: Path, genome: str | None = None):
+    """The benchmark's genomes (all, or one), as the index stages take them."""
+    from genembed.layout import discover
+
+    return [g for g in discover(work / "results") if genome in (None, g.name)]
+
+
+def plan_of(work: Path):
+    """A run plan naming the shards' model (no model folder: the merge exports no query encoder)."""
+    from genembed.plan import RunPlan, WindowPlan
+    from genembed.store import read_attrs
+    from genembed.tokenize import TokenizerSpec
+
+    attrs = read_attrs(genomes_of(work)[0].shards[0])
+    return RunPlan("benchmark", "", str(attrs["model_fingerprint"]), 512, TokenizerSpec.parse(str(attrs["tokenizer"])),
+                   WindowPlan(500, 500))
 
 
 def step(name: str, work: Path, arg: str) -> dict:
@@ -93,17 +105,13 @@ def step(name: str, work: Path, arg: str) -> dict:
     start = time.perf_counter()
     out: dict = {}
     if name == "train":
-        shards, windows = files(work)
-        out = train_index(shards, windows, work / "trained.faiss", settings, [f"genome{i}" for i in range(int(arg))])
+        out = train_index(genomes_of(work), work / "trained.faiss", settings, plan_of(work))
     elif name == "add":
-        shards, windows = files(work, arg)
-        out = {"count": add_part(work / "trained.faiss", shards, windows, work / "parts" / f"{arg}.faiss")}
+        out = {"count": add_part(work / "trained.faiss", genomes_of(work, arg)[0], work / "parts" / f"{arg}.faiss")}
     elif name == "merge":
-        shards, windows = files(work)
         parts = sorted(str(p) for p in (work / "parts").glob("*.faiss"))
-        info = json.loads((work / "trained.json").read_text())
-        model = {"fingerprint": info["identity"]["model_fingerprint"], "source": "benchmark"}
-        merge_parts(work / "trained.faiss", parts, windows, work / "index", model, {}, settings, shards)
+        merge_parts(work / "trained.faiss", parts, genomes_of(work), work / "index", plan_of(work), settings,
+                    query_model=False)
     elif name == "merge_in_memory":  # the baseline: every part's lists read into memory and merged there
         from genembed.index import read_index_file
 
@@ -177,7 +185,7 @@ def exact_truth(work: Path, queries: np.ndarray) -> tuple[np.ndarray, float]:
     from genembed.index import normalise
     from genembed.store import read_shard
 
-    shards, _ = files(work)
+    shards = [s for g in genomes_of(work) for s in g.shards]
     flat = faiss.IndexIDMap2(faiss.IndexFlatIP(queries.shape[1]))
     for path in shards:
         s = read_shard(path)

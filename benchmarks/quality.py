@@ -19,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from genembed.embed import EmbedSettings
 from genembed.evaluate import EvalSettings, evaluate_model
 from genembed.genome import prepare_fasta
 from genembed.models import ModelSpec
+from genembed.plan import RunPlan
 from genembed.tokenize import TokenizerSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +49,8 @@ def main() -> None:
             prepare_fasta(src, fastas[name])
         for label, (folder, tok) in MODELS.items():
             started = time.monotonic()
-            results, _ = evaluate_model(fastas, ModelSpec(str(folder)), tok, EmbedSettings(), 500, 250,
-                                        Path(args.out) / folder.name, EvalSettings(windows=args.windows))
+            plan = RunPlan.make(ModelSpec(str(folder)), tok, {"size": 500, "stride": 250})
+            results, _ = evaluate_model(fastas, plan, Path(args.out) / folder.name, EvalSettings(windows=args.windows))
             tables[label] = results
             print(f"{label}: evaluated in {time.monotonic() - started:.0f} s")
     first = next(iter(tables.values()))

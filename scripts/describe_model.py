@@ -1,10 +1,11 @@
-"""Snakemake adapter: resolve and fingerprint the model, and plan the windows that fit it."""
-from genembed.io import write_json
+"""Snakemake adapter: the run plan (model resolved and fingerprinted, tokenizer, windows that fit it, embed settings)."""
+from genembed.embed import EmbedSettings
 from genembed.models import ModelSpec
-from genembed.plan import plan_run
+from genembed.plan import RunPlan
 from genembed.tokenize import TokenizerSpec
 from genembed.workflow import run_logged
 
-spec = ModelSpec.from_config({**snakemake.params.model, "path": snakemake.params.folder})
-run_logged(snakemake.log[0], lambda: write_json(snakemake.output[0], plan_run(
-    spec, TokenizerSpec.from_config(snakemake.params.tokenizer), snakemake.params.windows)))
+p = snakemake.params
+run_logged(snakemake.log[0], lambda: RunPlan.make(
+    ModelSpec(p.folder, p.revision, p.trust_remote_code), TokenizerSpec.from_config(p.tokenizer), p.windows,
+    EmbedSettings.from_config(p.embed)).write(snakemake.output[0]))

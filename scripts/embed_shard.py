@@ -1,8 +1,9 @@
 """Snakemake adapter: embed one shard into HDF5."""
-import json
+from pathlib import Path
 
-from genembed.embed import EmbedSettings, Embedder, embed_shard
-from genembed.models import ModelSpec
+from genembed.layout import ShardFiles
+from genembed.pipeline import embed_stage
+from genembed.plan import RunPlan
 from genembed.workflow import run_logged
 
 
@@ -10,12 +11,10 @@ def step():
     import torch
 
     torch.set_num_threads(snakemake.threads)
-    model = json.loads(open(snakemake.input.model).read())
-    spec = ModelSpec.from_config({**snakemake.params.model, "path": model["folder"]})
-    embedder = Embedder(spec, EmbedSettings.from_config(snakemake.params.embed))
-    w = model["windows"]
-    embed_shard(snakemake.input.windows, snakemake.input.tokens, snakemake.input.offsets, embedder, model,
-                model["tokenizer"], w["size"], w["stride"], snakemake.output[0])
+    plan = RunPlan.read(snakemake.input.plan)
+    i = snakemake.input
+    files = ShardFiles(Path(i.windows), Path(i.tokens), Path(i.offsets), Path(snakemake.output[0]))
+    embed_stage(plan, [files], plan.embedder(**snakemake.params.runtime))
 
 
 run_logged(snakemake.log[0], step)

@@ -1,20 +1,11 @@
-"""Snakemake adapter: join the genomes' parts into the index, its id table and its manifest, and keep
-a traced query encoder beside them (fast query start)."""
-import json
-from pathlib import Path
-
-from genembed.export import export_query_model
+"""Snakemake adapter: join the genomes' parts into the index, its id table and its manifest, with a
+traced query encoder beside them (fast query start)."""
 from genembed.index import IndexSettings, merge_parts
+from genembed.layout import group_shards
+from genembed.plan import RunPlan
 from genembed.workflow import run_logged
 
-
-def step():
-    model = json.loads(Path(snakemake.input.model).read_text())
-    out = Path(snakemake.output.index).parent
-    manifest = merge_parts(snakemake.input.trained, snakemake.input.parts, sorted(snakemake.input.windows), out, model,
-                           snakemake.params.genomes, IndexSettings.from_config(snakemake.params.index, snakemake.params.seed),
-                           sorted(snakemake.input.shards))
-    export_query_model(out, manifest)
-
-
-run_logged(snakemake.log[0], step)
+p = snakemake.params
+run_logged(snakemake.log[0], lambda: merge_parts(
+    snakemake.input.trained, snakemake.input.parts, group_shards(snakemake.input.shards, dict.fromkeys(p.genomes, {})),
+    snakemake.output[0], RunPlan.read(snakemake.input.plan), IndexSettings.from_config(p.index, p.seed)))

@@ -2,6 +2,5 @@
 from genembed.tune import TuneConfig, tune
 from genembed.workflow import run_logged
 
-settings = {k: v for k, v in snakemake.params.settings.items() if k != "enabled"}
-cfg = TuneConfig(**settings, seed=snakemake.params.seed)
-run_logged(snakemake.log[0], lambda: tune(snakemake.input.fastas, snakemake.output[0], cfg))
+p = snakemake.params
+run_logged(snakemake.log[0], lambda: tune(snakemake.input.fastas, snakemake.output[0], TuneConfig(**p.settings, seed=p.seed)))

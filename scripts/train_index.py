@@ -1,8 +1,9 @@
 """Snakemake adapter: train the (empty) FAISS index on a sample of the genomes present now."""
 from genembed.index import IndexSettings, train_index
+from genembed.layout import group_shards
+from genembed.plan import RunPlan
 from genembed.workflow import run_logged
 
-genomes = sorted({p.split("/")[-2] for p in snakemake.input.windows})
 run_logged(snakemake.log[0], lambda: train_index(
-    sorted(snakemake.input.shards), sorted(snakemake.input.windows), snakemake.output.index,
-    IndexSettings.from_config(snakemake.params.index, snakemake.params.seed), genomes))
+    group_shards(snakemake.input.shards), snakemake.output.index,
+    IndexSettings.from_config(snakemake.params.index, snakemake.params.seed), RunPlan.read(snakemake.input.plan)))

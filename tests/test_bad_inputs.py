@@ -12,8 +12,8 @@ import h5py
 import pytest
 
 from genembed.cli import main
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "resources/example"
 
 
@@ -22,9 +22,9 @@ def embedded(tmp_path_factory, ecoli_sequence, tiny_bert):
     """A 30-kb genome embedded and indexed by the CLI, for the report and query cases."""
     d = tmp_path_factory.mktemp("good")
     (d / "g.fa").write_bytes(b">chrA\n" + ecoli_sequence[:30_000] + b"\n")
-    assert main(["embed", "--fasta", str(d / "g.fa"), "--genome", "g", "--out", str(d / "emb/g"), "--model",
+    assert main(["embed", "--fasta", str(d / "g.fa"), "--genome", "g", "--out", str(d / "emb"), "--model",
                  str(tiny_bert), "--window", "1000", "--stride", "1000", "--tokenizer", "kmer"]) == 0
-    assert main(["index", "--embeddings", str(d / "emb"), "--out", str(d / "index"), "--model", str(tiny_bert)]) == 0
+    assert main(["index", "--embeddings", str(d / "emb"), "--out", str(d / "index")]) == 0
     return d
 
 
@@ -50,7 +50,7 @@ def _embed(t: Path, fasta: bytes | str, model: Path, window: str = "1000", blame
     argv = ["embed", "--fasta", str(src), "--genome", "g", "--out", str(t / "emb"), "--model", str(model),
             "--window", window, "--tokenizer", "kmer"]
     named = {"fasta": src, "model": model, "weights": model / "model.safetensors"}[blame]
-    return argv, named, [t / "emb/genome.fa.gz", t / "emb/windows", t / "emb/embeddings"]
+    return argv, named, [t / "emb/genomes/g/genome.fa.gz", t / "emb/windows", t / "emb/embeddings"]
 
 
 def _corrupt_model(t: Path, tiny_bert: Path) -> Path:
@@ -73,7 +73,7 @@ def _query(t: Path, embedded: Path, *what: str, index: Path | None = None):
 
 
 def _other_model(t: Path, embedded: Path):
-    from conftest import make_tiny_bert
+    from helpers import make_tiny_bert
 
     other = make_tiny_bert(t / "other-model", seed=1)
     argv, _, outputs = _query(t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", "--model", str(other))
@@ -166,5 +166,5 @@ def test_iupac_codes_lower_case_and_crlf_are_valid_input(tmp_path, tiny_bert):
     assert main(["embed", "--fasta", str(fasta), "--genome", "ok", "--out", str(tmp_path / "emb"), "--model",
                  str(tiny_bert), "--window", "500", "--stride", "250", "--tokenizer", "kmer",
                  "--max-n-fraction", "1.0"]) == 0
-    with h5py.File(next((tmp_path / "emb/embeddings").glob("*.h5"))) as f:
+    with h5py.File(next((tmp_path / "emb/embeddings/ok").glob("*.h5"))) as f:
         assert f["embeddings"].shape[0] == 8  # 2,280 bp: (2280 - 500) // 250 + 1 windows, none dropped

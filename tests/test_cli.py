@@ -10,15 +10,14 @@ from genembed.cli import main
 def test_cli_embeds_indexes_and_queries_a_genome(tmp_path, ecoli_sequence, tiny_bert, capsys):
     fasta = tmp_path / "slice.fa"
     fasta.write_bytes(b">chrA\n" + ecoli_sequence[:30_000] + b"\n>chrB\n" + ecoli_sequence[100_000:120_000] + b"\n")
-    assert main(["embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(tmp_path / "emb/eco"),
+    assert main(["embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(tmp_path / "emb"),
                  "--model", str(tiny_bert), "--window", "1000", "--stride", "500", "--shard-size", "40",
                  "--tokenizer", "kmer"]) == 0
-    shards = sorted((tmp_path / "emb/eco/embeddings").glob("*.h5"))
+    shards = sorted((tmp_path / "emb/embeddings/eco").glob("*.h5"))
     assert len(shards) == 3  # 59 + 39 = 98 windows in shards of 40
     with h5py.File(shards[0]) as f:
         assert f["embeddings"].shape == (40, 32) and f.attrs["window_stride"] == 500
-    assert main(["index", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "idx"),
-                 "--model", str(tiny_bert)]) == 0
+    assert main(["index", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "idx")]) == 0
     manifest = json.loads((tmp_path / "idx/manifest.json").read_text())
     assert manifest["index"]["count"] == 98
     capsys.readouterr()

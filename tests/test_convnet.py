@@ -101,8 +101,6 @@ def test_the_bundled_default_model_loads_offline_without_remote_code_and_is_smal
 def test_the_bundled_default_model_finds_mutated_copies_and_reverse_complements(prepared_slice):
     """A regression check of the shipped weights on real E. coli sequence (the full comparison with
     4-mer counts on held-out genomes is benchmarks/quality.py)."""
-    import polars as pl
-
     from genembed.embed import model_embedder
     from genembed.evaluate import EvalSettings, evaluate
     from genembed.genome import Genome

@@ -4,8 +4,12 @@ import polars as pl
 import pytest
 import torch
 
-from genembed.embed import EmbedSettings, Embedder, embed_shard, token_batches
+from genembed.embed import EmbedSettings, Embedder, token_batches
 from genembed.errors import GenembedError
+from genembed.layout import ShardFiles
+from genembed.pipeline import embed_stage
+from genembed.plan import RunPlan, WindowPlan
+from genembed.tokenize import TokenizerSpec
 from genembed.models import ModelSpec
 from genembed.store import read_shard
 from genembed.tokenize import KmerTokenizer, write_tokens
@@ -64,9 +68,8 @@ def test_embed_stage_writes_a_self_describing_float16_shard(tmp_path, tiny_bert,
     pl.DataFrame({"window_id": ids}).write_parquet(tmp_path / "w.parquet")
     write_tokens(tmp_path / "t.npy", tmp_path / "o.npy", rows)
     emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(precision="fp32"))
-    model = {"source": "tiny", "fingerprint": "abc", "revision": None}
-    n = embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", emb, model,
-                    "kmer(k=6,non-overlapping)", 1000, 500, tmp_path / "e.h5")
+    plan = RunPlan("tiny", str(tiny_bert), "abc", 512, TokenizerSpec("kmer", 6), WindowPlan(1000, 500))
+    n = embed_stage(plan, [ShardFiles(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", tmp_path / "e.h5")], emb)
     shard = read_shard(tmp_path / "e.h5")
     assert n == len(rows)
     assert shard.embeddings.dtype == np.float16 and shard.embeddings.shape == (len(rows), 32)
@@ -87,8 +90,8 @@ def test_token_rows_must_match_the_windows(tmp_path, tiny_bert, rows):
     write_tokens(tmp_path / "t.npy", tmp_path / "o.npy", rows)
     emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings())
     with pytest.raises(GenembedError, match="12 token rows but 3 windows"):
-        embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", emb,
-                    {"source": "x", "fingerprint": "y"}, "hf", 1, 1, tmp_path / "e.h5")
+        plan = RunPlan("x", str(tiny_bert), "y", 512, TokenizerSpec("hf"), WindowPlan(1, 1))
+        embed_stage(plan, [ShardFiles(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", tmp_path / "e.h5")], emb)
     assert not (tmp_path / "e.h5").exists()
 
 

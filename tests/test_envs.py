@@ -2,12 +2,11 @@
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # conda package names that differ from the PyPI names; the GPU env's faiss-gpu stands for faiss-cpu
 CONDA_TO_PYPI = {"pytorch": "torch", "faiss-gpu": "faiss-cpu"}
 CONDA_ONLY = {"python", "cuda-version"}  # the interpreter and the CUDA runtime selector

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,8 +12,8 @@ import pytest
 from genembed.evaluate import (EvalSettings, evaluate, gc_content, hit_rates, kmer_frequencies, mutate,
                                sample_windows)
 from genembed.genome import Genome, prepare_fasta
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

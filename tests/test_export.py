@@ -37,7 +37,7 @@ def test_the_vds_and_its_shards_move_together(tmp_path, built_index):
 def test_cli_exports_anndata_and_virtual_files(tmp_path, ecoli_sequence, tiny_bert):
     anndata = pytest.importorskip("anndata")
     (tmp_path / "g.fa").write_bytes(b">chrA\n" + ecoli_sequence[:20_000] + b"\n>chrB\n" + ecoli_sequence[50_000:60_000] + b"\n")
-    assert main(["embed", "--fasta", str(tmp_path / "g.fa"), "--genome", "g", "--out", str(tmp_path / "emb/g"),
+    assert main(["embed", "--fasta", str(tmp_path / "g.fa"), "--genome", "g", "--out", str(tmp_path / "emb"),
                  "--model", str(tiny_bert), "--window", "1000", "--stride", "1000", "--shard-size", "12",
                  "--tokenizer", "kmer"]) == 0
     assert main(["export", "--embeddings", str(tmp_path / "emb"), "--vds", str(tmp_path / "vds"),
@@ -49,5 +49,5 @@ def test_cli_exports_anndata_and_virtual_files(tmp_path, ecoli_sequence, tiny_be
     assert list(adata.obs["contig"].unique()) == ["chrA", "chrB"] and adata.uns["genembed"]["pooling"] == "mean"
     with h5py.File(tmp_path / "vds/g.h5") as f:
         np.testing.assert_array_equal(adata.X, f["embeddings"][:].astype(np.float32))
-        table = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "emb/g/windows").glob("*.parquet"))])
+        table = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "emb/windows/g").glob("*.parquet"))])
         assert np.array_equal(f["window_id"][:], table["window_id"].to_numpy())

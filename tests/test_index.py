@@ -1,4 +1,5 @@
 import shutil
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ def test_index_holds_every_window_under_its_id_with_cosine_scores(built_index):
 
 def test_manifest_fingerprints_the_model_and_settings(built_index):
     m = read_manifest(built_index["dir"])
-    assert m["model"]["fingerprint"] == built_index["model"]["fingerprint"]
+    assert m["model"] == built_index["plan"].to_json()
     assert m["index"] == {"factory": "Flat", "metric": "cosine (inner product of L2-normalised vectors)",
                           "dim": 32, "count": 200, "trained_for": 200, "nprobe": 16, "ef_search": 64, "rerank": 1}
     assert m["settings"]["tokenizer"] == "kmer(k=6,non-overlapping)" and m["settings"]["window_size"] == 1000
@@ -35,8 +36,7 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
 
 @pytest.mark.parametrize("factory", ["IVF4,Flat", "HNSW16", "PQ8x4"])
 def test_other_factories_are_trained_on_a_sample_and_keep_window_ids(tmp_path, built_index, factory):
-    m = build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"],
-                    {}, IndexSettings(factory=factory, train_size=150))
+    m = build_index([built_index["genome"]], tmp_path, built_index["plan"], IndexSettings(factory=factory, train_size=150))
     index = read_index(tmp_path)
     assert m["index"]["factory"] == factory and index.ntotal == 200 and index.is_trained
     shard = read_shard(built_index["shards"][0])
@@ -49,13 +49,13 @@ def test_other_factories_are_trained_on_a_sample_and_keep_window_ids(tmp_path, b
 
 def test_bad_factory_string_is_a_clear_error(tmp_path, built_index):
     with pytest.raises(GenembedError, match="not a valid FAISS factory string"):
-        build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"], {}, IndexSettings(factory="Bogus9"))
+        build_index([built_index["genome"]], tmp_path, built_index["plan"], IndexSettings(factory="Bogus9"))
 
 
 def test_shards_of_another_model_are_refused(tmp_path, built_index):
-    other = dict(built_index["model"], fingerprint="0" * 64, source="other")
+    other = replace(built_index["plan"], fingerprint="0" * 64, source="other")
     with pytest.raises(GenembedError, match="another model"):
-        build_index(built_index["shards"], built_index["windows"], tmp_path, other, {})
+        build_index([built_index["genome"]], tmp_path, other)
     assert not any(tmp_path.iterdir())
 
 
@@ -111,8 +111,7 @@ def test_search_knobs_from_the_manifest_are_applied_when_an_index_is_opened(tmp_
     for factory, check in (("IVF8,Flat", lambda ix: faiss.extract_index_ivf(ix).nprobe == 5),
                            ("HNSW16", lambda ix: faiss.downcast_index(ix.index).hnsw.efSearch == 77)):
         out = tmp_path / factory.replace(",", "_")
-        m = build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
-                        IndexSettings(factory=factory, nprobe=5, ef_search=77))
+        m = build_index([built_index["genome"]], out, built_index["plan"], IndexSettings(factory=factory, nprobe=5, ef_search=77))
         assert check(read_index(out, m["index"]))
 
 
@@ -121,8 +120,7 @@ def test_ivf_lists_are_merged_on_disk_beside_the_index_and_the_folder_can_move(t
 
     out = tmp_path / "idx"
     for _ in range(2):  # a second merge replaces the lists file; the first one is removed
-        build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
-                    IndexSettings(factory="IVF4,Flat", train_size=200))
+        build_index([built_index["genome"]], out, built_index["plan"], IndexSettings(factory="IVF4,Flat", train_size=200))
     ivfdata = list(out.glob("*.ivfdata"))
     assert len(ivfdata) == 1 and ivfdata[0].stat().st_size == 200 * (32 * 4 + 8)  # vectors and ids
     moved = tmp_path / "elsewhere"
@@ -141,8 +139,7 @@ def test_ivf_lists_are_merged_on_disk_beside_the_index_and_the_folder_can_move(t
 
 def test_opening_an_on_disk_index_prints_nothing_on_stdout(tmp_path, built_index):
     """Query results go to stdout: FAISS's native notes about the lists file must not."""
-    build_index(built_index["shards"], built_index["windows"], tmp_path, built_index["model"], {},
-                IndexSettings(factory="IVF4,Flat", train_size=200))
+    build_index([built_index["genome"]], tmp_path, built_index["plan"], IndexSettings(factory="IVF4,Flat", train_size=200))
     code = f"from genembed.index import read_index; read_index({str(tmp_path)!r}); print('ok')"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout == "ok\n"

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import small_workflow
+from helpers import small_workflow
 from test_workflow import SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.workflow

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from genembed.embed import EmbedSettings, Embedder, embed_shard, token_batches
+from genembed.embed import EmbedSettings, Embedder, token_batches
 from genembed.errors import GenembedError
 from genembed.genome import prepare_fasta
 from genembed.models import ModelSpec, load_tokenizer
-from genembed.plan import plan_run
+from genembed.layout import ShardFiles
+from genembed.pipeline import embed_stage
+from genembed.plan import RunPlan, WindowPlan
 from genembed.store import read_shard
 from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement, tokenize_shard
 from genembed.windows import write_shard_windows, WindowSpec
@@ -88,14 +90,12 @@ def plain_forward(model, tok, ids, pooling: str = "mean") -> np.ndarray:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_family_is_planned_tokenized_and_embedded_like_a_plain_forward_pass(tmp_path, zoo, genome, family):
     tok_spec, _ = FAMILIES[family]
-    plan = plan_run(spec_of(zoo, family), tok_spec, {"size": 400, "stride": 400, "shard_size": 100})
+    plan = RunPlan.make(spec_of(zoo, family), tok_spec, {"size": 400, "stride": 400, "shard_size": 100})
     emb = embedder(zoo, family, token_budget=1500)
     tokenizer = make_tokenizer(tok_spec, emb.tokenizer)
-    spec = WindowSpec.from_config(plan["windows"])
-    n = write_shard_windows("g", genome, spec, 0, tmp_path / "w.parquet")
-    tokenize_shard(tmp_path / "w.parquet", genome, tokenizer, plan["max_tokens"], tmp_path / "t.npy", tmp_path / "o.npy")
-    embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", emb, plan, plan["tokenizer"],
-                spec.size, spec.stride, tmp_path / "e.h5")
+    n = write_shard_windows("g", genome, plan.windows.spec(), 0, tmp_path / "w.parquet")
+    tokenize_shard(tmp_path / "w.parquet", genome, tokenizer, plan.max_tokens, tmp_path / "t.npy", tmp_path / "o.npy")
+    embed_stage(plan, [ShardFiles(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", tmp_path / "e.h5")], emb)
     shard = read_shard(tmp_path / "e.h5")
     assert n == 60 and shard.embeddings.shape == (60, 32) and shard.embeddings.dtype == np.float16
     assert shard.attrs["tokenizer"] == tok_spec.describe() and shard.attrs["window_size"] == 400
@@ -125,9 +125,9 @@ def genome_seq(path: Path) -> bytes:
                                               ("bpe", None), ("dnabert2", None)])
 def test_window_size_auto_is_the_longest_window_the_model_takes(zoo, ecoli_sequence, family, expected):
     tok_spec, _ = FAMILIES[family]
-    plan = plan_run(spec_of(zoo, family), tok_spec, {"size": "auto", "stride": "auto"})
-    size, limit = plan["windows"]["size"], plan["max_tokens"]
-    assert plan["windows"]["stride"] == size // 2
+    plan = RunPlan.make(spec_of(zoo, family), tok_spec, {"size": "auto", "stride": "auto"})
+    size, limit = plan.windows.size, plan.max_tokens
+    assert plan.windows.stride == size // 2
     if expected:
         assert size == expected
     tokenizer = make_tokenizer(tok_spec, load_tokenizer(zoo[family], spec_of(zoo, family)))
@@ -139,10 +139,10 @@ def test_window_size_auto_is_the_longest_window_the_model_takes(zoo, ecoli_seque
 @pytest.mark.parametrize("family", ["dnabert", "bpe", "hyena"])
 def test_windows_the_model_would_truncate_are_refused_naming_both_numbers(zoo, family):
     tok_spec, _ = FAMILIES[family]
-    size = plan_run(spec_of(zoo, family), tok_spec, {"size": "auto"})["windows"]["size"]
+    size = RunPlan.make(spec_of(zoo, family), tok_spec, {"size": "auto"}).windows.size
     with pytest.raises(GenembedError, match=rf"windows.size {size + 1} bp does not fit .* at most \d+ tokens, which hold"
                                             rf" {size} bp"):
-        plan_run(spec_of(zoo, family), tok_spec, {"size": size + 1, "stride": 100})
+        RunPlan.make(spec_of(zoo, family), tok_spec, {"size": size + 1, "stride": 100})
 
 
 @pytest.mark.parametrize("family", ["nt_v2", "dnabert2", "hyena"])
@@ -190,8 +190,9 @@ def test_strands_average_embeds_a_window_and_its_reverse_complement_alike(tmp_pa
         emb = embedder(zoo, family, strands=strands)
         tokenize_shard(tmp_path / "w.parquet", tmp_path / "g.fa.gz", make_tokenizer(tok_spec, emb.tokenizer), 2000,
                        tmp_path / "t.npy", tmp_path / "o.npy", strands)
-        embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", emb, {"source": "m", "fingerprint": "f"},
-                    tok_spec.describe(), 400, 400, tmp_path / f"{strands}.h5")
+        plan = RunPlan("m", str(zoo[family]), "f", 2000, tok_spec, WindowPlan(400, 400))
+        files = ShardFiles(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", tmp_path / f"{strands}.h5")
+        embed_stage(plan, [files], emb)
         shard = read_shard(tmp_path / f"{strands}.h5")
         assert shard.attrs["strands"] == strands and len(shard.window_id) == 20
         vectors[strands] = shard.embeddings.astype(np.float32)
@@ -278,6 +279,6 @@ def test_a_window_a_little_shorter_than_the_longest_can_still_be_too_long(zoo):
     """Non-overlapping 6-mers: 3,060 bp are 510 tokens, but 3,059 bp are 509 6-mers plus 5 single
     bases, 514 tokens: refused, though shorter than the longest window."""
     tok_spec, _ = FAMILIES["nt_v2"]
-    assert plan_run(spec_of(zoo, "nt_v2"), tok_spec, {"size": 3060})["windows"]["size"] == 3060
+    assert RunPlan.make(spec_of(zoo, "nt_v2"), tok_spec, {"size": 3060}).windows.size == 3060
     with pytest.raises(GenembedError, match="windows.size 3059 bp does not fit"):
-        plan_run(spec_of(zoo, "nt_v2"), tok_spec, {"size": 3059, "stride": 1000})
+        RunPlan.make(spec_of(zoo, "nt_v2"), tok_spec, {"size": 3059, "stride": 1000})

@@ -5,14 +5,18 @@ import shutil
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.models import ModelSpec, check_remote_code, describe, fingerprint, load_model, resolve
+from genembed.models import ModelSpec, check_remote_code, fingerprint, load_model, resolve
+from genembed.plan import RunPlan
+from genembed.tokenize import TokenizerSpec
 
 
-def test_local_folder_is_described_with_fingerprint_and_limits(tiny_bert):
-    d = describe(ModelSpec(str(tiny_bert)))
-    assert d["folder"] == str(tiny_bert.resolve())
-    assert d["max_tokens"] == 512 and d["hidden_size"] == 32 and d["model_type"] == "bert"
-    assert len(d["fingerprint"]) == 64
+def test_a_local_folder_is_planned_with_fingerprint_and_limits(tiny_bert, tmp_path):
+    d = RunPlan.make(ModelSpec(str(tiny_bert)), TokenizerSpec("hf"), {})
+    assert d.folder == str(tiny_bert.resolve())
+    assert d.max_tokens == 512 and d.hidden_size == 32 and d.model_type == "bert"
+    assert len(d.fingerprint) == 64
+    d.write(tmp_path / "plan.json")
+    assert RunPlan.read(tmp_path / "plan.json") == d
 
 
 def test_fingerprint_changes_with_the_weights_not_with_the_model_card(tmp_path, tiny_bert):
@@ -36,7 +40,7 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 def test_model_folder_without_config_is_refused(tmp_path):
     (tmp_path / "m").mkdir()
     with pytest.raises(GenembedError, match="no config.json"):
-        describe(ModelSpec(str(tmp_path / "m")))
+        RunPlan.make(ModelSpec(str(tmp_path / "m")), TokenizerSpec("hf"), {})
 
 
 def test_hub_id_loads_from_the_local_hub_cache_offline(tmp_path, tiny_bert, monkeypatch):

@@ -13,8 +13,8 @@ import yaml
 from genembed.errors import GenembedError
 from genembed.genome import prepare_fasta, read_fai
 from genembed.windows import WindowSpec, shard_count
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 GRCH38 = REPO / "resources/plans/GRCh38.fai"
 
 

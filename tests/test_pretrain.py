@@ -1,7 +1,9 @@
 import json
 
 from genembed.cli import main
-from genembed.models import ModelSpec, describe, load_model
+from genembed.models import ModelSpec, load_model
+from genembed.plan import RunPlan
+from genembed.tokenize import TokenizerSpec
 
 
 def test_pretrain_command_saves_a_loadable_hf_model_with_a_model_card(tmp_path, ecoli_sequence):
@@ -20,7 +22,7 @@ def test_pretrain_command_saves_a_loadable_hf_model_with_a_model_card(tmp_path, 
     assert "final loss" in card and "`gappy.fa.gz`: 20,000 bp" in card
     model = load_model(out, ModelSpec(str(out)))
     assert model.config.hidden_size == 32 and type(model).__name__ == "BertModel"
-    assert describe(ModelSpec(str(out)))["max_tokens"] == 512
+    assert RunPlan.make(ModelSpec(str(out)), TokenizerSpec("hf"), {}).max_tokens == 512
 
 
 def test_pretraining_sequences_longer_than_the_model_are_refused(tmp_path, ecoli_slice, capsys):

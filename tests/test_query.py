@@ -10,6 +10,7 @@ import pytest
 from genembed.errors import GenembedError
 from genembed.query import Index, Region, format_hits
 from genembed.store import read_shard, write_shard
+from helpers import kmer_plan
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +77,13 @@ def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_seq
 
 def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp_path, prepared_slice, tiny_bert,
                                                                               ecoli_sequence):
-    from genembed.embed import EmbedSettings, Embedder, embed_shard
     from genembed.index import build_index
-    from genembed.models import ModelSpec, describe
-    from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement, tokenize_shard
-    from genembed.windows import WindowSpec, write_shard_windows
+    from genembed.pipeline import embed_genome
+    from genembed.tokenize import reverse_complement
 
-    spec, model = WindowSpec(1000, 1000, shard_size=60), describe(ModelSpec(str(tiny_bert)))
-    embedder = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(strands="average", precision="fp32"))
-    tokenizer = make_tokenizer(TokenizerSpec("kmer"), embedder.tokenizer)
-    write_shard_windows("ecoli", prepared_slice, spec, 0, tmp_path / "w.parquet")
-    tokenize_shard(tmp_path / "w.parquet", prepared_slice, tokenizer, 512, tmp_path / "t.npy", tmp_path / "o.npy", "average")
-    embed_shard(tmp_path / "w.parquet", tmp_path / "t.npy", tmp_path / "o.npy", embedder, model,
-                TokenizerSpec("kmer").describe(), 1000, 1000, tmp_path / "e.h5")
-    build_index([tmp_path / "e.h5"], [tmp_path / "w.parquet"], tmp_path / "index", model, {"ecoli": str(prepared_slice)})
+    plan = kmer_plan(tiny_bert, 1000, 60, strands="average", precision="fp32")
+    genome = embed_genome(plan, prepared_slice, "ecoli", tmp_path / "results")[0]
+    build_index([genome], tmp_path / "index", plan)
     index = Index.open(tmp_path / "index")
     assert index.manifest["settings"]["strands"] == "average"
     hits = index.search({"minus": reverse_complement(ecoli_sequence[7000:8000])}, k=2)
@@ -99,6 +93,7 @@ def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp
 def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_path, built_index, prepared_slice):
     from genembed.cli import main
     from genembed.index import IndexSettings, build_index
+    from genembed.layout import GenomeInputs
 
     # the same windows indexed as two genomes (their window tables relabelled)
     tables = []
@@ -114,10 +109,10 @@ def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_pat
         shard = read_shard(s)
         shards.append(tmp_path / f"e{i}.h5")
         write_shard(shards[-1], shard.embeddings, pl.read_parquet(t)["window_id"].to_numpy(), shard.attrs)
-    genomes = {"eco_a": str(prepared_slice), "eco_b": str(prepared_slice)}
+    genomes = [GenomeInputs(name, prepared_slice, None, [t], [s]) for name, t, s in zip(["eco_a", "eco_b"], tables, shards)]
     for factory in ("Flat", "IVF8,Flat", "HNSW16"):
         out = tmp_path / factory.replace(",", "_")
-        build_index(shards, tables, out, built_index["model"], genomes, IndexSettings(factory=factory, nprobe=8))
+        build_index(genomes, out, built_index["plan"], IndexSettings(factory=factory, nprobe=8))
         index = Index.open(out)
         assert pl.read_parquet(out / "windows.parquet")["window_id"].is_sorted()  # rows found by binary search
         hits = index.search_region("eco_a:NC_000913.3:5000-6000", k=8, genomes=["eco_b"])
@@ -149,7 +144,7 @@ def test_queries_made_otherwise_than_the_index_are_refused_saying_what_differs(t
     with pytest.raises(GenembedError, match=r"pooling 'cls' \(index: 'mean'\); layer -2 \(index: -1\)"):
         index.search_shard(other)
     changed = tmp_path / "model"
-    shutil.copytree(built_index["model"]["folder"], changed)
+    shutil.copytree(built_index["plan"].folder, changed)
     weights = changed / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
@@ -163,7 +158,7 @@ def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model
 
     assert (built_index["dir"] / QUERY_MODEL).is_file() and (built_index["dir"] / QUERY_INFO).is_file()
     traced = Index.open(built_index["dir"])
-    direct = Index.open(built_index["dir"], model=built_index["model"]["folder"])
+    direct = Index.open(built_index["dir"], model=built_index["plan"].folder)
     seqs = {f"q{i}": ecoli_sequence[i * 7000 : i * 7000 + 600 + 50 * i] for i in range(6)}
     a, b = traced.embed(list(seqs.values())), direct.embed(list(seqs.values()))
     assert traced._embedder.tokenizer is None and direct._embedder.tokenizer is not None  # two different paths
@@ -186,8 +181,7 @@ def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built
     found = {}
     for rerank in (1, 40):  # 40 x 5 candidates: every window, so re-scoring gives the exact answer
         out = tmp_path / f"pq{rerank}"
-        build_index(built_index["shards"], built_index["windows"], out, built_index["model"], {},
-                    IndexSettings(factory="PQ4x4", rerank=rerank, train_size=200))
+        build_index([built_index["genome"]], out, built_index["plan"], IndexSettings(factory="PQ4x4", rerank=rerank, train_size=200))
         found[rerank] = Index.open(out).search_vectors(queries, k=5)
     assert found[40].select("query", "start").rows() == exact.select("query", "start").rows()
     np.testing.assert_allclose(found[40]["score"].to_numpy(), exact["score"].to_numpy(), atol=1e-5)

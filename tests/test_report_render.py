@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import replace
 import shutil
 from pathlib import Path
 
@@ -53,20 +54,19 @@ def browser():
 def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice, tiny_bert) -> Path:
     """Every report genembed writes, made from the 200-kb E. coli slice into one folder tree."""
     from genembed.reports.clusters import ClusterSettings, cluster_report
-    from genembed.reports.data import GenomeInputs
+    from genembed.layout import GenomeInputs
     from genembed.reports.promoters import PromoterSettings, promoter_report
 
     root = tmp_path_factory.mktemp("rendered_reports")
     inputs = [GenomeInputs("ecoli", prepared_slice, ecoli_slice[1], built_index["windows"], built_index["shards"])]
     cluster_report(inputs, root / "clusters", ClusterSettings(k=4, umap_sample=150))
     promoter_report(inputs, root / "promoters", PromoterSettings(upstream=100, downstream=20), stride=1000)
-    from genembed.embed import EmbedSettings
     from genembed.evaluate import EvalSettings, evaluate_model
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec
+    from helpers import kmer_plan
 
-    evaluate_model({"ecoli": prepared_slice}, ModelSpec(str(tiny_bert)), TokenizerSpec("kmer", 6), EmbedSettings(),
-                   500, 250, root / "evaluate", EvalSettings(windows=60, bootstrap=100), promoter_dir=root / "promoters")
+    plan = kmer_plan(tiny_bert, 500, "auto")
+    evaluate_model({"ecoli": prepared_slice}, replace(plan, windows=replace(plan.windows, stride=250)), root / "evaluate",
+                   EvalSettings(windows=60, bootstrap=100), promoter_dir=root / "promoters")
     return root
 
 

@@ -5,8 +5,10 @@ import polars as pl
 import pytest
 
 from genembed.reports.clusters import ClusterSettings, cluster_report
-from genembed.reports.data import GenomeInputs, genome_contigs
+from genembed.layout import GenomeInputs
+from genembed.reports.data import genome_contigs
 from genembed.reports.promoters import PromoterSettings, held_out, kmer_frequencies, promoter_report, split_of
+from helpers import kmer_plan
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +166,7 @@ def test_promoter_report_runs_on_eukaryotic_genomes_with_many_contigs_and_intron
 
 def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, ecoli_slice, tiny_bert):
     """A shard inside a long N gap has no windows; both reports still cover every other shard."""
-    from genembed.embed import EmbedSettings, Embedder, embed_shard
-    from genembed.genome import prepare_fasta
-    from genembed.models import ModelSpec, describe, load_tokenizer
-    from genembed.tokenize import KmerTokenizer, tokenize_shard
-    from genembed.windows import WindowSpec, shard_count, write_shard_windows
+    from genembed.pipeline import embed_genome
 
     part = ecoli_sequence[:20_000]
     (tmp_path / "g.fa").write_bytes(b">chr1\n" + part + b"N" * 10_000 + part + b"\n")
@@ -181,20 +179,8 @@ def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, e
                 out.write("\t".join(f) + "\n")
                 f[3], f[4] = str(int(f[3]) + 30_000), str(int(f[4]) + 30_000)
                 out.write("\t".join(f) + "\n")
-    fasta = tmp_path / "g.fa.gz"
-    prepare_fasta(tmp_path / "g.fa", fasta)
-    spec = WindowSpec(1000, 1000, shard_size=5)
-    model = describe(ModelSpec(str(tiny_bert)))
-    tok = KmerTokenizer.from_hf(load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert))), 6, False)
-    embedder = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings())
-    g = GenomeInputs("gappy", fasta, gff)
-    for shard in range(shard_count([("chr1", 50_000)], spec)):
-        w, e = tmp_path / f"w{shard}.parquet", tmp_path / f"e{shard}.h5"
-        write_shard_windows("gappy", fasta, spec, shard, w)
-        tokenize_shard(w, fasta, tok, 512, tmp_path / f"t{shard}.npy", tmp_path / f"o{shard}.npy")
-        embed_shard(w, tmp_path / f"t{shard}.npy", tmp_path / f"o{shard}.npy", embedder, model, "kmer", 1000, 1000, e)
-        g.windows.append(w)
-        g.shards.append(e)
+    g = embed_genome(kmer_plan(tiny_bert, 1000, 5), tmp_path / "g.fa", "gappy", tmp_path / "results")[0]
+    g.annotation = gff
     assert [len(pl.read_parquet(w)) for w in g.windows] == [5, 5, 5, 5, 0, 0, 5, 5, 5, 5]
     summary = cluster_report([g], tmp_path / "clusters", ClusterSettings(k=3, umap_sample=40))
     assert summary["windows"].sum() == 40
@@ -207,13 +193,8 @@ def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path,
     250 bp instead of one per 1-kb window."""
     import pyBigWig
 
-    from genembed.embed import EmbedSettings
-    from genembed.embed import model_embedder
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec
-
     genome = model_org_inputs[0]
-    embed = model_embedder(ModelSpec(str(tiny_bert)), TokenizerSpec("kmer", 6), EmbedSettings(precision="fp32"))
+    embed = kmer_plan(tiny_bert, precision="fp32").sequence_embedder()
     promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20, track_step=250), stride=1000, embed=embed)
     lines = (tmp_path / "C.elegans.bedgraph").read_text().splitlines()[1:]
     bins = pl.DataFrame([line.split("\t") for line in lines], schema=["contig", "start", "end", "score"], orient="row") \

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from genembed.store import read_shard
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
 MODEL = REPO / "resources/models/genembed-conv"
 
 
@@ -27,7 +30,7 @@ def kill_when(cmd: list[str], out: Path, shards: int) -> None:
     """Start ``cmd`` and SIGKILL it once ``shards`` embedding files exist."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while len(list((out / "embeddings").glob("*.h5"))) < shards:
+    while len(list((out / "embeddings/eco").glob("*.h5"))) < shards:
         assert proc.poll() is None, "the job ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.005)
@@ -37,9 +40,9 @@ def kill_when(cmd: list[str], out: Path, shards: int) -> None:
 
 def check_whole(out: Path) -> None:
     """Every shard present is complete: all its windows, readable, matching its windows table."""
-    for h5 in (out / "embeddings").glob("*.h5"):
+    for h5 in (out / "embeddings/eco").glob("*.h5"):
         shard = read_shard(h5)
-        ids = pl.read_parquet(out / "windows" / f"{h5.stem}.parquet")["window_id"].to_numpy()
+        ids = pl.read_parquet(out / "windows/eco" / f"{h5.stem}.parquet")["window_id"].to_numpy()
         np.testing.assert_array_equal(shard.window_id, ids)
         assert np.isfinite(shard.embeddings).all()
 
@@ -53,18 +56,18 @@ def test_killed_embedding_resumes_to_the_uninterrupted_result(tmp_path, ecoli_se
     out = tmp_path / "resumed"
     kill_when(embed_cmd(fasta, out), out, 1)
     check_whole(out)
-    first = len(list((out / "embeddings").glob("*.h5")))
+    first = len(list((out / "embeddings/eco").glob("*.h5")))
     kill_when(embed_cmd(fasta, out), out, first + 2)
     check_whole(out)
-    kept = sorted((out / "embeddings").glob("*.h5"))
+    kept = sorted((out / "embeddings/eco").glob("*.h5"))
     assert 1 <= len(kept) < 8
     done = subprocess.run(embed_cmd(fasta, out), check=True, capture_output=True, text=True)
     assert done.stdout.count("already embedded") == len(kept)
 
-    names = sorted(p.name for p in (reference / "embeddings").glob("*.h5"))
-    assert len(names) == 8 and sorted(p.name for p in (out / "embeddings").glob("*.h5")) == names
+    names = sorted(p.name for p in (reference / "embeddings/eco").glob("*.h5"))
+    assert len(names) == 8 and sorted(p.name for p in (out / "embeddings/eco").glob("*.h5")) == names
     for name in names:
-        a, b = read_shard(reference / "embeddings" / name), read_shard(out / "embeddings" / name)
+        a, b = read_shard(reference / "embeddings/eco" / name), read_shard(out / "embeddings/eco" / name)
         np.testing.assert_array_equal(a.window_id, b.window_id)
         np.testing.assert_array_equal(a.embeddings, b.embeddings)
     assert not [p for p in out.rglob(".*") if "tmp" in p.name]  # temporaries of the killed jobs are gone

@@ -22,8 +22,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import small_workflow
-from test_workflow import REPO, SNAKEMAKE
+from helpers import REPO, SNAKEMAKE, small_workflow
 
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 PROFILE = REPO / "profiles/slurm"

@@ -3,10 +3,8 @@ family of the tiny zoo that has a pooled output; the tuned folder is used like a
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -74,11 +74,12 @@ def test_windows_whose_ambiguity_codes_overflow_the_model_are_dropped_not_fatal(
     """A k-mer tokenizer reads each N as one token: at the longest window the model takes (what
     ``windows.size: auto`` picks), one N is already too many. Such windows are dropped at windowing,
     so tokenizing never fails on them."""
-    from genembed.models import ModelSpec, describe, load_tokenizer
+    from genembed.models import ModelSpec, load_tokenizer, max_tokens
     from genembed.tokenize import KmerTokenizer, token_fit, tokenize_shard
 
-    limit = describe(ModelSpec(str(tiny_bert)))["max_tokens"]
-    tok = KmerTokenizer.from_hf(load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert))), 6, False)
+    hf = load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert)))
+    limit = max_tokens(tiny_bert, hf)
+    tok = KmerTokenizer.from_hf(hf, 6, False)
     size = tok.max_bp(limit)
     rng = np.random.default_rng(0)
     windows = [bytearray(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, size)].tobytes()) for _ in range(4)]

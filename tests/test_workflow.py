@@ -10,29 +10,12 @@ import h5py
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from genembed.genome import read_fai
 from genembed.windows import WindowSpec, shard_count
+from helpers import REPO, snakemake, write_config
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-
-
-def write_config(d: Path, sheet: str, **overrides) -> None:
-    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg.update(overrides)
-    (d / "config").mkdir(parents=True, exist_ok=True)
-    (d / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    (d / "config/genomes.tsv").write_text(sheet)
-
-
-def snakemake(d: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(SNAKEMAKE + ["-d", str(d), *args], capture_output=True, text=True, timeout=900)
-    if check and res.returncode != 0:
-        raise AssertionError(res.stdout[-3000:] + res.stderr[-3000:])
-    return res
-
+pytestmark = pytest.mark.workflow
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, ecoli_slice):

@@ -9,10 +9,20 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .embed import EmbedSettings
 from .errors import GenembedError
+from .evaluate import EvalSettings
+from .index import IndexSettings
+from .plan import WindowPlan
+from .pretrain import PretrainConfig
+from .reports.clusters import ClusterSettings
+from .reports.promoters import PromoterSettings
+from .tokenize import TokenizerSpec
 from .tune import TuneConfig
 
-TUNE_DEFAULTS = TuneConfig()
+# One source of defaults: the settings dataclasses (config/config.yaml and the CLI read them)
+EMBED, EVAL, INDEX, WINDOWS = EmbedSettings(), EvalSettings(), IndexSettings(), WindowPlan()
+PRETRAIN, CLUSTERS, PROMOTERS, TOKENIZER, TUNE = PretrainConfig(), ClusterSettings(), PromoterSettings(), TokenizerSpec(), TuneConfig()
 
 
 def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
@@ -62,33 +72,36 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Score a model's embeddings of sampled windows against 4-mer counts and GC content."""
-    from .embed import EmbedSettings
-    from .evaluate import EvalSettings, evaluate_model, wide
-    from .models import ModelSpec
-    from .plan import plan_run
-    from .tokenize import TokenizerSpec
+    from .evaluate import evaluate_model, wide
 
     names = args.genome or [_genome_name(f) for f in args.fasta]
     if len(names) != len(args.fasta):
         raise GenembedError(f"{len(args.fasta)} FASTA files but {len(names)} --genome names")
     if len(set(names)) != len(names):
         raise GenembedError(f"genome names must differ: {', '.join(names)} (name them with --genome)")
-    spec = ModelSpec(args.model, args.revision, args.trust_remote_code)
-    tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
-    plan = plan_run(spec, tok, {"size": args.window, "stride": args.stride})
-    size, stride = int(plan["windows"]["size"]), int(plan["windows"]["stride"])
-    settings = EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands)
+    plan = _plan(args)
     with tempfile.TemporaryDirectory() as tmp:
         fastas = dict(zip(names, _prepared(args.fasta, Path(tmp))))
-        results, _ = evaluate_model(fastas, ModelSpec(plan["folder"], args.revision, args.trust_remote_code), tok,
-                                    settings, size, stride, args.out, EvalSettings(windows=args.windows, seed=args.seed),
-                                    args.max_n_fraction, args.promoters_report)
+        results, _ = evaluate_model(fastas, plan, args.out, EvalSettings(windows=args.windows, seed=args.seed),
+                                    args.promoters_report)
     import polars as pl
 
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True):
         print(wide(results))
     print(f"{Path(args.out) / 'evaluate.html'}")
+
+
+def _plan(args: argparse.Namespace):
+    """The run plan of a command's model, tokenizer, window and embedding options."""
+    from .models import ModelSpec
+    from .plan import RunPlan
+
+    return RunPlan.make(ModelSpec(args.model, args.revision, args.trust_remote_code),
+                        TokenizerSpec(args.tokenizer, args.k, args.overlap),
+                        {"size": args.window, "stride": args.stride, "max_n_fraction": args.max_n_fraction,
+                         "shard_size": getattr(args, "shard_size", WINDOWS.shard_size)},
+                        EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands))
 
 
 def _genome_name(fasta: str) -> str:
@@ -128,54 +141,17 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    """Window, tokenize and embed one genome into shards (what the workflow does per shard).
+    """Window, tokenize and embed one genome into the results folder (what the workflow does per shard).
 
     A rerun keeps the shards already embedded with the same settings (resume after a kill)."""
-    from .embed import EmbedSettings, Embedder, ShardFiles, embed_shards, shard_attrs
-    from .genome import prepare_fasta
-    from .models import ModelSpec
-    from .plan import plan_run
-    from .store import is_complete
-    from .tokenize import TokenizerSpec, make_tokenizer, token_fit, tokenize_shard
-    from .windows import WindowSpec, shard_count, write_shard_windows
+    from .pipeline import embed_genome
 
-    out = Path(args.out)
-    fasta = out / "genome.fa.gz"
-    tok_spec = TokenizerSpec(args.tokenizer, args.k, args.overlap)
-    plan = plan_run(ModelSpec(args.model, args.revision, args.trust_remote_code), tok_spec,
-                    {"size": args.window, "stride": args.stride, "max_n_fraction": args.max_n_fraction,
-                     "shard_size": args.shard_size})
-    settings = EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands)
-    embedder = Embedder(ModelSpec(plan["folder"], args.revision, args.trust_remote_code), settings)
-    existed = fasta.is_file()
-    contigs = prepare_fasta(args.fasta, fasta)
-    spec = WindowSpec.from_config(plan["windows"], contigs)
-    try:
-        n_shards = shard_count(contigs, spec, args.fasta)
-    except GenembedError:
-        if not existed:  # leave nothing behind for a genome that cannot be embedded
-            for f in (fasta, fasta.with_name(fasta.name + ".fai"), fasta.with_name(fasta.name + ".gzi")):
-                f.unlink(missing_ok=True)
-        raise
-    tokenizer = make_tokenizer(tok_spec, embedder.tokenizer)
-    fits = token_fit(tokenizer, plan["max_tokens"], args.strands)
-    attrs = shard_attrs(embedder, plan, plan["tokenizer"], spec.size, spec.stride)
-    todo = []
-    for shard in range(n_shards):
-        name = f"{shard:05d}"
-        files = ShardFiles(out / "windows" / f"{name}.parquet", out / "tokens" / f"{name}.tokens.npy",
-                           out / "tokens" / f"{name}.offsets.npy", out / "embeddings" / f"{name}.h5")
-        if is_complete(files.out, attrs) and files.windows.is_file():
-            print(f"shard {name}: already embedded")
-        else:
-            todo.append(files)
-
-    def prepare(files: ShardFiles) -> None:  # runs in the background while the previous shard embeds
-        write_shard_windows(args.genome, fasta, spec, int(files.out.stem), files.windows, fits)
-        tokenize_shard(files.windows, fasta, tokenizer, plan["max_tokens"], files.tokens, files.offsets, args.strands)
-
-    n = embed_shards(todo, embedder, attrs, prepare)
-    print(f"{out}: {n_shards} shards, {n} windows embedded now (window {spec.size} bp, stride {spec.stride} bp)")
+    plan = _plan(args)
+    genome, kept, n = embed_genome(plan, args.fasta, args.genome, args.out)
+    for shard in kept:
+        print(f"shard {shard.stem}: already embedded")
+    print(f"{args.out}: genome {genome.name}, {len(genome.shards)} shards, {n} windows embedded now"
+          f" (window {plan.windows.size} bp, stride {plan.windows.stride} bp)")
 
 
 def _shard_size(text: str) -> int | str:
@@ -192,12 +168,12 @@ def _shard_size(text: str) -> int | str:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """Clustering report, and the promoter report when some genome has an annotation or a BED."""
-    from .reports.clusters import ClusterSettings, cluster_report
-    from .reports.data import from_embed_folders
-    from .reports.promoters import PromoterSettings, promoter_report
-    from .store import read_attrs
+    from .layout import PLAN, discover
+    from .plan import RunPlan
+    from .reports.clusters import cluster_report
+    from .reports.promoters import run_promoter_report
 
-    genomes = from_embed_folders(args.embeddings)
+    genomes = discover(args.embeddings)
     by_name = {g.name: g for g in genomes}
     for field, files in (("annotation", args.annotation), ("promoters", args.promoters)):
         for name, path in files:
@@ -208,33 +184,18 @@ def cmd_report(args: argparse.Namespace) -> None:
     cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
     print(f"{out / 'clusters/clusters.html'}")
     if any(g.annotation or g.promoters for g in genomes):
-        attrs = read_attrs(genomes[0].shards[0])
-        stride = int(attrs["window_stride"])
-        settings = PromoterSettings(track_step=args.track_step, seed=args.seed)
-        embed = None
-        if settings.track_step < stride:  # a dense scan with the model the shards name
-            from .embed import EmbedSettings, model_embedder
-            from .models import ModelSpec, fingerprint, resolve
-            from .tokenize import TokenizerSpec
-
-            spec = ModelSpec(str(attrs["model"]), attrs.get("revision") or None, args.trust_remote_code)
-            if fingerprint(resolve(spec)) != attrs["model_fingerprint"]:
-                raise GenembedError(f"{attrs['model']}: not the model the shards were embedded with (its files changed);"
-                                    f" the dense promoter track needs that model (or --track-step {stride} for one"
-                                    " value per stored window)")
-            embed = model_embedder(spec, TokenizerSpec.parse(str(attrs["tokenizer"])),
-                                   EmbedSettings(str(attrs["pooling"]), int(attrs["layer"]), strands=str(attrs["strands"])))
-        promoter_report(genomes, out / "promoters", settings, stride, embed, int(attrs["window_size"]))
+        plan = RunPlan.read(Path(args.embeddings) / PLAN)
+        run_promoter_report(genomes, out / "promoters", PromoterSettings(track_step=args.track_step, seed=args.seed), plan)
         print(f"{out / 'promoters/promoters.html'}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     """Per genome, a virtual HDF5 over its shards (``--vds DIR``), and/or all windows as AnnData."""
     from .h5ad import export_h5ad
-    from .reports.data import from_embed_folders
+    from .layout import discover
     from .store import stitch
 
-    genomes = from_embed_folders(args.embeddings)
+    genomes = discover(args.embeddings)
     if args.genome:
         genomes = [g for g in genomes if g.name in set(args.genome)]
     if not (args.vds or args.h5ad):
@@ -249,17 +210,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from .index import IndexSettings, build_index
-    from .models import ModelSpec, describe
-    from .reports.data import from_embed_folders
+    from .index import build_index
+    from .layout import PLAN, discover
+    from .plan import RunPlan
 
-    found = from_embed_folders(args.embeddings)
-    shards = [s for g in found for s in g.shards]
-    windows = [w for g in found for w in g.windows]
-    genomes = {g.name: str(g.fasta) for g in found}
-    model = describe(ModelSpec(args.model, args.revision, args.trust_remote_code))
+    genomes = discover(args.embeddings)
+    plan = RunPlan.read(Path(args.embeddings) / PLAN)
     settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
-    manifest = build_index(shards, windows, args.out, model, genomes, settings)
+    manifest = build_index(genomes, args.out, plan, settings)
     print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']},"
           f" {manifest['index']['factory']}")
 
@@ -274,15 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a small DNA BERT (masked LM) on genomes")
     p.add_argument("--fasta", nargs="+", required=True, help="genome FASTA files (plain, gzip or bgzip)")
     p.add_argument("--out", required=True, help="output model folder (Hugging Face format)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--max-minutes", type=float, default=30.0)
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--seq-bp", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    for name in ("steps", "max_minutes", "hidden_size", "layers", "heads", "seq_bp", "batch_size", "learning_rate", "seed"):
+        value = getattr(PRETRAIN, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     p.set_defaults(func=cmd_pretrain)
 
     t = sub.add_parser("tune", help="contrastive training: a new genembed encoder, or any model (--model) tuned")
@@ -291,43 +243,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="model folder or hub id to tune (default: a new genembed-conv encoder)")
     t.add_argument("--revision")
     t.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model")
-    t.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
-    t.add_argument("--k", type=int, default=6)
-    t.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
-    t.add_argument("--steps", type=int, default=TUNE_DEFAULTS.steps)
-    t.add_argument("--max-minutes", type=float, default=TUNE_DEFAULTS.max_minutes)
-    t.add_argument("--batch-size", type=int, default=TUNE_DEFAULTS.batch_size, help="loci per step (two views each)")
-    t.add_argument("--seq-bp", type=int, default=TUNE_DEFAULTS.seq_bp, help="view length (bp)")
+    _tokenizer_args(t)
+    t.add_argument("--steps", type=int, default=TUNE.steps)
+    t.add_argument("--max-minutes", type=float, default=TUNE.max_minutes)
+    t.add_argument("--batch-size", type=int, default=TUNE.batch_size, help="loci per step (two views each)")
+    t.add_argument("--seq-bp", type=int, default=TUNE.seq_bp, help="view length (bp)")
     t.add_argument("--max-shift", type=int, help="largest shift between views (bp; default 4/5 of --seq-bp)")
-    t.add_argument("--max-mutation", type=float, default=TUNE_DEFAULTS.max_mutation, help="largest substitution rate")
+    t.add_argument("--max-mutation", type=float, default=TUNE.max_mutation, help="largest substitution rate")
     t.add_argument("--learning-rate", type=float, help="peak AdamW rate (default: 2e-3 for a new encoder, 5e-5 with --model)")
-    t.add_argument("--temperature", type=float, default=TUNE_DEFAULTS.temperature)
-    t.add_argument("--hidden-size", type=int, default=TUNE_DEFAULTS.hidden_size, help="new encoder only")
-    t.add_argument("--layers", type=int, default=TUNE_DEFAULTS.layers, help="new encoder only")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--temperature", type=float, default=TUNE.temperature)
+    t.add_argument("--hidden-size", type=int, default=TUNE.hidden_size, help="new encoder only")
+    t.add_argument("--layers", type=int, default=TUNE.layers, help="new encoder only")
+    t.add_argument("--device", default=EMBED.device)
+    t.add_argument("--seed", type=int, default=TUNE.seed)
     t.set_defaults(func=cmd_tune)
 
     v = sub.add_parser("evaluate", help="score a model's embeddings against 4-mer counts and GC on sampled windows")
     v.add_argument("--fasta", nargs="+", required=True, help="genomes (plain, gzip or bgzip FASTA)")
     v.add_argument("--genome", action="append", help="genome names, in --fasta order (default: file names)")
     v.add_argument("--out", required=True, help="folder for evaluate.html, evaluate.tsv and comparison.tsv")
-    _model_args(v)
-    v.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
-    v.add_argument("--k", type=int, default=6)
-    v.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
-    v.add_argument("--window", type=_size, default=500, help="bp, or auto: the longest the model takes")
-    v.add_argument("--stride", type=_size, default=250, help="bp, or auto: half the window")
-    v.add_argument("--max-n-fraction", type=float, default=0.1)
-    v.add_argument("--pooling", choices=["mean", "cls", "max"], default="mean")
-    v.add_argument("--strands", choices=["forward", "average"], default="forward")
-    v.add_argument("--layer", type=int, default=-1)
-    v.add_argument("--token-budget", type=int, default=16384)
-    v.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    v.add_argument("--device", default="auto")
-    v.add_argument("--windows", type=int, default=2000, help="anchor windows sampled, shared among genomes")
+    _run_args(v)
+    v.add_argument("--windows", type=int, default=EVAL.windows, help="anchor windows sampled, shared among genomes")
     v.add_argument("--promoters-report", help="a promoter report folder: its metrics join the table")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int, default=EVAL.seed)
     v.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("prepare", help="validate a FASTA (plain, gzip, bgzip) into indexed bgzip")
@@ -335,59 +273,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output .fa.gz (with .fai and .gzi beside it)")
     p.set_defaults(func=cmd_prepare)
 
-    e = sub.add_parser("embed", help="window, tokenize and embed one genome into OUT/{windows,tokens,embeddings}")
+    e = sub.add_parser("embed", help="window, tokenize and embed one genome into a results folder (as the workflow's results/)")
     e.add_argument("--fasta", required=True)
     e.add_argument("--genome", required=True, help="genome id (letters, digits, . _ -)")
-    e.add_argument("--out", required=True, help="folder for this genome (OUT/<genome> by convention)")
-    _model_args(e)
-    e.add_argument("--window", type=_size, default="auto", help="bp, or auto: the longest the model takes")
-    e.add_argument("--stride", type=_size, default="auto", help="bp, or auto: half the window")
-    e.add_argument("--max-n-fraction", type=float, default=0.1)
-    e.add_argument("--shard-size", type=_shard_size, default="auto",
+    e.add_argument("--out", required=True, help="results folder shared by the genomes of one index")
+    _run_args(e)
+    e.add_argument("--shard-size", type=_shard_size, default=WINDOWS.shard_size,
                    help="windows per shard, or auto: at most about 500 shards, multiples of 2,500 windows")
-    e.add_argument("--tokenizer", choices=["hf", "kmer"], default="hf")
-    e.add_argument("--k", type=int, default=6)
-    e.add_argument("--overlap", action="store_true", help="overlapping k-mers (DNABERT)")
-    e.add_argument("--pooling", choices=["mean", "cls", "max"], default="mean")
-    e.add_argument("--strands", choices=["forward", "average"], default="forward",
-                   help="average: mean of the window and its reverse complement")
-    e.add_argument("--layer", type=int, default=-1)
-    e.add_argument("--token-budget", type=int, default=16384)
-    e.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_embed)
 
-    i = sub.add_parser("index", help="FAISS index over the genomes embedded under a folder by 'genembed embed'")
-    i.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
+    i = sub.add_parser("index", help="FAISS index over the genomes 'genembed embed' put in a results folder")
+    i.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' (its --out)")
     i.add_argument("--out", required=True)
-    _model_args(i)
-    i.add_argument("--type", choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], default="auto",
+    i.add_argument("--type", choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], default=INDEX.type,
                    help="auto: exact below 100,000 windows, HNSW below 5M, OPQ + IVF-PQ above")
     i.add_argument("--factory", help="any FAISS factory string (instead of --type)")
-    i.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
-    i.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
-    i.add_argument("--rerank", type=int, default=30,
+    i.add_argument("--nprobe", type=int, default=INDEX.nprobe, help="IVF lists searched per query")
+    i.add_argument("--ef-search", type=int, default=INDEX.ef_search, help="HNSW search breadth")
+    i.add_argument("--rerank", type=int, default=INDEX.rerank,
                    help="PQ indexes: fetch this many times the hits and re-score them exactly from the stored embeddings")
     i.set_defaults(func=cmd_index)
 
     r = sub.add_parser("report", help="clustering and promoter-prediction reports over 'genembed embed' folders")
-    r.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
+    r.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' (its --out)")
     r.add_argument("--out", required=True, help="reports go to OUT/clusters and OUT/promoters")
     r.add_argument("--annotation", type=_named_path, action="append", default=[], metavar="GENOME=GFF",
                    help="GFF3 or GTF of a genome (repeat for several)")
     r.add_argument("--promoters", type=_named_path, action="append", default=[], metavar="GENOME=BED",
                    help="BED of known promoters or TSSs of a genome; takes precedence over its annotation")
-    r.add_argument("--method", choices=["kmeans", "hdbscan"], default="kmeans")
-    r.add_argument("--k", type=_size, default="auto", help="k-means clusters, or auto: the best silhouette (default)")
-    r.add_argument("--track-step", type=int, default=100,
+    r.add_argument("--method", choices=["kmeans", "hdbscan"], default=CLUSTERS.method)
+    r.add_argument("--k", type=_size, default=CLUSTERS.k, help="k-means clusters, or auto: the best silhouette (default)")
+    r.add_argument("--track-step", type=int, default=PROMOTERS.track_step,
                    help="bp between promoter-track values (a dense scan with the shards' model); at or above the"
                         " stride, one value per window")
-    r.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (dense scan)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=CLUSTERS.seed)
     r.set_defaults(func=cmd_report)
 
     x = sub.add_parser("export", help="virtual HDF5 per genome over its shards, or AnnData (.h5ad) for scanpy")
-    x.add_argument("--embeddings", required=True, help="folder holding one 'genembed embed' folder per genome")
+    x.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' (its --out)")
     x.add_argument("--vds", help="folder for one {genome}.h5 per genome (virtual datasets, nothing copied)")
     x.add_argument("--h5ad", help="AnnData file of every window: obs = window table, X = embeddings")
     x.add_argument("--genome", action="append", help="only this genome (repeat for several)")
@@ -426,10 +349,29 @@ def _named_path(text: str) -> tuple[str, str]:
     return name, path
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def _tokenizer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", choices=["hf", "kmer"], default=TOKENIZER.kind,
+                   help="hf: the model's own; kmer: vectorised k-mers over its vocabulary")
+    p.add_argument("--k", type=int, default=TOKENIZER.k, help="k of the kmer tokenizer")
+    p.add_argument("--overlap", action="store_true", default=TOKENIZER.overlap, help="overlapping k-mers (DNABERT)")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """What a run plan is made of: the model, its tokenizer, the windows and the embed settings."""
     p.add_argument("--model", required=True, help="local model folder or hub id")
     p.add_argument("--revision")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model")
+    _tokenizer_args(p)
+    p.add_argument("--window", type=_size, default=WINDOWS.size, help="bp, or auto: the longest the model takes")
+    p.add_argument("--stride", type=_size, default=WINDOWS.stride, help="bp, or auto: half the window")
+    p.add_argument("--max-n-fraction", type=float, default=WINDOWS.max_n_fraction)
+    p.add_argument("--pooling", choices=["mean", "cls", "max"], default=EMBED.pooling)
+    p.add_argument("--strands", choices=["forward", "average"], default=EMBED.strands,
+                   help="average: mean of the window and its reverse complement")
+    p.add_argument("--layer", type=int, default=EMBED.layer)
+    p.add_argument("--token-budget", type=int, default=EMBED.token_budget)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=EMBED.precision)
+    p.add_argument("--device", default=EMBED.device)
 
 
 def main(argv: list[str] | None = None) -> int:

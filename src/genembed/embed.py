@@ -14,12 +14,12 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .errors import GenembedError
+from .layout import ShardFiles
 from .models import ModelSpec, load_model, load_tokenizer, resolve
 
 log = logging.getLogger(__name__)
@@ -396,28 +396,6 @@ def average_strands(vectors: np.ndarray, strands: str) -> np.ndarray:
     return (vectors[:n] + vectors[n:]) / 2
 
 
-@dataclass(frozen=True)
-class ShardFiles:
-    """One shard's inputs (windows Parquet, token files) and its HDF5 output."""
-
-    windows: Path
-    tokens: Path
-    offsets: Path
-    out: Path
-
-
-def shard_attrs(embedder: Embedder, model: dict[str, Any], tokenizer: str, window_size: int,
-                window_stride: int) -> dict[str, Any]:
-    """The attrs that make a shard self-describing (and that an index checks)."""
-    s = embedder.settings
-    return {
-        "model": model["source"], "model_fingerprint": model["fingerprint"], "revision": model.get("revision"),
-        "tokenizer": tokenizer, "pooling": s.pooling, "layer": s.layer, "strands": s.strands,
-        "precision": embedder.precision, "window_size": window_size, "window_stride": window_stride,
-        "dim": embedder.hidden_size,
-    }
-
-
 def _load(files: ShardFiles, strands: str) -> tuple[np.ndarray, list[np.ndarray]]:
     import polars as pl
 
@@ -459,10 +437,3 @@ def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[s
         for w in writes:
             w.result()
     return total
-
-
-def embed_shard(windows: str | Path, tokens: str | Path, offsets: str | Path, embedder: Embedder,
-                model: dict[str, Any], tokenizer: str, window_size: int, window_stride: int, out: str | Path) -> int:
-    """Stage: embed one shard's tokens and write the HDF5 shard (atomically)."""
-    files = ShardFiles(Path(windows), Path(tokens), Path(offsets), Path(out))
-    return embed_shards([files], embedder, shard_attrs(embedder, model, tokenizer, window_size, window_stride))

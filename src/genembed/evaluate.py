@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -31,6 +31,9 @@ from .tokenize import reverse_complement
 from .index import normalise
 from .reports.evaluation import interval, verdict
 from .windows import encode, kmer_frequencies, n_fraction
+
+if TYPE_CHECKING:
+    from .plan import RunPlan
 
 log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[bytes]], np.ndarray]
@@ -362,25 +365,23 @@ METHOD = (
 )
 
 
-def evaluate_model(fastas: Mapping[str, str | Path], spec, tokenizer, embed_settings, size: int, stride: int,
-                   out_dir: str | Path, settings: EvalSettings = EvalSettings(), max_n_fraction: float = 0.1,
-                   promoter_dir: str | Path | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Stage: evaluate a model with a run's settings on prepared genomes (``name -> bgzip FASTA``),
-    add the promoter report's metrics when ``promoter_dir`` holds them, and write the report."""
-    from .embed import model_embedder
-
+def evaluate_model(fastas: Mapping[str, str | Path], plan: RunPlan, out_dir: str | Path,
+                   settings: EvalSettings = EvalSettings(), promoter_dir: str | Path | None = None
+                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stage: evaluate a run's model and settings (its plan) on prepared genomes (``name -> bgzip
+    FASTA``), add the promoter report's metrics when ``promoter_dir`` holds them, and write the report."""
     genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
+    w, e = plan.windows, plan.embed
     try:
-        results, comparison = evaluate(genomes, model_embedder(spec, tokenizer, embed_settings), size, stride,
-                                       settings, max_n_fraction)
+        results, comparison = evaluate(genomes, plan.sequence_embedder(), w.size, w.stride, settings, w.max_n_fraction)
     finally:
         for g in genomes.values():
             g.close()
     if promoter_dir is not None and (Path(promoter_dir) / "metrics.tsv").is_file():
         extra, extra_cmp = promoter_rows(Path(promoter_dir) / "metrics.tsv", Path(promoter_dir) / "comparison.tsv")
         results, comparison = pl.concat([results, extra]), pl.concat([comparison, extra_cmp])
-    about = (f"Model {spec.source} ({tokenizer.describe()} tokens, {embed_settings.pooling} pooling, layer "
-             f"{embed_settings.layer}, strands {embed_settings.strands}); windows of {size} bp every {stride} bp; "
+    about = (f"Model {plan.source} ({plan.tokenizer.describe()} tokens, {e.pooling} pooling, layer {e.layer},"
+             f" strands {e.strands}); windows of {w.size} bp every {w.stride} bp; "
              f"{settings.windows:,} anchor windows from {', '.join(fastas)}; seed {settings.seed}.")
     write_report(results, comparison, out_dir, about)
     return results, comparison

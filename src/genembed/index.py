@@ -11,7 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -19,7 +19,11 @@ import polars as pl
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
 from .io import atomic_path, write_json
-from .store import IDENTITY_KEYS, check_consistent, iter_shards, read_attrs
+from .layout import GenomeInputs
+from .store import IDENTITY_KEYS, check_consistent, iter_shards
+
+if TYPE_CHECKING:
+    from .plan import RunPlan
 
 log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
@@ -111,16 +115,24 @@ def _count(windows: Sequence[str | os.PathLike]) -> int:
     return sum(int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows)
 
 
-def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out: str | os.PathLike,
-                settings: IndexSettings, genomes: Sequence[str] = ()) -> dict[str, Any]:
-    """Train the (empty) index once on a sample of these shards (of ``genomes``: all the collection
-    holds when it is trained) and store it with a JSON sidecar saying what it was trained for. The
-    number of windows picks the index type."""
+def _files(genomes: Sequence[GenomeInputs]) -> tuple[list[Path], list[Path]]:
+    """The genomes' embedding shards and window tables, in matching order."""
+    return [s for g in genomes for s in g.shards], [w for g in genomes for w in g.windows]
+
+
+def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, settings: IndexSettings,
+                plan: RunPlan) -> dict[str, Any]:
+    """Train the (empty) index once on a sample of these genomes' shards (all the collection holds
+    when it is trained; refused when embedded with another model than the plan's) and store it with
+    a JSON sidecar saying what it was trained for. The number of windows picks the index type."""
     import faiss
 
-    if len(shards) != len(windows):
-        raise GenembedError("need one windows table per embedding shard")
-    identity = check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))
+    shards, windows = _files(genomes)
+    if not shards:
+        raise GenembedError("no embedding shards given")
+    identity = check_consistent(shards, (*IDENTITY_KEYS, "precision", "dim"))
+    if str(identity["model_fingerprint"]) != plan.fingerprint:
+        raise GenembedError(f"{shards[0]}: embedded with another model than {plan.source}; re-embed")
     dim = int(identity["dim"])
     trained_on = _count(windows)
     factory = settings.factory_for(trained_on, dim)
@@ -141,7 +153,7 @@ def train_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.
     with atomic_path(out) as tmp:
         faiss.write_index(index, str(tmp))
     info = {"factory": factory, "family": family(factory), "dim": dim, "trained_for": max(trained_on, 1),
-            "genomes": list(genomes), "identity": _plain(identity)}
+            "genomes": [g.name for g in genomes], "identity": _plain(identity)}
     write_json(_sidecar(out), info)
     return info
 
@@ -177,11 +189,12 @@ def needs_retraining(trained: dict[str, Any], collection: int, settings: IndexSe
     return None
 
 
-def add_part(trained: str | os.PathLike, shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
-             out: str | os.PathLike) -> int:
+def add_part(trained: str | os.PathLike, genome: GenomeInputs, out: str | os.PathLike) -> int:
     """One genome's vectors added to a copy of the trained index, under their window ids (HNSW parts
     hold the exact vectors; the graph is built when the parts are merged)."""
     import faiss
+
+    shards, windows = genome.shards, genome.windows
 
     info = json.loads(_sidecar(Path(trained)).read_text())
     identity = _plain(check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))) if shards else {}
@@ -223,16 +236,18 @@ def _with_ids(index):
     return index if is_ivf(index) or isinstance(index, faiss.IndexIDMap) else faiss.IndexIDMap2(index)
 
 
-def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike],
-                out_dir: str | os.PathLike, model: dict[str, Any], genomes: dict[str, str],
-                settings: IndexSettings, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """Join the genomes' parts into one index; write it with the id table, the manifest and, for PQ
-    indexes that re-score their hits, the vectors of ``shards`` (in the order of ``windows``)."""
+def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], genomes: Sequence[GenomeInputs],
+                out_dir: str | os.PathLike, plan: RunPlan, settings: IndexSettings,
+                query_model: bool = True) -> dict[str, Any]:
+    """Join the genomes' parts into one index; write it with the id table, the manifest, for PQ
+    indexes that re-score their hits the vectors of the shards, and (``query_model``) a traced query
+    encoder (:mod:`genembed.export`)."""
     import faiss
 
+    from .export import export_query_model
+
     info = json.loads(_sidecar(Path(trained)).read_text())
-    if info["identity"]["model_fingerprint"] != model["fingerprint"]:
-        raise GenembedError(f"{trained}: built from embeddings of another model than {model['source']}; re-embed")
+    shards, windows = _files(genomes)
     windows, shards = _by_window_id(windows, shards)
     index = _with_ids(read_index_file(trained))
     out = Path(out_dir)
@@ -269,12 +284,14 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
                   "dim": info["dim"], "count": int(index.ntotal), "trained_for": info["trained_for"],
                   "nprobe": settings.nprobe, "ef_search": settings.ef_search,
                   "rerank": rerank},
-        "model": model,
+        "model": plan.to_json(),
         "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
-        "genomes": {g: str(Path(p).resolve()) for g, p in genomes.items()},
+        "genomes": {g.name: str(Path(g.fasta).resolve()) for g in genomes},
     }
     write_json(out / MANIFEST_FILE, manifest)
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
+    if query_model:
+        export_query_model(out, manifest)
     return manifest
 
 
@@ -348,35 +365,17 @@ def _remove_ivfdata(out: Path, keep: Path | None) -> None:
             stale.unlink()
 
 
-def build_index(shards: Sequence[str | os.PathLike], windows: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                model: dict[str, Any], genomes: dict[str, str], settings: IndexSettings | None = None) -> dict[str, Any]:
-    """Train, add and merge in one go (what the workflow does in separate jobs), one part per genome,
-    and keep a traced query encoder beside the index (:mod:`genembed.export`).
-
-    ``windows`` are the shards' Parquet tables, in the same order as ``shards``; each shard's
-    window ids must equal its table's (checked). ``genomes`` maps genome ids to prepared FASTA.
-    """
+def build_index(genomes: Sequence[GenomeInputs], out_dir: str | os.PathLike, plan: RunPlan,
+                settings: IndexSettings | None = None) -> dict[str, Any]:
+    """Train, add (one part per genome) and merge in one go: what the workflow does in separate jobs."""
     settings = settings or IndexSettings()
-    if not shards:
-        raise GenembedError("no embedding shards given")
-    if str(read_attrs(shards[0])["model_fingerprint"]) != model["fingerprint"]:  # before any training
-        raise GenembedError(f"{shards[0]}: embedded with another model than {model['source']}; re-embed")
-    by_genome: dict[str, list[int]] = {}
-    for i, table in enumerate(windows):
-        genome = pl.read_parquet(table, columns=["genome"])["genome"]
-        by_genome.setdefault(genome[0] if len(genome) else "", []).append(i)
     with tempfile.TemporaryDirectory() as tmp:
         trained = Path(tmp) / "trained.faiss"
-        train_index(shards, windows, trained, settings)
-        parts = []
-        for genome, rows in by_genome.items():
-            parts.append(Path(tmp) / f"part{len(parts)}.faiss")
-            add_part(trained, [shards[i] for i in rows], [windows[i] for i in rows], parts[-1])
-        manifest = merge_parts(trained, parts, windows, out_dir, model, genomes, settings, shards)
-    from .export import export_query_model
-
-    export_query_model(out_dir, manifest)
-    return manifest
+        train_index(genomes, trained, settings, plan)
+        parts = [Path(tmp) / f"part{i}.faiss" for i in range(len(genomes))]
+        for genome, part in zip(genomes, parts):
+            add_part(trained, genome, part)
+        return merge_parts(trained, parts, genomes, out_dir, plan, settings)
 
 
 def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:

@@ -153,21 +153,3 @@ def max_tokens(folder: Path, tokenizer: Any) -> int:
     if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
         limits.append(int(tokenizer.model_max_length))
     return min(limits) if limits else 1_000_000
-
-
-def describe(spec: ModelSpec) -> dict[str, Any]:
-    """Everything downstream stages need to know about the model, as JSON-able data."""
-    folder = resolve(spec)
-    tokenizer = load_tokenizer(folder, spec)
-    cfg = read_config(folder)
-    return {
-        "source": spec.source,
-        "revision": spec.revision,
-        "trust_remote_code": spec.trust_remote_code,
-        "folder": str(folder),
-        "fingerprint": fingerprint(folder),
-        "model_type": cfg.get("model_type"),
-        "hidden_size": cfg.get("hidden_size") or cfg.get("d_model"),
-        "max_tokens": max_tokens(folder, tokenizer),
-        "tokenizer_class": type(tokenizer).__name__,
-    }

@@ -1,37 +1,128 @@
-"""What a run will do, fixed once before any job: the model's description plus the windows that
-fit it (the workflow's ``results/model/model.json``)."""
+"""What a run will do, fixed once before any job (the workflow's ``describe_model`` job or
+``genembed embed``) and read by every stage: the resolved, fingerprinted model, its tokenizer, the
+windows that fit it and the embedding settings (``results/model/model.json``)."""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from .models import ModelSpec, describe, load_tokenizer, resolve
+from .embed import EmbedSettings
+from .errors import GenembedError
+from .io import write_json
+from .models import ModelSpec, fingerprint, load_tokenizer, max_tokens, read_config, resolve
 from .tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
-from .windows import plan_windows
+from .windows import WindowSpec, plan_windows
 
 
-def plan_run(spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any]) -> dict[str, Any]:
-    """The model description with the tokenizer and the resolved, checked window plan."""
-    model = describe(spec)
-    tok = make_tokenizer(tokenizer, load_tokenizer(resolve(spec), spec))
-    model["tokenizer"] = tokenizer.describe()
-    limit = model["max_tokens"]
-    model["windows"] = plan_windows(windows, tok.max_bp(limit), lambda n: tok.fits(n, limit), spec.source, limit)
-    return model
+@dataclass(frozen=True)
+class WindowPlan:
+    """The windows a run cuts: sizes resolved from the model; ``shard_size`` may stay ``auto``
+    (sized per genome, see :meth:`WindowSpec.from_config`); ``max_bp`` is the longest that fits."""
+
+    size: int = 500
+    stride: int = 250
+    max_n_fraction: float = 0.1
+    shard_size: int | str = "auto"
+    max_bp: int = 0
+
+    def spec(self, contigs: Sequence[tuple[str, int]] | None = None) -> WindowSpec:
+        """The window spec of a genome with these contigs."""
+        return WindowSpec.from_config(asdict(self), contigs)
 
 
-def plan_embedder(plan: dict[str, Any], model: dict[str, Any], embed: dict[str, Any]):
-    """``sequences -> vectors`` made as the run's shards are: the model folder and tokenizer the plan
-    (``model.json``) names, the config's ``model`` (revision, remote code) and ``embed`` sections."""
-    from .embed import EmbedSettings, model_embedder
+@dataclass(frozen=True)
+class RunPlan:
+    """The model (``folder`` resolved, ``fingerprint`` of its files), the tokenizer, the window plan
+    and the embedding settings of a run. Its JSON keeps the model's keys at the top level: it is the
+    ``model`` entry of an index manifest."""
 
-    spec = ModelSpec.from_config({**model, "path": plan["folder"]})
-    return model_embedder(spec, TokenizerSpec.parse(plan["tokenizer"]), EmbedSettings.from_config(embed))
+    source: str
+    folder: str
+    fingerprint: str
+    max_tokens: int
+    tokenizer: TokenizerSpec
+    windows: WindowPlan
+    embed: EmbedSettings = EmbedSettings()
+    revision: str | None = None
+    trust_remote_code: bool = False
+    model_type: str | None = None
+    hidden_size: int | None = None
+    tokenizer_class: str = ""
 
+    @classmethod
+    def make(cls, spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any],
+             embed: EmbedSettings = EmbedSettings()) -> "RunPlan":
+        """Resolve and fingerprint the model, and plan windows that fit it (``auto`` sizes resolved)."""
+        folder = resolve(spec)
+        hf = load_tokenizer(folder, spec)
+        cfg = read_config(folder)
+        limit = max_tokens(folder, hf)
+        tok = make_tokenizer(tokenizer, hf)
+        w = plan_windows({"size": "auto", "stride": "auto", **windows}, tok.max_bp(limit),
+                         lambda n: tok.fits(n, limit), spec.source, limit)
+        window_plan = WindowPlan(int(w["size"]), int(w["stride"]), float(w.get("max_n_fraction", 0.1)),
+                                 w.get("shard_size", "auto"), int(w["max_bp"]))
+        return cls(spec.source, str(folder), fingerprint(folder), limit, tokenizer, window_plan, embed, spec.revision,
+                   spec.trust_remote_code, cfg.get("model_type"), cfg.get("hidden_size") or cfg.get("d_model"),
+                   type(hf).__name__)
 
-def plan_tokenizer(plan: dict[str, Any], model: dict[str, Any]) -> KmerTokenizer | HFTokenizer:
-    """The tokenizer a run's plan (``model.json``) names, over the model folder it resolved;
-    ``model`` is the config's ``model`` section (revision, remote code)."""
-    spec = ModelSpec.from_config({**model, "path": plan["folder"]})
-    return make_tokenizer(TokenizerSpec.parse(plan["tokenizer"]), load_tokenizer(Path(plan["folder"]), spec))
+    @property
+    def model(self) -> ModelSpec:
+        """The model as loaded by every stage: the resolved folder, with the revision and remote-code opt-in."""
+        return ModelSpec(self.folder, self.revision, self.trust_remote_code)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**out, "tokenizer": self.tokenizer.describe(), "windows": asdict(self.windows), "embed": asdict(self.embed)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunPlan":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["tokenizer"] = TokenizerSpec.parse(data["tokenizer"])
+        values["windows"] = WindowPlan(**data["windows"])
+        values["embed"] = EmbedSettings(**data.get("embed", {}))
+        return cls(**values)
+
+    def write(self, path: str | os.PathLike) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "RunPlan":
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise GenembedError(f"{path}: run plan not found (made by the describe_model job or genembed embed)") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise GenembedError(f"{path}: not a genembed run plan ({type(exc).__name__}: {exc}); plan the run again") from None
+
+    def make_tokenizer(self, hf: Any = None) -> KmerTokenizer | HFTokenizer:
+        """The run's tokenizer (over ``hf``, the model's own, when already loaded)."""
+        return make_tokenizer(self.tokenizer, hf if hf is not None else load_tokenizer(Path(self.folder), self.model))
+
+    def embedder(self, **runtime: Any):
+        """The loaded model with the run's embed settings (``runtime``: token_budget, device)."""
+        from .embed import Embedder
+
+        return Embedder(self.model, replace(self.embed, **runtime))
+
+    def sequence_embedder(self) -> Callable[[Sequence[bytes]], Any]:
+        """``sequences -> vectors`` made as the run's shards are."""
+        from .embed import model_embedder
+
+        return model_embedder(self.model, self.tokenizer, self.embed)
+
+    def shard_attrs(self, embedder: Any) -> dict[str, Any]:
+        """The attrs that make a shard self-describing (and that an index checks): the plan's model,
+        tokenizer and windows, and what the embedder does (pooling, layer, strands, precision, width)."""
+        s = embedder.settings
+        return {
+            "model": self.source, "model_fingerprint": self.fingerprint, "revision": self.revision,
+            "tokenizer": self.tokenizer.describe(), "pooling": s.pooling, "layer": s.layer, "strands": s.strands,
+            "precision": embedder.precision, "window_size": self.windows.size, "window_stride": self.windows.stride,
+            "dim": embedder.hidden_size,
+        }

@@ -38,7 +38,7 @@ class TuneConfig:
     indel_share: float = 0.1
     batch_size: int = 64
     steps: int = 2000
-    max_minutes: float = 120.0
+    max_minutes: float = 60.0
     learning_rate: float | None = None  # None: 2e-3 for a new encoder, 5e-5 when tuning a trained model
     temperature: float = 0.05
     seed: int = 0

@@ -1,12 +1,21 @@
-"""Glue for the Snakemake rule scripts: logging to the rule's log and one-line errors."""
+"""What the Snakemake workflow decides, as tested library functions (``workflow/rules/common.smk``
+only loads the sheet, validates and wires inputs): the config's defaults, the genome sheet, shard
+planning and the decision to retrain the index; and the rule scripts' logging and one-line errors."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
-from typing import Any, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from .errors import GenembedError
+
+PRETRAIN_KEYS = ("steps", "max_minutes", "hidden_size", "layers", "seq_bp", "batch_size")
+MAX_SHARDS, MANY_SHARDS = 99_999, 2_000
 
 
 def run_logged(log_path: str, step: Callable[[], Any]) -> None:
@@ -19,3 +28,110 @@ def run_logged(log_path: str, step: Callable[[], Any]) -> None:
         logging.getLogger("genembed").error("%s", exc)
         print(f"genembed: error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def default_config() -> dict[str, Any]:
+    """Every optional config key with its default, read off the settings dataclasses (the one source
+    of defaults: the CLI reads them too; the schema holds only types and bounds)."""
+    from .embed import EmbedSettings
+    from .evaluate import EvalSettings
+    from .index import IndexSettings
+    from .plan import WindowPlan
+    from .reports.clusters import ClusterSettings
+    from .reports.promoters import PromoterSettings
+    from .tokenize import TokenizerSpec
+    from .tune import TuneConfig
+
+    def without(obj: Any, *keys: str) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(obj).items() if k not in keys}
+
+    tune = TuneConfig()
+    return {
+        "seed": 0,
+        "model": {"revision": None, "trust_remote_code": False,
+                  "pretrain": {"enabled": False, **{k: getattr(tune, k) for k in PRETRAIN_KEYS}}},
+        "tokenizer": without(TokenizerSpec()),
+        "windows": without(WindowPlan(), "max_bp"),
+        "embed": without(EmbedSettings()),
+        "index": {**without(IndexSettings(), "seed"), "gpu": False},
+        "clusters": without(ClusterSettings(), "upstream", "downstream", "seed"),
+        "promoters": without(PromoterSettings(), "max_n_fraction", "seed"),
+        "evaluate": {"enabled": True, **without(EvalSettings(), "indel_share", "seed")},
+    }
+
+
+def with_defaults(config: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` with the keys it omits taken from the defaults (nested sections merged)."""
+    defaults = default_config() if defaults is None else defaults
+    out = dict(config)
+    for key, value in defaults.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = with_defaults(out[key], value)
+        elif key not in out:
+            out[key] = value
+    return out
+
+
+def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The genome sheet's rows (TSV: genome, fasta, optional annotation and promoters), refused when
+    two genomes share an id, or when their ids hash alike (window ids carry a 31-bit hash of it)."""
+    import polars as pl
+
+    from .windows import genome_code
+
+    try:
+        sheet = pl.read_csv(path, separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String})
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise GenembedError(f"{path}: cannot read the genome sheet ({str(exc).splitlines()[0]})") from None
+    for column in ("annotation", "promoters"):  # optional columns
+        if column not in sheet.columns:
+            sheet = sheet.with_columns(pl.lit(None, pl.String).alias(column))
+    if "genome" in sheet.columns and sheet["genome"].is_duplicated().any():
+        dup = sheet.filter(pl.col("genome").is_duplicated())["genome"].unique().sort().to_list()
+        raise GenembedError(f"{path}: duplicate genome ids: {', '.join(dup)}")
+    rows = sheet.to_dicts()
+    codes: dict[int, str] = {}
+    for genome in sheet["genome"] if "genome" in sheet.columns else []:
+        code = genome_code(str(genome))
+        if code in codes:
+            raise GenembedError(f"{path}: genome ids {codes[code]} and {genome} hash alike; rename one")
+        codes[code] = str(genome)
+    return rows
+
+
+def estimated_contigs(fasta: str | os.PathLike) -> list[tuple[str, int]]:
+    """One contig as long as a FASTA's size suggests (gzip: 4 bp per byte; none when it is missing):
+    enough to plan the index before the genome is read."""
+    from .io import is_gzip
+
+    path = Path(fasta)
+    if not path.is_file():
+        return []
+    return [(path.name, path.stat().st_size * (4 if is_gzip(path) else 1))]
+
+
+def shard_names(genome: str, n: int, shard_size: int, warn: Callable[[str], None] | None = None) -> list[str]:
+    """Names of a genome's ``n`` shards; refused past 99,999 and, past 2,000, ``warn``ed about."""
+    if n > MAX_SHARDS:
+        raise GenembedError(f"{genome}: {n} shards (over {MAX_SHARDS:,}); raise windows.shard_size")
+    if n > MANY_SHARDS and warn:
+        warn(f"{genome} has {n:,} shards of {shard_size:,} windows (3 jobs each); for large genomes raise"
+             " windows.shard_size, or set it to auto (docs/scaling.md)")
+    return [f"{i:05d}" for i in range(n)]
+
+
+def training_genomes(info: str | os.PathLike, genomes: Sequence[str], collection: int,
+                     settings: Any) -> tuple[list[str], str | None]:
+    """The genomes to train the index on, and why it is retrained (None when it is not): those of
+    the stored training while it still fits the collection of ``collection`` windows (so adding a
+    genome does not retrain), else every genome."""
+    from .index import needs_retraining
+
+    if not Path(info).is_file():
+        return list(genomes), None
+    trained = json.loads(Path(info).read_text())
+    if any(g not in genomes for g in trained["genomes"]):
+        why = "a genome it was trained on left the sheet"
+    else:
+        why = needs_retraining(trained, collection, settings)
+    return (list(trained["genomes"]), None) if why is None else (list(genomes), why)

@@ -1,41 +1,31 @@
-# Sample-sheet loading, validation, wildcard constraints and input functions.
-import json
+# Sample-sheet loading, validation, wildcard constraints and input functions (the decisions behind
+# them are library functions in genembed.workflow).
 import sys
 from pathlib import Path
 
-import polars as pl
 from snakemake.utils import validate
 
+from genembed import layout
 from genembed.genome import read_fai, sidecar_fai
-from genembed.index import IndexSettings, needs_retraining
-from genembed.io import is_gzip
-from genembed.windows import WindowSpec, genome_code, shard_count, window_count
+from genembed.index import IndexSettings
+from genembed.plan import RunPlan, WindowPlan
+from genembed.windows import shard_count, window_count
+from genembed.workflow import estimated_contigs, read_sheet, shard_names, training_genomes, with_defaults
 
 
+config = with_defaults(config)
 validate(config, "../schemas/config.schema.yaml")
-
-GENOMES = pl.read_csv(
-    config["genomes"], separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String}
-)
-for _column in ("annotation", "promoters"):  # optional columns
-    if _column not in GENOMES.columns:
-        GENOMES = GENOMES.with_columns(pl.lit(None, pl.String).alias(_column))
-if GENOMES["genome"].is_duplicated().any():
-    raise ValueError(
-        f"{config['genomes']}: duplicate genome ids: "
-        + ", ".join(GENOMES.filter(pl.col("genome").is_duplicated())["genome"].unique().to_list())
-    )
 SHEET = {}
-for row in GENOMES.iter_rows(named=True):
+for row in read_sheet(config["genomes"]):
     validate(row, "../schemas/genomes.schema.yaml")
     SHEET[row["genome"]] = row
-_codes = {}
-for _g in SHEET:  # window ids carry a 31-bit hash of the genome id: refuse the rare collision
-    if genome_code(_g) in _codes:
-        raise ValueError(f"{config['genomes']}: genome ids {_codes[genome_code(_g)]} and {_g} hash alike; rename one")
-    _codes[genome_code(_g)] = _g
-MODEL_JSON = "results/model/model.json"
-TRAINED, TRAINED_INFO = "results/index/trained.faiss", "results/index/trained.json"
+
+R = "results/"
+PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS = (
+    R + p for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS)
+)
+INDEX_DIR, BUILD = "results/index", "results/index_build/"  # the index folder, and what its build keeps between runs
+TRAINED, TRAINED_INFO, PART = BUILD + "trained.faiss", BUILD + "trained.json", BUILD + "parts/{genome}.faiss"
 INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
@@ -60,15 +50,20 @@ def model_inputs(wildcards):
     return [MODEL_DIR] if PRETRAIN or Path(MODEL_DIR).is_dir() else []
 
 
-_CONTIGS = {}
+_CONTIGS, _SAID = {}, set()
+
+
+def say(message):
+    if message not in _SAID:
+        _SAID.add(message)
+        print(f"genembed: {message}", file=sys.stderr)
 
 
 def known_contigs(genome):
-    """A genome's (name, length) contigs when a .fai gives them without running anything: its
-    prepared copy's, else a samtools .fai shipped beside its FASTA (checked against the FASTA when
-    the genome is prepared), so a dry-run plans every shard. None before either exists."""
+    """A genome's contigs when a .fai gives them without running anything: its prepared copy's, else a
+    samtools .fai beside its FASTA (checked when the genome is prepared), so a dry-run plans every shard."""
     if genome not in _CONTIGS:
-        prepared = Path(f"results/genomes/{genome}/genome.fa.gz.fai")
+        prepared = Path(GENOME.format(genome=genome) + ".fai")
         fai = prepared if prepared.is_file() else sidecar_fai(SHEET[genome]["fasta"])
         if fai is None:
             return None
@@ -76,118 +71,68 @@ def known_contigs(genome):
     return _CONTIGS[genome]
 
 
-def contigs(genome):
-    """A genome's contigs: from a .fai already there, else once the prepare_genome checkpoint has run."""
-    return known_contigs(genome) or read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
+def window_plan():
+    """The run plan's windows; the config's while it has no auto size (so the DAG needs no model)."""
+    if not Path(PLAN).is_file() and "auto" not in (config["windows"]["size"], config["windows"]["stride"]):
+        return WindowPlan(**config["windows"])
+    return RunPlan.read(checkpoints.describe_model.get().output[0]).windows
 
 
 def shards(genome):
-    """Shard names of a genome, planned from its contig lengths."""
-    found = contigs(genome)
-    spec = window_spec(found)
-    n = shard_count(found, spec, SHEET[genome]["fasta"])
-    if n > 99_999:
-        raise ValueError(f"{genome}: {n} shards (over 99,999); raise windows.shard_size")
-    if n > 2_000 and "shards" not in _SAID:  # more embedding jobs than a scheduler handles comfortably
-        _SAID.add("shards")
-        print(f"genembed: {genome} has {n:,} shards of {spec.shard_size:,} windows (3 jobs each); for large"
-              " genomes raise windows.shard_size, or set it to auto (docs/scaling.md)", file=sys.stderr)
-    return [f"{i:05d}" for i in range(n)]
+    """Shard names of a genome, planned from its contig lengths (after the prepare_genome checkpoint
+    when no .fai is there yet)."""
+    found = known_contigs(genome) or read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
+    spec = window_plan().spec(found)
+    return shard_names(genome, shard_count(found, spec, SHEET[genome]["fasta"]), spec.shard_size, say)
 
 
-def window_spec(genome_contigs):
-    """The windows the model description planned for a genome with these contigs (sizes resolved
-    from the model when auto; shard size per genome when auto). With numeric window sizes the plan
-    is the config's, so the DAG is built without waiting for the model."""
-    plan = Path(MODEL_JSON)
-    if not plan.is_file() and "auto" not in (config["windows"]["size"], config["windows"]["stride"]):
-        return WindowSpec.from_config(config["windows"], genome_contigs)
-    plan = checkpoints.describe_model.get().output[0]
-    return WindowSpec.from_config(json.loads(Path(plan).read_text())["windows"], genome_contigs)
+def shard_files(pattern, genomes=lambda wildcards: SHEET):
+    """Input function: ``pattern`` for every shard of ``genomes`` (of the sheet, by default)."""
+    return lambda wildcards: [pattern.format(genome=g, shard=s) for g in genomes(wildcards) for s in shards(g)]
 
 
-def all_shards(pattern):
-    def inputs(wildcards):
-        return [pattern.format(genome=g, shard=s) for g in SHEET for s in shards(g)]
-
-    return inputs
+def job_genome(wildcards):
+    return [wildcards.genome]
 
 
-def genome_shards(pattern):
-    """Input function: ``pattern`` for every shard of the job's genome."""
-
-    def inputs(wildcards):
-        return [pattern.format(genome=wildcards.genome, shard=s) for s in shards(wildcards.genome)]
-
-    return inputs
-
-
-def planned_windows(genome):
-    """Windows of a genome as planned from its contig lengths (before N filtering). A genome with no
-    .fai yet is estimated from its FASTA's size (gzip: 4 bp per byte), so that the decision to
-    retrain the index is taken when the DAG is built, also in a dry-run; later runs use the exact
-    count."""
-    found = known_contigs(genome)
-    if found is None:
-        fasta = Path(SHEET[genome]["fasta"])
-        if not fasta.is_file():
-            return 0  # prepare_genome reports the missing file
-        found = [(genome, fasta.stat().st_size * (4 if is_gzip(fasta) else 1))]
-    return window_count(found, window_spec(found))
-
-
-_SAID = set()
-
-
-def train_genomes():
-    """The genomes the index is trained on: those of the stored training while it still fits the
-    collection (so adding a genome does not retrain), else every genome (and the run says why)."""
-    info = Path(TRAINED_INFO)
-    if not info.is_file():
-        return list(SHEET)
-    trained = json.loads(info.read_text())
-    if any(g not in SHEET for g in trained["genomes"]):
-        why = "a genome it was trained on left the sheet"
-    else:
-        why = needs_retraining(trained, sum(planned_windows(g) for g in SHEET), INDEX)
-    if why is None:
-        return trained["genomes"]
-    if why not in _SAID:
-        _SAID.add(why)
-        print(f"genembed: retraining the index: {why}", file=sys.stderr)
-    return list(SHEET)
-
-
-def train_inputs(pattern):
-    def inputs(wildcards):
-        return [pattern.format(genome=g, shard=s) for g in train_genomes() for s in shards(g)]
-
-    return inputs
+def train_genomes(wildcards):
+    """The genomes the index is trained on: the stored training's while it fits (adding a genome does
+    not retrain), else all (and the run says why)."""
+    planned = 0
+    for g in SHEET:
+        found = known_contigs(g) or estimated_contigs(SHEET[g]["fasta"])
+        planned += window_count(found, window_plan().spec(found))
+    genomes, why = training_genomes(TRAINED_INFO, list(SHEET), planned, INDEX)
+    if why:
+        say(f"retraining the index: {why}")
+    return genomes
 
 
 def prepared_fastas(wildcards):
-    return {g: f"results/genomes/{g}/genome.fa.gz" for g in SHEET}
+    return [GENOME.format(genome=g) for g in SHEET]
+
+
+REPORT_SHEET = {g: {c: row[c] for c in ("annotation", "promoters")} for g, row in SHEET.items()}
 
 
 def annotations():
     """Annotation and promoter-BED files of the genomes that have them."""
-    return {g: [row[c] for c in ("annotation", "promoters") if row[c]] for g, row in SHEET.items()
-            if row["annotation"] or row["promoters"]}
+    return [row[c] for row in SHEET.values() for c in ("annotation", "promoters") if row[c]]
 
 
 def report_inputs(wildcards):
     return {
-        "shards": all_shards("results/embeddings/{genome}/{shard}.h5")(wildcards),
-        "windows": all_shards("results/windows/{genome}/{shard}.parquet")(wildcards),
-        "genomes": list(prepared_fastas(wildcards).values()),
-        "annotations": [f for files in annotations().values() for f in files],
+        "shards": shard_files(EMBEDDINGS)(wildcards),
+        "windows": shard_files(WINDOWS)(wildcards),
+        "genomes": prepared_fastas(wildcards),
+        "annotations": annotations(),
     }
 
 
 def final_outputs():
     """Index, per-genome embeddings (virtual HDF5) and reports; the promoter report only when some genome has an
     annotation or a promoter BED; the evaluation unless turned off."""
-    out = ["results/index/manifest.json", "results/reports/clusters/clusters.html"]
+    out = [INDEX_DIR, "results/reports/clusters/clusters.html"]
     out += [f"results/embeddings/{g}.h5" for g in SHEET]
     if annotations():
         out.append("results/reports/promoters/promoters.html")

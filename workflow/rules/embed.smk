@@ -3,15 +3,14 @@
 
 rule embed:
     input:
-        windows="results/windows/{genome}/{shard}.parquet",
-        tokens="results/tokens/{genome}/{shard}.tokens.npy",
-        offsets="results/tokens/{genome}/{shard}.offsets.npy",
-        model=MODEL_JSON,
+        windows=WINDOWS,
+        tokens=TOKENS,
+        offsets=OFFSETS,
+        plan=PLAN,
     output:
-        "results/embeddings/{genome}/{shard}.h5",
+        EMBEDDINGS,
     params:
-        embed=config["embed"],
-        model=config["model"],
+        runtime={k: config["embed"][k] for k in ("token_budget", "device")},  # the rest is in the plan
     log:
         "logs/embed/{genome}/{shard}.log",
     benchmark:
@@ -35,7 +34,7 @@ localrules:
 
 rule stitch_embeddings:
     input:
-        genome_shards("results/embeddings/{genome}/{shard}.h5"),
+        shard_files(EMBEDDINGS, job_genome),
     output:
         "results/embeddings/{genome}.h5",
     log:

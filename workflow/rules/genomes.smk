@@ -6,9 +6,9 @@ checkpoint prepare_genome:
     input:
         fasta=genome_fasta,
     output:
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        fasta=GENOME,
+        fai=GENOME + ".fai",
+        gzi=GENOME + ".gzi",
     log:
         "logs/prepare_genome/{genome}.log",
     benchmark:

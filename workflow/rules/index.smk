@@ -6,8 +6,9 @@
 
 rule train_index:
     input:
-        shards=train_inputs("results/embeddings/{genome}/{shard}.h5"),
-        windows=train_inputs("results/windows/{genome}/{shard}.parquet"),
+        shards=shard_files(EMBEDDINGS, train_genomes),
+        windows=shard_files(WINDOWS, train_genomes),
+        plan=PLAN,
     output:
         index=TRAINED,
         info=TRAINED_INFO,
@@ -32,11 +33,11 @@ rule add_to_index:
     input:
         trained=TRAINED,
         info=TRAINED_INFO,
-        shards=genome_shards("results/embeddings/{genome}/{shard}.h5"),
-        windows=genome_shards("results/windows/{genome}/{shard}.parquet"),
+        shards=shard_files(EMBEDDINGS, job_genome),
+        windows=shard_files(WINDOWS, job_genome),
     output:
-        part="results/index/parts/{genome}.faiss",
-        info="results/index/parts/{genome}.json",
+        part=PART,
+        info=PART.replace(".faiss", ".json"),
     log:
         "logs/index/add/{genome}.log",
     benchmark:
@@ -54,18 +55,16 @@ rule merge_index:
     input:
         trained=TRAINED,
         info=TRAINED_INFO,
-        parts=expand("results/index/parts/{genome}.faiss", genome=SHEET),
-        windows=all_shards("results/windows/{genome}/{shard}.parquet"),
-        shards=all_shards("results/embeddings/{genome}/{shard}.h5"),
-        genomes=lambda wc: list(prepared_fastas(wc).values()),
-        model=MODEL_JSON,
+        parts=expand(PART, genome=SHEET),
+        windows=shard_files(WINDOWS),
+        shards=shard_files(EMBEDDINGS),
+        genomes=prepared_fastas,
+        plan=PLAN,
     output:
-        index="results/index/index.faiss",
-        table="results/index/windows.parquet",
-        manifest="results/index/manifest.json",
+        directory(INDEX_DIR),  # index, id table, manifest, query encoder, and vectors or lists where the index type has them
     params:
         index=config["index"],
-        genomes=prepared_fastas,
+        genomes=list(SHEET),
         seed=config["seed"],
     log:
         "logs/index/merge.log",

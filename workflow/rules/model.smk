@@ -4,11 +4,11 @@
 
 rule pretrain_model:
     input:
-        fastas=lambda wc: list(prepared_fastas(wc).values()),
+        fastas=prepared_fastas,
     output:
         directory("results/model/pretrained"),
     params:
-        settings=config["model"]["pretrain"],
+        settings={k: v for k, v in config["model"]["pretrain"].items() if k != "enabled"},
         seed=config["seed"],
     log:
         "logs/pretrain_model.log",
@@ -28,12 +28,14 @@ checkpoint describe_model:
     input:
         model_inputs,
     output:
-        MODEL_JSON,
+        PLAN,
     params:
-        model=config["model"],
         folder=MODEL_DIR,
+        revision=config["model"]["revision"],
+        trust_remote_code=config["model"]["trust_remote_code"],
         tokenizer=config["tokenizer"],
         windows=config["windows"],
+        embed={k: config["embed"][k] for k in ("pooling", "strands", "layer", "precision")},  # what shards record
     log:
         "logs/describe_model.log",
     benchmark:

@@ -30,9 +30,9 @@ rule cluster_report:
         ),
     params:
         clusters=config["clusters"],
-        promoters=config["promoters"],
-        sheet=SHEET,
-        fastas=prepared_fastas,
+        upstream=config["promoters"]["upstream"],
+        downstream=config["promoters"]["downstream"],
+        sheet=REPORT_SHEET,
         seed=config["seed"],
     log:
         "logs/cluster_report.log",
@@ -50,7 +50,7 @@ rule cluster_report:
 rule promoter_report:
     input:
         unpack(report_inputs),
-        plan=MODEL_JSON,
+        plan=PLAN,
     output:
         html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
         metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
@@ -67,11 +67,7 @@ rule promoter_report:
         ),
     params:
         promoters=config["promoters"],
-        model={k: config["model"][k] for k in ("revision", "trust_remote_code")},
-        embed=config["embed"],
-        max_n_fraction=config["windows"]["max_n_fraction"],
-        sheet=SHEET,
-        fastas=prepared_fastas,
+        sheet=REPORT_SHEET,
         seed=config["seed"],
     log:
         "logs/promoter_report.log",
@@ -88,8 +84,8 @@ rule promoter_report:
 
 rule evaluate_embeddings:
     input:
-        plan=MODEL_JSON,
-        genomes=lambda wc: list(prepared_fastas(wc).values()),
+        plan=PLAN,
+        genomes=prepared_fastas,
         promoters=lambda wc: ["results/reports/promoters/metrics.tsv"] if annotations() else [],
     output:
         html=report("results/reports/evaluate/evaluate.html", caption="../report/evaluate.rst", category="Evaluation"),
@@ -97,10 +93,7 @@ rule evaluate_embeddings:
         comparison="results/reports/evaluate/comparison.tsv",
         png=report("results/reports/evaluate/evaluate.png", caption="../report/evaluate.rst", category="Evaluation"),
     params:
-        model={k: config["model"][k] for k in ("revision", "trust_remote_code")},
-        embed=config["embed"],
-        evaluate=config["evaluate"],
-        fastas=prepared_fastas,
+        evaluate={k: v for k, v in config["evaluate"].items() if k != "enabled"},
         seed=config["seed"],
     log:
         "logs/evaluate_embeddings.log",

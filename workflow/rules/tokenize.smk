@@ -4,16 +4,12 @@
 
 rule tokenize:
     input:
-        windows="results/windows/{genome}/{shard}.parquet",
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        model=MODEL_JSON,
+        windows=WINDOWS,
+        fasta=GENOME,
+        plan=PLAN,
     output:
-        tokens="results/tokens/{genome}/{shard}.tokens.npy",
-        offsets="results/tokens/{genome}/{shard}.offsets.npy",
-    params:
-        tokenizer=config["tokenizer"],
-        model=config["model"],
-        strands=config["embed"]["strands"],
+        tokens=TOKENS,
+        offsets=OFFSETS,
     log:
         "logs/tokenize/{genome}/{shard}.log",
     benchmark:

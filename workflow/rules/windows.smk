@@ -4,14 +4,11 @@
 
 rule windows:
     input:
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        plan=MODEL_JSON,
+        fasta=GENOME,
+        fai=GENOME + ".fai",
+        plan=PLAN,
     output:
-        "results/windows/{genome}/{shard}.parquet",
-    params:
-        model=config["model"],
-        strands=config["embed"]["strands"],
+        WINDOWS,
     log:
         "logs/windows/{genome}/{shard}.log",
     benchmark:

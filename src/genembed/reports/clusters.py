@@ -16,8 +16,9 @@ from ..annotation import CLASSES
 from ..errors import GenembedError
 from ..index import normalise
 from ..io import atomic_path
+from ..layout import GenomeInputs
 from . import html
-from .data import GenomeInputs, iter_labeled, make_labelers
+from .data import iter_labeled, make_labelers
 
 log = logging.getLogger(__name__)
 CLASS_COLORS = {"rRNA": "#8c564b", "tRNA": "#e377c2", "ncRNA": "#ff7f0e", "upstream": "#d62728", "CDS": "#1f77b4",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -13,17 +12,8 @@ import polars as pl
 from ..annotation import WindowLabeler, check_contigs, read_annotation, read_promoter_bed
 from ..errors import GenembedError
 from ..genome import read_fai
+from ..layout import GenomeInputs
 from ..store import read_shard
-
-
-@dataclass
-class GenomeInputs:
-    name: str
-    fasta: Path
-    annotation: Path | None
-    windows: list[Path] = field(default_factory=list)
-    shards: list[Path] = field(default_factory=list)
-    promoters: Path | None = None  # BED of known promoters or TSSs; takes precedence over the annotation
 
 
 def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int,
@@ -68,35 +58,3 @@ def iter_labeled(genomes: list[GenomeInputs], labelers: dict[str, WindowLabeler 
             else:
                 table = labeler.label(table)
             yield g, table, shard.embeddings.astype(np.float32)
-
-
-def group_inputs(sheet: dict[str, dict], fastas: dict[str, str], windows: list[str], shards: list[str]
-                 ) -> list[GenomeInputs]:
-    """GenomeInputs in sheet order from the workflow's flat lists (``.../{genome}/{shard}.*``)."""
-    out = {g: GenomeInputs(g, Path(fastas[g]), Path(row["annotation"]) if row.get("annotation") else None,
-                           promoters=Path(row["promoters"]) if row.get("promoters") else None)
-           for g, row in sheet.items()}
-    for w, s in zip(sorted(windows), sorted(shards)):
-        genome = Path(w).parent.name
-        if Path(s).parent.name != genome or Path(s).stem != Path(w).stem:
-            raise GenembedError(f"{w} and {s} are not the same shard")
-        out[genome].windows.append(Path(w))
-        out[genome].shards.append(Path(s))
-    return list(out.values())
-
-
-def from_embed_folders(folder: str | Path) -> list[GenomeInputs]:
-    """The genomes under ``folder``, one ``genembed embed`` folder each (genome.fa.gz, windows/,
-    embeddings/), named by the genome id their windows carry."""
-    out: dict[str, GenomeInputs] = {}
-    for shard in sorted(Path(folder).glob("*/embeddings/*.h5")):
-        root = shard.parent.parent
-        windows = root / "windows" / f"{shard.stem}.parquet"
-        names = pl.read_parquet(windows, columns=["genome"])["genome"].unique().to_list()
-        name = names[0] if names else root.name  # a shard whose windows all fell to the N filter
-        g = out.setdefault(name, GenomeInputs(name, root / "genome.fa.gz", None))
-        g.windows.append(windows)
-        g.shards.append(shard)
-    if not out:
-        raise GenembedError(f"{folder}: no embedding shards found (expected {folder}/<genome>/embeddings/*.h5)")
-    return list(out.values())

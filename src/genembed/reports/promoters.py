@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -16,11 +16,15 @@ import polars as pl
 from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path
+from ..layout import GenomeInputs
 from ..windows import kmer_frequencies, n_fraction, window_sequences
 from . import html
-from .data import GenomeInputs, genome_contigs, iter_labeled, make_labelers
+from .data import genome_contigs, iter_labeled, make_labelers
 from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
 from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
+
+if TYPE_CHECKING:
+    from ..plan import RunPlan
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,26 @@ def split_of(table: pl.DataFrame, test: dict[str, tuple[int, int]]) -> np.ndarra
 
 
 EMBEDDINGS = "embeddings"
+
+
+def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
+                        plan: "RunPlan") -> pl.DataFrame:
+    """The promoter report of a run: its windows' size, stride and N limit, and, with a ``track_step``
+    below the stride, a dense track scan with the plan's model (refused when its files changed)."""
+    from dataclasses import replace
+
+    from ..models import fingerprint
+
+    w = plan.windows
+    settings = replace(settings, max_n_fraction=w.max_n_fraction)
+    embed = None
+    if settings.track_step < w.stride:
+        if fingerprint(plan.folder) != plan.fingerprint:
+            raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
+                                f" the dense promoter track needs that model (or a track step of {w.stride} for one"
+                                " value per stored window)")
+        embed = plan.sequence_embedder()
+    return promoter_report(genomes, out_dir, settings, w.stride, embed, w.size)
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,

@@ -1,0 +1,82 @@
+"""Where a run's files live, below one results folder: the workflow's ``results/`` and the folder
+``genembed embed --out`` fills are laid out alike, so every stage and command finds them one way."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import GenembedError
+
+PLAN = "model/model.json"
+GENOME = "genomes/{genome}/genome.fa.gz"
+WINDOWS = "windows/{genome}/{shard}.parquet"
+TOKENS = "tokens/{genome}/{shard}.tokens.npy"
+OFFSETS = "tokens/{genome}/{shard}.offsets.npy"
+EMBEDDINGS = "embeddings/{genome}/{shard}.h5"
+
+
+def shard_name(i: int) -> str:
+    return f"{i:05d}"
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """One shard's windows (Parquet), token files and embeddings (HDF5)."""
+
+    windows: Path
+    tokens: Path
+    offsets: Path
+    out: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike, genome: str, shard: str) -> "ShardFiles":
+        root = Path(root)
+        return cls(*(root / p.format(genome=genome, shard=shard) for p in (WINDOWS, TOKENS, OFFSETS, EMBEDDINGS)))
+
+
+@dataclass
+class GenomeInputs:
+    """A genome's prepared FASTA, optional annotation or promoter BED, and its shards (window tables
+    and embeddings, in shard order)."""
+
+    name: str
+    fasta: Path
+    annotation: Path | None
+    windows: list[Path] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)
+    promoters: Path | None = None  # BED of known promoters or TSSs; takes precedence over the annotation
+
+
+def group_shards(shards: Sequence[str | os.PathLike], sheet: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> list[GenomeInputs]:
+    """The genomes of these embedding shards (``ROOT/embeddings/{genome}/{shard}.h5``), each with its
+    window tables and prepared FASTA from the same layout; in ``sheet`` order (whose rows give the
+    annotation and promoter files, and whose genomes without shards are kept), else by name."""
+    found: dict[str, list[Path]] = {}
+    roots: dict[str, Path] = {}
+    for shard in sorted(Path(s) for s in shards):
+        genome = shard.parent.name
+        found.setdefault(genome, []).append(shard)
+        roots[genome] = shard.parents[2]
+    rows = dict(sheet or {})
+    out = []
+    for genome in [*rows, *sorted(set(found) - set(rows))]:
+        row = rows.get(genome, {})
+        root = roots.get(genome, Path("results"))
+        files = [ShardFiles.at(root, genome, s.stem) for s in found.get(genome, [])]
+        out.append(GenomeInputs(genome, root / GENOME.format(genome=genome),
+                                Path(row["annotation"]) if row.get("annotation") else None,
+                                [f.windows for f in files], [f.out for f in files],
+                                Path(row["promoters"]) if row.get("promoters") else None))
+    return out
+
+
+def discover(root: str | os.PathLike) -> list[GenomeInputs]:
+    """Every genome embedded under a results folder (``genembed embed --out`` or the workflow's ``results/``)."""
+    shards = sorted(Path(root).glob(EMBEDDINGS.format(genome="*", shard="[0-9]*")))
+    if not shards:
+        raise GenembedError(f"{root}: no embedding shards found (expected {Path(root) / EMBEDDINGS})")
+    return group_shards(shards)

@@ -1,0 +1,81 @@
+"""The stages of a run over its results folder (:mod:`genembed.layout`), one function each, driven
+shard by shard by the workflow's jobs and genome by genome by ``genembed embed``: both read the
+same :class:`~genembed.plan.RunPlan` and write the same files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import GenembedError
+from .layout import GENOME, PLAN, GenomeInputs, ShardFiles, shard_name
+from .plan import RunPlan
+
+log = logging.getLogger(__name__)
+
+
+def window_stage(plan: RunPlan, genome: str, fasta: str | os.PathLike, shard: int, out: str | os.PathLike,
+                 tokenizer: Any = None) -> int:
+    """One shard's windows as Parquet; windows whose tokens the model cannot take are dropped."""
+    from .genome import read_fai
+    from .tokenize import token_fit
+    from .windows import write_shard_windows
+
+    fits = token_fit(tokenizer or plan.make_tokenizer(), plan.max_tokens, plan.embed.strands)
+    spec = plan.windows.spec(read_fai(f"{fasta}.fai"))
+    return write_shard_windows(genome, fasta, spec, shard, out, fits)
+
+
+def tokenize_stage(plan: RunPlan, windows: str | os.PathLike, fasta: str | os.PathLike, tokens: str | os.PathLike,
+                   offsets: str | os.PathLike, tokenizer: Any = None) -> int:
+    """One shard's token ids (both strands, reverse complement after, with ``strands: average``)."""
+    from .tokenize import tokenize_shard
+
+    return tokenize_shard(windows, fasta, tokenizer or plan.make_tokenizer(), plan.max_tokens, tokens, offsets,
+                          plan.embed.strands)
+
+
+def embed_stage(plan: RunPlan, shards: Sequence[ShardFiles], embedder: Any, prepare: Any = None) -> int:
+    """Shards' tokens through the model into HDF5 (one model load; see :func:`genembed.embed.embed_shards`)."""
+    from .embed import embed_shards
+
+    return embed_shards(list(shards), embedder, plan.shard_attrs(embedder), prepare)
+
+
+def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str | os.PathLike,
+                 embedder: Any = None) -> tuple[GenomeInputs, list[Path], int]:
+    """Every stage of one genome into ``root`` (prepared FASTA, windows, tokens, embeddings, and the
+    plan), with one model load; the next shard is windowed and tokenized while one embeds. Shards
+    already embedded with this plan are kept (resume after a kill). Returns the genome's files, the
+    shards kept and the number of windows embedded now."""
+    from .genome import prepare_fasta
+    from .store import is_complete
+    from .windows import shard_count
+
+    root = Path(root)
+    embedder = embedder or plan.embedder()
+    prepared = root / GENOME.format(genome=genome)
+    existed = prepared.is_file()
+    contigs = prepare_fasta(fasta, prepared)
+    try:
+        n_shards = shard_count(contigs, plan.windows.spec(contigs), fasta)
+    except GenembedError:
+        if not existed:  # leave nothing behind for a genome that cannot be embedded
+            for f in (prepared, Path(f"{prepared}.fai"), Path(f"{prepared}.gzi")):
+                f.unlink(missing_ok=True)
+        raise
+    plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
+    tokenizer = plan.make_tokenizer(embedder.tokenizer)
+    attrs = plan.shard_attrs(embedder)
+    files = [ShardFiles.at(root, genome, shard_name(i)) for i in range(n_shards)]
+    kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
+    todo = [f for f in files if f.out not in kept]
+
+    def prepare(f: ShardFiles) -> None:  # runs in the background while the previous shard embeds
+        window_stage(plan, genome, prepared, int(f.out.stem), f.windows, tokenizer)
+        tokenize_stage(plan, f.windows, prepared, f.tokens, f.offsets, tokenizer)
+
+    n = embed_stage(plan, todo, embedder, prepare)
+    return GenomeInputs(genome, prepared, None, [f.windows for f in files], [f.out for f in files]), kept, n

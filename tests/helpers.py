@@ -1,0 +1,73 @@
+"""What several test modules share: paths, tiny models, genomes embedded by the library's driver, and
+Snakemake runs of the workflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_FASTA = REPO / "resources/example/ecoli_k12_mg1655.fna.gz"
+EXAMPLE_GFF = REPO / "resources/example/ecoli_k12_mg1655.gff.gz"
+DEFAULT_MODEL = REPO / "resources/models/genembed-conv"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A real (randomly initialised) BERT with genembed's 6-mer tokenizer, saved as a HF folder."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from genembed.pretrain import build_tokenizer
+
+    torch.manual_seed(seed)
+    tok = build_tokenizer(6, 512)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=hidden * 2, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    BertForMaskedLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def kmer_plan(model_dir: Path, size: int = 1000, shard_size: int | str = 600, k: int = 6, **embed):
+    """The run plan of a model folder with a non-overlapping k-mer tokenizer and windows without overlap."""
+    from genembed.embed import EmbedSettings
+    from genembed.models import ModelSpec
+    from genembed.plan import RunPlan
+    from genembed.tokenize import TokenizerSpec
+
+    return RunPlan.make(ModelSpec(str(model_dir)), TokenizerSpec("kmer", k),
+                        {"size": size, "stride": size, "shard_size": shard_size}, EmbedSettings(**embed))
+
+
+def embed_genome(name: str, fasta: Path, root: Path, model_dir: Path, size: int = 1000, shard_size: int = 600):
+    """A genome windowed, tokenized and embedded into the results folder ``root`` by the library's driver."""
+    from genembed.pipeline import embed_genome as drive
+
+    return drive(kmer_plan(model_dir, size, shard_size), fasta, name, root)[0]
+
+
+def write_config(d: Path, sheet: str, **overrides) -> None:
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg.update(overrides)
+    (d / "config").mkdir(parents=True, exist_ok=True)
+    (d / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "config/genomes.tsv").write_text(sheet)
+
+
+def small_workflow(d: Path, ecoli_slice) -> Path:
+    """A workflow folder for the 200-kb slice in 1-kb windows (2 shards), the bundled model, fp32."""
+    write_config(d, f"genome\tfasta\tannotation\neco\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
+                 model={"path": str(DEFAULT_MODEL)}, windows={"size": 1000, "stride": 1000, "shard_size": 100},
+                 embed={"precision": "fp32"}, clusters={"k": 3, "umap_sample": 150}, promoters={"bootstrap": 100})
+    return d
+
+
+def snakemake(d: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    res = subprocess.run(SNAKEMAKE + ["-d", str(d), *args], capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(res.stdout[-3000:] + res.stderr[-3000:])
+    return res
