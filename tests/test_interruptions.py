@@ -16,8 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from helpers import small_workflow
-from test_workflow import SNAKEMAKE, snakemake
+from helpers import SNAKEMAKE, small_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
