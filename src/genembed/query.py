@@ -71,61 +71,36 @@ def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
     return {k: b"".join(v) for k, v in records.items()}
 
 
-class Index:
-    """A built genembed index: ``Index.open(dir).search({"q": b"ACGT..."}, k=10)``."""
+class QueryEncoder:
+    """Query sequences to unit vectors, made exactly as an index's windows were: the traced copy of
+    the encoder the index keeps (fast start), else the model itself (``model`` replaces the folder
+    the manifest names; refused when its files differ from those the index was built with)."""
 
-    def __init__(self, index_dir: str | os.PathLike, model: str | None = None):
-        self.dir = Path(index_dir)
-        self.manifest = read_manifest(self.dir)
-        self.faiss = read_index(self.dir, self.manifest["index"])
-        # compact in memory: names as categories, coordinates as 32-bit (contigs are under 4 Gbp)
-        self.table = pl.read_parquet(self.dir / TABLE_FILE).with_columns(
-            pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
-        self.model_path = model
-        self._embedder: Embedder | None = None
-        self._tokenizer = None
-        self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
-        self._vectors = None
+    def __init__(self, index_dir: Path, manifest: dict[str, Any], model: str | None = None):
+        self.dir, self.manifest, self.model_path = index_dir, manifest, model
+        self._loaded: tuple[Embedder, Any] | None = None
 
-    @classmethod
-    def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
-        """Open a built index; ``model`` replaces the model folder the manifest names (refused when
-        its files differ from those the index was built with)."""
-        return cls(index_dir, model)
-
-    def check_compatible(self, attrs: Mapping[str, Any], what: str = "query embeddings") -> None:
-        """Refuse embeddings made otherwise than the index (model, tokenizer, pooling, layer, strands,
-        windows), naming every setting that differs."""
-        wanted = self.manifest["settings"]
-        differ = [f"{k} {attrs.get(k)!r} (index: {wanted.get(k)!r})" for k in IDENTITY_KEYS
-                  if str(attrs.get(k)) != str(wanted.get(k, "forward" if k == "strands" else None))]
-        if differ:
-            raise GenembedError(f"{what} were made otherwise than the index {self.dir}: {'; '.join(differ)}")
-
-    def _model(self) -> tuple[Embedder, Any]:
-        """The query encoder: the traced copy the index keeps (fast start), else the model itself."""
-        if self._embedder is None:
+    def _load(self) -> tuple[Embedder, Any]:
+        if self._loaded is None:
             from .export import load_query_model, model_spec, query_settings
 
-            kept = None if self.model_path else load_query_model(self.dir, self.manifest)
-            if kept is not None:
-                self._embedder, self._tokenizer = kept
-                return kept
-            m = self.manifest["model"]
-            spec = model_spec(self.manifest, self.model_path)
-            embedder = Embedder(spec, query_settings(self.manifest))
-            found = fingerprint(spec.source) if Path(spec.source).is_dir() else None
-            if found is not None and found != m["fingerprint"]:
-                raise GenembedError(f"{spec.source}: model files differ from those the index was built with"
-                                    f" (fingerprint {found[:12]} != {m['fingerprint'][:12]})")
-            self._tokenizer = make_tokenizer(TokenizerSpec.parse(self.manifest["settings"]["tokenizer"]), embedder.tokenizer)
-            self._embedder = embedder
-        return self._embedder, self._tokenizer
+            self._loaded = None if self.model_path else load_query_model(self.dir, self.manifest)
+            if self._loaded is None:
+                m = self.manifest["model"]
+                spec = model_spec(self.manifest, self.model_path)
+                embedder = Embedder(spec, query_settings(self.manifest))
+                found = fingerprint(spec.source) if Path(spec.source).is_dir() else None
+                if found is not None and found != m["fingerprint"]:
+                    raise GenembedError(f"{spec.source}: model files differ from those the index was built with"
+                                        f" (fingerprint {found[:12]} != {m['fingerprint'][:12]})")
+                tokenizer = make_tokenizer(TokenizerSpec.parse(self.manifest["settings"]["tokenizer"]), embedder.tokenizer)
+                self._loaded = embedder, tokenizer
+        return self._loaded
 
     def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
-        """Unit-length query vectors, made exactly as the indexed windows were. A query must be
-        IUPAC nucleotides and, with a k-mer tokenizer, at least one k-mer long."""
-        embedder, tokenizer = self._model()
+        """Unit-length vectors. A query must be IUPAC nucleotides and, with a k-mer tokenizer, at
+        least one k-mer long."""
+        embedder, tokenizer = self._load()
         k = getattr(tokenizer, "k", 1)
         for i, seq in enumerate(sequences):
             what = f"query {names[i]!r}" if names else "query"
@@ -141,19 +116,23 @@ class Index:
         check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
         return normalise(average_strands(embedder.embed_rows(rows), strands))
 
-    def search(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
-               exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
-        """Top-``k`` windows for each named query sequence, best first; only in ``genomes`` when
-        given, and without the windows that overlap a query's own region in ``exclude``."""
-        names = list(queries)
-        return self.search_vectors(dict(zip(names, self.embed([queries[n].upper() for n in names], names))), k,
-                                   genomes, exclude)
 
-    def search_vectors(self, vectors: Mapping[str, np.ndarray], k: int = 10, genomes: Sequence[str] | None = None,
-                       exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
-        """Top-``k`` windows for named query vectors (made as the index's: see :meth:`check_compatible`)."""
-        names = list(vectors)
-        x = normalise(np.stack([np.asarray(vectors[n], dtype=np.float32) for n in names]))
+class Searcher:
+    """The top-k windows of an index for query vectors: FAISS search, genome filters (id ranges),
+    exclusion of a query's own region, and exact re-scoring of lossy (PQ) candidates."""
+
+    def __init__(self, index_dir: Path, manifest: dict[str, Any]):
+        self.dir, self.manifest = index_dir, manifest
+        self.faiss = read_index(index_dir, manifest["index"])
+        # compact in memory: names as categories, coordinates as 32-bit (contigs are under 4 Gbp)
+        self.table = pl.read_parquet(index_dir / TABLE_FILE).with_columns(
+            pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
+        self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._vectors = None
+
+    def search(self, names: Sequence[str], x: np.ndarray, k: int, genomes: Sequence[str] | None = None,
+               exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
+        """Hits (``HIT_COLUMNS``) of the unit-length query rows ``x``, named ``names``."""
         exclude = exclude or {}
         extra = max((self._overlapping(r) for r in exclude.values()), default=0)
         want = min(k + extra, self.faiss.ntotal)
@@ -167,7 +146,7 @@ class Index:
         width, rows = rows.shape[1], rows.ravel()
         found = rows >= 0
         hits = pl.DataFrame({
-            "query": np.repeat(names, width)[found],
+            "query": np.repeat(list(names), width)[found],
             "score": scores.ravel()[found].astype(np.float32),
         }).hstack(self.table[rows[found]].select("genome", "contig", "start", "end"))
         for name, region in exclude.items():
@@ -227,15 +206,6 @@ class Index:
             self._vectors = vectors
         return self._vectors
 
-    def search_shard(self, path: str | os.PathLike, k: int = 10, genomes: Sequence[str] | None = None) -> pl.DataFrame:
-        """Top-``k`` windows for every window of an embedding shard (for example of a genome embedded
-        later with ``genembed embed``), refused when it was embedded otherwise than the index."""
-        from .store import read_shard
-
-        shard = read_shard(path)
-        self.check_compatible(shard.attrs, str(path))
-        return self.search_vectors({str(i): v for i, v in zip(shard.window_id, shard.embeddings)}, k, genomes)
-
     def _overlapping(self, region: Region) -> int:
         """How many indexed windows can overlap a region (so that dropping them still leaves k hits)."""
         s = self.manifest["settings"]
@@ -262,6 +232,63 @@ class Index:
             params.nprobe = int(self.manifest["index"].get("nprobe") or 1)
         params.sel = selector
         return params
+
+
+class Index:
+    """A built genembed index: ``Index.open(dir).search({"q": b"ACGT..."}, k=10)``; a query encoder
+    beside a searcher, over the index folder."""
+
+    def __init__(self, index_dir: str | os.PathLike, model: str | None = None):
+        self.dir = Path(index_dir)
+        self.manifest = read_manifest(self.dir)
+        self.searcher = Searcher(self.dir, self.manifest)
+        self.encoder = QueryEncoder(self.dir, self.manifest, model)
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
+        """Open a built index; ``model`` replaces the model folder the manifest names (refused when
+        its files differ from those the index was built with)."""
+        return cls(index_dir, model)
+
+    @property
+    def faiss(self):
+        return self.searcher.faiss
+
+    def check_compatible(self, attrs: Mapping[str, Any], what: str = "query embeddings") -> None:
+        """Refuse embeddings made otherwise than the index (model, tokenizer, pooling, layer, strands,
+        windows), naming every setting that differs."""
+        wanted = self.manifest["settings"]
+        differ = [f"{k} {attrs.get(k)!r} (index: {wanted.get(k)!r})" for k in IDENTITY_KEYS
+                  if str(attrs.get(k)) != str(wanted.get(k, "forward" if k == "strands" else None))]
+        if differ:
+            raise GenembedError(f"{what} were made otherwise than the index {self.dir}: {'; '.join(differ)}")
+
+    def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
+        return self.encoder.embed(sequences, names)
+
+    def search(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
+               exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
+        """Top-``k`` windows for each named query sequence, best first; only in ``genomes`` when
+        given, and without the windows that overlap a query's own region in ``exclude``."""
+        names = list(queries)
+        return self.searcher.search(names, self.encoder.embed([queries[n].upper() for n in names], names), k, genomes,
+                                    exclude)
+
+    def search_vectors(self, vectors: Mapping[str, np.ndarray], k: int = 10, genomes: Sequence[str] | None = None,
+                       exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
+        """Top-``k`` windows for named query vectors (made as the index's: see :meth:`check_compatible`)."""
+        names = list(vectors)
+        x = normalise(np.stack([np.asarray(vectors[n], dtype=np.float32) for n in names]))
+        return self.searcher.search(names, x, k, genomes, exclude)
+
+    def search_shard(self, path: str | os.PathLike, k: int = 10, genomes: Sequence[str] | None = None) -> pl.DataFrame:
+        """Top-``k`` windows for every window of an embedding shard (for example of a genome embedded
+        later with ``genembed embed``), refused when it was embedded otherwise than the index."""
+        from .store import read_shard
+
+        shard = read_shard(path)
+        self.check_compatible(shard.attrs, str(path))
+        return self.search_vectors({str(i): v for i, v in zip(shard.window_id, shard.embeddings)}, k, genomes)
 
     def fetch(self, region: Region) -> bytes:
         path = self.manifest["genomes"].get(region.genome)

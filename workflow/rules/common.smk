@@ -20,12 +20,13 @@ for row in read_sheet(config["genomes"]):
     validate(row, "../schemas/genomes.schema.yaml")
     SHEET[row["genome"]] = row
 
-R = "results/"
 PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS = (
-    R + p for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS)
+    f"results/{p}" for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS)
 )
-INDEX_DIR, BUILD = "results/index", "results/index_build/"  # the index folder, and what its build keeps between runs
-TRAINED, TRAINED_INFO, PART = BUILD + "trained.faiss", BUILD + "trained.json", BUILD + "parts/{genome}.faiss"
+INDEX_DIR = "results/index"
+# what the index build keeps between runs (the trained, empty index; one part per genome)
+TRAINED, TRAINED_INFO = "results/index_build/trained.faiss", "results/index_build/trained.json"
+PART, PART_INFO = "results/index_build/parts/{genome}.faiss", "results/index_build/parts/{genome}.json"
 INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
@@ -63,7 +64,7 @@ def known_contigs(genome):
     """A genome's contigs when a .fai gives them without running anything: its prepared copy's, else a
     samtools .fai beside its FASTA (checked when the genome is prepared), so a dry-run plans every shard."""
     if genome not in _CONTIGS:
-        prepared = Path(GENOME.format(genome=genome) + ".fai")
+        prepared = Path(f"{GENOME.format(genome=genome)}.fai")
         fai = prepared if prepared.is_file() else sidecar_fai(SHEET[genome]["fasta"])
         if fai is None:
             return None

@@ -7,8 +7,8 @@ checkpoint prepare_genome:
         fasta=genome_fasta,
     output:
         fasta=GENOME,
-        fai=GENOME + ".fai",
-        gzi=GENOME + ".gzi",
+        fai=f"{GENOME}.fai",
+        gzi=f"{GENOME}.gzi",
     log:
         "logs/prepare_genome/{genome}.log",
     benchmark:

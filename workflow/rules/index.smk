@@ -37,7 +37,7 @@ rule add_to_index:
         windows=shard_files(WINDOWS, job_genome),
     output:
         part=PART,
-        info=PART.replace(".faiss", ".json"),
+        info=PART_INFO,
     log:
         "logs/index/add/{genome}.log",
     benchmark:

@@ -5,7 +5,7 @@
 rule windows:
     input:
         fasta=GENOME,
-        fai=GENOME + ".fai",
+        fai=f"{GENOME}.fai",
         plan=PLAN,
     output:
         WINDOWS,
