@@ -161,7 +161,7 @@ def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model
     direct = Index.open(built_index["dir"], model=built_index["plan"].folder)
     seqs = {f"q{i}": ecoli_sequence[i * 7000 : i * 7000 + 600 + 50 * i] for i in range(6)}
     a, b = traced.embed(list(seqs.values())), direct.embed(list(seqs.values()))
-    assert traced._embedder.tokenizer is None and direct._embedder.tokenizer is not None  # two different paths
+    assert traced.encoder.embedder.tokenizer is None and direct.encoder.embedder.tokenizer is not None  # two different paths
     assert ((a * b).sum(1) >= 0.9999).all()
     assert traced.search(seqs, k=3)["start"].to_list() == direct.search(seqs, k=3)["start"].to_list()
     # a cold query process never imports transformers

@@ -97,6 +97,11 @@ class QueryEncoder:
                 self._loaded = embedder, tokenizer
         return self._loaded
 
+    @property
+    def embedder(self) -> Embedder:
+        """The loaded encoder (a traced copy has no transformers tokenizer)."""
+        return self._load()[0]
+
     def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
         """Unit-length vectors. A query must be IUPAC nucleotides and, with a k-mer tokenizer, at
         least one k-mer long."""
