@@ -1,5 +1,4 @@
 import gzip
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -9,6 +8,7 @@ from genembed.annotation import (
     Coverage, WindowLabeler, check_contigs, gene_starts, promoter_regions, read_annotation, read_promoter_bed, with_classes,
 )
 from genembed.errors import GenembedError
+from helpers import REPO
 
 GTF = """chr1\tsrc\tgene\t1001\t2000\t.\t+\t.\tgene_id "g1";
 chr1\tsrc\ttranscript\t1001\t2000\t.\t+\t.\tgene_id "g1"; transcript_id "t1";
@@ -68,7 +68,7 @@ def _gz(path, text):
     return path
 
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "resources/example"
+EXAMPLE = REPO / "resources/example"
 
 
 def test_gtf_and_gff3_of_the_same_real_annotation_give_the_same_gene_starts():

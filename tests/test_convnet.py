@@ -13,6 +13,7 @@ from genembed.embed import EmbedSettings, Embedder
 from genembed.models import ModelSpec
 from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 from genembed.tune import TuneConfig, new_encoder
+from helpers import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_traced_encoder_matches_the_model(conv_model):
         torch.testing.assert_close(traced(ids2, mask2), embedder.encode(ids2, mask2))
 
 
-DEFAULT = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources/models/genembed-conv"
+DEFAULT = DEFAULT_MODEL
 
 
 def test_the_bundled_default_model_loads_offline_without_remote_code_and_is_small(tmp_path):

@@ -189,9 +189,9 @@ def slice_fasta(path: Path, name: str, start: int, length: int) -> Path:
     return path
 
 
-def dry_run_jobs(d: Path) -> list[tuple[str, dict[str, str]]]:
+def dry_run_jobs(d: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
     """(rule, wildcards) of every job a dry-run of the whole workflow lists."""
-    out = snakemake(d, "-n").stdout
+    out = snakemake(d, "-n", *args).stdout
     jobs = []
     for block in re.split(r"\n(?:rule|localrule|checkpoint) ", out)[1:]:
         rule = block.split(":", 1)[0].strip()
@@ -209,9 +209,9 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
                   windows={"size": 500, "stride": 500, "shard_size": 120},
                   index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
     write_config(tmp_path, sheet, **config)
-    index = ["results/index/manifest.json"]
+    index = ["results/index"]
     snakemake(tmp_path, "--cores", "2", *index, "results/embeddings/first.h5")
-    trained = tmp_path / "results/index/trained.faiss"
+    trained = tmp_path / "results/index_build/trained.faiss"
     kept = {p: p.stat().st_mtime_ns for p in [trained, *(tmp_path / "results").glob("*/first/*")]}
     assert json.loads((tmp_path / "results/index/manifest.json").read_text())["index"]["factory"] == "IVF16,Flat"
 
@@ -244,3 +244,12 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
     out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "results/index"),
                           "--region", "third:chrC:50000-50500", "-k", "1"], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[1].split("\t")[2:6] == ["third", "chrC", "50000", "50500"]
+
+
+def test_a_setting_no_shard_job_reads_does_not_redo_the_shards(small_workflow_run, tmp_path):
+    """Rules pass their scripts only what they read: a pretraining setting (pretraining off) or a
+    clustering one leaves windows, tokens, embeddings and the index alone."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("model: {pretrain: {steps: 7, hidden_size: 32}}\nclusters: {k: 4}\n")
+    rules = {rule for rule, _ in dry_run_jobs(small_workflow_run, "--configfile", str(extra))}
+    assert rules == {"cluster_report", "all"}, rules
