@@ -63,7 +63,7 @@ def bert_25m(folder: Path) -> Path:
     """A BERT of about 25M parameters (hidden 512, 8 layers, 6-mer vocabulary), randomly initialised."""
     from transformers import BertConfig, BertForMaskedLM
 
-    from genembed.pretrain import build_tokenizer
+    from genembed.tune import build_tokenizer
 
     torch.manual_seed(0)
     tok = build_tokenizer(6, 512)

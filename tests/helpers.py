@@ -21,7 +21,7 @@ def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from genembed.pretrain import build_tokenizer
+    from genembed.tune import build_tokenizer
 
     torch.manual_seed(seed)
     tok = build_tokenizer(6, 512)

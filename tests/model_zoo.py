@@ -231,7 +231,7 @@ def masked_lm_custom_code(folder: Path, seed: int = 1) -> Path:
     """Nucleotide Transformer v2-like: custom code registered only as AutoModelForMaskedLM, 6-mers."""
     import torch
 
-    from genembed.pretrain import build_tokenizer
+    from genembed.tune import build_tokenizer
 
     folder.mkdir(parents=True)
     (folder / "modeling_dna.py").write_text(NT2_CODE)
@@ -273,7 +273,7 @@ def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2) -> Path:
     """Custom code: a BERT that runs out of memory on batches above ``max_batch_tokens`` tokens."""
     import torch
 
-    from genembed.pretrain import build_tokenizer
+    from genembed.tune import build_tokenizer
 
     folder.mkdir(parents=True)
     (folder / "modeling_limited.py").write_text(MEMORY_LIMITED_CODE)

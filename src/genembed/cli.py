@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
@@ -14,7 +15,6 @@ from .errors import GenembedError
 from .evaluate import EvalSettings
 from .index import IndexSettings
 from .plan import WindowPlan
-from .pretrain import PretrainConfig
 from .reports.clusters import ClusterSettings
 from .reports.promoters import PromoterSettings
 from .tokenize import TokenizerSpec
@@ -22,7 +22,7 @@ from .tune import TuneConfig
 
 # One source of defaults: the settings dataclasses (config/config.yaml and the CLI read them)
 EMBED, EVAL, INDEX, WINDOWS = EmbedSettings(), EvalSettings(), IndexSettings(), WindowPlan()
-PRETRAIN, CLUSTERS, PROMOTERS, TOKENIZER, TUNE = PretrainConfig(), ClusterSettings(), PromoterSettings(), TokenizerSpec(), TuneConfig()
+CLUSTERS, PROMOTERS, TOKENIZER, TUNE = ClusterSettings(), PromoterSettings(), TokenizerSpec(), TuneConfig()
 
 
 def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
@@ -42,30 +42,18 @@ def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
     return out
 
 
-def cmd_pretrain(args: argparse.Namespace) -> None:
-    from .pretrain import PretrainConfig, pretrain
-
-    cfg = PretrainConfig(
-        hidden_size=args.hidden_size, layers=args.layers, heads=args.heads, seq_bp=args.seq_bp, batch_size=args.batch_size,
-        steps=args.steps, max_minutes=args.max_minutes, learning_rate=args.learning_rate, seed=args.seed,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        stats = pretrain(_prepared(args.fasta, Path(tmp)), args.out, cfg)
-    print(f"saved {args.out}: {stats['steps']} steps, final loss {stats['final_loss']}")
+def _from_args(cls, args: argparse.Namespace):
+    """A settings dataclass from the options of the same names (the others keep their defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    from .tokenize import TokenizerSpec
-    from .tune import TuneConfig, tune
+    from .tune import tune
 
-    cfg = TuneConfig(seq_bp=args.seq_bp, max_shift=args.max_shift, max_mutation=args.max_mutation,
-                     batch_size=args.batch_size, steps=args.steps, max_minutes=args.max_minutes,
-                     learning_rate=args.learning_rate, temperature=args.temperature, seed=args.seed,
-                     hidden_size=args.hidden_size, layers=args.layers)
     tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
     with tempfile.TemporaryDirectory() as tmp:
-        stats = tune(_prepared(args.fasta, Path(tmp)), args.out, cfg, args.model, tok, args.trust_remote_code,
-                     args.device, args.revision)
+        stats = tune(_prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
+                     args.trust_remote_code, args.device, args.revision)
     print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
           f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")
 
@@ -101,7 +89,7 @@ def _plan(args: argparse.Namespace):
                         TokenizerSpec(args.tokenizer, args.k, args.overlap),
                         {"size": args.window, "stride": args.stride, "max_n_fraction": args.max_n_fraction,
                          "shard_size": getattr(args, "shard_size", WINDOWS.shard_size)},
-                        EmbedSettings(args.pooling, args.layer, args.token_budget, args.precision, args.device, args.strands))
+                        _from_args(EmbedSettings, args))
 
 
 def _genome_name(fasta: str) -> str:
@@ -228,14 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     parser.add_argument("--version", action="version", version=f"genembed {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("pretrain", help="train a small DNA BERT (masked LM) on genomes")
-    p.add_argument("--fasta", nargs="+", required=True, help="genome FASTA files (plain, gzip or bgzip)")
-    p.add_argument("--out", required=True, help="output model folder (Hugging Face format)")
-    for name in ("steps", "max_minutes", "hidden_size", "layers", "heads", "seq_bp", "batch_size", "learning_rate", "seed"):
-        value = getattr(PRETRAIN, name)
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    p.set_defaults(func=cmd_pretrain)
 
     t = sub.add_parser("tune", help="contrastive training: a new genembed encoder, or any model (--model) tuned")
     t.add_argument("--fasta", nargs="+", required=True, help="training genomes (plain, gzip or bgzip FASTA)")

@@ -4,7 +4,7 @@ classes so that ``AutoModel.from_pretrained`` loads it without ``trust_remote_co
 
 Shape: a nucleotide embedding, a full convolution stem, then ConvNeXt-style blocks (a depthwise
 convolution, layer norm, a two-layer feed-forward, a residual connection), a layer norm and
-per-channel centring (see :class:`_Center`). Its tokenizer is :func:`genembed.pretrain.build_tokenizer`
+per-channel centring (see :class:`_Center`). Its tokenizer is :func:`genembed.tune.build_tokenizer`
 with ``k = 1`` and no start or end token. Convolutions
 are shift-equivariant, so a window and a shifted copy share the features of their common bases
 (no k-mer frame, unlike non-overlapping k-mer tokens). With ``rc_invariant`` the network runs on

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[bytes]], np.ndarray]
-METHODS = ("embeddings", "4-mer", "GC")
 RESULT_SCHEMA = {"measure": pl.String, "method": pl.String, "estimate": pl.Float64, "low": pl.Float64,
                  "high": pl.Float64, "n": pl.Int64}
 COMPARISON_SCHEMA = {"measure": pl.String, "baseline": pl.String, "difference": pl.Float64, "low": pl.Float64,

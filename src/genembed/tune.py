@@ -12,6 +12,7 @@ the batch away. The model folder written is loaded like any other (``model.path`
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from .errors import GenembedError
 
 log = logging.getLogger(__name__)
 NEW_LR, TUNE_LR = 2e-3, 5e-5  # AdamW peak learning rates: a new encoder, a trained model
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,6 @@ def new_encoder(folder: Path, cfg: TuneConfig) -> None:
     import torch
 
     from .convnet import GenembedConvConfig, GenembedConvModel, complement_ids
-    from .pretrain import build_tokenizer
-
     tok = build_tokenizer(1, 4096, wrap=False)
     torch.manual_seed(cfg.seed)
     model = GenembedConvModel(GenembedConvConfig(
@@ -144,7 +144,6 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     from .embed import _accepts, _hidden, cpu_has_bf16, mean_pool, pad_rows, pick_device, special_token_ids
     from .genome import Genome
     from .models import ModelSpec, load_model, load_tokenizer, max_tokens, resolve
-    from .pretrain import _save_folder, optimizer_step, warmup_cosine
     from .tokenize import TokenizerSpec, check_lengths, make_tokenizer
 
     tokenizer = tokenizer or TokenizerSpec("hf")
@@ -263,3 +262,66 @@ def write_card(folder: str | Path, evaluation: str) -> None:
     folder = Path(folder)
     stats = json.loads((folder / "training.json").read_text())
     (folder / "README.md").write_text(model_card(stats, evaluation))
+
+
+def build_tokenizer(k: int, max_tokens: int, wrap: bool = True):
+    """A fast Hugging Face tokenizer for non-overlapping k-mers (k = 1: single nucleotides),
+    loadable by AutoTokenizer; ``wrap`` puts ``[CLS]`` ... ``[SEP]`` around each sequence."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    singles = SPECIALS + list("ACGTN")
+    tokens = singles + [s for s in ("".join(p) for p in itertools.product("ACGT", repeat=k)) if s not in singles]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(f"[ACGT]{{{k}}}|."), behavior="isolated")
+    if wrap:
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_tokens,
+    )
+
+
+def warmup_cosine(model, lr: float, steps: int):
+    """AdamW (weight decay 0.01) with a linear warm-up over the first 5% of ``steps``, then cosine decay."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    return opt, sched
+
+
+def optimizer_step(model, loss, opt, sched) -> float:
+    """Backpropagate ``loss``, clip the gradient norm at 1, step the optimiser and the schedule;
+    returns the loss."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _save_folder(model, tokenizer, out: Path, stats: dict, card: str) -> None:
+    """Write a model folder (weights, tokenizer, ``training.json``, model card) atomically: a
+    temporary folder renamed into place."""
+    import shutil
+
+    tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
+    (tmp / "README.md").write_text(card)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -23,7 +23,6 @@ from .data import iter_labeled, make_labelers
 log = logging.getLogger(__name__)
 CLASS_COLORS = {"rRNA": "#8c564b", "tRNA": "#e377c2", "ncRNA": "#ff7f0e", "upstream": "#d62728", "CDS": "#1f77b4",
                 "UTR/intron": "#17becf", "intergenic": "#2ca02c", "unannotated": "#999999"}
-FIGURES = ("umap_cluster", "umap_genome", "umap_gc", "umap_class", "composition", "enrichment", "silhouette")
 SELECTION_SAMPLE = 20_000  # windows the k-means fits for choosing k are trained on
 Assign = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -100,8 +99,7 @@ def cluster_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: C
     sample_clusters, _ = fit.assign(sample[small])
     figures = _figures(sample[small], sample_meta[small].with_columns(pl.Series("cluster", sample_clusters)),
                        summary, enrichment, fit, out, settings)
-    _write_html(out / "clusters.html", summary, enrichment, exemplars, figures, fit, settings, total, len(sample),
-                len(small), genomes)
+    _write_html(out / "clusters.html", summary, enrichment, exemplars, figures, fit, settings, total, len(small), genomes)
     return summary
 
 
@@ -337,7 +335,7 @@ def _axes(ax, title: str) -> None:
 
 
 def _write_html(path: Path, summary: pl.DataFrame, enrichment: pl.DataFrame, exemplars: pl.DataFrame,
-                figs: dict[str, str], fit: Fit, settings: ClusterSettings, total: int, sampled: int, small: int,
+                figs: dict[str, str], fit: Fit, settings: ClusterSettings, total: int, small: int,
                 genomes: list[GenomeInputs]) -> None:
     names = ", ".join(g.name for g in genomes)
     methods = (
