@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLE_FASTA, EXAMPLE_GFF, REPO, SNAKEMAKE, embed_genome, kmer_plan, make_tiny_bert, small_workflow
+from helpers import (
+    CHROMEDRIVER, CHROMIUM, EXAMPLE_FASTA, EXAMPLE_GFF, REPO, SNAKEMAKE, default_plan, embed_genome, kmer_plan,
+    make_tiny_bert, small_workflow,
+)
 
 SLICE_BP = 200_000
 
@@ -97,3 +100,34 @@ def small_workflow_run(tmp_path_factory, ecoli_slice) -> Path:
     d = small_workflow(tmp_path_factory.mktemp("local_run"), ecoli_slice)
     subprocess.run(SNAKEMAKE + ["-d", str(d), "--cores", "2"], capture_output=True, text=True, timeout=900, check=True)
     return d
+
+
+@pytest.fixture(scope="session")
+def default_index(tmp_path_factory, ecoli_slice):
+    """The 200-kb slice embedded with the default config (bundled model, 500-bp windows every 250 bp)
+    and indexed: ``{"dir", "results", "plan"}``."""
+    from genembed.index import build_index
+    from genembed.pipeline import embed_genome as drive
+
+    d = tmp_path_factory.mktemp("default_index")
+    plan = default_plan()
+    genome = drive(plan, ecoli_slice[0], "eco", d / "results")[0]
+    build_index([genome], d / "index", plan)
+    return {"dir": d / "index", "results": d / "results", "plan": plan}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (through the local chromedriver only)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1024"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()

@@ -3,6 +3,8 @@ Snakemake runs of the workflow."""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,29 @@ EXAMPLE_FASTA = REPO / "resources/example/ecoli_k12_mg1655.fna.gz"
 EXAMPLE_GFF = REPO / "resources/example/ecoli_k12_mg1655.gff.gz"
 DEFAULT_MODEL = REPO / "resources/models/genembed-conv"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def browser_missing() -> str | None:
+    """Why headless Chromium cannot run here (None when it can)."""
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (pip install -c constraints.txt -e '.[test]')"
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        what = " and ".join(n for n, p in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if p is None)
+        return f"{what} not found: install the Debian packages chromium and chromium-driver (make browser)"
+    return None
+
+
+def default_plan():
+    """The run plan of the default config (the bundled model, 500-bp windows every 250 bp)."""
+    from genembed.models import ModelSpec
+    from genembed.plan import RunPlan
+    from genembed.tokenize import TokenizerSpec
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    return RunPlan.make(ModelSpec(str(REPO / cfg["model"]["path"])), TokenizerSpec.from_config(cfg["tokenizer"]),
+                        cfg["windows"])
 
 
 def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:

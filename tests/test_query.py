@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.query import Index, Region, format_hits
+from genembed.hits import format_hits
+from genembed.query import Index, Region
 from genembed.store import read_shard, write_shard
 from helpers import kmer_plan
 

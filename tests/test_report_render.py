@@ -8,46 +8,15 @@ and ``chromium-driver`` (``make browser`` installs them as root); without them t
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import replace
-import shutil
 from pathlib import Path
 
 import pytest
 
-HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1024")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+from helpers import browser_missing
 
-
-def _missing() -> str | None:
-    if importlib.util.find_spec("selenium") is None:
-        return "selenium is not installed (pip install -c constraints.txt -e '.[test]')"
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        what = " and ".join(n for n, p in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if p is None)
-        return f"{what} not found: install the Debian packages chromium and chromium-driver (make browser)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for every page in this module (started through the local chromedriver only)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in HEADLESS:
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 
 
 @pytest.fixture(scope="module")

@@ -100,25 +100,58 @@ def _genome_name(fasta: str) -> str:
 
 
 def cmd_query(args: argparse.Namespace) -> None:
-    from .query import Index, Region, read_fasta_queries, write_hits
+    """Loci (or, with ``--windows``, window hits) for sequences, a FASTA file (streamed in batches), a
+    region, or the windows of an embedding shard."""
+    from .hits import LOCUS_ONLY, HitWriter, iter_fasta_queries
+    from .query import Index, Region
 
-    if args.format == "parquet" and not args.out:
-        raise GenembedError("--format parquet needs --out FILE")
-    index = Index.open(args.index, args.model)
-    genomes = args.genome or None
     if args.exclude_self and not args.region:
         raise GenembedError("--exclude-self needs --region (a sequence has no region of its own)")
-    if args.sequence:
-        hits = index.search({"query": args.sequence.strip().upper().encode()}, args.k, genomes)
-    elif args.fasta:
-        hits = index.search(read_fasta_queries(args.fasta), args.k, genomes)
-    elif args.embeddings:
-        hits = index.search_shard(args.embeddings, args.k, genomes)
-    else:
-        hits = index.search_region(Region.parse(args.region), args.k, genomes, args.exclude_self)
-    text = write_hits(hits, args.format, args.out)
-    if text is not None:
-        sys.stdout.write(text)
+    if args.k < 1:
+        raise GenembedError(f"-k must be at least 1, not {args.k}")
+    if args.format in LOCUS_ONLY and (args.windows or args.embeddings):
+        raise GenembedError(f"--format {args.format} writes loci: not with --windows or --embeddings")
+    index = Index.open(args.index, args.model)
+    genomes = args.genome or None
+    lengths: dict[str, int] = {}
+    with HitWriter(args.format, args.out, lambda loci: index.with_lengths(loci, lengths)) as out:
+        if args.embeddings:
+            out.write(index.search_shard(args.embeddings, args.k, genomes))
+        elif args.region:
+            region = Region.parse(args.region)
+            lengths[str(region)] = region.end - region.start
+            out.write(index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows))
+        else:
+            records = iter([("query", args.sequence.strip().upper().encode())]) if args.sequence else \
+                iter_fasta_queries(args.fasta)
+            for batch in _batches(records, args.batch_size):
+                lengths.clear()
+                lengths.update((name, len(seq)) for name, seq in batch.items())
+                out.write(index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows))
+    index.close()
+
+
+def _batches(records, size: int):
+    """Query records in dicts of ``size``, with a progress bar on stderr when there are many."""
+    from tqdm.auto import tqdm
+
+    batch: dict[str, bytes] = {}
+    with tqdm(desc="queries", unit=" queries", file=sys.stderr, disable=None, mininterval=1, delay=2) as bar:
+        for name, seq in records:
+            batch[name] = seq
+            if len(batch) == size:
+                yield batch
+                bar.update(len(batch))
+                batch = {}
+        if batch:
+            yield batch
+            bar.update(len(batch))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import serve
+
+    serve(args.index, args.host, args.port, args.model)
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -303,13 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--fasta", help="a FASTA file of query sequences (plain or gzip)")
     what.add_argument("--region", help="GENOME:CONTIG:START-END, 0-based half-open as in the hit tables")
     what.add_argument("--embeddings", help="an HDF5 embedding shard: every window of it is a query")
-    q.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    q.add_argument("-k", type=int, default=10, help="loci (with --windows: hits per window) per query (default 10)")
+    q.add_argument("--strand", choices=["both", "forward"], default="both",
+                   help="both: the query and its reverse complement (default); forward: as given")
+    q.add_argument("--windows", action="store_true", help="one row per window hit instead of per chained locus")
+    q.add_argument("--batch-size", type=int, default=256, help="FASTA queries searched together")
     q.add_argument("--genome", action="append", help="only hits in this genome (repeat for several)")
     q.add_argument("--exclude-self", action="store_true", help="with --region: drop hits overlapping the region")
     q.add_argument("--model", help="model folder to embed queries with (refused unless it is the index's model)")
-    q.add_argument("--format", choices=["tsv", "json", "bed", "parquet"], default="tsv")
+    q.add_argument("--format", choices=["tsv", "json", "bed", "paf", "m8", "parquet"], default="tsv",
+                   help="paf (minimap2) and m8 (BLAST -outfmt 6): loci only")
     q.add_argument("--out", help="write here instead of standard output")
     q.set_defaults(func=cmd_query)
+
+    v = sub.add_parser("serve", help="a query service (JSON API and web page) over an index")
+    v.add_argument("--index", required=True, help="index folder (results/index)")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--model", help="model folder to embed queries with (refused unless it is the index's model)")
+    v.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manifest.json"
-VECTORS_FILE = "vectors.npy"  # PQ indexes: every vector, float16 in id-table order, memory-mapped to re-score hits
+VECTORS_FILE = "vectors.npy"  # every vector, float16 in id-table order, memory-mapped: re-scoring, region queries, E-values
+GENOMES_DIR = "genomes"  # a copy (or hard link) of each genome, so that a moved index answers region queries
 IVFDATA_SUFFIX = ".ivfdata"  # IVF indexes: the inverted lists, on disk beside the index file
 #: Shard attrs that every shard of one index must share, and that a query must match.
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
@@ -272,10 +273,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     with atomic_path(out / TABLE_FILE) as tmp:
         table.select("window_id", pl.col("genome", "contig").cast(pl.Categorical), "start", "end").sink_parquet(tmp)
     rerank = settings.rerank if info["family"] in ("ivfpq", "pq") else 1
-    if rerank > 1:
-        _write_vectors(shards, out / VECTORS_FILE, int(index.ntotal), int(info["dim"]))
-    else:
-        (out / VECTORS_FILE).unlink(missing_ok=True)
+    _write_vectors(shards, out / VECTORS_FILE, int(index.ntotal), int(info["dim"]))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "genembed_version": __version__,
@@ -286,13 +284,34 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
                   "rerank": rerank},
         "model": plan.to_json(),
         "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
-        "genomes": {g.name: str(Path(g.fasta).resolve()) for g in genomes},
+        "genomes": {g.name: _keep_genome(g, out) for g in genomes},
     }
     write_json(out / MANIFEST_FILE, manifest)
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
     if query_model:
         export_query_model(out, manifest)
     return manifest
+
+
+def _keep_genome(genome: GenomeInputs, out: Path) -> str:
+    """Hard-link (else copy) a genome's prepared FASTA and its indexes into the index folder; its path
+    there, relative to the folder."""
+    import shutil
+
+    rel = Path(GENOMES_DIR) / genome.name / "genome.fa.gz"
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", ".fai", ".gzi"):
+        src, dst = Path(f"{genome.fasta}{suffix}"), out / f"{rel}{suffix}"
+        if not src.is_file():
+            if suffix == ".gzi":  # a plain-gzip-free copy (uncompressed FASTA) has none
+                continue
+            raise GenembedError(f"{src}: not found (the genome {genome.name} is kept in the index)")
+        with atomic_path(dst) as tmp:
+            try:
+                os.link(src, tmp)
+            except OSError:  # another filesystem, or no hard links there
+                shutil.copyfile(src, tmp)
+    return str(rel)
 
 
 def _write_ondisk(index, parts: Sequence[str | os.PathLike], out: Path) -> None:

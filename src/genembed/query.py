@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -16,13 +15,13 @@ from .embed import Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .index import IDENTITY_KEYS, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
-from .io import open_text
 from .models import fingerprint
-from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer
+from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer, reverse_complement
 
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
 _VALID = re.compile(b"^[" + IUPAC.upper() + b"]+$")
 HIT_COLUMNS = ["query", "rank", "genome", "contig", "start", "end", "score"]
+WINDOW_COLUMNS = ["query", "query_start", "query_end", "rank", "genome", "contig", "start", "end", "strand", "score"]
 
 
 @dataclass(frozen=True)
@@ -48,29 +47,6 @@ class Region:
         return f"{self.genome}:{self.contig}:{self.start}-{self.end}"
 
 
-def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
-    """Records of a small query FASTA (plain or gzip) as name -> upper-case sequence."""
-    if not Path(path).is_file():
-        raise GenembedError(f"{path}: query FASTA not found")
-    records: dict[str, list[bytes]] = {}
-    name = None
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if line.startswith(b">"):
-                name = line[1:].split()[0].decode() if line[1:].split() else f"query{len(records) + 1}"
-                if name in records:
-                    raise GenembedError(f"{path}: line {lineno}: duplicate query name '{name}'")
-                records[name] = []
-            elif line:
-                if name is None:
-                    raise GenembedError(f"{path}: line {lineno}: sequence before the first '>' header")
-                records[name].append(line.upper())
-    if not records:
-        raise GenembedError(f"{path}: no FASTA records found")
-    return {k: b"".join(v) for k, v in records.items()}
-
-
 class QueryEncoder:
     """Query sequences to unit vectors, made exactly as an index's windows were: the traced copy of
     the encoder the index keeps (fast start), else the model itself (``model`` replaces the folder
@@ -79,6 +55,7 @@ class QueryEncoder:
     def __init__(self, index_dir: Path, manifest: dict[str, Any], model: str | None = None):
         self.dir, self.manifest, self.model_path = index_dir, manifest, model
         self._loaded: tuple[Embedder, Any] | None = None
+        self._invariant: bool | None = None
 
     def _load(self) -> tuple[Embedder, Any]:
         if self._loaded is None:
@@ -96,6 +73,18 @@ class QueryEncoder:
                 tokenizer = make_tokenizer(TokenizerSpec.parse(self.manifest["settings"]["tokenizer"]), embedder.tokenizer)
                 self._loaded = embedder, tokenizer
         return self._loaded
+
+    def strand_invariant(self) -> bool:
+        """True when a sequence and its reverse complement embed alike (``strands: average``, or a
+        model built so, as genembed-conv): one search then covers both strands."""
+        if self._invariant is None:
+            if self.manifest["settings"].get("strands") == "average":
+                self._invariant = True
+            else:
+                probe = np.frombuffer(b"ACGT", np.uint8)[np.random.default_rng(0).integers(0, 4, 300)].tobytes()
+                a, b = self.embed([probe, reverse_complement(probe)])
+                self._invariant = bool(a @ b > 0.9999)
+        return self._invariant
 
     @property
     def embedder(self) -> Embedder:
@@ -134,6 +123,7 @@ class Searcher:
             pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
         self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
         self._vectors = None
+        self._null: np.ndarray | None = None
 
     def search(self, names: Sequence[str], x: np.ndarray, k: int, genomes: Sequence[str] | None = None,
                exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
@@ -161,6 +151,33 @@ class Searcher:
         hits = hits.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
         return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS).with_columns(
             pl.col("genome", "contig").cast(pl.String), pl.col("start", "end").cast(pl.Int64))
+
+    def null(self, x: np.ndarray, sample: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each query row's cosine to ``sample`` random indexed windows
+        (the background its hits are judged against); NaN for an index without stored vectors."""
+        if self._null is None:
+            path = self.dir / VECTORS_FILE
+            if path.is_file():
+                rows = np.random.default_rng(0).choice(self.table.height, min(sample, self.table.height), replace=False)
+                self._null = normalise(self._stored()[np.sort(rows)])
+            else:
+                self._null = np.zeros((0, x.shape[1]), dtype=np.float32)
+        if not len(self._null):
+            return np.full(len(x), np.nan), np.full(len(x), np.nan)
+        sims = x @ self._null.T
+        return sims.mean(1), np.maximum(sims.std(1), 1e-6)
+
+    def rows_at(self, genome: str, contig: str, starts: Sequence[int], size: int) -> np.ndarray:
+        """Id-table rows of the windows of ``size`` bp at these starts on a contig; -1 where none is indexed."""
+        found = self.table.with_row_index("row").filter(
+            (pl.col("genome") == genome) & (pl.col("contig") == contig) & (pl.col("end") - pl.col("start") == size)
+            & pl.col("start").is_in(list(starts))).select("start", "row")
+        where = dict(found.iter_rows())
+        return np.array([where.get(s, -1) for s in starts], dtype=np.int64)
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Unit-length stored vectors of id-table rows."""
+        return normalise(self._stored()[rows])
 
     def _rerank(self, x: np.ndarray, rows: np.ndarray, keep: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """The best ``keep`` of each query's candidates (id-table ``rows``, -1 for none), re-scored
@@ -248,6 +265,7 @@ class Index:
         self.manifest = read_manifest(self.dir)
         self.searcher = Searcher(self.dir, self.manifest)
         self.encoder = QueryEncoder(self.dir, self.manifest, model)
+        self._genomes: dict[str, Genome] = {}
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
@@ -295,55 +313,130 @@ class Index:
         self.check_compatible(shard.attrs, str(path))
         return self.search_vectors({str(i): v for i, v in zip(shard.window_id, shard.embeddings)}, k, genomes)
 
+    def search_loci(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
+                    strand: str = "both", exclude: Mapping[str, Region] | None = None,
+                    stored: Mapping[str, np.ndarray] | None = None, windows: bool = False) -> pl.DataFrame:
+        """The top-``k`` loci (:data:`genembed.loci.LOCUS_COLUMNS`) of each named query of any length:
+        cut into the index's windows, searched on both strands (``strand="forward"``: as given), hits
+        chained. ``stored`` gives, per query, the id-table row of each piece's indexed window (-1
+        where none): its stored vector is used instead of embedding the piece. ``windows`` returns
+        the hits of every piece instead (``WINDOW_COLUMNS``)."""
+        from .loci import chain, pieces
+
+        if strand not in ("both", "forward"):
+            raise GenembedError(f"strand must be both or forward, not {strand!r}")
+        if k < 1:
+            raise GenembedError(f"k must be at least 1, not {k}")
+        size, step = (int(self.manifest["settings"][key]) for key in ("window_size", "window_stride"))
+        cut = [(name, a, b) for name, seq in queries.items() for a, b in pieces(len(seq), size, step)]
+        names = [name for name, _, _ in cut]
+        seqs = [queries[name][a:b].upper() for name, a, b in cut]
+        runs = [("+", self._piece_vectors(seqs, names, cut, stored or {}))]
+        invariant = self.encoder.strand_invariant()
+        if strand == "both" and not invariant:
+            runs.append(("-", self.encoder.embed([reverse_complement(q) for q in seqs], names)))
+        ids = [str(j) for j in range(len(cut))]
+        excluded = {ids[j]: exclude[n] for j, n in enumerate(names) if n in (exclude or {})}
+        per_piece = k if windows or len(cut) == len(queries) else max(k, 10)
+        parts = []
+        for sign, x in runs:
+            mean, sd = self.searcher.null(x)
+            h = self.searcher.search(ids, x, per_piece, genomes, excluded)
+            j = h["query"].cast(pl.Int64).to_numpy()
+            parts.append(h.with_columns(pl.Series("piece", j), pl.lit(sign).alias("strand"), pl.lit(False).alias("ambiguous"),
+                                        pl.Series("z", (h["score"].to_numpy() - mean[j]) / sd[j])).drop("query"))
+        info = pl.DataFrame({"piece": np.arange(len(cut)), "query": names, "query_start": [a for _, a, _ in cut],
+                             "query_end": [b for _, _, b in cut]})
+        hits = pl.concat(parts).join(info, on="piece")
+        if strand == "both" and invariant:
+            hits = self._orient(hits, seqs, {n for n, c in zip(*np.unique(names, return_counts=True)) if c == 1},
+                                both=not windows)
+        if windows:
+            return hits.sort(["piece", "rank", "strand"]).select(WINDOW_COLUMNS)
+        return chain(hits, step, k, self.searcher.faiss.ntotal * (2 if strand == "both" else 1))
+
+    def _piece_vectors(self, seqs: list[bytes], names: list[str], cut: list[tuple[str, int, int]],
+                       stored: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Unit vectors of query pieces: stored ones where given, the others embedded."""
+        rows = np.full(len(cut), -1, dtype=np.int64)
+        for j, (name, _, _) in enumerate(cut):
+            if name in stored:
+                rows[j] = stored[name][sum(1 for n, _, _ in cut[:j] if n == name)]
+        x = np.zeros((len(cut), int(self.manifest["index"]["dim"])), dtype=np.float32)
+        have = rows >= 0
+        if have.any():
+            x[have] = self.searcher.vectors(rows[have])
+        if not have.all():
+            todo = np.flatnonzero(~have)
+            x[todo] = self.encoder.embed([seqs[j] for j in todo], [names[j] for j in todo])
+        return x
+
+    def _orient(self, hits: pl.DataFrame, seqs: list[bytes], single: set[str], both: bool) -> pl.DataFrame:
+        """Strands for an embedding that is the same on both: a one-piece query's hit takes the
+        strand whose k-mers it shares (from the genome copy the index keeps); other hits are ``.``,
+        or with ``both`` listed on both strands, for the chaining to tell by the order of the pieces."""
+        from .loci import orientation
+
+        strands = []
+        for piece, query, genome, contig, start, end in hits.select(
+                "piece", "query", "genome", "contig", "start", "end").iter_rows():
+            if query not in single:
+                strands.append(".")
+                continue
+            target = self.genome(genome).fetch(contig, start, end)
+            strands.append(orientation(seqs[piece], target, reverse_complement(target)))
+        hits = hits.with_columns(pl.Series("strand", strands))
+        if not both:
+            return hits
+        unknown = hits.filter(pl.col("strand") == ".").with_columns(pl.lit(True).alias("ambiguous"))
+        return pl.concat([hits.filter(pl.col("strand") != "."), unknown.with_columns(pl.lit("+").alias("strand")),
+                          unknown.with_columns(pl.lit("-").alias("strand"))])
+
+    def genome(self, name: str) -> Genome:
+        """The copy of a genome the index keeps in its folder (so that a moved index still reads it)."""
+        if name not in self._genomes:
+            path = self.manifest["genomes"].get(name)
+            if path is None:
+                raise GenembedError(f"genome {name!r} is not in this index ({', '.join(sorted(self.manifest['genomes']))})")
+            full = (self.dir / path).resolve()
+            if not full.is_relative_to(self.dir.resolve()):
+                raise GenembedError(f"genome {name}: the index {self.dir} keeps no copy of it (made by an older"
+                                    " genembed); rebuild the index")
+            if not full.is_file():
+                raise GenembedError(f"{self.dir / path}: genome {name} is missing from the index folder; rebuild the index")
+            self._genomes[name] = Genome(full)
+        return self._genomes[name]
+
     def fetch(self, region: Region) -> bytes:
-        path = self.manifest["genomes"].get(region.genome)
-        if path is None:
+        if region.genome not in self.manifest["genomes"]:
             raise GenembedError(f"region {region}: genome {region.genome!r} is not in this index"
                                 f" ({', '.join(sorted(self.manifest['genomes']))})")
-        genome = Genome(Path(path))
-        try:
-            return genome.fetch(region.contig, region.start, region.end)
-        finally:
-            genome.close()
+        return self.genome(region.genome).fetch(region.contig, region.start, region.end)
 
     def search_region(self, region: Region | str, k: int = 10, genomes: Sequence[str] | None = None,
-                      exclude_self: bool = False) -> pl.DataFrame:
-        """Top-``k`` windows resembling a genome region; ``exclude_self`` drops the windows that
-        overlap the region itself."""
+                      exclude_self: bool = False, strand: str = "both", windows: bool = False) -> pl.DataFrame:
+        """Top-``k`` loci resembling a genome region, from the stored vectors of its indexed windows
+        (the others embedded from the genome copy); ``exclude_self`` drops hits overlapping the region."""
+        from .loci import pieces
+
         region = Region.parse(region) if isinstance(region, str) else region
-        return self.search({str(region): self.fetch(region)}, k, genomes, {str(region): region} if exclude_self else None)
+        seq = self.fetch(region)
+        size, step = (int(self.manifest["settings"][key]) for key in ("window_size", "window_stride"))
+        starts = [region.start + a for a, _ in pieces(len(seq), size, step)]
+        rows = self.searcher.rows_at(region.genome, region.contig, starts, size) if len(seq) >= size else \
+            np.full(1, -1)
+        name = str(region)
+        return self.search_loci({name: seq}, k, genomes, strand, {name: region} if exclude_self else None,
+                                {name: rows}, windows)
 
+    def with_lengths(self, loci: pl.DataFrame, queries: Mapping[str, int]) -> pl.DataFrame:
+        """Loci with the lengths PAF rows need: of each query (``queries``) and of each hit's contig."""
+        contigs = {(g, c): self.genome(g).contigs[c] for g, c in loci.select("genome", "contig").unique().iter_rows()}
+        return loci.with_columns(
+            pl.col("query").replace_strict(dict(queries), return_dtype=pl.Int64).alias("query_length"),
+            pl.Series("contig_length", [contigs[k] for k in zip(loci["genome"], loci["contig"])], dtype=pl.Int64))
 
-def write_hits(hits: pl.DataFrame, fmt: str, out: str | os.PathLike | None = None) -> str | None:
-    """Write hits to ``out`` atomically (Parquet needs a file), or return them as text."""
-    from .io import atomic_path
-
-    if fmt == "parquet":
-        if out is None:
-            raise GenembedError("--format parquet needs --out FILE")
-        with atomic_path(out) as tmp:
-            hits.write_parquet(tmp)
-        return None
-    text = format_hits(hits, fmt)
-    if out is None:
-        return text
-    with atomic_path(out) as tmp:
-        tmp.write_text(text)
-    return None
-
-
-def format_hits(hits: pl.DataFrame, fmt: str) -> str:
-    """Hits as TSV (with header), JSON (a list of records) or BED6."""
-    if fmt == "tsv":
-        return hits.write_csv(separator="\t", float_precision=6)
-    if fmt == "json":
-        return json.dumps(hits.to_dicts(), indent=1) + "\n"
-    if fmt == "bed":
-        bed = hits.select(
-            "contig", "start", "end",
-            (pl.col("query") + "|" + pl.col("genome") + "|" + pl.col("rank").cast(pl.String)).alias("name"),
-            (pl.col("score").clip(0, 1) * 1000).round().cast(pl.Int64).alias("score"),
-            pl.lit(".").alias("strand"),
-        )
-        return bed.write_csv(separator="\t", include_header=False)
-    raise GenembedError(f"unknown output format {fmt!r} (tsv, json, bed, parquet)")
+    def close(self) -> None:
+        for genome in self._genomes.values():
+            genome.close()
+        self._genomes.clear()

@@ -1,0 +1,149 @@
+"""Query results as files: TSV, JSON, BED, Parquet, and for loci PAF (minimap2's format) and BLAST
+tabular (``-outfmt 6``, "m8"), written batch by batch and atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator
+
+import polars as pl
+
+from .errors import GenembedError
+from .io import atomic_path, open_text
+
+FORMATS = ("tsv", "json", "bed", "paf", "m8", "parquet")
+LOCUS_ONLY = ("paf", "m8")
+
+
+def iter_fasta_queries(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
+    """(name, upper-case sequence) of each record of a query FASTA (plain or gzip), one at a time."""
+    if not Path(path).is_file():
+        raise GenembedError(f"{path}: query FASTA not found")
+    with open_text(path) as fh:
+        yield from fasta_records(fh, str(path))
+
+
+def fasta_records(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, bytes]]:
+    """FASTA records from lines; errors name ``source`` and the line."""
+    seen: set[str] = set()
+    name, parts = None, []
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if line.startswith(b">"):
+            if name is not None:
+                yield name, b"".join(parts)
+            words = line[1:].split()
+            name, parts = words[0].decode(errors="replace") if words else f"query{len(seen) + 1}", []
+            if name in seen:
+                raise GenembedError(f"{source}: line {lineno}: duplicate query name '{name}'")
+            seen.add(name)
+        elif line:
+            if name is None:
+                raise GenembedError(f"{source}: line {lineno}: sequence before the first '>' header")
+            parts.append(line.upper())
+    if name is None:
+        raise GenembedError(f"{source}: no FASTA records found")
+    yield name, b"".join(parts)
+
+
+def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
+    """Every record of a small query FASTA as name -> upper-case sequence."""
+    return dict(iter_fasta_queries(path))
+
+
+def target(hits: pl.DataFrame) -> pl.Expr:
+    """The target sequence name of PAF and m8 rows: ``genome#contig`` (as PanSN names do)."""
+    return pl.col("genome") + "#" + pl.col("contig")
+
+
+def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
+    """Hits or loci as TSV (with ``header``), JSON lines of a list, BED6, PAF or BLAST tabular. PAF and
+    m8 rows need loci with ``query_length`` and ``contig_length`` columns (see :func:`with_lengths`)."""
+    if fmt == "tsv":
+        if "evalue" in hits.columns:  # tiny values: scientific notation
+            hits = hits.with_columns(pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String))
+        return hits.write_csv(separator="\t", float_precision=6, include_header=header)
+    if fmt == "json":
+        return ",\n".join(json.dumps(r) for r in hits.to_dicts())
+    if fmt == "bed":
+        strand = pl.col("strand") if "strand" in hits.columns else pl.lit(".")
+        return hits.select(
+            "contig", "start", "end",
+            (pl.col("query") + "|" + pl.col("genome") + "|" + pl.col("rank").cast(pl.String)).alias("name"),
+            (pl.col("score").clip(0, 1) * 1000).round().cast(pl.Int64).alias("score"), strand.alias("strand"),
+        ).write_csv(separator="\t", include_header=False)
+    if fmt == "paf":
+        span = pl.max_horizontal(pl.col("query_end") - pl.col("query_start"), pl.col("end") - pl.col("start"))
+        return hits.select(
+            "query", "query_length", "query_start", "query_end",
+            pl.when(pl.col("strand") == "-").then(pl.lit("-")).otherwise(pl.lit("+")).alias("strand"),
+            target(hits).alias("target"), "contig_length", "start", "end",
+            (pl.col("score").clip(0, 1) * span).round().cast(pl.Int64).alias("matches"), span.alias("block"),
+            pl.lit(255).alias("mapq"),
+            pl.format("tp:A:{}", pl.when(pl.col("rank") == 1).then(pl.lit("P")).otherwise(pl.lit("S"))).alias("tp"),
+            pl.format("gs:f:{}", pl.col("score").round(4)).alias("gs"), pl.format("nw:i:{}", "windows").alias("nw"),
+            pl.format("ev:f:{}", pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String)).alias("ev"),
+        ).write_csv(separator="\t", include_header=False)
+    if fmt == "m8":
+        minus = pl.col("strand") == "-"
+        return hits.select(
+            "query", target(hits).alias("target"), (pl.col("score") * 100).round(2).alias("pident"),
+            (pl.col("query_end") - pl.col("query_start")).alias("length"), pl.lit(0).alias("mismatch"),
+            pl.lit(0).alias("gapopen"), (pl.col("query_start") + 1).alias("qstart"), "query_end",
+            pl.when(minus).then(pl.col("end")).otherwise(pl.col("start") + 1).alias("sstart"),
+            pl.when(minus).then(pl.col("start") + 1).otherwise(pl.col("end")).alias("send"),
+            pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String).alias("evalue"),
+            (pl.col("score") * pl.col("windows") * 100).round(1).alias("bitscore"),
+        ).write_csv(separator="\t", include_header=False)
+    raise GenembedError(f"unknown output format {fmt!r} ({', '.join(FORMATS)})")
+
+
+class HitWriter:
+    """Writes batches of hits in one format to a file (atomically: complete or absent) or to
+    standard output; Parquet needs a file."""
+
+    def __init__(self, fmt: str, out: str | os.PathLike | None, lengths: Callable[[pl.DataFrame], pl.DataFrame] | None = None):
+        if fmt not in FORMATS:
+            raise GenembedError(f"unknown output format {fmt!r} ({', '.join(FORMATS)})")
+        if fmt == "parquet" and out is None:
+            raise GenembedError("--format parquet needs --out FILE")
+        self.fmt, self.out, self.lengths = fmt, out, lengths
+        self.batches: list[pl.DataFrame] = []
+        self.written = 0
+
+    def __enter__(self) -> "HitWriter":
+        self._atomic = atomic_path(self.out) if self.out is not None else None
+        path = self._atomic.__enter__() if self._atomic else None
+        self.path = path
+        self.fh: IO[str] = open(path, "w") if path is not None and self.fmt != "parquet" else sys.stdout
+        if self.fmt == "json":
+            self.fh.write("[\n")
+        return self
+
+    def write(self, hits: pl.DataFrame) -> None:
+        if self.fmt in LOCUS_ONLY and self.lengths is not None:
+            hits = self.lengths(hits)
+        if self.fmt == "parquet":
+            self.batches.append(hits)
+        elif hits.height:
+            text = format_hits(hits, self.fmt, header=self.written == 0)
+            self.fh.write((",\n" if self.fmt == "json" and self.written else "") + text)
+        self.written += hits.height
+
+    def __exit__(self, kind, value, tb) -> None:
+        try:
+            if kind is None:
+                if self.fmt == "json":
+                    self.fh.write("\n]\n")
+                if self.fmt == "parquet":
+                    pl.concat(self.batches, how="diagonal_relaxed").write_parquet(self.path) if self.batches else \
+                        pl.DataFrame().write_parquet(self.path)
+                self.fh.flush()
+        finally:
+            if self.fh is not sys.stdout:
+                self.fh.close()
+            if self._atomic:
+                self._atomic.__exit__(kind, value, tb)

@@ -1,0 +1,169 @@
+"""``genembed serve``: a query service over one index (FastAPI + uvicorn, loopback by default). The
+index and its query encoder load once; ``POST /api/search`` takes a sequence, FASTA text or a region
+and returns loci as JSON; ``GET /`` is a small page to paste a sequence and sort the loci. A bad
+request gets HTTP 4xx with a one-line ``detail``; no request reads a file: genomes are looked up by
+name in the index manifest, and the sequences come from the copies inside the index folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .errors import GenembedError
+from .query import Index
+
+log = logging.getLogger(__name__)
+MAX_QUERY_BP = 10_000_000  # per request
+
+
+class SearchRequest(BaseModel):
+    """One of ``sequence``, ``fasta`` (FASTA text) or ``region`` (GENOME:CONTIG:START-END)."""
+
+    sequence: str | None = None
+    fasta: str | None = None
+    region: str | None = None
+    k: int = Field(10, ge=1, le=1000)
+    genomes: list[str] | None = None
+    strand: Literal["both", "forward"] = "both"
+    windows: bool = False
+    exclude_self: bool = False
+
+
+def create_app(index: Index):
+    """The web application over an open index."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from .hits import fasta_records
+    from .query import Region
+
+    app = FastAPI(title="genembed", docs_url=None, redoc_url=None, openapi_url=None)
+    lock = threading.Lock()  # one search at a time: the model and the genome readers are shared
+    settings = index.manifest["settings"]
+
+    @app.exception_handler(GenembedError)
+    async def refused(request: Request, exc: GenembedError):
+        return JSONResponse({"detail": str(exc).splitlines()[0]}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"detail": f"{where or 'request'}: {first.get('msg', 'invalid')}".splitlines()[0]},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception):
+        log.exception("request failed")
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE
+
+    @app.get("/api/info")
+    def info() -> dict:
+        return {"genomes": sorted(index.manifest["genomes"]), "model": index.manifest["model"]["source"],
+                "windows": index.manifest["index"]["count"], "window_size": int(settings["window_size"]),
+                "window_stride": int(settings["window_stride"])}
+
+    @app.post("/api/search")
+    def search(req: SearchRequest) -> dict:
+        given = [x for x in (req.sequence, req.fasta, req.region) if x]
+        if len(given) != 1:
+            raise GenembedError("give exactly one of sequence, fasta or region")
+        if sum(len(x) for x in given) > 2 * MAX_QUERY_BP:
+            raise GenembedError(f"the request holds more than {MAX_QUERY_BP:,} bp; split it")
+        with lock:
+            if req.region:
+                region = Region.parse(req.region)
+                if region.end - region.start > MAX_QUERY_BP:
+                    raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
+                hits = index.search_region(region, req.k, req.genomes, req.exclude_self, req.strand, req.windows)
+            else:
+                queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
+                    {"query": "".join(req.sequence.split()).upper().encode()}
+                hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows)
+        return {"columns": hits.columns, "rows": hits.rows()}
+
+    return app
+
+
+def serve(index_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, model: str | None = None) -> None:
+    """Open the index, warm its encoder up, and serve until interrupted."""
+    import uvicorn
+
+    index = Index.open(index_dir, model)
+    index.encoder.strand_invariant()  # loads the encoder and embeds once
+    print(f"genembed: serving {index_dir} at http://{host}:{port}/", flush=True)
+    uvicorn.run(create_app(index), host=host, port=port, log_level="warning")
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>genembed search</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}textarea{width:100%;height:8em;font-family:monospace}
+label{margin-right:1em}table{border-collapse:collapse;margin-top:1em;font-size:14px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{cursor:pointer;background:#f3f3f3}
+td.t{text-align:left;font-family:monospace}#error{color:#b00020;margin-top:1em}#status{color:#555}
+</style></head><body>
+<h1>genembed search</h1>
+<p id="about">Loading the index&hellip;</p>
+<form id="form">
+<p><textarea id="sequence" placeholder="Paste a DNA sequence or FASTA records"></textarea></p>
+<p><label>or region <input id="region" size="40" placeholder="GENOME:CONTIG:START-END (0-based)"></label></p>
+<p><label>loci per query <input id="k" type="number" value="10" min="1" max="1000"></label>
+<label>strand <select id="strand"><option>both</option><option>forward</option></select></label>
+<label>genomes <input id="genomes" size="30" placeholder="all (or names, comma-separated)"></label>
+<button id="go" type="submit">Search</button> <span id="status"></span></p>
+</form>
+<div id="error"></div>
+<table id="loci"><thead></thead><tbody></tbody></table>
+<script>
+const $ = id => document.getElementById(id);
+fetch("api/info").then(r => r.json()).then(i => {
+  $("about").textContent = `${i.windows.toLocaleString()} windows of ${i.window_size} bp (every ${i.window_stride} bp) from `
+    + `${i.genomes.length} genome(s): ${i.genomes.join(", ")}; model ${i.model}.`;
+});
+let rows = [], columns = [], order = {};
+function render() {
+  const head = columns.concat(["locus (1-based)"]);
+  $("loci").tHead.innerHTML = "<tr>" + head.map((c, i) => `<th data-i="${i}">${c}</th>`).join("") + "</tr>";
+  const at = name => columns.indexOf(name);
+  $("loci").tBodies[0].innerHTML = rows.map(r => {
+    const locus = `${r[at("contig")]}:${r[at("start")] + 1}-${r[at("end")]}`;
+    return "<tr>" + r.concat([locus]).map(v => {
+      const text = typeof v === "number" && !Number.isInteger(v) ? (Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(4)) : v;
+      return `<td class="${typeof v === "number" ? "" : "t"}">${String(text).replace(/[&<>]/g, ch => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"})[ch])}</td>`;
+    }).join("") + "</tr>";
+  }).join("");
+  for (const th of $("loci").tHead.rows[0].cells) th.onclick = () => sortBy(+th.dataset.i);
+}
+function sortBy(i) {
+  order[i] = !order[i];
+  const key = r => i < columns.length ? r[i] : `${r[columns.indexOf("contig")]}:${String(r[columns.indexOf("start")]).padStart(12, "0")}`;
+  rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (order[i] ? 1 : -1));
+  render();
+}
+$("form").onsubmit = async ev => {
+  ev.preventDefault();
+  $("error").textContent = ""; $("status").textContent = "searching...";
+  const text = $("sequence").value.trim(), region = $("region").value.trim();
+  const body = {k: +$("k").value, strand: $("strand").value};
+  if (region) body.region = region; else if (text.startsWith(">")) body.fasta = text; else body.sequence = text;
+  const genomes = $("genomes").value.split(",").map(s => s.trim()).filter(Boolean);
+  if (genomes.length) body.genomes = genomes;
+  const t0 = performance.now();
+  const r = await fetch("api/search", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  const out = await r.json();
+  if (!r.ok) { $("error").textContent = out.detail; $("status").textContent = ""; rows = []; columns = []; render(); return; }
+  columns = out.columns; rows = out.rows; order = {}; render();
+  $("status").textContent = `${rows.length} loci in ${Math.round(performance.now() - t0)} ms`;
+};
+</script></body></html>
+"""
