@@ -23,7 +23,7 @@ def test_cli_embeds_indexes_and_queries_a_genome(tmp_path, ecoli_sequence, tiny_
     capsys.readouterr()
     assert main(["query", "--index", str(tmp_path / "idx"), "--region", "eco:chrB:5000-6000", "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split("\t")[2:6] == ["eco", "chrB", "5000", "6000"]
+    assert lines[1].split("\t")[3:7] == ["eco", "chrB", "5000", "6000"]
     # reports over the same folders; a BED of TSSs (in the training and the held-out part) labels the promoters
     (tmp_path / "tss.bed").write_text("chrA\t2000\t2001\t.\t0\t+\nchrA\t26000\t26001\t.\t0\t+\n"
                                       "chrB\t3000\t3001\t.\t0\t+\nchrB\t17500\t17501\t.\t0\t-\n")

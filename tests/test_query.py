@@ -9,6 +9,7 @@ import pytest
 
 from genembed.errors import GenembedError
 from genembed.hits import format_hits
+from genembed.loci import LOCUS_COLUMNS
 from genembed.query import Index, Region
 from genembed.store import read_shard, write_shard
 from helpers import kmer_plan
@@ -53,8 +54,8 @@ def test_bad_queries_are_refused(index):
 def test_hits_print_as_tsv_json_and_bed(index):
     hits = index.search_region("ecoli:NC_000913.3:10000-11000", k=2)
     tsv = format_hits(hits, "tsv").splitlines()
-    assert tsv[0] == "query\trank\tgenome\tcontig\tstart\tend\tscore"
-    assert tsv[1].startswith("ecoli:NC_000913.3:10000-11000\t1\tecoli\tNC_000913.3\t10000\t11000\t")
+    assert tsv[0] == "query\tquery_start\tquery_end\tgenome\tcontig\tstart\tend\tstrand\tscore\twindows\tevalue\trank"
+    assert tsv[1].startswith("ecoli:NC_000913.3:10000-11000\t0\t1000\tecoli\tNC_000913.3\t10000\t11000\t+\t")
     assert json.loads(format_hits(hits, "json"))[0]["start"] == 10000
     bed = format_hits(hits, "bed").splitlines()[0].split("\t")
     assert bed[:3] == ["NC_000913.3", "10000", "11000"] and 990 <= int(bed[4]) <= 1000
@@ -64,7 +65,7 @@ def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_seq
     base = [sys.executable, "-m", "genembed.cli", "query", "--index", str(built_index["dir"])]
     out = subprocess.run(base + ["--region", "ecoli:NC_000913.3:20000-21000", "-k", "3"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert len(out) == 4 and out[1].split("\t")[4:6] == ["20000", "21000"]
+    assert len(out) == 4 and out[1].split("\t")[5:7] == ["20000", "21000"]
     fasta = tmp_path / "q.fa"
     fasta.write_text(f">a\n{ecoli_sequence[5000:6000].decode()}\n>b\n{ecoli_sequence[9000:10000].decode()}\n")
     out = subprocess.run(base + ["--fasta", str(fasta), "-k", "1", "--format", "json", "--out", str(tmp_path / "h.json")],
@@ -128,7 +129,7 @@ def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_pat
     assert main(["query", "--index", str(tmp_path / "Flat"), "--region", "eco_a:NC_000913.3:5000-6000",
                  "--genome", "eco_b", "--exclude-self", "--format", "parquet", "--out", str(tmp_path / "h.parquet")]) == 0
     table = pl.read_parquet(tmp_path / "h.parquet")
-    assert table.columns == ["query", "rank", "genome", "contig", "start", "end", "score"]
+    assert table.columns == LOCUS_COLUMNS
     assert set(table["genome"]) == {"eco_b"} and table.height == 10
 
 
@@ -170,7 +171,7 @@ def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model
             f"main(['query', '--index', {str(built_index['dir'])!r}, '--sequence', {ecoli_sequence[:800].decode()!r}]); "
             "print('transformers' in sys.modules, file=sys.stderr)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stderr.strip().splitlines()[-1] == "False" and res.stdout.splitlines()[1].split("\t")[4] == "0"
+    assert res.stderr.strip().splitlines()[-1] == "False" and res.stdout.splitlines()[1].split("\t")[5] == "0"
 
 
 def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built_index):
@@ -191,7 +192,7 @@ def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built
     shutil.copytree(tmp_path / "pq40", moved)  # the folder is self-contained: it re-scores from its vectors.npy
     again = Index.open(moved).search_vectors(queries, k=5)
     assert again.select("query", "start").rows() == exact.select("query", "start").rows()
-    assert not (tmp_path / "pq1/vectors.npy").exists()  # nothing to re-score from without re-ranking
+    assert (tmp_path / "pq1/vectors.npy").is_file()  # kept by every index: region queries and E-values read it
     (moved / "vectors.npy").unlink()
     with pytest.raises(GenembedError, match=r"vectors.npy: not found; this index re-scores its hits from it"):
         Index.open(moved).search_vectors(queries, k=5)

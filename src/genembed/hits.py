@@ -59,6 +59,10 @@ def target(hits: pl.DataFrame) -> pl.Expr:
     return pl.col("genome") + "#" + pl.col("contig")
 
 
+def _json_rows(hits: pl.DataFrame) -> str:
+    return ",\n".join(json.dumps(r) for r in hits.to_dicts())
+
+
 def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
     """Hits or loci as TSV (with ``header``), JSON lines of a list, BED6, PAF or BLAST tabular. PAF and
     m8 rows need loci with ``query_length`` and ``contig_length`` columns (see :func:`with_lengths`)."""
@@ -67,7 +71,7 @@ def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
             hits = hits.with_columns(pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String))
         return hits.write_csv(separator="\t", float_precision=6, include_header=header)
     if fmt == "json":
-        return ",\n".join(json.dumps(r) for r in hits.to_dicts())
+        return "[\n" + _json_rows(hits) + "\n]\n"
     if fmt == "bed":
         strand = pl.col("strand") if "strand" in hits.columns else pl.lit(".")
         return hits.select(
@@ -129,7 +133,7 @@ class HitWriter:
         if self.fmt == "parquet":
             self.batches.append(hits)
         elif hits.height:
-            text = format_hits(hits, self.fmt, header=self.written == 0)
+            text = _json_rows(hits) if self.fmt == "json" else format_hits(hits, self.fmt, header=self.written == 0)
             self.fh.write((",\n" if self.fmt == "json" and self.written else "") + text)
         self.written += hits.height
 

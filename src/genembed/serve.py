@@ -105,7 +105,7 @@ def serve(index_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 800
 
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>genembed search</title>
+<html lang="en"><head><meta charset="utf-8"><title>genembed search</title><link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}textarea{width:100%;height:8em;font-family:monospace}
 label{margin-right:1em}table{border-collapse:collapse;margin-top:1em;font-size:14px}
