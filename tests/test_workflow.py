@@ -102,7 +102,7 @@ def test_rerun_has_nothing_to_do_and_query_finds_the_window_itself(run):
     out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(d / "results/index"),
                           "--region", "ecoli:NC_000913.3:120000-120500", "-k", "3"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[1].split("\t")[2:6] == ["ecoli", "NC_000913.3", "120000", "120500"]
+    assert out[1].split("\t")[3:7] == ["ecoli", "NC_000913.3", "120000", "120500"]
 
 
 def test_report_is_built_from_registered_outputs(run):
@@ -243,7 +243,7 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
     assert embeddings and all(p.stat().st_mtime_ns == kept[p] for p in embeddings)  # retraining re-embeds nothing
     out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "results/index"),
                           "--region", "third:chrC:50000-50500", "-k", "1"], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines()[1].split("\t")[2:6] == ["third", "chrC", "50000", "50500"]
+    assert out.stdout.splitlines()[1].split("\t")[3:7] == ["third", "chrC", "50000", "50500"]
 
 
 def test_a_setting_no_shard_job_reads_does_not_redo_the_shards(small_workflow_run, tmp_path):
