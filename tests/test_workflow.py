@@ -66,7 +66,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
             assert f.attrs["pooling"] == "mean" and f.attrs["window_size"] == 500 and f.attrs["strands"] == "forward"
             h5_ids.append(f["window_id"][:])
     h5_ids = np.concatenate(h5_ids)
-    with h5py.File(r / "embeddings/ecoli.h5") as f:  # the genome's virtual dataset over its shards
+    with h5py.File(r / "embeddings/ecoli/all.h5") as f:  # the genome's virtual dataset over its shards
         assert f["embeddings"].is_virtual and np.array_equal(f["window_id"][:], h5_ids)
         assert np.array_equal(f["embeddings"][:], np.concatenate([h5py.File(s)["embeddings"][:] for s in shards]))
     index_ids = pl.read_parquet(r / "index/windows.parquet")["window_id"].to_numpy()
@@ -210,7 +210,7 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
                   index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
     write_config(tmp_path, sheet, **config)
     index = ["results/index"]
-    snakemake(tmp_path, "--cores", "2", *index, "results/embeddings/first.h5")
+    snakemake(tmp_path, "--cores", "2", *index, "results/embeddings/first/all.h5")
     trained = tmp_path / "results/index_build/trained.faiss"
     kept = {p: p.stat().st_mtime_ns for p in [trained, *(tmp_path / "results").glob("*/first/*")]}
     assert json.loads((tmp_path / "results/index/manifest.json").read_text())["index"]["factory"] == "IVF16,Flat"

@@ -28,7 +28,34 @@ _RNA_NAMES = {
               "guide_RNA", "circular_ncRNA", "nc_primary_transcript"},
 }
 _GENE_TYPES = {"gene", "transcript", "mRNA", "ncRNA_gene"} | set().union(*_RNA_NAMES.values())
-_BIOTYPE = re.compile(rb'(?:gene_biotype|transcript_biotype|biotype|gene_type|transcript_type)[= ]"?([^";]+)')
+_BIOTYPE_KEYS = ("gene_biotype", "transcript_biotype", "biotype", "gene_type", "transcript_type")
+_ITEM = re.compile(r'(?:[^;"]|"[^"]*")+')  # a ';'-separated attribute; quoted values may hold ';'
+
+
+def attributes(field: str) -> dict[str, str]:
+    """Column 9 as key -> value: GFF3 ``key=value`` (percent-encoded) or GTF ``key "value"`` pairs,
+    separated by ``;`` outside quotes."""
+    from urllib.parse import unquote
+
+    out: dict[str, str] = {}
+    for item in _ITEM.findall(field):
+        item = item.strip()
+        if re.match(r'[^\s="]+=', item):
+            key, value = item.split("=", 1)
+            out.setdefault(key, unquote(value))
+        elif item:
+            key, _, value = item.partition(" ")
+            out.setdefault(key, value.strip().strip('"'))
+    return out
+
+
+def biotype_of(field: bytes) -> str | None:
+    """The biotype attribute of column 9 (``gene_biotype``, ``biotype``, ``gene_type``...), taken only
+    from those keys (never from another attribute's value)."""
+    if not any(k.encode() in field for k in _BIOTYPE_KEYS):
+        return None
+    found = attributes(field.decode(errors="replace"))
+    return next((found[k] for k in _BIOTYPE_KEYS if found.get(k)), None)
 
 
 def read_annotation(path: str | os.PathLike) -> pl.DataFrame:
@@ -62,13 +89,12 @@ def _parse(path: Path) -> pl.DataFrame:
                 raise GenembedError(f"{path}: line {lineno}: start/end are not integers") from None
             if start < 0 or end <= start:
                 raise GenembedError(f"{path}: line {lineno}: invalid coordinates {f[3].decode()}-{f[4].decode()}")
-            biotype = _BIOTYPE.search(f[8])
             cols["contig"].append(f[0].decode())
             cols["type"].append(f[2].decode())
             cols["start"].append(start)
             cols["end"].append(end)
             cols["strand"].append(f[6].decode())
-            cols["biotype"].append(biotype.group(1).decode() if biotype else None)
+            cols["biotype"].append(biotype_of(f[8]))
     return pl.DataFrame(cols, schema=FEATURE_SCHEMA)
 
 

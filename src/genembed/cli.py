@@ -189,6 +189,7 @@ def _shard_size(text: str) -> int | str:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """Clustering report, and the promoter report when some genome has an annotation or a BED."""
+    from .io import remove_empty
     from .layout import PLAN, discover
     from .plan import RunPlan
     from .reports.clusters import cluster_report
@@ -202,12 +203,17 @@ def cmd_report(args: argparse.Namespace) -> None:
                 raise GenembedError(f"--{field} {name}={path}: no genome '{name}' under {args.embeddings}")
             setattr(by_name[name], field, Path(path))
     out = Path(args.out)
-    cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
-    print(f"{out / 'clusters/clusters.html'}")
-    if any(g.annotation or g.promoters for g in genomes):
-        plan = RunPlan.read(Path(args.embeddings) / PLAN)
-        run_promoter_report(genomes, out / "promoters", PromoterSettings(track_step=args.track_step, seed=args.seed), plan)
-        print(f"{out / 'promoters/promoters.html'}")
+    made = [p for p in (out / "promoters", out / "clusters", out, *out.parents) if not p.exists()]
+    try:
+        cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
+        print(f"{out / 'clusters/clusters.html'}")
+        if any(g.annotation or g.promoters for g in genomes):
+            plan = RunPlan.read(Path(args.embeddings) / PLAN)
+            settings = PromoterSettings(track_step=args.track_step, seed=args.seed)
+            run_promoter_report(genomes, out / "promoters", settings, plan)
+            print(f"{out / 'promoters/promoters.html'}")
+    finally:
+        remove_empty(made)  # a failed report leaves no empty folders
 
 
 def cmd_export(args: argparse.Namespace) -> None:

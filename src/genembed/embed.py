@@ -397,11 +397,10 @@ def average_strands(vectors: np.ndarray, strands: str) -> np.ndarray:
 
 
 def _load(files: ShardFiles, strands: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    import polars as pl
-
+    from .io import read_table
     from .tokenize import read_tokens
 
-    ids = pl.read_parquet(files.windows, columns=["window_id"])["window_id"].to_numpy()
+    ids = read_table(files.windows, ["window_id"])["window_id"].to_numpy()
     flat, offsets = read_tokens(files.tokens, files.offsets)
     expected = len(ids) * (2 if strands == "average" else 1)
     if len(offsets) - 1 != expected:

@@ -118,6 +118,9 @@ def load_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> 
         return None
     import torch
 
+    if not (index_dir / QUERY_MODEL).is_file():
+        raise GenembedError(f"{index_dir / QUERY_MODEL}: missing (the traced query encoder {QUERY_INFO} names);"
+                            " rebuild the index, or query with --model")
     if info.get("sha256") != _sha256(index_dir / QUERY_MODEL):
         raise GenembedError(f"{index_dir / QUERY_MODEL}: does not match the checksum recorded when the index was "
                             f"built; refusing to load it (rebuild the index, or query with --model)")

@@ -3,6 +3,7 @@ bgzip copy, and read sequence from it by region."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 import pysam
 
 from .errors import GenembedError
-from .io import open_text
+from .io import check_input, open_text, remove_empty
 
 #: IUPAC nucleotide codes accepted in genome FASTA (either case).
 IUPAC = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
@@ -49,8 +50,8 @@ def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[
     contig name or a character outside the IUPAC nucleotide codes.
     """
     src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise GenembedError(f"{src}: FASTA file not found")
+    check_input(src, "FASTA file")
+    made = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     tmp_index = [Path(f"{tmp}.fai"), Path(f"{tmp}.gzi")]
@@ -64,6 +65,8 @@ def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[
     finally:
         for leftover in [tmp, *tmp_index]:
             leftover.unlink(missing_ok=True)
+        if not dst.is_file():  # failed: no folder of ours left behind
+            remove_empty(made)
     return contigs
 
 
@@ -79,10 +82,7 @@ def _check_sidecar(src: Path, contigs: list[tuple[str, int]]) -> None:
     fai = sidecar_fai(src)
     if fai is None:
         return
-    try:
-        planned = read_fai(fai)
-    except (ValueError, UnicodeDecodeError):
-        raise GenembedError(f"{fai}: not a samtools .fai index (name and length per line); delete it") from None
+    planned = read_fai(fai)
     if planned != contigs:
         diff = next(((a, b) for a, b in zip(planned, contigs) if a != b), None)
         detail = (f"it has {diff[0][0]} {diff[0][1]:,} bp, the FASTA {diff[1][0]} {diff[1][1]:,} bp" if diff
@@ -98,6 +98,7 @@ def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
     carry = b""
     delete = IUPAC + b"\r\n \t"
     called = 0  # A, C, G, T (either case)
+    line_seen = False
 
     def close_record() -> None:
         if contigs and contigs[-1][1] == 0:
@@ -109,6 +110,11 @@ def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
         with open_text(src) as fh:
             while True:
                 data = fh.read(_BLOCK)
+                if data.endswith(b"\r"):  # keep a CR LF pair in one block
+                    data += fh.read(1)
+                if not line_seen:
+                    data, line_seen = data.removeprefix(b"\xef\xbb\xbf"), True  # a UTF-8 byte-order mark
+                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # CR LF and old-Mac CR line ends
                 buf = carry + data
                 if data:
                     cut = buf.rfind(b"\n") + 1
@@ -164,20 +170,31 @@ def _copy_validated(src: Path, out: Path) -> list[tuple[str, int]]:
         close_record()
         if called == 0:
             raise GenembedError(f"{src}: no A, C, G or T in any record (only N or other ambiguity codes)")
-    except (EOFError, zlib.error, OSError) as exc:
+    except PermissionError:
+        raise GenembedError(f"{src}: permission denied (cannot read the FASTA file)") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise GenembedError(f"{src}: cannot read compressed file ({exc}); is it truncated?") from None
+    except OSError as exc:
+        raise GenembedError(f"{src}: cannot read the FASTA file ({exc.strerror or exc})") from None
     finally:
         writer.close()
     return contigs
 
 
 def read_fai(fai: str | os.PathLike) -> list[tuple[str, int]]:
-    """Contig names and lengths from a samtools ``.fai`` index."""
+    """Contig names and lengths from a samtools ``.fai`` index (refused, naming it, when it is not one)."""
     out = []
-    with open(fai) as fh:
-        for row in fh:
-            name, length = row.split("\t")[:2]
-            out.append((name, int(length)))
+    try:
+        with open(fai) as fh:
+            for row in fh:
+                name, length = row.split("\t")[:2]
+                out.append((name, int(length)))
+    except (ValueError, UnicodeDecodeError):
+        raise GenembedError(f"{fai}: not a samtools .fai index (name and length per line); delete it") from None
+    except OSError as exc:
+        raise GenembedError(f"{fai}: cannot read ({exc.strerror or exc})") from None
+    if not out:
+        raise GenembedError(f"{fai}: empty .fai index; delete it")
     return out
 
 

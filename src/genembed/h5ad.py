@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from .errors import GenembedError
-from .io import atomic_path
+from .io import atomic_path, read_table
 from .store import check_consistent, iter_shards, read_attrs
 
 
@@ -27,7 +27,7 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
 
     check_consistent(list(shards))
     attrs = read_attrs(shards[0])
-    table = pl.concat([pl.read_parquet(w) for w in windows])
+    table = pl.concat([read_table(w) for w in windows])
     obs = pd.DataFrame({c: table[c].to_numpy() for c in table.columns},
                        index=pd.Index(table["window_id"].cast(pl.String).to_numpy(), name="window"))
     dim = int(attrs["dim"])

@@ -18,9 +18,10 @@ import polars as pl
 
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
-from .io import atomic_path, write_json
+from .io import atomic_path, count_rows, read_table, write_json
 from .layout import GenomeInputs
 from .store import IDENTITY_KEYS, check_consistent, iter_shards
+from .windows import check_codes
 
 if TYPE_CHECKING:
     from .plan import RunPlan
@@ -113,7 +114,7 @@ def _training_sample(shards: Sequence[str | os.PathLike], total: int, size: int,
 
 
 def _count(windows: Sequence[str | os.PathLike]) -> int:
-    return sum(int(pl.scan_parquet(w).select(pl.len()).collect().item()) for w in windows)
+    return sum(count_rows(w) for w in windows)
 
 
 def _files(genomes: Sequence[GenomeInputs]) -> tuple[list[Path], list[Path]]:
@@ -131,6 +132,7 @@ def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, setting
     shards, windows = _files(genomes)
     if not shards:
         raise GenembedError("no embedding shards given")
+    check_codes([g.name for g in genomes], "index")
     identity = check_consistent(shards, (*IDENTITY_KEYS, "precision", "dim"))
     if str(identity["model_fingerprint"]) != plan.fingerprint:
         raise GenembedError(f"{shards[0]}: embedded with another model than {plan.source}; re-embed")
@@ -206,7 +208,7 @@ def add_part(trained: str | os.PathLike, genome: GenomeInputs, out: str | os.Pat
     index = _with_ids(faiss.IndexFlatIP(info["dim"]) if info["family"] == "hnsw" else read_index_file(trained))
     count = 0
     for shard, table in zip(iter_shards(shards), windows):
-        expected = pl.read_parquet(table, columns=["window_id"])["window_id"].to_numpy()
+        expected = read_table(table, ["window_id"])["window_id"].to_numpy()
         if not np.array_equal(expected, shard.window_id):
             raise GenembedError(f"{table}: window ids differ from those in the embedding shard")
         if len(shard.window_id):
@@ -249,6 +251,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
 
     info = json.loads(_sidecar(Path(trained)).read_text())
     shards, windows = _files(genomes)
+    check_codes([g.name for g in genomes], "index")
     windows, shards = _by_window_id(windows, shards)
     index = _with_ids(read_index_file(trained))
     out = Path(out_dir)
@@ -340,7 +343,7 @@ def _by_window_id(windows: Sequence[str | os.PathLike], shards: Sequence[str | o
     query finds a hit's row by binary search, with no lookup to build."""
     if len(windows) != len(shards):
         raise GenembedError("need one windows table per embedding shard")
-    first = [pl.scan_parquet(w).select(pl.col("window_id").min()).collect().item() for w in windows]
+    first = [read_table(w, ["window_id"])["window_id"].min() for w in windows]
     order = sorted(range(len(windows)), key=lambda i: (first[i] is None, first[i] or 0))
     return [windows[i] for i in order], [shards[i] for i in order]
 

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import GenembedError
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -58,6 +60,64 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
+def check_input(path: str | os.PathLike, what: str) -> None:
+    """Refuse, in one line naming it, a path that cannot be read as a file: missing, a directory, a
+    symbolic-link loop, or not readable."""
+    import errno
+    import stat
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise GenembedError(f"{p}: {what} not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise GenembedError(f"{p}: a loop of symbolic links, not a {what}") from None
+        raise GenembedError(f"{p}: cannot read the {what} ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise GenembedError(f"{p}: a directory, not a {what}")
+    if not os.access(p, os.R_OK):
+        raise GenembedError(f"{p}: permission denied (cannot read the {what})")
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove folders a failed step created, deepest first, where they are still empty."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: neither are the folders above it
+            return
+
+
 def open_text(path: str | os.PathLike):
     """Open a plain or gzip/bgzip-compressed text file for reading as bytes lines."""
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None):
+    """A Parquet window table (polars), refused in one line naming it when missing or unreadable."""
+    import polars as pl
+
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        raise GenembedError(f"{path}: window table not found") from None
+    except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
+        raise GenembedError(f"{path}: unreadable window table ({str(exc).splitlines()[0]}); it is truncated or"
+                            " not Parquet: delete it and rerun") from None
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Rows of a Parquet table, from its footer."""
+    import polars as pl
+
+    try:
+        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    except FileNotFoundError:
+        raise GenembedError(f"{path}: window table not found") from None
+    except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
+        raise GenembedError(f"{path}: unreadable window table ({str(exc).splitlines()[0]}); it is truncated or"
+                            " not Parquet: delete it and rerun") from None

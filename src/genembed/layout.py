@@ -16,6 +16,8 @@ WINDOWS = "windows/{genome}/{shard}.parquet"
 TOKENS = "tokens/{genome}/{shard}.tokens.npy"
 OFFSETS = "tokens/{genome}/{shard}.offsets.npy"
 EMBEDDINGS = "embeddings/{genome}/{shard}.h5"
+STITCHED = "embeddings/{genome}/all.h5"  # a genome's shards as one virtual HDF5 file, inside its own folder:
+# no genome id can name another's file (as eco.h5 could name eco's stitched file beside the folders)
 
 
 def shard_name(i: int) -> str:

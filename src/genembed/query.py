@@ -14,6 +14,7 @@ import polars as pl
 from .embed import Embedder, average_strands
 from .errors import GenembedError
 from .genome import IUPAC, Genome
+from .io import read_table
 from .index import IDENTITY_KEYS, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
 from .models import fingerprint
 from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer, reverse_complement
@@ -105,6 +106,8 @@ class QueryEncoder:
                 raise GenembedError(f"{what}: characters that are not IUPAC nucleotides: {''.join(bad)!r}")
             if len(seq) < k:
                 raise GenembedError(f"{what}: {len(seq)} bp is shorter than one {k}-mer token")
+            if not seq.translate(None, b"NRYKMSWBDHVnrykmswbdhv-"):
+                raise GenembedError(f"{what}: no A, C, G or T (only N or other ambiguity codes): nothing to search for")
         strands = embedder.settings.strands
         rows = encode_strands(tokenizer, sequences, strands)
         check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
@@ -119,7 +122,7 @@ class Searcher:
         self.dir, self.manifest = index_dir, manifest
         self.faiss = read_index(index_dir, manifest["index"])
         # compact in memory: names as categories, coordinates as 32-bit (contigs are under 4 Gbp)
-        self.table = pl.read_parquet(index_dir / TABLE_FILE).with_columns(
+        self.table = read_table(index_dir / TABLE_FILE).with_columns(
             pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
         self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
         self._vectors = None
@@ -128,6 +131,8 @@ class Searcher:
     def search(self, names: Sequence[str], x: np.ndarray, k: int, genomes: Sequence[str] | None = None,
                exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
         """Hits (``HIT_COLUMNS``) of the unit-length query rows ``x``, named ``names``."""
+        if k < 1:
+            raise GenembedError(f"k must be at least 1, not {k}")
         exclude = exclude or {}
         extra = max((self._overlapping(r) for r in exclude.values()), default=0)
         want = min(k + extra, self.faiss.ntotal)

@@ -40,10 +40,17 @@ def write_shard(path: str | os.PathLike, embeddings: np.ndarray, window_id: np.n
     """Write a shard atomically (temporary file, then rename)."""
     if len(embeddings) != len(window_id):
         raise ValueError("embeddings and window ids differ in length")
+    embeddings = embeddings.astype(np.float16)
+    bad = ~np.isfinite(embeddings).all(1) if embeddings.ndim == 2 else np.zeros(0, dtype=bool)
+    if bad.any():
+        raise GenembedError(
+            f"{path}: {int(bad.sum())} of {len(bad)} windows embed to NaN or infinity in float16 (window ids"
+            f" {', '.join(map(str, window_id[bad][:3]))}...); nothing written. An overflow in reduced precision:"
+            " try embed.precision: fp32, or another layer/pooling")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n, d = embeddings.shape
-            f.create_dataset("embeddings", data=embeddings.astype(np.float16),
+            f.create_dataset("embeddings", data=embeddings,
                              chunks=(max(1, min(n, 4096)), d) if n else None)
             f.create_dataset("window_id", data=window_id.astype(np.int64))
             f.attrs.update({k: ("" if v is None else v) for k, v in attrs.items()})
@@ -72,9 +79,17 @@ def is_complete(path: str | os.PathLike, attrs: dict[str, Any]) -> bool:
 
 
 def read_shard(path: str | os.PathLike) -> Shard:
+    """A shard's ids, embeddings and attrs; refused, naming it, when unreadable or not finite."""
     attrs = read_attrs(path)
-    with h5py.File(path, "r") as f:
-        return Shard(f["window_id"][:], f["embeddings"][:], attrs)
+    try:
+        with h5py.File(path, "r") as f:
+            shard = Shard(f["window_id"][:], f["embeddings"][:], attrs)
+    except (OSError, KeyError) as exc:
+        raise GenembedError(f"{path}: truncated or corrupt shard ({str(exc).splitlines()[0]}); delete it and rerun") from None
+    if shard.embeddings.size and not np.isfinite(shard.embeddings).all():
+        n = int((~np.isfinite(shard.embeddings).all(1)).sum())
+        raise GenembedError(f"{path}: {n} windows have NaN or infinite embeddings; delete the shard and re-embed it")
+    return shard
 
 
 def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[Shard]:
@@ -111,9 +126,13 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
     sources = [os.path.relpath(Path(p).resolve(), Path(out).resolve().parent) for p in shards]
     sizes, dim = [], None
     for path in shards:
-        with h5py.File(path, "r") as f:
-            sizes.append(f["window_id"].shape[0])
-            dim = f["embeddings"].shape[1] if f["embeddings"].ndim == 2 and sizes[-1] else dim
+        try:
+            with h5py.File(path, "r") as f:
+                sizes.append(f["window_id"].shape[0])
+                dim = f["embeddings"].shape[1] if f["embeddings"].ndim == 2 and sizes[-1] else dim
+                f["embeddings"][-1:], f["window_id"][-1:]  # touch the last rows: a cut-short file fails here
+        except (OSError, KeyError) as exc:
+            raise GenembedError(f"{path}: truncated or corrupt shard ({str(exc).splitlines()[0]}); delete it and rerun") from None
     if dim is None:
         raise GenembedError(f"{out}: every shard is empty")
     total = int(sum(sizes))

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import GenembedError
-from .io import atomic_path
+from .io import atomic_path, read_table
 from .windows import encode
 
 
@@ -270,12 +270,10 @@ def tokenize_shard(windows: str | os.PathLike, fasta: str | os.PathLike, tokeniz
     """Stage: token ids for one shard's windows, refused when longer than the model takes.
 
     With ``strands="average"`` the reverse-complement rows follow all forward rows."""
-    import polars as pl
-
     from .genome import Genome
     from .windows import window_sequences
 
-    table = pl.read_parquet(windows, columns=["contig", "start", "end"])
+    table = read_table(windows, ["contig", "start", "end"])
     genome = Genome(fasta)
     forward: list[np.ndarray] = []
     reverse: list[np.ndarray] = []

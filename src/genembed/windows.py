@@ -88,6 +88,17 @@ def genome_code(genome: str) -> int:
     return int.from_bytes(hashlib.blake2b(genome.encode(), digest_size=4).digest(), "big") >> 1
 
 
+def check_codes(genomes: Sequence[str], where: str) -> None:
+    """Refuse genome ids whose codes (the high bits of their window ids) are equal, naming both."""
+    seen: dict[int, str] = {}
+    for genome in genomes:
+        code = genome_code(str(genome))
+        if code in seen and seen[code] != genome:
+            raise GenembedError(f"{where}: genome ids {seen[code]} and {genome} hash alike (their window ids would"
+                                " collide); rename one")
+        seen[code] = genome
+
+
 def window_ids(genome: str, ordinals: np.ndarray) -> np.ndarray:
     """Stable int64 window ids for ordinals of one genome."""
     return (np.int64(genome_code(genome)) << _ORDINAL_BITS) | ordinals.astype(np.int64)

@@ -77,7 +77,7 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
     two genomes share an id, or when their ids hash alike (window ids carry a 31-bit hash of it)."""
     import polars as pl
 
-    from .windows import genome_code
+    from .windows import check_codes
 
     try:
         sheet = pl.read_csv(path, separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String})
@@ -90,12 +90,7 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
         dup = sheet.filter(pl.col("genome").is_duplicated())["genome"].unique().sort().to_list()
         raise GenembedError(f"{path}: duplicate genome ids: {', '.join(dup)}")
     rows = sheet.to_dicts()
-    codes: dict[int, str] = {}
-    for genome in sheet["genome"] if "genome" in sheet.columns else []:
-        code = genome_code(str(genome))
-        if code in codes:
-            raise GenembedError(f"{path}: genome ids {codes[code]} and {genome} hash alike; rename one")
-        codes[code] = str(genome)
+    check_codes([str(r.get("genome")) for r in rows], str(path))
     return rows
 
 

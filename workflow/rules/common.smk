@@ -20,8 +20,9 @@ for row in read_sheet(config["genomes"]):
     validate(row, "../schemas/genomes.schema.yaml")
     SHEET[row["genome"]] = row
 
-PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS = (
-    f"results/{p}" for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS)
+PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS, STITCHED = (
+    f"results/{p}"
+    for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS, layout.STITCHED)
 )
 INDEX_DIR = "results/index"
 # what the index build keeps between runs (the trained, empty index; one part per genome)
@@ -134,7 +135,7 @@ def final_outputs():
     """Index, per-genome embeddings (virtual HDF5) and reports; the promoter report only when some genome has an
     annotation or a promoter BED; the evaluation unless turned off."""
     out = [INDEX_DIR, "results/reports/clusters/clusters.html"]
-    out += [f"results/embeddings/{g}.h5" for g in SHEET]
+    out += [STITCHED.format(genome=g) for g in SHEET]
     if annotations():
         out.append("results/reports/promoters/promoters.html")
     if config["evaluate"]["enabled"]:

@@ -36,7 +36,7 @@ rule stitch_embeddings:
     input:
         shard_files(EMBEDDINGS, job_genome),
     output:
-        "results/embeddings/{genome}.h5",
+        STITCHED,
     log:
         "logs/stitch_embeddings/{genome}.log",
     conda:

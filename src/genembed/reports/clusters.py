@@ -15,7 +15,7 @@ import polars as pl
 from ..annotation import CLASSES
 from ..errors import GenembedError
 from ..index import normalise
-from ..io import atomic_path
+from ..io import atomic_path, count_rows
 from ..layout import GenomeInputs
 from . import html
 from .data import iter_labeled, make_labelers
@@ -60,7 +60,7 @@ def cluster_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: C
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream)
-    total = sum(int(pl.scan_parquet(w).select(pl.len()).collect().item()) for g in genomes for w in g.windows)
+    total = sum(count_rows(w) for g in genomes for w in g.windows)
     if total < 3:
         raise GenembedError(f"clustering report: {total} window(s) in all genomes; at least 3 are needed")
     rng = np.random.default_rng(settings.seed)

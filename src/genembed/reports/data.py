@@ -12,6 +12,7 @@ import polars as pl
 from ..annotation import WindowLabeler, check_contigs, read_annotation, read_promoter_bed
 from ..errors import GenembedError
 from ..genome import read_fai
+from ..io import read_table
 from ..layout import GenomeInputs
 from ..store import read_shard
 
@@ -45,7 +46,7 @@ def iter_labeled(genomes: list[GenomeInputs], labelers: dict[str, WindowLabeler 
     """(genome, window table with ``promoter``/``annotation_class``, float32 embeddings) per shard."""
     for g in genomes:
         for table_path, shard_path in zip(g.windows, g.shards):
-            table = pl.read_parquet(table_path)
+            table = read_table(table_path)
             if table.is_empty():  # every window of the shard fell to the N filter
                 continue
             shard = read_shard(shard_path)

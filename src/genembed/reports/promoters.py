@@ -15,7 +15,7 @@ import polars as pl
 
 from ..errors import GenembedError
 from ..genome import Genome
-from ..io import atomic_path
+from ..io import atomic_path, read_table
 from ..layout import GenomeInputs
 from ..windows import kmer_frequencies, n_fraction, window_sequences
 from . import html
@@ -171,7 +171,7 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
            ) -> tuple[dict[str, Calibrated], np.ndarray, int]:
     """Calibrated classifiers per feature set on a sample of training windows (genome order kept),
     their labels, and how many training windows there were before sampling."""
-    n_train = sum(int((split_of(pl.read_parquet(w, columns=["contig", "start", "end"]), tests[g.name]) == 0).sum())
+    n_train = sum(int((split_of(read_table(w, ["contig", "start", "end"]), tests[g.name]) == 0).sum())
                   for g in genomes if labelers[g.name] is not None for w in g.windows)
     keep = min(1.0, settings.max_train / max(n_train, 1))
     rng = np.random.default_rng(settings.seed)
