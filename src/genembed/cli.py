@@ -165,10 +165,12 @@ def cmd_embed(args: argparse.Namespace) -> None:
     """Window, tokenize and embed one genome into the results folder (what the workflow does per shard).
 
     A rerun keeps the shards already embedded with the same settings (resume after a kill)."""
+    from .io import folder_lock
     from .pipeline import embed_genome
 
     plan = _plan(args)
-    genome, kept, n = embed_genome(plan, args.fasta, args.genome, args.out)
+    with folder_lock(args.out):
+        genome, kept, n = embed_genome(plan, args.fasta, args.genome, args.out)
     for shard in kept:
         print(f"shard {shard.stem}: already embedded")
     print(f"{args.out}: genome {genome.name}, {len(genome.shards)} shards, {n} windows embedded now"
@@ -238,13 +240,15 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_index(args: argparse.Namespace) -> None:
     from .index import build_index
+    from .io import folder_lock
     from .layout import PLAN, discover
     from .plan import RunPlan
 
     genomes = discover(args.embeddings)
     plan = RunPlan.read(Path(args.embeddings) / PLAN)
     settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
-    manifest = build_index(genomes, args.out, plan, settings)
+    with folder_lock(args.out):
+        manifest = build_index(genomes, args.out, plan, settings)
     print(f"{args.out}: {manifest['index']['count']} vectors, dimension {manifest['index']['dim']},"
           f" {manifest['index']['factory']}")
 

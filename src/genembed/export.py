@@ -22,7 +22,7 @@ import numpy as np
 
 from .embed import EmbedSettings, Embedder, traceable
 from .errors import GenembedError
-from .io import atomic_path, write_json
+from .io import atomic_path, ensure_space, write_json
 from .models import ModelSpec, resolve
 from .tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
 
@@ -97,6 +97,7 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
         log.info("the traced %s differs from the model (cosine %.5f): queries will load transformers",
                  spec.source, cosine.min())
         return False
+    ensure_space(out / QUERY_MODEL, 2 * sum(p.numel() * p.element_size() for p in traced.parameters()))
     with atomic_path(out / QUERY_MODEL) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13; see the module doc
         torch.jit.save(traced, str(tmp))

@@ -146,8 +146,13 @@ class HitWriter:
                     pl.concat(self.batches, how="diagonal_relaxed").write_parquet(self.path) if self.batches else \
                         pl.DataFrame().write_parquet(self.path)
                 self.fh.flush()
+        except OSError as exc:  # a full disk on the last writes: the temporary goes with the error
+            kind, value, tb = type(exc), exc, exc.__traceback__
         finally:
             if self.fh is not sys.stdout:
-                self.fh.close()
+                try:
+                    self.fh.close()
+                except OSError as exc:
+                    kind, value, tb = type(exc), exc, exc.__traceback__
             if self._atomic:
                 self._atomic.__exit__(kind, value, tb)

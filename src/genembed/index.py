@@ -18,7 +18,7 @@ import polars as pl
 
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
-from .io import atomic_path, count_rows, read_table, write_json
+from .io import atomic_path, count_rows, ensure_space, read_table, write_json
 from .layout import GenomeInputs
 from .store import IDENTITY_KEYS, check_consistent, iter_shards
 from .windows import check_codes
@@ -353,6 +353,7 @@ def _write_vectors(shards: Sequence[str | os.PathLike], out: Path, count: int, d
     (bounded memory): a query reads only its candidates' rows from it, through a memory map."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
               "shape": (count, dim)}
+    ensure_space(out, 2 * count * dim)
     written = 0
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, header)

@@ -43,9 +43,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if disk_full(exc, path.parent):
+            raise GenembedError(f"{path}: no space left on device") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def disk_full(exc: OSError, folder: Path) -> bool:
+    """Whether a failed write ran out of space (numpy and HDF5 do not always say ENOSPC)."""
+    import errno
+    import shutil
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def ensure_space(path: str | os.PathLike, needed: int) -> None:
+    """Refuse, before writing, a file of about ``needed`` bytes that would not fit (libraries such
+    as HDF5 and TorchScript may crash the process instead of failing cleanly on a full disk)."""
+    import shutil
+
+    folder = Path(path).parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed + (64 << 10):
+        raise GenembedError(f"{path}: no space left on device ({free:,} bytes free, about {needed:,} needed)")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -90,6 +121,35 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:  # not empty: neither are the folders above it
             return
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on an output folder for the length of a run: a second genembed run
+    writing the same folder is refused at once instead of mixing its files with the first's."""
+    import fcntl
+
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".genembed.lock"
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise GenembedError(f"{folder}: another genembed run (pid {holder}) is writing here; wait for it to"
+                                " finish, or write elsewhere") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            remove_empty(made)  # a run that wrote nothing leaves no folder
 
 
 def open_text(path: str | os.PathLike):

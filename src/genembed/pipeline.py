@@ -54,10 +54,13 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
     from .store import is_complete
     from .windows import shard_count
 
+    from .io import remove_empty
+
     root = Path(root)
     embedder = embedder or plan.embedder()
     prepared = root / GENOME.format(genome=genome)
     existed = prepared.is_file()
+    made = [p for p in (prepared.parent, *prepared.parents) if not p.exists()]
     contigs = prepare_fasta(fasta, prepared)
     try:
         n_shards = shard_count(contigs, plan.windows.spec(contigs), fasta)
@@ -65,6 +68,7 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
         if not existed:  # leave nothing behind for a genome that cannot be embedded
             for f in (prepared, Path(f"{prepared}.fai"), Path(f"{prepared}.gzi")):
                 f.unlink(missing_ok=True)
+            remove_empty(made)
         raise
     plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
     tokenizer = plan.make_tokenizer(embedder.tokenizer)

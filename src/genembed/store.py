@@ -19,7 +19,7 @@ import numpy as np
 
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
-from .io import atomic_path
+from .io import atomic_path, ensure_space
 
 ENCODING_TYPE = "genembed-embeddings"
 # The attrs that say how a shard was made: shards (and queries) disagreeing on one cannot be mixed.
@@ -47,6 +47,7 @@ def write_shard(path: str | os.PathLike, embeddings: np.ndarray, window_id: np.n
             f"{path}: {int(bad.sum())} of {len(bad)} windows embed to NaN or infinity in float16 (window ids"
             f" {', '.join(map(str, window_id[bad][:3]))}...); nothing written. An overflow in reduced precision:"
             " try embed.precision: fp32, or another layer/pooling")
+    ensure_space(path, embeddings.nbytes + window_id.nbytes + (64 << 10))
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n, d = embeddings.shape

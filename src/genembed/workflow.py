@@ -83,6 +83,12 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
         sheet = pl.read_csv(path, separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String})
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise GenembedError(f"{path}: cannot read the genome sheet ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("genome", "fasta") if c not in sheet.columns]
+    if missing:
+        raise GenembedError(f"{path}: no {' or '.join(missing)} column (the sheet needs genome and fasta;"
+                            f" it has {', '.join(sheet.columns) or 'none'})")
+    if sheet.is_empty():
+        raise GenembedError(f"{path}: no genomes (the sheet has a header but no rows)")
     for column in ("annotation", "promoters"):  # optional columns
         if column not in sheet.columns:
             sheet = sheet.with_columns(pl.lit(None, pl.String).alias(column))
