@@ -88,6 +88,62 @@ def _corrupt_index(t: Path, embedded: Path):
     return _query(t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=index)
 
 
+def _index_copy(t: Path, embedded: Path, change) -> Path:
+    index = t / "index"
+    shutil.copytree(embedded / "index", index)
+    change(index)
+    return index
+
+
+def _emb_copy(t: Path, embedded: Path, change):
+    """`genembed index` over a copy of the embedded folder with one file changed."""
+    emb = t / "emb"
+    shutil.copytree(embedded / "emb", emb)
+    shard = sorted((emb / "embeddings/g").glob("*.h5"))[0]
+    named = change(emb, shard)
+    return ["index", "--embeddings", str(emb), "--out", str(t / "idx")], named, [t / "idx"]
+
+
+def _truncate(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _nan_shard(emb: Path, shard: Path) -> Path:
+    with h5py.File(shard, "r+") as f:
+        f["embeddings"][3] = float("nan")
+    return shard
+
+
+def _colliding(t: Path, embedded: Path, tiny_bert: Path):
+    """Two genomes whose ids hash alike, embedded into one folder: `genembed index` must refuse them."""
+    from genembed.windows import genome_code
+
+    seen: dict[int, str] = {}
+    i = 0
+    while genome_code(f"g{i}") not in seen:
+        seen[genome_code(f"g{i}")] = f"g{i}"
+        i += 1
+    a, b = seen[genome_code(f"g{i}")], f"g{i}"
+    fasta = _write(t / "in.fa", ">c\n" + "ACGTTGCAAGCT" * 300 + "\n")
+    for name in (a, b):
+        assert main(["embed", "--fasta", str(fasta), "--genome", name, "--out", str(t / "emb"), "--model", str(tiny_bert),
+                     "--window", "1000", "--stride", "1000", "--tokenizer", "kmer"]) == 0
+    return ["index", "--embeddings", str(t / "emb"), "--out", str(t / "idx")], None, [t / "idx"]
+
+
+def _garbage_fai(t: Path):
+    src = _write(t / "in.fa", ">c\nACGTACGT\n")
+    fai = _write(t / "in.fa.fai", "this is not\na samtools index\n")
+    return ["prepare", str(src), str(t / "out/g.fa.gz")], fai, [t / "out"]
+
+
+def _symlink_loop(t: Path):
+    (t / "a.fa").symlink_to(t / "b.fa")
+    (t / "b.fa").symlink_to(t / "a.fa")
+    return ["prepare", str(t / "a.fa"), str(t / "out/g.fa.gz")], t / "a.fa", [t / "out"]
+
+
 CASES = {
     # FASTA (genembed prepare, which genembed embed and the workflow's prepare_genome run too)
     "fasta without a header": (lambda t, **_: _prepare(t, "ACGT\n>c\nACGT\n"), ["line 1: sequence before the first '>' header"]),
@@ -135,6 +191,34 @@ CASES = {
     "corrupt index file": (lambda t, embedded, **_: _corrupt_index(t, embedded), ["index.faiss: corrupt or unreadable"]),
     "folder that is not an index": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "ACGTACGTAC", index=t),
                                     ["not a genembed index"]),
+    # round two
+    "FASTA that is a directory": (lambda t, **_: (["prepare", str(t), str(t / "out/g.fa.gz")], t, [t / "out"]),
+                                  ["a directory, not a FASTA file"]),
+    "FASTA behind a loop of symbolic links": (lambda t, **_: _symlink_loop(t), ["a loop of symbolic links"]),
+    "garbage .fai beside the FASTA": (lambda t, **_: _garbage_fai(t), ["not a samtools .fai index"]),
+    "k below 1": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "ACGTACGTAC", "-k", "0"),
+                  ["-k must be at least 1, not 0"]),
+    "all-N query": (lambda t, embedded, **_: _query(t, embedded, "--sequence", "N" * 600),
+                    ["query 'query': no A, C, G or T"]),
+    "index without its traced encoder": (lambda t, embedded, **_: _query(
+        t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG",
+        index=_index_copy(t, embedded, lambda i: (i / "query_model.ts").unlink())), ["query_model.ts: missing"]),
+    "truncated window table in the index": (lambda t, embedded, **_: _query(
+        t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG",
+        index=_index_copy(t, embedded, lambda i: _truncate(i / "windows.parquet"))),
+        ["windows.parquet: unreadable window table"]),
+    "missing window table in the index": (lambda t, embedded, **_: _query(
+        t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG",
+        index=_index_copy(t, embedded, lambda i: (i / "windows.parquet").unlink())),
+        ["windows.parquet: window table not found"]),
+    "truncated embedding shard": (lambda t, embedded, **_: _emb_copy(t, embedded, lambda e, s: _truncate(s)),
+                                  ["00000.h5: cannot read HDF5 shard"]),
+    "NaN embeddings in a shard": (lambda t, embedded, **_: _emb_copy(t, embedded, _nan_shard),
+                                  ["00000.h5: 1 windows have NaN or infinite embeddings"]),
+    "truncated window table of a shard": (lambda t, embedded, **_: _emb_copy(
+        t, embedded, lambda e, s: _truncate(e / "windows/g/00000.parquet")), ["00000.parquet: unreadable window table"]),
+    "genome ids whose hashes collide": (lambda t, embedded, tiny_bert, **_: _colliding(t, embedded, tiny_bert),
+                                        ["hash alike"]),
 }
 
 

@@ -253,3 +253,18 @@ def test_a_setting_no_shard_job_reads_does_not_redo_the_shards(small_workflow_ru
     extra.write_text("model: {pretrain: {steps: 7, hidden_size: 32}}\nclusters: {k: 4}\n")
     rules = {rule for rule, _ in dry_run_jobs(small_workflow_run, "--configfile", str(extra))}
     assert rules == {"cluster_report", "all"}, rules
+
+
+@pytest.mark.parametrize("case, sheet, message", [
+    ("genome sheet without a fasta column", "genome\tpath\neco\t{fasta}\n", "genomes.tsv: no fasta column"),
+    ("empty genome sheet", "genome\tfasta\n", "genomes.tsv: no genomes (the sheet has a header but no rows)"),
+    ("garbage .fai beside the FASTA", "genome\tfasta\neco\t{garbage}\n", "in.fa.fai: not a samtools .fai index"),
+])
+def test_a_bad_sheet_is_refused_naming_it_before_any_job(tmp_path, ecoli_slice, case, sheet, message):
+    garbage = tmp_path / "in.fa"
+    garbage.write_text(">c\nACGT\n")
+    (tmp_path / "in.fa.fai").write_text("this is not\na samtools index\n")
+    write_config(tmp_path, sheet.format(fasta=ecoli_slice[0], garbage=garbage))
+    res = snakemake(tmp_path, "-n", check=False)
+    assert res.returncode != 0 and message in res.stdout + res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and not (tmp_path / "results").exists()

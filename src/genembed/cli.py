@@ -418,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     except GenembedError as exc:
         print(f"genembed: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # what no check foresaw (a failing disk, a vanished file): still one line
+        print(f"genembed: error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "),
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -153,8 +153,7 @@ def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, setting
         else:
             index.train(sample)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        faiss.write_index(index, str(tmp))
+    write_index_file(index, out)
     info = {"factory": factory, "family": family(factory), "dim": dim, "trained_for": max(trained_on, 1),
             "genomes": [g.name for g in genomes], "identity": _plain(identity)}
     write_json(_sidecar(out), info)
@@ -215,8 +214,7 @@ def add_part(trained: str | os.PathLike, genome: GenomeInputs, out: str | os.Pat
             index.add_with_ids(normalise(shard.embeddings), shard.window_id)
             count += len(shard.window_id)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        faiss.write_index(index, str(tmp))
+    write_index_file(index, out)
     write_json(_sidecar(out), {"count": count, "identity": info["identity"], "factory": info["factory"]})
     return count
 
@@ -269,8 +267,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         else:
             for part in parts:
                 index.merge_from(read_index_file(part))
-        with atomic_path(out / INDEX_FILE) as tmp:
-            faiss.write_index(index, str(tmp))
+        write_index_file(index, out / INDEX_FILE)
         _remove_ivfdata(out, keep=None)
     table = pl.concat([pl.scan_parquet(w) for w in windows])
     with atomic_path(out / TABLE_FILE) as tmp:
@@ -322,15 +319,13 @@ def _write_ondisk(index, parts: Sequence[str | os.PathLike], out: Path) -> None:
     from the memory-mapped parts into ``index-<token>.ivfdata``, so neither the merge nor a query
     holds the codes in memory. The index file names its lists file; a fresh name per merge lets the
     index file be replaced atomically, after which older lists files are removed."""
-    import faiss
     from faiss.contrib.ondisk import merge_ondisk
 
     ivfdata = out / f"index-{os.urandom(6).hex()}{IVFDATA_SUFFIX}"
     try:
         with _native_stdout_silenced():  # FAISS notes each resize of the lists file
             merge_ondisk(index, [str(p) for p in parts], str(ivfdata))
-        with atomic_path(out / INDEX_FILE) as tmp:
-            faiss.write_index(index, str(tmp))
+        write_index_file(index, out / INDEX_FILE)
     except BaseException:
         ivfdata.unlink(missing_ok=True)
         raise
@@ -427,6 +422,20 @@ def read_index(index_dir: str | os.PathLike, settings: dict[str, Any] | None = N
             except RuntimeError:
                 pass  # this index type has no such knob
     return index
+
+
+def write_index_file(index, path: str | os.PathLike) -> None:
+    """Write a FAISS index atomically; a full disk is one line naming the file (FAISS raises a
+    RuntimeError, not an OSError)."""
+    import errno
+
+    import faiss
+
+    with atomic_path(path) as tmp:
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:
+            raise OSError(errno.EIO, str(exc).splitlines()[0], str(tmp)) from None
 
 
 def read_index_file(path: str | os.PathLike, mmap: bool = False):

@@ -24,9 +24,10 @@ def run_logged(log_path: str, step: Callable[[], Any]) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         step()
-    except GenembedError as exc:
-        logging.getLogger("genembed").error("%s", exc)
-        print(f"genembed: error: {exc}", file=sys.stderr)
+    except (GenembedError, OSError) as exc:
+        message = str(exc) if isinstance(exc, GenembedError) else f"{exc.filename or ''}: {exc.strerror or exc}"
+        logging.getLogger("genembed").error("%s", message)
+        print(f"genembed: error: {message}", file=sys.stderr)
         sys.exit(1)
 
 
