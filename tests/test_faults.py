@@ -165,3 +165,28 @@ def test_genome_ids_that_name_each_others_files_do_not_clash(tmp_path, ecoli_seq
     for name, g in genomes.items():
         assert stitch(g.shards, tmp_path / "emb" / STITCHED.format(genome=name)) == 119
     assert os.path.isdir(tmp_path / "emb/embeddings/eco.h5")
+
+
+def test_an_unreadable_fasta_is_a_permission_error_not_a_truncated_file(tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("running as root, which reads any file: no permission error to provoke")
+    src = tmp_path / "locked.fa"
+    src.write_text(">c\nACGT\n")
+    src.chmod(0)
+    assert main(["prepare", str(src), str(tmp_path / "out.fa.gz")]) == 1
+    assert capsys.readouterr().err == f"genembed: error: {src}: permission denied (cannot read the FASTA file)\n"
+
+
+def test_stitching_notices_a_shard_cut_short_even_with_its_old_mtime(tmp_path, built_index):
+    import shutil
+
+    from genembed.errors import GenembedError
+    from genembed.store import stitch
+
+    shards = [Path(shutil.copy(s, tmp_path / s.name)) for s in built_index["shards"]]
+    stamp = shards[1].stat()
+    shards[1].write_bytes(shards[1].read_bytes()[:-2000])  # the tail of its data is gone
+    os.utime(shards[1], ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # as a copy that kept the time would
+    with pytest.raises(GenembedError, match=f"{shards[1].name}: .*(truncated|cannot read)"):
+        stitch(shards, tmp_path / "all.h5")
+    assert not (tmp_path / "all.h5").exists()
