@@ -59,16 +59,17 @@ def genome_windows(n: int, size: int) -> list[bytes]:
     return [seq[i * step : i * step + size] for i in range(n)]
 
 
-def bert_25m(folder: Path) -> Path:
-    """A BERT of about 25M parameters (hidden 512, 8 layers, 6-mer vocabulary), randomly initialised."""
+def bert(folder: Path, hidden: int = 512, layers: int = 8) -> Path:
+    """A randomly initialised BERT over 6-mers: hidden 512 and 8 layers is about 25M parameters,
+    768 and 12 (BERT-base) about 110M."""
     from transformers import BertConfig, BertForMaskedLM
 
     from genembed.tune import build_tokenizer
 
     torch.manual_seed(0)
     tok = build_tokenizer(6, 512)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
-                     intermediate_size=2048, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                     intermediate_size=4 * hidden, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
     BertForMaskedLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -200,7 +201,7 @@ def main() -> None:
     p.add_argument("--naive-windows", type=int, default=96)
     p.add_argument("--window-bp", type=int, default=500, help="the default config's window size")
     p.add_argument("--device", default="auto")
-    p.add_argument("--models", default="default,previous,bert-25m")
+    p.add_argument("--models", default="default,previous,bert-25m", help="also: bert-110m")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     _quiet_transformers()
@@ -214,7 +215,10 @@ def main() -> None:
           + f"; bf16 : fp32 = {peaks['bf16'] / peaks['fp32']:.2f}")
     seqs = genome_windows(args.windows, args.window_bp)
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {"default": DEFAULT_MODEL, "previous": PREVIOUS_MODEL, "bert-25m": bert_25m(Path(tmp) / "bert-25m")}
+        builders = {"default": lambda: DEFAULT_MODEL, "previous": lambda: PREVIOUS_MODEL,
+                    "bert-25m": lambda: bert(Path(tmp) / "bert-25m"),
+                    "bert-110m": lambda: bert(Path(tmp) / "bert-110m", 768, 12)}
+        folders = {m: builders[m]() for m in args.models.split(",")}
         for model in args.models.split(","):
             bench_model(model, folders[model], seqs, args.naive_windows, device, peaks)
 

@@ -32,7 +32,7 @@ def real_embeddings() -> np.ndarray:
     from genembed.index import normalise
     from genembed.store import read_shard
 
-    shards = sorted((REPO / "results/embeddings").glob("*/*.h5"))
+    shards = sorted((REPO / "results/embeddings").glob("*/[0-9]*.h5"))
     if shards:
         return normalise(np.concatenate([read_shard(s).embeddings for s in shards]))
     from genembed.embed import EmbedSettings, Embedder, embed_tokens

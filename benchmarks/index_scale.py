@@ -56,7 +56,7 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
     from genembed.windows import window_ids
     from index import grow, real_embeddings
 
-    attrs = read_attrs(next((REPO / "results/embeddings").glob("*/*.h5")))
+    attrs = read_attrs(next((REPO / "results/embeddings").glob("*/[0-9]*.h5")))
     real = real_embeddings()
     vectors = grow(real, n + 1000)
     per_genome = -(-n // genomes)

@@ -52,3 +52,17 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("whole")
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_shard_is_never_written_with_non_finite_embeddings(tmp_path):
+    import numpy as np
+    import pytest
+
+    from genembed.errors import GenembedError
+    from genembed.store import write_shard
+
+    vectors = np.ones((5, 4), dtype=np.float32)
+    vectors[2, 1] = 1e6  # past float16's range: infinity once stored
+    with pytest.raises(GenembedError, match=r"s.h5: 1 of 5 windows embed to NaN or infinity in float16 \(window ids 12"):
+        write_shard(tmp_path / "s.h5", vectors, np.arange(10, 15), {})
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,238 @@
+"""The first-GPU check: every CUDA path a CPU cannot exercise, in one run of a few minutes, written
+to one JSON file. On a machine without a usable CUDA device each part is skipped with the reason
+(so it runs, and is tested, everywhere). Run it through ``benchmarks/gpu_check.sh``.
+
+Parts:
+- ``environment``: torch, CUDA, the device, native bf16, FAISS and its GPUs;
+- ``precision``: per model family of the test zoo and the bundled model, the cosine between fp32
+  and bf16/fp16 embeddings of the same windows on the GPU (and that none is NaN or infinite);
+- ``oom_backoff``: a 110M-parameter BERT with an oversized token budget under a memory cap: the
+  embedder must halve its budget and finish, with the same vectors as without the cap;
+- ``pinned_memory``: batches are pinned before the copy to the device;
+- ``embed_benchmark``: ``benchmarks/embed.py --device cuda`` for the bundled model and the 110M BERT;
+- ``faiss_gpu``: IVF training on the GPU against the CPU, same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = False  # --cpu-smoke: the same code on the CPU, in miniature (what the test suite runs)
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]  # the model zoo, benchmarks/embed.py
+
+
+def device() -> str:
+    return "cpu" if SMOKE else "cuda"
+
+
+def cuda_reason() -> str | None:
+    """Why the CUDA parts cannot run here (None when they can)."""
+    import torch
+
+    if SMOKE:
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible (driver, CUDA_VISIBLE_DEVICES)"
+    return None
+
+
+def environment() -> dict[str, Any]:
+    import faiss
+    import torch
+
+    out: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                           "torch_cuda": torch.version.cuda, "faiss": faiss.__version__,
+                           "faiss_gpus": faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0}
+    if cuda_reason() is None and not SMOKE:
+        out.update(device=torch.cuda.get_device_name(0), capability=list(torch.cuda.get_device_capability(0)),
+                   memory_gb=round(torch.cuda.get_device_properties(0).total_memory / 1e9, 1),
+                   bf16_native=torch.cuda.is_bf16_supported(including_emulation=False))
+    return out
+
+
+def windows(n: int = 64, size: int = 500) -> list[bytes]:
+    import gzip
+
+    with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
+        seq = b"".join(fh.read().split(b"\n")[1:]).upper()
+    return [seq[i * 9973 : i * 9973 + size] for i in range(n)]
+
+
+def zoo(folder: Path) -> dict[str, tuple[Path, Any, bool]]:
+    """Model folders of every family the tests build, with their tokenizer spec and remote-code flag."""
+    import model_zoo
+
+    from genembed.tokenize import TokenizerSpec
+
+    seq = windows(8, 2000)[0]
+    return {
+        "genembed-conv (bundled)": (REPO / "resources/models/genembed-conv", TokenizerSpec("kmer", 1), False),
+        "dnabert": (model_zoo.dnabert(folder / "dnabert"), TokenizerSpec("kmer", 6, True), False),
+        "nucleotide-transformer-v1": (model_zoo.nucleotide_transformer_v1(folder / "nt1"), TokenizerSpec("kmer", 6), False),
+        "bpe-bert": (model_zoo.bpe_bert(folder / "bpe", seq), TokenizerSpec("hf"), False),
+        "nt-v2-like (custom code)": (model_zoo.masked_lm_custom_code(folder / "nt2"), TokenizerSpec("kmer", 6), True),
+        "dnabert2-like (custom code)": (model_zoo.dnabert2_like(folder / "db2", seq), TokenizerSpec("hf"), True),
+        "hyena-like (custom code)": (model_zoo.hyena_like(folder / "hyena"), TokenizerSpec("hf"), True),
+    }
+
+
+def precision(tmp: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from genembed.embed import EmbedSettings, Embedder
+    from genembed.models import ModelSpec
+    from genembed.tokenize import make_tokenizer
+
+    out = {}
+    seqs = windows()
+    for family, (folder, tok_spec, remote) in zoo(tmp).items():
+        row: dict[str, Any] = {}
+        try:
+            vectors = {}
+            reduced = ("bf16",) if SMOKE else ("bf16", "fp16")  # fp16 is a GPU format
+            for p in ("fp32", *reduced):
+                emb = Embedder(ModelSpec(str(folder), trust_remote_code=remote), EmbedSettings(precision=p, device=device()))
+                rows = make_tokenizer(tok_spec, emb.tokenizer).encode_batch(seqs)
+                vectors[p] = emb.embed_rows(rows)
+                row[f"{p}_finite"] = bool(np.isfinite(vectors[p]).all())
+            for p in reduced:
+                a, b = vectors["fp32"], vectors[p]
+                cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+                row[f"{p}_min_cosine"] = round(float(cos.min()), 5)
+        except Exception as exc:  # a family that fails is a finding, not the end of the check
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        out[family] = row
+    return out
+
+
+def oom_backoff(tmp: Path) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from genembed.embed import EmbedSettings, Embedder
+    from genembed.models import ModelSpec
+    from genembed.tokenize import TokenizerSpec, make_tokenizer
+
+    if SMOKE:
+        raise Skip("a GPU memory cap is what provokes the out-of-memory back-off")
+    from embed import bert  # benchmarks/embed.py
+
+    folder = bert(tmp / "bert-110m", 768, 12)
+    seqs = windows(512, 500)
+    free = Embedder(ModelSpec(str(folder)), EmbedSettings(precision="fp32", device="cuda", token_budget=8192))
+    rows = make_tokenizer(TokenizerSpec("kmer", 6), free.tokenizer).encode_batch(seqs)
+    want = free.embed_rows(rows)
+    del free
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    cap = 2.5e9  # bytes: the weights fit, a 500,000-token batch does not
+    torch.cuda.set_per_process_memory_fraction(cap / total)
+    try:
+        capped = Embedder(ModelSpec(str(folder)), EmbedSettings(precision="fp32", device="cuda", token_budget=500_000))
+        got = capped.embed_rows(rows)
+        budget = capped.budget
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    cos = (want * got).sum(1) / np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-12)
+    return {"cap_gb": cap / 1e9, "budget_start": 500_000, "budget_after_backoff": budget,
+            "backed_off": budget < 500_000, "min_cosine_vs_uncapped": round(float(cos.min()), 6)}
+
+
+def pinned_memory(tmp: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from genembed.embed import EmbedSettings, Embedder
+    from genembed.models import ModelSpec
+
+    if SMOKE:
+        raise Skip("pinned memory is for copies to a GPU")
+    emb = Embedder(ModelSpec(str(REPO / "resources/models/genembed-conv")), EmbedSettings(device="cuda"))
+    rows = [np.arange(5, 105) % 4 + 5]
+    _, ids, lens = emb._padded(rows, np.array([100]), np.array([0]))
+    return {"ids_pinned": bool(ids.is_pinned()), "lengths_pinned": bool(lens.is_pinned())}
+
+
+def embed_benchmark(tmp: Path) -> dict[str, Any]:
+    size = ["--models", "default", "--windows", "32", "--naive-windows", "4"] if SMOKE else \
+        ["--models", "default,bert-110m", "--windows", "8192", "--naive-windows", "64"]
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks/embed.py"), "--device", device(), *size],
+                         capture_output=True, text=True, timeout=240)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "embed.py failed")
+    return {"returncode": res.returncode, "output": res.stdout.splitlines(), "stderr_tail": res.stderr[-1500:]}
+
+
+def faiss_gpu(tmp: Path) -> dict[str, Any]:
+    import faiss
+    import numpy as np
+
+    gpu = hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
+    if not gpu and not SMOKE:
+        raise Skip("this FAISS has no GPU support (faiss-cpu; install faiss-gpu for index.gpu)")
+    n, lists = (20_000, 64) if SMOKE else (200_000, 4096)
+    x = np.random.default_rng(0).standard_normal((n, 256)).astype(np.float32)
+    faiss.normalize_L2(x)
+    out = {}
+    for where in ("cpu", "gpu") if gpu else ("cpu",):
+        index = faiss.index_factory(256, f"IVF{lists},Flat", faiss.METRIC_INNER_PRODUCT)
+        target = faiss.index_cpu_to_all_gpus(index) if where == "gpu" else index
+        start = time.perf_counter()
+        target.train(x)
+        out[f"{where}_train_seconds"] = round(time.perf_counter() - start, 2)
+    if gpu:
+        out["speedup"] = round(out["cpu_train_seconds"] / max(out["gpu_train_seconds"], 1e-9), 1)
+    return out
+
+
+class Skip(Exception):
+    """A part that cannot run here, with the reason."""
+
+
+def run(name: str, part: Callable[[Path], dict[str, Any]], tmp: Path, needs_cuda: bool = True) -> dict[str, Any]:
+    reason = cuda_reason() if needs_cuda else None
+    if reason is not None:
+        return {"skipped": reason}
+    start = time.perf_counter()
+    try:
+        result = part(tmp)
+    except Skip as exc:
+        return {"skipped": str(exc)}
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "trace": traceback.format_exc()[-2000:]}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"{name}: {json.dumps({k: v for k, v in result.items() if k != 'output'})[:400]}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO / "results/gpu_check.json"))
+    parser.add_argument("--cpu-smoke", action="store_true", help="run every part's code on the CPU, in miniature")
+    args = parser.parse_args()
+    global SMOKE
+    SMOKE = args.cpu_smoke
+    report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "smoke": SMOKE, "environment": environment()}
+    print(f"environment: {json.dumps(report['environment'])}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, part in (("precision", precision), ("oom_backoff", oom_backoff), ("pinned_memory", pinned_memory),
+                           ("embed_benchmark", embed_benchmark), ("faiss_gpu", faiss_gpu)):
+            report[name] = run(name, part, Path(tmp))
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(report, indent=1) + "\n")  # what ran so far survives a timeout
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
