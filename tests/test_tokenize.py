@@ -60,3 +60,21 @@ def test_tokens_round_trip_through_memory_mapped_files(tmp_path, hf_tokenizer, e
 def test_windows_longer_than_the_model_are_refused_naming_both_numbers():
     with pytest.raises(GenembedError, match="600 tokens per window but the model takes at most 512"):
         check_lengths([np.zeros(600, np.int32)], 512, "shard.parquet")
+
+
+def test_windows_and_token_jobs_with_a_kmer_tokenizer_do_not_load_transformers(tmp_path, prepared_slice):
+    """Light jobs: the run plan carries the k-mer tables, so windowing and tokenizing need only numpy."""
+    import subprocess
+    import sys
+
+    from helpers import default_plan
+
+    default_plan().write(tmp_path / "model.json")
+    code = ("import sys; from genembed.pipeline import tokenize_stage, window_stage; from genembed.plan import RunPlan; "
+            f"plan = RunPlan.read({str(tmp_path / 'model.json')!r}); "
+            f"n = window_stage(plan, 'eco', {str(prepared_slice)!r}, 0, {str(tmp_path / 'w.parquet')!r}); "
+            f"tokenize_stage(plan, {str(tmp_path / 'w.parquet')!r}, {str(prepared_slice)!r}, "
+            f"{str(tmp_path / 't.npy')!r}, {str(tmp_path / 'o.npy')!r}); "
+            "print(n, 'transformers' in sys.modules, 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["799", "False", "False"]

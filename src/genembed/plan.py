@@ -52,6 +52,8 @@ class RunPlan:
     model_type: str | None = None
     hidden_size: int | None = None
     tokenizer_class: str = ""
+    kmer_tables: dict[str, Any] | None = None  # a k-mer tokenizer's lookup tables: windows and tokens jobs
+    # build it from these, without loading transformers (most of a light job's start-up)
 
     @classmethod
     def make(cls, spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any],
@@ -68,7 +70,7 @@ class RunPlan:
                                  w.get("shard_size", "auto"), int(w["max_bp"]))
         return cls(spec.source, str(folder), fingerprint(folder), limit, tokenizer, window_plan, embed, spec.revision,
                    spec.trust_remote_code, cfg.get("model_type"), cfg.get("hidden_size") or cfg.get("d_model"),
-                   type(hf).__name__)
+                   type(hf).__name__, tok.to_json() if isinstance(tok, KmerTokenizer) else None)
 
     @property
     def model(self) -> ModelSpec:
@@ -101,7 +103,10 @@ class RunPlan:
             raise GenembedError(f"{path}: not a genembed run plan ({type(exc).__name__}: {exc}); plan the run again") from None
 
     def make_tokenizer(self, hf: Any = None) -> KmerTokenizer | HFTokenizer:
-        """The run's tokenizer (over ``hf``, the model's own, when already loaded)."""
+        """The run's tokenizer: a k-mer one from the plan's tables (no transformers import), else over
+        ``hf``, the model's own tokenizer (loaded when not given)."""
+        if hf is None and self.kmer_tables is not None:
+            return KmerTokenizer.from_json(self.kmer_tables)
         return make_tokenizer(self.tokenizer, hf if hf is not None else load_tokenizer(Path(self.folder), self.model))
 
     def embedder(self, **runtime: Any):
