@@ -75,6 +75,7 @@ rule promoter_report:
         "benchmarks/logs/promoter_report.tsv"
     conda:
         "../../envs/cpu.yaml"
+    threads: 2  # the model runs here (the promoter track's dense scan; the evaluation's windows)
     resources:
         mem_mb=grow(8000),
         runtime=grow(60),
@@ -101,6 +102,7 @@ rule evaluate_embeddings:
         "benchmarks/logs/evaluate_embeddings.tsv"
     conda:
         "../../envs/cpu.yaml"
+    threads: 2  # the model runs here (the promoter track's dense scan; the evaluation's windows)
     resources:
         mem_mb=grow(4000),
         runtime=grow(60),
