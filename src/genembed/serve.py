@@ -39,6 +39,8 @@ def create_app(index: Index):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
 
+    import polars as pl
+
     from .hits import fasta_records
     from .query import Region
 
@@ -89,6 +91,7 @@ def create_app(index: Index):
                 queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
                     {"query": "".join(req.sequence.split()).upper().encode()}
                 hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows)
+        hits = hits.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))  # JSON has no NaN (E-values of old indexes)
         return {"columns": hits.columns, "rows": hits.rows()}
 
     return app
