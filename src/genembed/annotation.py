@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from .errors import GenembedError
-from .io import open_text
+from .io import check_input, open_text
 
 FEATURE_SCHEMA = {"contig": pl.String, "type": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String,
                   "biotype": pl.String}
@@ -62,8 +62,7 @@ def read_annotation(path: str | os.PathLike) -> pl.DataFrame:
     """Features of a GFF3 or GTF file (plain or gzip) with 0-based half-open coordinates and the
     biotype attribute where there is one (``gene_biotype``, ``biotype``, ``gene_type``...)."""
     path = Path(path)
-    if not path.is_file():
-        raise GenembedError(f"{path}: annotation file not found")
+    check_input(path, "annotation file")
     try:
         return _parse(path)
     except (EOFError, OSError, zlib.error) as exc:
@@ -105,8 +104,7 @@ def read_promoter_bed(path: str | os.PathLike, contigs: dict[str, int], upstream
     after it (strand from column 6; without a strand, both orientations). Longer intervals are
     promoter regions and are used as they are."""
     path = Path(path)
-    if not path.is_file():
-        raise GenembedError(f"{path}: promoter BED file not found")
+    check_input(path, "promoter BED file")
     rows: list[tuple[str, int, int, str]] = []
     try:
         with open_text(path) as fh:

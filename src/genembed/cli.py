@@ -113,21 +113,23 @@ def cmd_query(args: argparse.Namespace) -> None:
         raise GenembedError(f"--format {args.format} writes loci: not with --windows or --embeddings")
     index = Index.open(args.index, args.model)
     genomes = args.genome or None
-    lengths: dict[str, int] = {}
-    with HitWriter(args.format, args.out, lambda loci: index.with_lengths(loci, lengths)) as out:
+
+    def loci(hits, lengths: dict[str, int]):  # PAF rows also give the query's and the contig's lengths
+        return index.with_lengths(hits, lengths) if args.format in LOCUS_ONLY else hits
+
+    with HitWriter(args.format, args.out) as out:
         if args.embeddings:
             out.write(index.search_shard(args.embeddings, args.k, genomes))
         elif args.region:
             region = Region.parse(args.region)
-            lengths[str(region)] = region.end - region.start
-            out.write(index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows))
+            hits = index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows)
+            out.write(loci(hits, {str(region): region.end - region.start}))
         else:
             records = iter([("query", args.sequence.strip().upper().encode())]) if args.sequence else \
                 iter_fasta_queries(args.fasta)
             for batch in _batches(records, args.batch_size):
-                lengths.clear()
-                lengths.update((name, len(seq)) for name, seq in batch.items())
-                out.write(index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows))
+                hits = index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows)
+                out.write(loci(hits, {name: len(seq) for name, seq in batch.items()}))
     index.close()
 
 
@@ -191,7 +193,7 @@ def _shard_size(text: str) -> int | str:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """Clustering report, and the promoter report when some genome has an annotation or a BED."""
-    from .io import remove_empty
+    from .io import missing_folders, remove_empty
     from .layout import PLAN, discover
     from .plan import RunPlan
     from .reports.clusters import cluster_report
@@ -205,7 +207,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                 raise GenembedError(f"--{field} {name}={path}: no genome '{name}' under {args.embeddings}")
             setattr(by_name[name], field, Path(path))
     out = Path(args.out)
-    made = [p for p in (out / "promoters", out / "clusters", out, *out.parents) if not p.exists()]
+    made = missing_folders(out / "promoters")[:1] + missing_folders(out / "clusters")
     try:
         cluster_report(genomes, out / "clusters", ClusterSettings(method=args.method, k=args.k, seed=args.seed))
         print(f"{out / 'clusters/clusters.html'}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pysam
 
 from .errors import GenembedError
-from .io import check_input, open_text, remove_empty
+from .io import check_input, missing_folders, open_text, remove_empty
 
 #: IUPAC nucleotide codes accepted in genome FASTA (either case).
 IUPAC = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
@@ -51,7 +51,7 @@ def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[
     """
     src, dst = Path(src), Path(dst)
     check_input(src, "FASTA file")
-    made = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
+    made = missing_folders(dst.parent)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     tmp_index = [Path(f"{tmp}.fai"), Path(f"{tmp}.gzi")]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 import polars as pl
 
 from .errors import GenembedError
-from .io import atomic_path, open_text
+from .io import atomic_path, check_input, open_text
 
 FORMATS = ("tsv", "json", "bed", "paf", "m8", "parquet")
 LOCUS_ONLY = ("paf", "m8")
@@ -20,8 +19,7 @@ LOCUS_ONLY = ("paf", "m8")
 
 def iter_fasta_queries(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
     """(name, upper-case sequence) of each record of a query FASTA (plain or gzip), one at a time."""
-    if not Path(path).is_file():
-        raise GenembedError(f"{path}: query FASTA not found")
+    check_input(path, "query FASTA")
     with open_text(path) as fh:
         yield from fasta_records(fh, str(path))
 
@@ -47,11 +45,6 @@ def fasta_records(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, by
     if name is None:
         raise GenembedError(f"{source}: no FASTA records found")
     yield name, b"".join(parts)
-
-
-def read_fasta_queries(path: str | os.PathLike) -> dict[str, bytes]:
-    """Every record of a small query FASTA as name -> upper-case sequence."""
-    return dict(iter_fasta_queries(path))
 
 
 def target(hits: pl.DataFrame) -> pl.Expr:
@@ -109,12 +102,12 @@ class HitWriter:
     """Writes batches of hits in one format to a file (atomically: complete or absent) or to
     standard output; Parquet needs a file."""
 
-    def __init__(self, fmt: str, out: str | os.PathLike | None, lengths: Callable[[pl.DataFrame], pl.DataFrame] | None = None):
+    def __init__(self, fmt: str, out: str | os.PathLike | None):
         if fmt not in FORMATS:
             raise GenembedError(f"unknown output format {fmt!r} ({', '.join(FORMATS)})")
         if fmt == "parquet" and out is None:
             raise GenembedError("--format parquet needs --out FILE")
-        self.fmt, self.out, self.lengths = fmt, out, lengths
+        self.fmt, self.out = fmt, out
         self.batches: list[pl.DataFrame] = []
         self.written = 0
 
@@ -128,8 +121,6 @@ class HitWriter:
         return self
 
     def write(self, hits: pl.DataFrame) -> None:
-        if self.fmt in LOCUS_ONLY and self.lengths is not None:
-            hits = self.lengths(hits)
         if self.fmt == "parquet":
             self.batches.append(hits)
         elif hits.height:

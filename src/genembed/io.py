@@ -112,6 +112,13 @@ def check_input(path: str | os.PathLike, what: str) -> None:
         raise GenembedError(f"{p}: permission denied (cannot read the {what})")
 
 
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what a step will create
+    (and :func:`remove_empty` removes again if the step fails)."""
+    path = Path(path)
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
 def remove_empty(folders: list[Path]) -> None:
     """Remove folders a failed step created, deepest first, where they are still empty."""
     for folder in folders:
@@ -130,7 +137,7 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     import fcntl
 
     folder = Path(folder)
-    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    made = missing_folders(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".genembed.lock"
     with open(lock, "a+") as fh:
@@ -157,27 +164,31 @@ def open_text(path: str | os.PathLike):
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None):
-    """A Parquet window table (polars), refused in one line naming it when missing or unreadable."""
+@contextlib.contextmanager
+def _table_errors(path: str | os.PathLike) -> Iterator[None]:
+    """A missing or unreadable Parquet window table as one line naming it."""
     import polars as pl
 
     try:
-        return pl.read_parquet(path, columns=columns)
+        yield
     except FileNotFoundError:
         raise GenembedError(f"{path}: window table not found") from None
     except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
         raise GenembedError(f"{path}: unreadable window table ({str(exc).splitlines()[0]}); it is truncated or"
                             " not Parquet: delete it and rerun") from None
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None):
+    """A Parquet window table (polars), refused in one line naming it when missing or unreadable."""
+    import polars as pl
+
+    with _table_errors(path):
+        return pl.read_parquet(path, columns=columns)
 
 
 def count_rows(path: str | os.PathLike) -> int:
     """Rows of a Parquet table, from its footer."""
     import polars as pl
 
-    try:
+    with _table_errors(path):
         return int(pl.scan_parquet(path).select(pl.len()).collect().item())
-    except FileNotFoundError:
-        raise GenembedError(f"{path}: window table not found") from None
-    except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
-        raise GenembedError(f"{path}: unreadable window table ({str(exc).splitlines()[0]}); it is truncated or"
-                            " not Parquet: delete it and rerun") from None

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-LOCUS_COLUMNS = ["query", "query_start", "query_end", "genome", "contig", "start", "end", "strand", "score",
-                 "windows", "evalue", "rank"]
+_SCHEMA = {"query": pl.String, "query_start": pl.Int64, "query_end": pl.Int64, "genome": pl.String,
+           "contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String, "score": pl.Float32,
+           "windows": pl.Int64, "evalue": pl.Float64, "rank": pl.Int64}
+LOCUS_COLUMNS = list(_SCHEMA)
 _CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate(b"ACGT"):
     _CODE[_b] = _CODE[_b + 32] = _i
@@ -64,7 +66,6 @@ def chain(hits: pl.DataFrame, stride: int, k: int, searched: int, lookback: int 
     keys = ["query", "genome", "contig", "strand"]
     hits = hits.sort([*keys, "piece", "score"], descending=[False] * 5 + [True])
     chain_of = np.full(hits.height, -1, dtype=np.int64)
-    group_start = 0
     groups = hits.select(keys).with_row_index("row").group_by(keys, maintain_order=True).agg(pl.col("row").min(), pl.len())
     piece, qs, ts, score = (hits[c].to_numpy() for c in ("piece", "query_start", "start", "score"))
     minus = (hits["strand"] == "-").to_numpy()
@@ -130,7 +131,3 @@ def _primary(loci: pl.DataFrame, k: int) -> list[bool]:
         keep.append(ok)
     return keep
 
-
-_SCHEMA = {"query": pl.String, "query_start": pl.Int64, "query_end": pl.Int64, "genome": pl.String,
-           "contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String, "score": pl.Float32,
-           "windows": pl.Int64, "evalue": pl.Float64, "rank": pl.Int64}

@@ -54,13 +54,13 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
     from .store import is_complete
     from .windows import shard_count
 
-    from .io import remove_empty
+    from .io import missing_folders, remove_empty
 
     root = Path(root)
     embedder = embedder or plan.embedder()
     prepared = root / GENOME.format(genome=genome)
     existed = prepared.is_file()
-    made = [p for p in (prepared.parent, *prepared.parents) if not p.exists()]
+    made = missing_folders(prepared.parent)
     contigs = prepare_fasta(fasta, prepared)
     try:
         n_shards = shard_count(contigs, plan.windows.spec(contigs), fasta)

@@ -333,10 +333,14 @@ class Index:
         if k < 1:
             raise GenembedError(f"k must be at least 1, not {k}")
         size, step = (int(self.manifest["settings"][key]) for key in ("window_size", "window_stride"))
-        cut = [(name, a, b) for name, seq in queries.items() for a, b in pieces(len(seq), size, step)]
+        cut, rows = [], []  # (query, start, end) of every piece; its indexed window's id-table row or -1
+        for name, seq in queries.items():
+            spans = pieces(len(seq), size, step)
+            cut += [(name, a, b) for a, b in spans]
+            rows += list((stored or {}).get(name, [-1] * len(spans)))
         names = [name for name, _, _ in cut]
         seqs = [queries[name][a:b].upper() for name, a, b in cut]
-        runs = [("+", self._piece_vectors(seqs, names, cut, stored or {}))]
+        runs = [("+", self._piece_vectors(seqs, names, np.asarray(rows, dtype=np.int64)))]
         invariant = self.encoder.strand_invariant()
         if strand == "both" and not invariant:
             runs.append(("-", self.encoder.embed([reverse_complement(q) for q in seqs], names)))
@@ -354,20 +358,15 @@ class Index:
                              "query_end": [b for _, _, b in cut]})
         hits = pl.concat(parts).join(info, on="piece")
         if strand == "both" and invariant:
-            hits = self._orient(hits, seqs, {n for n, c in zip(*np.unique(names, return_counts=True)) if c == 1},
-                                both=not windows)
+            hits = self._orient(hits, seqs, {n for n, seq in queries.items() if len(seq) <= size}, both=not windows)
         if windows:
             return hits.sort(["piece", "rank", "strand"]).select(WINDOW_COLUMNS)
         return chain(hits, step, k, self.searcher.faiss.ntotal * (2 if strand == "both" else 1))
 
-    def _piece_vectors(self, seqs: list[bytes], names: list[str], cut: list[tuple[str, int, int]],
-                       stored: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Unit vectors of query pieces: stored ones where given, the others embedded."""
-        rows = np.full(len(cut), -1, dtype=np.int64)
-        for j, (name, _, _) in enumerate(cut):
-            if name in stored:
-                rows[j] = stored[name][sum(1 for n, _, _ in cut[:j] if n == name)]
-        x = np.zeros((len(cut), int(self.manifest["index"]["dim"])), dtype=np.float32)
+    def _piece_vectors(self, seqs: list[bytes], names: list[str], rows: np.ndarray) -> np.ndarray:
+        """Unit vectors of query pieces: the stored vector of id-table ``rows`` where one is given
+        (not -1), the others embedded."""
+        x = np.zeros((len(seqs), int(self.manifest["index"]["dim"])), dtype=np.float32)
         have = rows >= 0
         if have.any():
             x[have] = self.searcher.vectors(rows[have])

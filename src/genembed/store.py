@@ -86,11 +86,15 @@ def read_shard(path: str | os.PathLike) -> Shard:
         with h5py.File(path, "r") as f:
             shard = Shard(f["window_id"][:], f["embeddings"][:], attrs)
     except (OSError, KeyError) as exc:
-        raise GenembedError(f"{path}: truncated or corrupt shard ({str(exc).splitlines()[0]}); delete it and rerun") from None
+        raise _corrupt(path, exc) from None
     if shard.embeddings.size and not np.isfinite(shard.embeddings).all():
         n = int((~np.isfinite(shard.embeddings).all(1)).sum())
         raise GenembedError(f"{path}: {n} windows have NaN or infinite embeddings; delete the shard and re-embed it")
     return shard
+
+
+def _corrupt(path: str | os.PathLike, exc: Exception) -> GenembedError:
+    return GenembedError(f"{path}: truncated or corrupt shard ({str(exc).splitlines()[0]}); delete it and rerun")
 
 
 def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[Shard]:
@@ -133,7 +137,7 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
                 dim = f["embeddings"].shape[1] if f["embeddings"].ndim == 2 and sizes[-1] else dim
                 f["embeddings"][-1:], f["window_id"][-1:]  # touch the last rows: a cut-short file fails here
         except (OSError, KeyError) as exc:
-            raise GenembedError(f"{path}: truncated or corrupt shard ({str(exc).splitlines()[0]}); delete it and rerun") from None
+            raise _corrupt(path, exc) from None
     if dim is None:
         raise GenembedError(f"{out}: every shard is empty")
     total = int(sum(sizes))
