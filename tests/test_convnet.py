@@ -102,11 +102,11 @@ def test_the_bundled_default_model_loads_offline_without_remote_code_and_is_smal
 def test_the_bundled_default_model_finds_mutated_copies_and_reverse_complements(prepared_slice):
     """A regression check of the shipped weights on real E. coli sequence (the full comparison with
     4-mer counts on held-out genomes is benchmarks/quality.py)."""
-    from genembed.embed import model_embedder
     from genembed.evaluate import EvalSettings, evaluate
     from genembed.genome import Genome
+    from helpers import default_plan
 
-    embed = model_embedder(ModelSpec(str(DEFAULT)), TokenizerSpec("kmer", 1), EmbedSettings())
+    embed = default_plan().sequence_embedder()  # the bundled model as the default config runs it
     g = Genome(prepared_slice)
     results, _ = evaluate({"eco": g}, embed, 500, 250, EvalSettings(windows=200, mutation_rates=(0.05,), bootstrap=50))
     g.close()

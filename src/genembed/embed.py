@@ -370,22 +370,15 @@ def embed_tokens(embedder: Embedder, rows: Sequence[np.ndarray], label: str = "w
     return average_strands(vectors, embedder.settings.strands).astype(np.float16)
 
 
-def model_embedder(spec: ModelSpec, tokenizer: Any, settings: EmbedSettings) -> Callable[[Sequence[bytes]], np.ndarray]:
-    """``sequences -> vectors`` with a run's model, tokenizer (a :class:`~genembed.tokenize.TokenizerSpec`)
-    and embed settings (pooling, layer, strands), as the run stores them (float16 values)."""
-    from .models import max_tokens
-    from .tokenize import check_lengths, encode_strands, make_tokenizer
+def embed_sequences(embedder: Embedder, tokenizer: Any, seqs: Sequence[bytes], limit: int,
+                    what: str = "sequences") -> np.ndarray:
+    """Float32 vectors of sequences made as a run stores its windows' (strands as the settings say,
+    float16 values); refused when one holds more than ``limit`` tokens."""
+    from .tokenize import check_lengths, encode_strands
 
-    embedder = Embedder(spec, settings)
-    tok = make_tokenizer(tokenizer, embedder.tokenizer)
-    limit = max_tokens(resolve(spec), embedder.tokenizer)
-
-    def embed(seqs: Sequence[bytes]) -> np.ndarray:
-        rows = encode_strands(tok, seqs, settings.strands)
-        check_lengths(rows, limit, "sequences")
-        return embed_tokens(embedder, rows, "sequences").astype(np.float32)
-
-    return embed
+    rows = encode_strands(tokenizer, seqs, embedder.settings.strands)
+    check_lengths(rows, limit, what)
+    return embed_tokens(embedder, rows, what).astype(np.float32)
 
 
 def average_strands(vectors: np.ndarray, strands: str) -> np.ndarray:

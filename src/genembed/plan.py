@@ -117,9 +117,11 @@ class RunPlan:
 
     def sequence_embedder(self) -> Callable[[Sequence[bytes]], Any]:
         """``sequences -> vectors`` made as the run's shards are."""
-        from .embed import model_embedder
+        from .embed import embed_sequences
 
-        return model_embedder(self.model, self.tokenizer, self.embed)
+        embedder = self.embedder()
+        tokenizer = self.make_tokenizer(embedder.tokenizer)
+        return lambda seqs: embed_sequences(embedder, tokenizer, seqs, self.max_tokens)
 
     def shard_attrs(self, embedder: Any) -> dict[str, Any]:
         """The attrs that make a shard self-describing (and that an index checks): the plan's model,

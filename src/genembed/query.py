@@ -11,13 +11,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from .embed import Embedder, average_strands
+from .embed import Embedder, embed_sequences
 from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .io import read_table
 from .index import IDENTITY_KEYS, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
 from .models import fingerprint
-from .tokenize import TokenizerSpec, check_lengths, encode_strands, make_tokenizer, reverse_complement
+from .tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
 _VALID = re.compile(b"^[" + IUPAC.upper() + b"]+$")
@@ -108,10 +108,7 @@ class QueryEncoder:
                 raise GenembedError(f"{what}: {len(seq)} bp is shorter than one {k}-mer token")
             if not seq.translate(None, b"NRYKMSWBDHVnrykmswbdhv-"):
                 raise GenembedError(f"{what}: no A, C, G or T (only N or other ambiguity codes): nothing to search for")
-        strands = embedder.settings.strands
-        rows = encode_strands(tokenizer, sequences, strands)
-        check_lengths(rows, self.manifest["model"]["max_tokens"], "query")
-        return normalise(average_strands(embedder.embed_rows(rows), strands))
+        return normalise(embed_sequences(embedder, tokenizer, sequences, self.manifest["model"]["max_tokens"], "query"))
 
 
 class Searcher:
