@@ -107,7 +107,7 @@ def step(name: str, work: Path, arg: str) -> dict:
     if name == "train":
         out = train_index(genomes_of(work), work / "trained.faiss", settings, plan_of(work))
     elif name == "add":
-        out = {"count": add_part(work / "trained.faiss", genomes_of(work, arg)[0], work / "parts" / f"{arg}.faiss")}
+        out = {"count": add_part(work / "trained.faiss", genomes_of(work, arg)[:1], work / "parts" / f"{arg}.faiss")}
     elif name == "merge":
         parts = sorted(str(p) for p in (work / "parts").glob("*.faiss"))
         merge_parts(work / "trained.faiss", parts, genomes_of(work), work / "index", plan_of(work), settings,

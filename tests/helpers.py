@@ -4,6 +4,7 @@ Snakemake runs of the workflow."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -84,9 +85,10 @@ def write_config(d: Path, sheet: str, **overrides) -> None:
 
 
 def small_workflow(d: Path, ecoli_slice) -> Path:
-    """A workflow folder for the 200-kb slice in 1-kb windows (2 shards), the bundled model, fp32."""
+    """A workflow folder for the 200-kb slice in 1-kb windows (2 shards, one job each: no packing), the
+    bundled model, fp32."""
     write_config(d, f"genome\tfasta\tannotation\neco\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
-                 model={"path": str(DEFAULT_MODEL)}, windows={"size": 1000, "stride": 1000, "shard_size": 100},
+                 model={"path": str(DEFAULT_MODEL)}, windows={"size": 1000, "stride": 1000, "shard_size": 100, "pack_bp": 0},
                  embed={"precision": "fp32"}, clusters={"k": 3, "umap_sample": 150}, promoters={"bootstrap": 100})
     return d
 
@@ -96,3 +98,26 @@ def snakemake(d: Path, *args: str, check: bool = True, timeout: int = 900) -> su
     if check and res.returncode != 0:
         raise AssertionError(res.stdout[-3000:] + res.stderr[-3000:])
     return res
+
+
+def slice_fasta(path: Path, name: str, start: int, length: int) -> Path:
+    import gzip
+
+    with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
+        seq = b"".join(fh.read().split(b"\n")[1:])[start : start + length]
+    path.write_bytes(b">" + name.encode() + b"\n" + seq + b"\n")
+    return path
+
+
+def dry_run_jobs(d: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry-run of the whole workflow lists."""
+    out = snakemake(d, "-n", *args).stdout
+    jobs = []
+    for block in re.split(r"\n(?:rule|localrule|checkpoint) ", out)[1:]:
+        rule = block.split(":", 1)[0].strip()
+        wildcards = {}
+        for line in block.splitlines():
+            if line.strip().startswith("wildcards:"):
+                wildcards = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
+        jobs.append((rule, wildcards))
+    return jobs

@@ -11,7 +11,8 @@ import pytest
 from genembed.errors import GenembedError
 from genembed.index import IndexSettings
 from genembed.windows import genome_code
-from genembed.workflow import estimated_contigs, read_sheet, shard_names, training_genomes, with_defaults
+from genembed.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
+                               with_defaults)
 
 
 def colliding_ids() -> tuple[str, str]:
@@ -75,3 +76,24 @@ def test_a_config_takes_the_defaults_of_the_keys_it_omits():
     cfg = with_defaults({"genomes": "s.tsv", "model": {"path": "m", "pretrain": {"steps": 5}}, "embed": {"layer": -2}})
     assert cfg["model"]["pretrain"] == {**with_defaults({})["model"]["pretrain"], "steps": 5}
     assert cfg["embed"]["layer"] == -2 and cfg["embed"]["pooling"] == "mean" and cfg["model"]["revision"] is None
+
+
+def test_small_genomes_fill_packs_in_sheet_order_and_large_ones_are_sharded():
+    sizes = {"a": 40, "b": 50, "big": 500, "c": 30, "d": 20}
+    assert plan_packs(sizes, {}, 100) == {"a": ["a", "b"], "c": ["c", "d"]}
+    assert plan_packs(sizes, {}, 0) == {}  # packing off: every genome is sharded
+
+
+def test_packs_embedded_before_keep_their_genomes_and_new_genomes_start_new_packs():
+    before = {"a": ["a", "b"], "x": ["x", "gone"]}
+    sizes = {"a": 40, "b": 50, "x": 10, "new": 5, "c": 30}
+    assert plan_packs(sizes, before, 100) == {"a": ["a", "b"], "x": ["x"], "new": ["new", "c"]}
+    assert plan_packs({"x": 1, "y": 1}, {"x": ["y"]}, 1) == {"x": ["y"], "x_": ["x"]}  # x's name was taken
+
+
+def test_pack_records_are_read_and_unreadable_ones_planned_again(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/pack.json").write_text(json.dumps({"genomes": ["a", "b"], "windows": 10}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/pack.json").write_text("{not json")
+    assert read_packs(tmp_path) == {"a": ["a", "b"]}

@@ -1,7 +1,6 @@
 """The Snakemake workflow, run for real through its CLI on a 200-kb E. coli slice."""
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from genembed.genome import read_fai
 from genembed.windows import WindowSpec, shard_count
-from helpers import REPO, snakemake, write_config
+from helpers import REPO, dry_run_jobs, slice_fasta, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -24,7 +23,7 @@ def run(tmp_path_factory, ecoli_slice):
         d, f"genome\tfasta\tannotation\necoli\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
         model={"path": "unused-when-pretraining", "pretrain": {"enabled": True, "steps": 6, "hidden_size": 16,
                                                                 "layers": 1, "seq_bp": 300, "batch_size": 8}},
-        windows={"size": 500, "stride": 500, "shard_size": 120},
+        windows={"size": 500, "stride": 500, "shard_size": 120, "pack_bp": 0},
         clusters={"k": 4, "umap_sample": 300},
     )
     res = snakemake(d, "--cores", "2")
@@ -180,33 +179,10 @@ def test_windows_longer_than_the_model_takes_stop_the_run_naming_both_numbers(tm
     assert not (tmp_path / "results/embeddings").exists()
 
 
-def slice_fasta(path: Path, name: str, start: int, length: int) -> Path:
-    import gzip
-
-    with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
-        seq = b"".join(fh.read().split(b"\n")[1:])[start : start + length]
-    path.write_bytes(b">" + name.encode() + b"\n" + seq + b"\n")
-    return path
-
-
-def dry_run_jobs(d: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job a dry-run of the whole workflow lists."""
-    out = snakemake(d, "-n", *args).stdout
-    jobs = []
-    for block in re.split(r"\n(?:rule|localrule|checkpoint) ", out)[1:]:
-        rule = block.split(":", 1)[0].strip()
-        wildcards = {}
-        for line in block.splitlines():
-            if line.strip().startswith("wildcards:"):
-                wildcards = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
-        jobs.append((rule, wildcards))
-    return jobs
-
-
 def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collection_outgrows_the_index(tmp_path):
     sheet = "genome\tfasta\n" + f"first\t{slice_fasta(tmp_path / 'first.fa', 'chrA', 0, 200_000)}\n"
     config = dict(model={"path": str(REPO / "resources/models/genembed-conv")},
-                  windows={"size": 500, "stride": 500, "shard_size": 120},
+                  windows={"size": 500, "stride": 500, "shard_size": 120, "pack_bp": 0},
                   index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
     write_config(tmp_path, sheet, **config)
     index = ["results/index"]

@@ -191,12 +191,12 @@ def needs_retraining(trained: dict[str, Any], collection: int, settings: IndexSe
     return None
 
 
-def add_part(trained: str | os.PathLike, genome: GenomeInputs, out: str | os.PathLike) -> int:
-    """One genome's vectors added to a copy of the trained index, under their window ids (HNSW parts
-    hold the exact vectors; the graph is built when the parts are merged)."""
+def add_part(trained: str | os.PathLike, genomes: Sequence[GenomeInputs], out: str | os.PathLike) -> int:
+    """Genomes' vectors (one genome's, or a pack's) added to a copy of the trained index, under their
+    window ids (HNSW parts hold the exact vectors; the graph is built when the parts are merged)."""
     import faiss
 
-    shards, windows = genome.shards, genome.windows
+    shards, windows = _files(genomes)
 
     info = json.loads(_sidecar(Path(trained)).read_text())
     identity = _plain(check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))) if shards else {}
@@ -392,7 +392,7 @@ def build_index(genomes: Sequence[GenomeInputs], out_dir: str | os.PathLike, pla
         train_index(genomes, trained, settings, plan)
         parts = [Path(tmp) / f"part{i}.faiss" for i in range(len(genomes))]
         for genome, part in zip(genomes, parts):
-            add_part(trained, genome, part)
+            add_part(trained, [genome], part)
         return merge_parts(trained, parts, genomes, out_dir, plan, settings)
 
 

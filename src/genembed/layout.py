@@ -82,3 +82,4 @@ def discover(root: str | os.PathLike) -> list[GenomeInputs]:
     if not shards:
         raise GenembedError(f"{root}: no embedding shards found (expected {Path(root) / EMBEDDINGS})")
     return group_shards(shards)
+

@@ -83,3 +83,33 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
 
     n = embed_stage(plan, todo, embedder, prepare)
     return GenomeInputs(genome, prepared, None, [f.windows for f in files], [f.out for f in files]), kept, n
+
+
+def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | os.PathLike,
+               embedder: Any = None) -> int:
+    """Several small genomes through every stage in one job (one model load, one process): each
+    genome in one shard, into ``out`` laid out as a results folder (:mod:`genembed.layout`), with its
+    stitched file, token files dropped once embedded; ``out/pack.json`` lists the genomes, written
+    last. Returns the windows embedded."""
+    from dataclasses import replace
+
+    from .io import write_json
+    from .layout import STITCHED
+    from .store import stitch
+    from .workflow import PACK_RECORD
+
+    one_shard = replace(plan, windows=replace(plan.windows, shard_size=1 << 40))
+    embedder = embedder or plan.embedder()
+    out = Path(out)
+    total = 0
+    for genome, fasta in genomes.items():
+        files, _, n = embed_genome(one_shard, fasta, genome, out, embedder)
+        total += n
+        for shard in files.shards:
+            f = ShardFiles.at(out, genome, shard.stem)
+            f.tokens.unlink(missing_ok=True)
+            f.offsets.unlink(missing_ok=True)
+        stitch(files.shards, out / STITCHED.format(genome=genome))
+        log.info("%s: %d windows embedded (pack of %d genomes)", genome, n, len(genomes))
+    write_json(out / PACK_RECORD, {"genomes": list(genomes), "windows": total})
+    return total

@@ -16,6 +16,8 @@ from .errors import GenembedError
 
 PRETRAIN_KEYS = ("steps", "max_minutes", "hidden_size", "layers", "seq_bp", "batch_size")
 MAX_SHARDS, MANY_SHARDS = 99_999, 2_000
+PACK_BP = 100_000_000  # windows.pack_bp: genomes up to this size are embedded together, up to this much per job
+PACK_RECORD = "pack.json"  # in a pack's folder: its genomes, in the order they were embedded
 
 
 def run_logged(log_path: str, step: Callable[[], Any]) -> None:
@@ -52,7 +54,7 @@ def default_config() -> dict[str, Any]:
         "model": {"revision": None, "trust_remote_code": False,
                   "pretrain": {"enabled": False, **{k: getattr(tune, k) for k in PRETRAIN_KEYS}}},
         "tokenizer": without(TokenizerSpec()),
-        "windows": without(WindowPlan(), "max_bp"),
+        "windows": {**without(WindowPlan(), "max_bp"), "pack_bp": PACK_BP},
         "embed": without(EmbedSettings()),
         "index": {**without(IndexSettings(), "seed"), "gpu": False},
         "clusters": without(ClusterSettings(), "upstream", "downstream", "seed"),
@@ -137,3 +139,43 @@ def training_genomes(info: str | os.PathLike, genomes: Sequence[str], collection
     else:
         why = needs_retraining(trained, collection, settings)
     return (list(trained["genomes"]), None) if why is None else (list(genomes), why)
+
+
+def read_packs(folder: str | os.PathLike) -> dict[str, list[str]]:
+    """The packs already embedded below ``folder`` (``{pack}/pack.json``): pack name -> genomes."""
+    packs = {}
+    for record in sorted(Path(folder).glob(f"*/{PACK_RECORD}")):
+        try:
+            packs[record.parent.name] = list(json.loads(record.read_text())["genomes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a pack whose record is unreadable is planned again, like one never embedded
+    return packs
+
+
+def plan_packs(sizes: dict[str, int], packed: dict[str, list[str]], pack_bp: int) -> dict[str, list[str]]:
+    """Which genomes are embedded together, one job per pack: ``sizes`` (genome -> estimated bp, in
+    sheet order), ``packed`` the packs embedded before (:func:`read_packs`). A genome stays in the pack
+    it was embedded in (so adding genomes redoes none of them); new genomes up to ``pack_bp`` fill new
+    packs in sheet order, each up to ``pack_bp`` in all and named after its first genome; larger ones
+    (and all, with ``pack_bp`` 0) are left out: they are cut into shards, one job each."""
+    packs: dict[str, list[str]] = {}
+    for name, genomes in packed.items():
+        kept = [g for g in genomes if g in sizes]
+        if kept:
+            packs[name] = kept
+    placed = {g for genomes in packs.values() for g in genomes}
+    current: list[str] = []
+    total = 0
+    for genome, bp in sizes.items():
+        if genome in placed or pack_bp <= 0 or bp > pack_bp:
+            continue
+        if current and total + bp > pack_bp:
+            current, total = [], 0
+        if not current:
+            name = genome
+            while name in packs:  # the name of a pack whose first genome left the sheet
+                name += "_"
+            packs[name] = current
+        current.append(genome)
+        total += bp
+    return packs

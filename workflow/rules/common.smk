@@ -1,5 +1,6 @@
 # Sample-sheet loading, validation, wildcard constraints and input functions (the decisions behind
 # them are library functions in genembed.workflow).
+import re
 import sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from genembed.genome import read_fai, sidecar_fai
 from genembed.index import IndexSettings
 from genembed.plan import RunPlan, WindowPlan
 from genembed.windows import shard_count, window_count
-from genembed.workflow import estimated_contigs, read_sheet, shard_names, training_genomes, with_defaults
+from genembed.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
+                               with_defaults)
 
 
 config = with_defaults(config)
@@ -28,8 +30,11 @@ INDEX_DIR = "results/index"
 # what the index build keeps between runs (the trained, empty index; one part per genome)
 TRAINED, TRAINED_INFO = "results/index_build/trained.faiss", "results/index_build/trained.json"
 PART, PART_INFO = "results/index_build/parts/{genome}.faiss", "results/index_build/parts/{genome}.json"
+PACK_PART, PACK_PART_INFO = "results/index_build/packs/{pack}.faiss", "results/index_build/packs/{pack}.json"
+PACK = "results/packs/{pack}"  # a pack of small genomes embedded in one job, laid out as a results folder
 INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
+WINDOW_CONFIG = {k: v for k, v in config["windows"].items() if k != "pack_bp"}  # the plan's (packing is scheduling)
 MODEL_DIR = "results/model/pretrained" if PRETRAIN else config["model"]["path"]
 
 
@@ -41,6 +46,7 @@ def grow(base: int):
 wildcard_constraints:
     genome="[A-Za-z0-9][A-Za-z0-9._-]*",
     shard="[0-9]{5}",
+    pack="[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 def genome_fasta(wildcards):
@@ -73,16 +79,39 @@ def known_contigs(genome):
     return _CONTIGS[genome]
 
 
+def genome_bp(genome):
+    """A genome's size: from its .fai where there is one, else estimated from its FASTA's size."""
+    return sum(n for _, n in known_contigs(genome) or estimated_contigs(SHEET[genome]["fasta"]))
+
+
+# Small genomes are embedded together, one job per pack (genembed.workflow.plan_packs); the others
+# are cut into shards, one windows, tokenize and embed job each. Each rule takes its own genomes.
+PACKS = plan_packs({g: genome_bp(g) for g in SHEET}, read_packs("results/packs"), config["windows"]["pack_bp"])
+PACK_OF = {g: pack for pack, genomes in PACKS.items() for g in genomes}
+SHARDED = [g for g in SHEET if g not in PACK_OF]
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def pack_fastas(wildcards):
+    return [SHEET[g]["fasta"] for g in PACKS[wildcards.pack]]
+
+
 def window_plan():
     """The run plan's windows; the config's while it has no auto size (so the DAG needs no model)."""
-    if not Path(PLAN).is_file() and "auto" not in (config["windows"]["size"], config["windows"]["stride"]):
-        return WindowPlan(**config["windows"])
+    if not Path(PLAN).is_file() and "auto" not in (WINDOW_CONFIG["size"], WINDOW_CONFIG["stride"]):
+        return WindowPlan(**WINDOW_CONFIG)
     return RunPlan.read(checkpoints.describe_model.get().output[0]).windows
 
 
 def shards(genome):
-    """Shard names of a genome, planned from its contig lengths (after the prepare_genome checkpoint
-    when no .fai is there yet)."""
+    """Shard names of a genome: one for a packed genome, else planned from its contig lengths (after
+    the prepare_genome checkpoint when no .fai is there yet)."""
+    if genome in PACK_OF:
+        return ["00000"]  # one shard per genome in a pack
     found = known_contigs(genome) or read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
     spec = window_plan().spec(found)
     return shard_names(genome, shard_count(found, spec, SHEET[genome]["fasta"]), spec.shard_size, say)

@@ -3,6 +3,8 @@
 
 
 checkpoint prepare_genome:
+    wildcard_constraints:
+        genome=one_of(SHARDED),  # packed genomes come from their pack (embed_pack)
     input:
         fasta=genome_fasta,
     output:

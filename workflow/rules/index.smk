@@ -30,6 +30,8 @@ rule train_index:
 
 
 rule add_to_index:
+    wildcard_constraints:
+        genome=one_of(SHARDED),
     input:
         trained=TRAINED,
         info=TRAINED_INFO,
@@ -38,6 +40,8 @@ rule add_to_index:
     output:
         part=PART,
         info=PART_INFO,
+    params:
+        genomes=job_genome,
     log:
         "logs/index/add/{genome}.log",
     benchmark:
@@ -51,11 +55,28 @@ rule add_to_index:
         "../../scripts/add_to_index.py"
 
 
+use rule add_to_index as add_pack with:
+    input:
+        trained=TRAINED,
+        info=TRAINED_INFO,
+        shards=shard_files(EMBEDDINGS, lambda wildcards: PACKS[wildcards.pack]),
+        windows=shard_files(WINDOWS, lambda wildcards: PACKS[wildcards.pack]),
+    output:
+        part=PACK_PART,
+        info=PACK_PART_INFO,
+    params:
+        genomes=lambda wildcards: PACKS[wildcards.pack],
+    log:
+        "logs/index/add/packs/{pack}.log",
+    benchmark:
+        "benchmarks/logs/add_pack/{pack}.tsv"
+
+
 rule merge_index:
     input:
         trained=TRAINED,
         info=TRAINED_INFO,
-        parts=expand(PART, genome=SHEET),
+        parts=expand(PART, genome=SHARDED) + expand(PACK_PART, pack=PACKS),
         windows=shard_files(WINDOWS),
         shards=shard_files(EMBEDDINGS),
         genomes=prepared_fastas,

@@ -34,7 +34,7 @@ checkpoint describe_model:
         revision=config["model"]["revision"],
         trust_remote_code=config["model"]["trust_remote_code"],
         tokenizer=config["tokenizer"],
-        windows=config["windows"],
+        windows=WINDOW_CONFIG,
         embed={k: config["embed"][k] for k in ("pooling", "strands", "layer", "precision")},  # what shards record
     log:
         "logs/describe_model.log",

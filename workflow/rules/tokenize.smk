@@ -3,6 +3,8 @@
 
 
 rule tokenize:
+    wildcard_constraints:
+        genome=one_of(SHARDED),  # packed genomes come from their pack (embed_pack)
     input:
         windows=WINDOWS,
         fasta=GENOME,

@@ -3,6 +3,8 @@
 
 
 rule windows:
+    wildcard_constraints:
+        genome=one_of(SHARDED),  # packed genomes come from their pack (embed_pack)
     input:
         fasta=GENOME,
         fai=f"{GENOME}.fai",

@@ -1,0 +1,16 @@
+"""Snakemake adapter: a pack of small genomes through every stage in one job (one model load)."""
+from genembed.pipeline import embed_pack
+from genembed.plan import RunPlan
+from genembed.workflow import run_logged
+
+
+def step():
+    import torch
+
+    torch.set_num_threads(snakemake.threads)
+    plan = RunPlan.read(snakemake.input.plan)
+    embed_pack(plan, dict(zip(snakemake.params.genomes, snakemake.input.fastas)), snakemake.output[0],
+               plan.embedder(**snakemake.params.runtime))
+
+
+run_logged(snakemake.log[0], step)
