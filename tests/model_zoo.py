@@ -127,10 +127,10 @@ class HyenaLikeConfig(PretrainedConfig):
     model_type = "genembed-test-hyena"
 
     def __init__(self, vocab_size=12, d_model=32, n_layer=2, kernel_size=16, max_seq_len=1026, both_strands=False,
-                 **kwargs):
+                 fft=False, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.n_layer = vocab_size, d_model, n_layer
-        self.kernel_size, self.max_seq_len, self.both_strands = kernel_size, max_seq_len, both_strands
+        self.kernel_size, self.max_seq_len, self.both_strands, self.fft = kernel_size, max_seq_len, both_strands, fft
 
 
 class HyenaLikeModel(PreTrainedModel):
@@ -164,8 +164,13 @@ class HyenaLikeModel(PreTrainedModel):
         h = self.embeddings(input_ids)
         states = [h]
         for conv, mlp in zip(self.convs, self.mlps):
-            x = F.pad(h.transpose(1, 2), (conv.kernel_size[0] - 1, 0))  # causal: no token sees the next
-            h = h + torch.tanh(conv(x)).transpose(1, 2)
+            if self.config.fft:  # HyenaDNA's long convolution: through the FFT (no bf16 kernel; fp16 at 2^n only)
+                n = 2 * h.shape[1]
+                y = torch.fft.irfft(torch.fft.rfft(h.transpose(1, 2), n=n) * torch.fft.rfft(conv.weight[:, 0], n=n), n=n)
+                h = h + torch.tanh(y[..., : h.shape[1]] + conv.bias[:, None]).transpose(1, 2)
+            else:
+                x = F.pad(h.transpose(1, 2), (conv.kernel_size[0] - 1, 0))  # causal: no token sees the next
+                h = h + torch.tanh(conv(x)).transpose(1, 2)
             h = h + mlp(h)
             states.append(h)
         h = self.norm(h)
@@ -189,10 +194,11 @@ def _register_auto_map(folder: Path, auto_map: dict[str, str]) -> None:
     (folder / "config.json").write_text(json.dumps(config))
 
 
-def hyena_like(folder: Path, seed: int = 0, both_strands: bool = False) -> Path:
+def hyena_like(folder: Path, seed: int = 0, both_strands: bool = False, fft: bool = False) -> Path:
     """HyenaDNA-like: custom code (trust_remote_code), character tokens with [SEP] appended and left
     padding, a causal model whose forward takes no attention mask. ``both_strands`` makes it
-    Caduceus-PS-like: 2 x d_model output channels, the second half from the reverse complement."""
+    Caduceus-PS-like: 2 x d_model output channels, the second half from the reverse complement;
+    ``fft``: its long convolutions run through the FFT, as HyenaDNA's do."""
     import torch
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -208,7 +214,8 @@ def hyena_like(folder: Path, seed: int = 0, both_strands: bool = False) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=chars, unk_token="[UNK]", pad_token="[PAD]", sep_token="[SEP]",
                                   cls_token="[CLS]", mask_token="[MASK]", padding_side="left", model_max_length=1026)
     torch.manual_seed(seed)
-    module.HyenaLikeModel(module.HyenaLikeConfig(vocab_size=len(vocab), both_strands=both_strands)).save_pretrained(folder)
+    module.HyenaLikeModel(module.HyenaLikeConfig(vocab_size=len(vocab), both_strands=both_strands, fft=fft)
+                          ).save_pretrained(folder)
     tok.save_pretrained(folder)
     _register_auto_map(folder, {"AutoConfig": "modeling_hyena.HyenaLikeConfig", "AutoModel": "modeling_hyena.HyenaLikeModel"})
     return folder
@@ -246,7 +253,8 @@ def masked_lm_custom_code(folder: Path, seed: int = 1) -> Path:
 
 
 MEMORY_LIMITED_CODE = '''"""A BERT whose device holds at most ``max_batch_tokens`` tokens per batch: above that its forward
-raises torch.OutOfMemoryError, as a GPU does when a batch does not fit."""
+raises torch.OutOfMemoryError (or, with ``error: runtime``, the RuntimeError cuBLAS raises), as a GPU
+does when a batch does not fit."""
 import torch
 from transformers import BertConfig, BertModel
 
@@ -254,9 +262,9 @@ from transformers import BertConfig, BertModel
 class LimitedConfig(BertConfig):
     model_type = "genembed-test-limited"
 
-    def __init__(self, max_batch_tokens=600, **kwargs):
+    def __init__(self, max_batch_tokens=600, error="torch", **kwargs):
         super().__init__(**kwargs)
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens, self.error = max_batch_tokens, error
 
 
 class LimitedModel(BertModel):
@@ -264,13 +272,16 @@ class LimitedModel(BertModel):
 
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
         if input_ids.numel() > self.config.max_batch_tokens:
+            if self.config.error == "runtime":  # what cuBLAS and older torch raise
+                raise RuntimeError("CUDA error: out of memory")
             raise torch.OutOfMemoryError(f"out of memory: {input_ids.numel()} tokens in one batch")
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 '''
 
 
-def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2) -> Path:
-    """Custom code: a BERT that runs out of memory on batches above ``max_batch_tokens`` tokens."""
+def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2, error: str = "torch") -> Path:
+    """Custom code: a BERT that runs out of memory on batches above ``max_batch_tokens`` tokens
+    (``error``: ``torch``, torch.OutOfMemoryError; ``runtime``, a RuntimeError saying so)."""
     import torch
 
     from genembed.tune import build_tokenizer
@@ -280,9 +291,65 @@ def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2) -> Path:
     module = _import(folder / "modeling_limited.py", "genembed_test_modeling_limited")
     torch.manual_seed(seed)
     tok = build_tokenizer(6, 512)
-    cfg = module.LimitedConfig(max_batch_tokens=max_batch_tokens, vocab_size=len(tok), max_position_embeddings=512,
+    cfg = module.LimitedConfig(max_batch_tokens=max_batch_tokens, error=error, vocab_size=len(tok), max_position_embeddings=512,
                                pad_token_id=tok.pad_token_id, **TINY)
     module.LimitedModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     _register_auto_map(folder, {"AutoConfig": "modeling_limited.LimitedConfig", "AutoModel": "modeling_limited.LimitedModel"})
+    return folder
+
+
+TRITON_KERNEL_CODE = '''"""A stand-in for DNABERT-2's flash_attn_triton.py on a CUDA build of torch: Triton 3 removed the
+API it was written for, so its kernel fails to compile at the first call."""
+
+
+def flash_attn_qkvpacked_func(*args, **kwargs):
+    raise RuntimeError("triton: kernel compilation failed (tl.dot got an unexpected keyword argument 'trans_b')")
+'''
+
+DNABERT2_TRITON_CODE = '''"""DNABERT-2's bert_layers.py pattern: the Triton flash-attention kernel is imported when it can be,
+and used whenever it is not None; otherwise the model's own standard attention runs."""
+import torch
+from transformers import BertConfig, BertModel
+
+try:
+    from .flash_attn_triton import flash_attn_qkvpacked_func
+except ImportError:
+    flash_attn_qkvpacked_func = None
+
+
+class Dnabert2Config(BertConfig):
+    model_type = "genembed-test-dnabert2-triton"
+
+
+class Dnabert2Model(BertModel):
+    config_class = Dnabert2Config
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, **kwargs):
+        if flash_attn_qkvpacked_func is not None:
+            flash_attn_qkvpacked_func(input_ids)
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return out.last_hidden_state, out.pooler_output
+'''
+
+
+def dnabert2_with_triton_kernel(folder: Path, sequence: bytes, seed: int = 3) -> Path:
+    """DNABERT-2-like custom code that bundles a Triton flash-attention kernel which fails, as DNABERT-2's
+    does on CUDA builds of torch (Triton 3): loaded through transformers' remote-code path, so the
+    kernel module is imported beside the model's."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True)
+    (folder / "bert_layers.py").write_text(DNABERT2_TRITON_CODE)
+    (folder / "flash_attn_triton.py").write_text(TRITON_KERNEL_CODE)
+    tok = bpe_tokenizer(sequence)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=len(tok), max_position_embeddings=512, pad_token_id=tok.pad_token_id, **TINY)
+              ).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "genembed-test-dnabert2-triton"
+    (folder / "config.json").write_text(json.dumps(config))
+    _register_auto_map(folder, {"AutoConfig": "bert_layers.Dnabert2Config", "AutoModel": "bert_layers.Dnabert2Model"})
     return folder

@@ -101,9 +101,9 @@ def test_layer_out_of_range_is_refused_naming_the_model_depth(tiny_bert):
 
 
 def test_fp16_is_refused_on_a_cpu_and_auto_picks_bf16_where_the_cpu_has_it(tiny_bert):
-    from genembed.embed import cpu_has_bf16, pick_dtype
+    from genembed.device import native_bf16, pick_dtype
 
     with pytest.raises(GenembedError, match="fp16 runs on CUDA only"):
         pick_dtype("fp16", "cpu")
-    assert pick_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    assert pick_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
     assert pick_dtype("fp32", "cpu") == torch.float32

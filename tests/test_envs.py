@@ -42,8 +42,10 @@ def test_rules_name_an_env_and_the_embed_rule_the_gpu_one():
     rules = (REPO / "workflow/rules").glob("*.smk")
     for path in rules:
         text = path.read_text()
-        for block in re.split(r"\n(?=(?:rule|checkpoint) )", text)[1:]:
-            name = block.split(":")[0].split()[1]
+        for block in re.split(r"\n(?=(?:rule|checkpoint)[ :])", text)[1:]:
+            name = block.split(":")[0].split()[1] if not block.startswith("rule:") else block.split('"')[1]
             assert "conda:" in block, f"{path.name}: rule {name} has no conda env"
-            if name == "embed":
+            if name in ("embed", "embed_pack"):
                 assert '"../../envs/gpu.yaml"' in block and "gpu=1" in block
+            if name == "train_index_gpu":  # named so with index.gpu: true, with the env that matches
+                assert '"../../envs/gpu.yaml" if config["index"]["gpu"] else "../../envs/cpu.yaml"' in block

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .device import is_out_of_memory, pick_device, pick_dtype
 from .errors import GenembedError
 from .layout import ShardFiles
 from .models import ModelSpec, load_model, load_tokenizer, resolve
@@ -53,39 +54,6 @@ class EmbedSettings:
     def from_config(cls, cfg: dict[str, Any]) -> "EmbedSettings":
         return cls(cfg.get("pooling", "mean"), int(cfg.get("layer", -1)), int(cfg.get("token_budget", 16384)),
                    cfg.get("precision", "auto"), cfg.get("device", "auto"), cfg.get("strands", "forward"))
-
-
-def pick_device(name: str = "auto") -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GenembedError(f"embed.device is {name!r} but no CUDA device is available; use auto or cpu")
-    return name
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matrix instructions (AMX or AVX-512 BF16)."""
-    import torch
-
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
-
-
-def pick_dtype(precision: str, device: str):
-    """``auto``: bf16 on GPUs that have it (fp16 on older ones) and on CPUs with bf16 units, else fp32."""
-    import torch
-
-    cuda = device.startswith("cuda")
-    if precision == "auto":
-        if cuda:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "bf16" if cpu_has_bf16() else "fp32"
-    if precision == "fp16" and not cuda:
-        raise GenembedError("embed.precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def token_batches(lengths: np.ndarray, budget: int, equal_lengths: bool = False) -> Iterator[np.ndarray]:
@@ -168,6 +136,7 @@ class Embedder:
         folder = resolve(spec)
         self.tokenizer = load_tokenizer(folder, spec)
         model = load_model(folder, spec, dtype).to(device)
+        disable_triton_flash_attention(model)
         self._attach(model, settings, device, dtype, self.tokenizer.pad_token_id or 0, special_token_ids(self.tokenizer),
                      _accepts(model.forward, "attention_mask"), _accepts(model.forward, "output_hidden_states"))
         cfg = model.config
@@ -180,7 +149,7 @@ class Embedder:
         if settings.pooling == "cls" and not starts_with_special(self.tokenizer):
             raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer adds none;"
                                 " use pooling: mean")
-        self.hidden_size = self._output_width()
+        self.hidden_size = self._probe(lambda: load_model(folder, spec).to(device))
         log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device, self.precision,
                  "yes" if self.takes_mask else "no (equal-length batches)")
 
@@ -199,9 +168,30 @@ class Embedder:
         returns 2 x d_model channels)."""
         import torch
 
-        ids = torch.tensor([self.tokenizer("ACGTACGTACGT")["input_ids"]], dtype=torch.long)
+        ids = torch.tensor([self.tokenizer("ACGTACGTACGTA")["input_ids"]], dtype=torch.long)
         with torch.inference_mode():
-            return int(self._forward(ids, torch.tensor([ids.shape[1]])).shape[1])
+            vector = self._forward(ids, torch.tensor([ids.shape[1]]))
+        if not np.isfinite(vector).all():
+            raise FloatingPointError("non-finite output")
+        return int(vector.shape[1])
+
+    def _probe(self, reload: Callable[[], Any]) -> int:
+        """The output width, from one forward pass in the chosen precision; a model that cannot run
+        in bf16/fp16 (FFT convolutions have no bf16 kernel, fp16 ones only at power-of-two lengths)
+        or overflows there is loaded again (``reload``) in fp32 and run so, with a warning."""
+        import torch
+
+        if self.dtype == torch.float32:
+            return self._output_width()
+        try:
+            return self._output_width()
+        except (RuntimeError, FloatingPointError) as exc:
+            if is_out_of_memory(exc):
+                raise
+            log.warning("%s fails in %s (%s): running it in float32", type(self.model).__name__, self.precision,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        self.model, self.dtype = reload(), torch.float32
+        return self._output_width()
 
     @classmethod
     def from_traced(cls, module: Any, info: dict[str, Any], settings: EmbedSettings) -> "Embedder":
@@ -250,8 +240,10 @@ class Embedder:
             return self._retry(rows, lengths, batch)
         try:
             return self._forward(ids, lens)
-        except torch.OutOfMemoryError:
-            pass  # handled outside the except block, so the failed batch's tensors can be freed
+        except RuntimeError as exc:  # torch's OutOfMemoryError is one
+            if not is_out_of_memory(exc):
+                raise
+            # handled outside the except block, so the failed batch's tensors can be freed
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
         width = ids.shape[1]
@@ -296,6 +288,23 @@ class Embedder:
             pooled = hidden.masked_fill(~keep, float("-inf")).amax(1)
             return torch.where(keep.any(1), pooled, 0.0).cpu().numpy()
         return mean_pool(hidden, ids, real, self.special).cpu().numpy()
+
+
+def disable_triton_flash_attention(model: Any) -> bool:
+    """Switch off the Triton flash-attention kernel DNABERT-2's code bundles (``flash_attn_triton.py``,
+    written for Triton 2: on CUDA builds of torch, which ship Triton 3, it fails to compile), so its
+    own standard attention runs. Returns True when a kernel was switched off."""
+    package = type(model).__module__.rpartition(".")[0]
+    hit = False
+    for name, module in list(sys.modules.items()):
+        if module is not None and (name == type(model).__module__ or (package and name.startswith(package + "."))) \
+                and getattr(module, "flash_attn_qkvpacked_func", None) is not None:
+            module.flash_attn_qkvpacked_func = None
+            hit = True
+    if hit:
+        log.info("%s: its Triton flash attention is switched off (it needs Triton 2); standard attention runs",
+                 type(model).__name__)
+    return hit
 
 
 class _Traced:

@@ -11,7 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -145,19 +145,32 @@ def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, setting
         raise GenembedError(f"index.factory {factory!r} is not a valid FAISS factory string ({str(exc).splitlines()[0]})") from None
     if not index.is_trained:
         sample = _training_sample(shards, trained_on, settings.train_size, settings.seed)
-        gpu = _to_gpu(index)
-        log.info("training %s on %d of %d vectors%s", factory, len(sample), trained_on, " on GPU" if gpu else "")
-        if gpu is not None:
-            gpu.train(sample)
-            index = faiss.index_gpu_to_cpu(gpu)
-        else:
-            index.train(sample)
+        log.info("training %s on %d of %d vectors", factory, len(sample), trained_on)
+        index = train_on_gpu_or_cpu(index, sample)
     out = Path(out)
     write_index_file(index, out)
     info = {"factory": factory, "family": family(factory), "dim": dim, "trained_for": max(trained_on, 1),
             "genomes": [g.name for g in genomes], "identity": _plain(identity)}
     write_json(_sidecar(out), info)
     return info
+
+
+def train_on_gpu_or_cpu(index, sample: np.ndarray, to_gpu: Callable[[Any], Any] | None = None):
+    """``index`` trained on ``sample``: on the GPUs where FAISS has them (``to_gpu``: the device
+    copy), else, or when training there fails (out of memory, a kernel or driver error), on the CPU,
+    with a warning. Returns the trained CPU index."""
+    import faiss
+
+    device_copy = (to_gpu or _to_gpu)(index)
+    if device_copy is not None:
+        try:
+            device_copy.train(sample)
+            log.info("trained on the GPU")
+            return faiss.index_gpu_to_cpu(device_copy) if hasattr(faiss, "index_gpu_to_cpu") else device_copy
+        except (RuntimeError, MemoryError) as exc:
+            log.warning("FAISS training on the GPU failed (%s); training on the CPU", str(exc).strip().splitlines()[0])
+    index.train(sample)
+    return index
 
 
 def _to_gpu(index):

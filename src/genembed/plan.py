@@ -58,7 +58,12 @@ class RunPlan:
     @classmethod
     def make(cls, spec: ModelSpec, tokenizer: TokenizerSpec, windows: dict[str, Any],
              embed: EmbedSettings = EmbedSettings()) -> "RunPlan":
-        """Resolve and fingerprint the model, and plan windows that fit it (``auto`` sizes resolved)."""
+        """Resolve and fingerprint the model, and plan windows that fit it (``auto`` sizes resolved);
+        the precision is decided here, once for every job of the run (``auto``: see
+        :func:`genembed.device.plan_precision`)."""
+        from .device import plan_precision
+
+        embed = replace(embed, precision=plan_precision(embed.precision, embed.device))
         folder = resolve(spec)
         hf = load_tokenizer(folder, spec)
         cfg = read_config(folder)

@@ -141,7 +141,8 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
 
     import torch
 
-    from .embed import _accepts, _hidden, cpu_has_bf16, mean_pool, pad_rows, pick_device, special_token_ids
+    from .device import native_bf16, pick_device
+    from .embed import _accepts, _hidden, mean_pool, pad_rows, special_token_ids
     from .genome import Genome
     from .models import ModelSpec, load_model, load_tokenizer, max_tokens, resolve
     from .tokenize import TokenizerSpec, check_lengths, make_tokenizer
@@ -170,7 +171,7 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     sampler = ViewSampler(genomes, cfg, rng)
     lr = cfg.learning_rate or (NEW_LR if model is None else TUNE_LR)
     opt, sched = warmup_cosine(net, lr, cfg.steps)
-    bf16 = torch.cuda.is_bf16_supported() if dev.startswith("cuda") else cpu_has_bf16()
+    bf16 = native_bf16(dev)
     losses: list[float] = []
     accuracies: list[float] = []
     started = time.monotonic()

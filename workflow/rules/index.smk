@@ -4,7 +4,12 @@
 # the manifest.
 
 
-rule train_index:
+# index.gpu: true names the job train_index_gpu (the SLURM profile sends it to the GPU partition) and
+# gives it envs/gpu.yaml (faiss-gpu); otherwise it is train_index, on the CPU with envs/cpu.yaml: a
+# node without an NVIDIA driver never loads faiss-gpu.
+rule:
+    name:
+        "train_index_gpu" if config["index"]["gpu"] else "train_index"
     input:
         shards=shard_files(EMBEDDINGS, train_genomes),
         windows=shard_files(WINDOWS, train_genomes),
@@ -20,7 +25,7 @@ rule train_index:
     benchmark:
         "benchmarks/logs/train_index.tsv"
     conda:
-        "../../envs/gpu.yaml"  # faiss-gpu: trains on a GPU when the job has one (index.gpu), else on the CPU
+        "../../envs/gpu.yaml" if config["index"]["gpu"] else "../../envs/cpu.yaml"
     resources:
         mem_mb=grow(16000),
         runtime=grow(120),
