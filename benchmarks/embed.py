@@ -14,7 +14,16 @@ fraction of this machine's matrix-multiply peak, measured here with ``torch.matm
 dtype. The bf16 : fp32 peak ratio bounds what lower precision alone can give over an fp32 loop
 that already runs near the fp32 peak. Not a test: it prints numbers.
 
-    .venv/bin/python benchmarks/embed.py [--windows 2048] [--naive-windows 96] [--device auto]
+    .venv/bin/python benchmarks/embed.py [--windows 2048] [--naive-windows 96] [--device auto] [--dnallm DIR]
+
+(d) is a whole ``genembed embed`` process over the same windows (start-up, FASTA to HDF5) beside
+its inner loop (c). (e), with ``--dnallm DIR``, is the peer genembed replaces, DNALLM 1.2.1's
+``DNAInference.get_embeddings``, on the same model and windows. DNALLM's declared dependencies pin
+another torch and pull in jax, bitsandbytes and more; its import path needs only a few light
+packages, installed beside it without touching this environment:
+
+    .venv/bin/pip install --no-deps --target DIR dnallm datasets multiprocess pyarrow dill xxhash \
+        fsspec pandas colorama peft accelerate evaluate altair captum
 """
 
 from __future__ import annotations
@@ -174,12 +183,52 @@ def end_to_end(folder: Path, seqs: list[bytes], device: str) -> float:
         return time.perf_counter() - start
 
 
+DNALLM_SCRIPT = """
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+import genembed.convnet  # registers genembed-conv with the Auto classes
+from transformers import AutoModel, AutoTokenizer
+from dnallm.configuration.configs import InferenceConfig, TaskConfig
+from dnallm.inference.inference import DNAInference
+seqs = open(sys.argv[2]).read().split()
+model, tok = AutoModel.from_pretrained(sys.argv[1]).eval(), AutoTokenizer.from_pretrained(sys.argv[1])
+config = {"task": TaskConfig(), "inference": InferenceConfig(batch_size=16, max_length=1024, device=sys.argv[4],
+                                                              num_workers=0)}
+engine = DNAInference(model, tok, config)
+engine.get_embeddings(seqs[:32], do_reduce=True, force=True)  # warm-up, as for the others
+start = time.perf_counter()
+out = engine.get_embeddings(seqs, do_reduce=True, reduce_strategy="mean", force=True)
+print(json.dumps({"seconds": time.perf_counter() - start, "n": len(seqs)}))
+"""
+
+
+def dnallm(folder: Path, seqs: list[bytes], device: str, packages: Path) -> float:
+    """Seconds of DNALLM's ``DNAInference.get_embeddings`` (mean over tokens) on the same windows and
+    model, in a process of its own with DNALLM imported from ``packages`` (``pip install --no-deps
+    --target PACKAGES dnallm`` and the light packages its import path needs: see the module doc)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "seqs.txt"
+        listing.write_text("\n".join(s.decode() for s in seqs) + "\n")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(packages), str(REPO / "src")])}
+        res = subprocess.run([sys.executable, "-c", DNALLM_SCRIPT, str(folder), str(listing),
+                              str(torch.get_num_threads()), device], capture_output=True, text=True, env=env)
+        if res.returncode:
+            raise SystemExit(f"DNALLM run failed: {res.stderr.strip().splitlines()[-1]}")
+        return json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def bench_model(name: str, folder: Path, seqs: list[bytes], n_naive: int, device: str,
-                peaks: dict[str, float]) -> list[Result]:
+                peaks: dict[str, float], dnallm_packages: Path | None = None) -> list[Result]:
     from transformers import AutoConfig, AutoTokenizer
 
     cfg = AutoConfig.from_pretrained(folder)
@@ -210,6 +259,10 @@ def bench_model(name: str, folder: Path, seqs: list[bytes], n_naive: int, device
     whole = len(seqs) / end_to_end(folder, seqs, device)
     print(f"(d) `genembed embed`, the whole process, same windows: {whole:,.1f} windows/s = {100 * whole / rate['(c)']:.0f}%"
           " of the engine's inner loop (c)")
+    if dnallm_packages:
+        peer = len(seqs) / dnallm(folder, seqs, device, dnallm_packages)
+        print(f"(e) DNALLM DNAInference.get_embeddings (mean), same model and windows: {peer:,.1f} windows/s;"
+              f" `genembed embed` (d) = {whole / peer:.2f}x, engine (c) = {rate['(c)'] / peer:.2f}x")
     ceiling = peaks["bf16"] / (results[0].flops / results[0].seconds / 1e9)
     print(f"speed-up: (c)/(b) = {rate['(c)'] / rate['(b)']:.2f}x, (c)/(a) = {rate['(c)'] / rate['(a)']:.2f}x;"
           f" ceiling for (c)/(b) at 100% of the bf16 peak: {ceiling:.2f}x")
@@ -223,6 +276,7 @@ def main() -> None:
     p.add_argument("--window-bp", type=int, default=500, help="the default config's window size")
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default="default,previous,bert-25m", help="also: bert-110m")
+    p.add_argument("--dnallm", type=Path, help="a folder DNALLM was installed into (see the module doc): adds row (e)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     _quiet_transformers()
@@ -241,7 +295,7 @@ def main() -> None:
                     "bert-110m": lambda: bert(Path(tmp) / "bert-110m", 768, 12)}
         folders = {m: builders[m]() for m in args.models.split(",")}
         for model in args.models.split(","):
-            bench_model(model, folders[model], seqs, args.naive_windows, device, peaks)
+            bench_model(model, folders[model], seqs, args.naive_windows, device, peaks, args.dnallm)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,21 @@ to one JSON file. On a machine without a usable CUDA device each part is skipped
 
 Parts:
 - ``environment``: torch, CUDA, the device, native bf16, FAISS and its GPUs;
-- ``precision``: per model family of the test zoo and the bundled model, the cosine between fp32
-  and bf16/fp16 embeddings of the same windows on the GPU (and that none is NaN or infinite);
+- ``precision``: per model family of the test zoo (an FFT-convolution model and DNABERT-2's Triton
+  kernel included) and the bundled model, the cosine between fp32 and bf16/fp16 embeddings of the
+  same windows on the GPU, none NaN or infinite, and the precision each actually ran in (a model
+  that fails in bf16/fp16 runs in fp32);
+- ``default_model_grid``: the bundled model on the GPU in fp32/bf16/fp16 x pooling x strands
+  against the CPU in fp32 (cosine >= 0.999 wanted);
+- ``ordinal``: ``cuda:N`` past the visible devices is refused in one line, naming CUDA_VISIBLE_DEVICES;
 - ``oom_backoff``: a 110M-parameter BERT with an oversized token budget under a memory cap: the
   embedder must halve its budget and finish, with the same vectors as without the cap;
 - ``pinned_memory``: batches are pinned before the copy to the device;
+- ``repeat``: two identical GPU runs, bitwise equal or how far apart;
+- ``query_vs_stored``: query vectors made on the GPU against the float16 vectors a CPU run stores;
 - ``embed_benchmark``: ``benchmarks/embed.py --device cuda`` for the bundled model and the 110M BERT;
-- ``faiss_gpu``: IVF training on the GPU against the CPU, same data.
+- ``faiss_gpu``: IVF and OPQ+IVF-PQ training on the GPU (d = 256 and 896) against the CPU, the
+  trained index written, read back on the CPU and searched (recall@10 against exact search).
 """
 
 from __future__ import annotations
@@ -85,6 +93,9 @@ def zoo(folder: Path) -> dict[str, tuple[Path, Any, bool]]:
         "nt-v2-like (custom code)": (model_zoo.masked_lm_custom_code(folder / "nt2"), TokenizerSpec("kmer", 6), True),
         "dnabert2-like (custom code)": (model_zoo.dnabert2_like(folder / "db2", seq), TokenizerSpec("hf"), True),
         "hyena-like (custom code)": (model_zoo.hyena_like(folder / "hyena"), TokenizerSpec("hf"), True),
+        "hyena-like, FFT convolutions": (model_zoo.hyena_like(folder / "hyena-fft", fft=True), TokenizerSpec("hf"), True),
+        "dnabert2-like, Triton kernel": (model_zoo.dnabert2_with_triton_kernel(folder / "db2-triton", seq),
+                                         TokenizerSpec("hf"), True),
     }
 
 
@@ -107,6 +118,7 @@ def precision(tmp: Path) -> dict[str, Any]:
                 rows = make_tokenizer(tok_spec, emb.tokenizer).encode_batch(seqs)
                 vectors[p] = emb.embed_rows(rows)
                 row[f"{p}_finite"] = bool(np.isfinite(vectors[p]).all())
+                row[f"{p}_ran_in"] = emb.precision
             for p in reduced:
                 a, b = vectors["fp32"], vectors[p]
                 cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
@@ -115,6 +127,84 @@ def precision(tmp: Path) -> dict[str, Any]:
             row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         out[family] = row
     return out
+
+
+def cosines(a, b):
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def default_model_grid(tmp: Path) -> dict[str, Any]:
+    from genembed.embed import EmbedSettings, Embedder, embed_tokens
+    from genembed.models import ModelSpec
+    from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
+
+    spec = ModelSpec(str(REPO / "resources/models/genembed-conv"))
+    seqs = windows(32 if SMOKE else 256)
+    out = {}
+    for strands in ("forward", "average"):
+        for pooling in ("mean", "max"):
+            cpu = Embedder(spec, EmbedSettings(pooling=pooling, strands=strands, precision="fp32", device="cpu"))
+            tok = make_tokenizer(TokenizerSpec("kmer", 1), cpu.tokenizer)
+            both = seqs + ([reverse_complement(s) for s in seqs] if strands == "average" else [])
+            rows = tok.encode_batch(both)
+            want = embed_tokens(cpu, rows)
+            for p in ("fp32", "bf16") if SMOKE else ("fp32", "bf16", "fp16"):
+                emb = Embedder(spec, EmbedSettings(pooling=pooling, strands=strands, precision=p, device=device()))
+                got = embed_tokens(emb, rows)
+                c = cosines(want, got)
+                out[f"{strands}/{pooling}/{p}"] = {"min_cosine": round(float(c.min()), 5), "ran_in": emb.precision,
+                                                   "finite": bool(__import__("numpy").isfinite(got.astype("float32")).all())}
+    out["all_at_least_0.999"] = all(v["min_cosine"] >= 0.999 and v["finite"] for v in out.values())
+    return out
+
+
+def ordinal(tmp: Path) -> dict[str, Any]:
+    import torch
+
+    from genembed.device import pick_device
+    from genembed.errors import GenembedError
+
+    count = torch.cuda.device_count() if not SMOKE else 0
+    try:
+        pick_device(f"cuda:{count}")
+        return {"visible": count, "refused": False}
+    except GenembedError as exc:
+        return {"visible": count, "refused": True, "message": str(exc)}
+
+
+def repeat(tmp: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from genembed.embed import EmbedSettings, Embedder
+    from genembed.models import ModelSpec
+    from genembed.tokenize import TokenizerSpec, make_tokenizer
+
+    emb = Embedder(ModelSpec(str(REPO / "resources/models/genembed-conv")), EmbedSettings(device=device()))
+    rows = make_tokenizer(TokenizerSpec("kmer", 1), emb.tokenizer).encode_batch(windows(32 if SMOKE else 512))
+    a, b = emb.embed_rows(rows), emb.embed_rows(rows)
+    return {"precision": emb.precision, "bitwise_equal": bool(np.array_equal(a, b)),
+            "max_abs_difference": float(np.abs(a - b).max())}
+
+
+def query_vs_stored(tmp: Path) -> dict[str, Any]:
+    from genembed.embed import EmbedSettings
+    from genembed.models import ModelSpec
+    from genembed.plan import RunPlan
+    from genembed.tokenize import TokenizerSpec
+
+    seqs = windows(32 if SMOKE else 256)
+    plan = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),
+                        {"size": 500, "stride": 250}, EmbedSettings(precision="fp32", device="cpu"))
+    stored = plan.sequence_embedder()(seqs)  # float16, as a CPU run stores them
+    on_gpu = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),
+                          {"size": 500, "stride": 250}, EmbedSettings(device=device()))
+    query = on_gpu.sequence_embedder()(seqs)
+    c = cosines(stored, query)
+    return {"query_precision": on_gpu.embed.precision, "min_cosine": round(float(c.min()), 5),
+            "mean_cosine": round(float(c.mean()), 6)}
 
 
 def oom_backoff(tmp: Path) -> dict[str, Any]:
@@ -175,24 +265,52 @@ def embed_benchmark(tmp: Path) -> dict[str, Any]:
 
 
 def faiss_gpu(tmp: Path) -> dict[str, Any]:
+    import logging
+
     import faiss
     import numpy as np
+
+    from genembed.index import _to_gpu, read_index_file, train_on_gpu_or_cpu, write_index_file
 
     gpu = hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
     if not gpu and not SMOKE:
         raise Skip("this FAISS has no GPU support (faiss-cpu; install faiss-gpu for index.gpu)")
-    n, lists = (20_000, 64) if SMOKE else (200_000, 4096)
-    x = np.random.default_rng(0).standard_normal((n, 256)).astype(np.float32)
-    faiss.normalize_L2(x)
+    n, lists = (8_000, 32) if SMOKE else (100_000, 1024)
+    rng = np.random.default_rng(0)
     out = {}
-    for where in ("cpu", "gpu") if gpu else ("cpu",):
-        index = faiss.index_factory(256, f"IVF{lists},Flat", faiss.METRIC_INNER_PRODUCT)
-        target = faiss.index_cpu_to_all_gpus(index) if where == "gpu" else index
-        start = time.perf_counter()
-        target.train(x)
-        out[f"{where}_train_seconds"] = round(time.perf_counter() - start, 2)
-    if gpu:
-        out["speedup"] = round(out["cpu_train_seconds"] / max(out["gpu_train_seconds"], 1e-9), 1)
+    for d in (256, 896):
+        x = rng.standard_normal((n, d)).astype(np.float32)
+        faiss.normalize_L2(x)
+        queries = x[:200]
+        exact = faiss.IndexFlatIP(d)
+        exact.add(x)
+        truth = exact.search(queries, 10)[1]
+        for factory in (f"IVF{lists},Flat", f"OPQ32,IVF{lists},PQ32" if d == 256 else f"OPQ56,IVF{lists},PQ56"):
+            row: dict[str, Any] = {}
+            # the CPU trains IVF,Flat for the speed-up; OPQ+PQ only where there is no GPU (minutes on a CPU at d = 896)
+            for where in ("gpu",) if gpu and "PQ" in factory else ("cpu", "gpu") if gpu else ("cpu",):
+                index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+                logs: list[str] = []
+                handler = logging.Handler()
+                handler.emit = lambda record: logs.append(record.getMessage())
+                logging.getLogger("genembed.index").addHandler(handler)
+                start = time.perf_counter()
+                try:
+                    trained = train_on_gpu_or_cpu(index, x, _to_gpu if where == "gpu" else (lambda _: None))
+                finally:
+                    logging.getLogger("genembed.index").removeHandler(handler)
+                row[f"{where}_train_seconds"] = round(time.perf_counter() - start, 2)
+                if where == "gpu":
+                    row["gpu_fell_back"] = [m for m in logs if "failed" in m]
+                path = tmp / f"{d}-{where}.faiss"
+                write_index_file(trained, path)
+                back = read_index_file(path)  # read back on the CPU
+                back.add(x)
+                faiss.extract_index_ivf(back).nprobe = 16
+                found = back.search(queries, 10)[1]
+                row[f"{where}_recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / 10
+                                                                     for a, b in zip(found, truth)])), 3)
+            out[f"d{d} {factory}"] = row
     return out
 
 
@@ -226,8 +344,10 @@ def main() -> None:
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "smoke": SMOKE, "environment": environment()}
     print(f"environment: {json.dumps(report['environment'])}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, part in (("precision", precision), ("oom_backoff", oom_backoff), ("pinned_memory", pinned_memory),
-                           ("embed_benchmark", embed_benchmark), ("faiss_gpu", faiss_gpu)):
+        for name, part in (("precision", precision), ("default_model_grid", default_model_grid), ("ordinal", ordinal),
+                           ("oom_backoff", oom_backoff), ("pinned_memory", pinned_memory), ("repeat", repeat),
+                           ("query_vs_stored", query_vs_stored), ("faiss_gpu", faiss_gpu),
+                           ("embed_benchmark", embed_benchmark)):
             report[name] = run(name, part, Path(tmp))
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(report, indent=1) + "\n")  # what ran so far survives a timeout

@@ -16,7 +16,8 @@ def test_the_gpu_check_runs_to_the_end_without_a_gpu_and_says_why_each_part_was_
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(out.read_text())
-    parts = ("precision", "oom_backoff", "pinned_memory", "embed_benchmark", "faiss_gpu")
+    parts = ("precision", "default_model_grid", "ordinal", "oom_backoff", "pinned_memory", "repeat", "query_vs_stored",
+             "faiss_gpu", "embed_benchmark")
     assert set(parts) <= set(report) and report["environment"]["torch"]
     import torch
 
@@ -31,9 +32,18 @@ def test_every_gpu_check_part_runs_its_code_on_the_cpu(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(out.read_text())
     families = {k: v for k, v in report["precision"].items() if k != "seconds"}
-    assert len(families) == 7 and all("error" not in v for v in families.values()), families
+    assert len(families) == 9 and all("error" not in v for v in families.values()), families
     assert all(v["fp32_finite"] and v["bf16_finite"] and v["bf16_min_cosine"] > 0.98 for v in families.values())
+    assert families["hyena-like, FFT convolutions"]["bf16_ran_in"] == "float32"  # no bf16 FFT: fell back
+    grid = {k: v for k, v in report["default_model_grid"].items() if "/" in k}
+    assert len(grid) == 8 and all(v["finite"] for v in grid.values())  # 2 strands x 2 poolings x fp32, bf16
+    assert all(v["min_cosine"] > 0.9999 for k, v in grid.items() if k.endswith("fp32"))
+    assert report["ordinal"]["refused"] and "cuda:0" in report["ordinal"]["message"]
+    assert report["repeat"]["max_abs_difference"] < 1e-5
+    assert report["query_vs_stored"]["min_cosine"] > 0.99
+    assert {"d256 OPQ32,IVF32,PQ32", "d896 OPQ56,IVF32,PQ56"} <= set(report["faiss_gpu"])
+    recall = {k: v["cpu_recall_at_10"] for k, v in report["faiss_gpu"].items() if k.startswith("d")}
+    assert all(r > 0 for r in recall.values()) and all(r > 0.5 for k, r in recall.items() if "Flat" in k), recall
     assert report["embed_benchmark"]["returncode"] == 0 and any("windows/s" in line for line in
                                                                 report["embed_benchmark"]["output"])
-    assert report["faiss_gpu"]["cpu_train_seconds"] > 0
     assert "skipped" in report["oom_backoff"] and "skipped" in report["pinned_memory"]

@@ -87,29 +87,42 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
 
 def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | os.PathLike,
                embedder: Any = None) -> int:
-    """Several small genomes through every stage in one job (one model load, one process): each
+    """Several small genomes through every stage in one job (one process, one model load): each
     genome in one shard, into ``out`` laid out as a results folder (:mod:`genembed.layout`), with its
-    stitched file, token files dropped once embedded; ``out/pack.json`` lists the genomes, written
-    last. Returns the windows embedded."""
+    stitched file; the next genome is prepared, windowed and tokenized while one embeds, and token
+    files go once embedded. ``out/pack.json`` lists the genomes, written last. Returns the windows
+    embedded."""
     from dataclasses import replace
 
+    from .genome import prepare_fasta
     from .io import write_json
     from .layout import STITCHED
     from .store import stitch
+    from .windows import shard_count
     from .workflow import PACK_RECORD
 
     one_shard = replace(plan, windows=replace(plan.windows, shard_size=1 << 40))
     embedder = embedder or plan.embedder()
+    tokenizer = plan.make_tokenizer(embedder.tokenizer)
     out = Path(out)
-    total = 0
-    for genome, fasta in genomes.items():
-        files, _, n = embed_genome(one_shard, fasta, genome, out, embedder)
-        total += n
-        for shard in files.shards:
-            f = ShardFiles.at(out, genome, shard.stem)
-            f.tokens.unlink(missing_ok=True)
-            f.offsets.unlink(missing_ok=True)
-        stitch(files.shards, out / STITCHED.format(genome=genome))
-        log.info("%s: %d windows embedded (pack of %d genomes)", genome, n, len(genomes))
+    files = {g: ShardFiles.at(out, g, shard_name(0)) for g in genomes}
+    genome_of = {f.out: g for g, f in files.items()}
+
+    def prepare(f: ShardFiles) -> None:  # runs in the background while the previous genome embeds
+        genome = genome_of[f.out]
+        prepared = out / GENOME.format(genome=genome)
+        prepared.parent.mkdir(parents=True, exist_ok=True)
+        contigs = prepare_fasta(genomes[genome], prepared)
+        shard_count(contigs, one_shard.windows.spec(contigs), str(genomes[genome]))  # refuses a genome without windows
+        window_stage(one_shard, genome, prepared, 0, f.windows, tokenizer)
+        tokenize_stage(one_shard, f.windows, prepared, f.tokens, f.offsets, tokenizer)
+
+    total = embed_stage(one_shard, list(files.values()), embedder, prepare)
+    for genome, f in files.items():
+        f.tokens.unlink()
+        f.offsets.unlink()
+        stitch([f.out], out / STITCHED.format(genome=genome))
+    plan.write(out / PLAN)
     write_json(out / PACK_RECORD, {"genomes": list(genomes), "windows": total})
+    log.info("%d genomes, %d windows embedded", len(genomes), total)
     return total
