@@ -191,6 +191,8 @@ import genembed.convnet  # registers genembed-conv with the Auto classes
 from transformers import AutoModel, AutoTokenizer
 from dnallm.configuration.configs import InferenceConfig, TaskConfig
 from dnallm.inference.inference import DNAInference
+import datasets.arrow_dataset, datasets.fingerprint  # datasets 5.1 cannot hash pyarrow >= 24 tables (MonthDayNano):
+datasets.arrow_dataset.generate_fingerprint = lambda ds: datasets.fingerprint.generate_random_fingerprint()  # skip it
 seqs = open(sys.argv[2]).read().split()
 model, tok = AutoModel.from_pretrained(sys.argv[1]).eval(), AutoTokenizer.from_pretrained(sys.argv[1])
 config = {"task": TaskConfig(), "inference": InferenceConfig(batch_size=16, max_length=1024, device=sys.argv[4],
