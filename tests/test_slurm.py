@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from helpers import REPO, SNAKEMAKE, small_workflow
 
@@ -101,6 +102,9 @@ def cluster(tmp_path_factory):
 def scenario(tmp_path_factory, ecoli_slice, cluster):
     """Run, interrupt, rerun with a scheduler-cancelled job; returns what each phase did."""
     d = small_workflow(tmp_path_factory.mktemp("on_slurm"), ecoli_slice)
+    config = yaml.safe_load((d / "config/config.yaml").read_text())
+    config["embed"]["device"] = "cpu"  # the cluster's GPUs are fake (no CUDA): embed on the CPU on purpose, since a
+    (d / "config/config.yaml").write_text(yaml.safe_dump(config))  # job given a GPU it cannot use fails (device)
     command = SNAKEMAKE + ["-d", str(d), "--profile", str(PROFILE), *FAST_POLLING]
 
     # Phase 1: interrupted once both embedding jobs are queued (everything before them is done)

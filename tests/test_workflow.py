@@ -35,14 +35,17 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
 
 
-def test_dry_run_of_the_bundled_example_plans_every_stage(tmp_path):
+@pytest.mark.parametrize("pack_bp, rules", [
+    (100_000_000, ("embed_pack", "take_from_pack", "add_pack")),  # the default: E. coli is packed
+    (0, ("prepare_genome", "add_to_index")),  # packing off: one job per genome and per shard
+])
+def test_dry_run_of_the_bundled_example_plans_every_stage(tmp_path, pack_bp, rules):
     example = REPO / "resources/example"
     write_config(tmp_path, f"genome\tfasta\tannotation\necoli_k12\t{example / 'ecoli_k12_mg1655.fna.gz'}\t"
                            f"{example / 'ecoli_k12_mg1655.gff.gz'}\n",
-                 model={"path": str(REPO / "resources/models/genembed-conv")})
+                 model={"path": str(REPO / "resources/models/genembed-conv")}, windows={"pack_bp": pack_bp})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
-    for rule in ("prepare_genome", "describe_model", "train_index", "add_to_index", "merge_index", "cluster_report",
-                 "promoter_report"):
+    for rule in ("describe_model", "train_index", "merge_index", "cluster_report", "promoter_report", *rules):
         assert rule in res.stdout
 
 
@@ -149,7 +152,8 @@ def test_bad_fasta_fails_its_job_with_one_line_and_leaves_no_output(tmp_path):
     assert res.returncode != 0
     assert f"genembed: error: {bad}: line 3: duplicate contig name 'chr1'" in res.stdout + res.stderr
     assert not list((tmp_path / "results/genomes").rglob("*.fa.gz*")) if (tmp_path / "results/genomes").exists() else True
-    assert "duplicate contig name 'chr1'" in (tmp_path / "logs/prepare_genome/bad.log").read_text()
+    assert "duplicate contig name 'chr1'" in (tmp_path / "logs/embed_pack/bad.log").read_text()  # packed
+    assert not (tmp_path / "results/packs/bad").exists()
 
 
 def test_genomes_without_annotation_get_index_and_clusters_but_no_promoter_report(tmp_path, ecoli_slice):
