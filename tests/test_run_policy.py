@@ -89,6 +89,7 @@ def test_packs_embedded_before_keep_their_genomes_and_new_genomes_start_new_pack
     sizes = {"a": 40, "b": 50, "x": 10, "new": 5, "c": 30}
     assert plan_packs(sizes, before, 100) == {"a": ["a", "b"], "x": ["x"], "new": ["new", "c"]}
     assert plan_packs({"x": 1, "y": 1}, {"x": ["y"]}, 1) == {"x": ["y"], "x_": ["x"]}  # x's name was taken
+    assert plan_packs(sizes, before, 0) == {}  # packing turned off: every genome sharded
 
 
 def test_pack_records_are_read_and_unreadable_ones_planned_again(tmp_path):

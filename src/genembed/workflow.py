@@ -157,8 +157,11 @@ def plan_packs(sizes: dict[str, int], packed: dict[str, list[str]], pack_bp: int
     sheet order), ``packed`` the packs embedded before (:func:`read_packs`). A genome stays in the pack
     it was embedded in (so adding genomes redoes none of them); new genomes up to ``pack_bp`` fill new
     packs in sheet order, each up to ``pack_bp`` in all and named after its first genome; larger ones
-    (and all, with ``pack_bp`` 0) are left out: they are cut into shards, one job each."""
+    (and all, with ``pack_bp`` 0, including those packed before) are left out: they are cut into
+    shards, one job each."""
     packs: dict[str, list[str]] = {}
+    if pack_bp <= 0:
+        return packs  # off: every genome sharded, also those embedded in packs before
     for name, genomes in packed.items():
         kept = [g for g in genomes if g in sizes]
         if kept:
@@ -167,7 +170,7 @@ def plan_packs(sizes: dict[str, int], packed: dict[str, list[str]], pack_bp: int
     current: list[str] = []
     total = 0
     for genome, bp in sizes.items():
-        if genome in placed or pack_bp <= 0 or bp > pack_bp:
+        if genome in placed or bp > pack_bp:
             continue
         if current and total + bp > pack_bp:
             current, total = [], 0
