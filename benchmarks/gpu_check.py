@@ -137,6 +137,8 @@ def cosines(a, b):
 
 
 def default_model_grid(tmp: Path) -> dict[str, Any]:
+    import numpy as np
+
     from genembed.embed import EmbedSettings, Embedder, embed_tokens
     from genembed.models import ModelSpec
     from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
@@ -156,7 +158,7 @@ def default_model_grid(tmp: Path) -> dict[str, Any]:
                 got = embed_tokens(emb, rows)
                 c = cosines(want, got)
                 out[f"{strands}/{pooling}/{p}"] = {"min_cosine": round(float(c.min()), 5), "ran_in": emb.precision,
-                                                   "finite": bool(__import__("numpy").isfinite(got.astype("float32")).all())}
+                                                   "finite": bool(np.isfinite(got.astype(np.float32)).all())}
     out["all_at_least_0.999"] = all(v["min_cosine"] >= 0.999 and v["finite"] for v in out.values())
     return out
 

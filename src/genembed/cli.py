@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .embed import EmbedSettings
-from .errors import GenembedError
+from .errors import GenembedError, one_line
 from .evaluate import EvalSettings
 from .index import IndexSettings
 from .plan import WindowPlan
@@ -417,12 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(message)s")
     try:
         args.func(args)
-    except GenembedError as exc:
-        print(f"genembed: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # what no check foresaw (a failing disk, a vanished file): still one line
-        print(f"genembed: error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "),
-              file=sys.stderr)
+    except (GenembedError, OSError) as exc:  # OSError: what no check foresaw (a failing disk, a vanished file)
+        print(f"genembed: error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

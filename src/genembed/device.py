@@ -45,20 +45,18 @@ def pick_device(name: str = "auto", env: Mapping[str, str] | None = None) -> str
     (``cpu`` embeds there anyway). ``cuda:N`` is checked against the visible devices."""
     import torch
 
+    if name != "auto" and not name.startswith("cuda"):
+        return name
     given = allocated_gpus(env)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return claim_gpu(torch.cuda.device_count())
+    if not torch.cuda.is_available():
+        if name != "auto":
+            raise GenembedError(f"embed.device is {name!r} but {why_no_cuda()}; use auto or cpu")
         if given:
             raise GenembedError(f"this job was given a GPU ({given}) but cannot use it: {why_no_cuda()};"
                                 " set embed.device: cpu to embed on the CPU anyway")
         return "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise GenembedError(f"embed.device is {name!r} but {why_no_cuda()}; use auto or cpu")
-        check_ordinal(name, torch.cuda.device_count(), given)
-        return claim_gpu(torch.cuda.device_count()) if name == "cuda" else name
-    return name
+    check_ordinal(name, torch.cuda.device_count(), given)
+    return claim_gpu(torch.cuda.device_count()) if name in ("auto", "cuda") else name
 
 
 def check_ordinal(name: str, count: int, given: str | None = None) -> None:
@@ -109,13 +107,14 @@ def native_bf16(device: str) -> bool:
     return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto``: bf16 where it is native, else fp16 on GPUs and fp32 on CPUs; others as given."""
+def resolve_precision(precision: str, device: str, native: bool | None = None) -> str:
+    """``auto``: bf16 where it is native (``native``, asked of the device when not given), else fp16
+    on GPUs and fp32 on CPUs; others as given."""
     if precision != "auto":
         return precision
-    if device.startswith("cuda"):
-        return "bf16" if native_bf16(device) else "fp16"
-    return "bf16" if native_bf16("cpu") else "fp32"
+    if native_bf16(device) if native is None else native:
+        return "bf16"
+    return "fp16" if device.startswith("cuda") else "fp32"
 
 
 def plan_precision(precision: str, device: str) -> str:
@@ -134,11 +133,12 @@ def pick_dtype(precision: str, device: str):
     device runs only by emulation are run, with a warning)."""
     import torch
 
-    precision = resolve_precision(precision, device)
+    native = native_bf16(device)
+    precision = resolve_precision(precision, device, native)
     cuda = device.startswith("cuda")
     if precision == "fp16" and not cuda:
         raise GenembedError("embed.precision fp16 runs on CUDA only; use bf16 or fp32 on a CPU")
-    if precision == "bf16" and not native_bf16(device):
+    if precision == "bf16" and not native:
         log.warning("%s has no native bf16: it is emulated (slow); %s", device,
                     "set embed.precision: fp16" if cuda else "set embed.precision: fp32")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

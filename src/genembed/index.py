@@ -166,7 +166,7 @@ def train_on_gpu_or_cpu(index, sample: np.ndarray, to_gpu: Callable[[Any], Any] 
         try:
             device_copy.train(sample)
             log.info("trained on the GPU")
-            return faiss.index_gpu_to_cpu(device_copy) if hasattr(faiss, "index_gpu_to_cpu") else device_copy
+            return faiss.index_gpu_to_cpu(device_copy)
         except (RuntimeError, MemoryError) as exc:
             log.warning("FAISS training on the GPU failed (%s); training on the CPU", str(exc).strip().splitlines()[0])
     index.train(sample)

@@ -16,6 +16,8 @@ WINDOWS = "windows/{genome}/{shard}.parquet"
 TOKENS = "tokens/{genome}/{shard}.tokens.npy"
 OFFSETS = "tokens/{genome}/{shard}.offsets.npy"
 EMBEDDINGS = "embeddings/{genome}/{shard}.h5"
+PACK = "packs/{pack}"  # small genomes embedded in one job, laid out as a results folder of their own
+PACK_RECORD = "pack.json"  # in a pack's folder: its genomes, in the order they were embedded (written last)
 STITCHED = "embeddings/{genome}/all.h5"  # a genome's shards as one virtual HDF5 file, inside its own folder:
 # no genome id can name another's file (as eco.h5 could name eco's stitched file beside the folders)
 
@@ -82,4 +84,3 @@ def discover(root: str | os.PathLike) -> list[GenomeInputs]:
     if not shards:
         raise GenembedError(f"{root}: no embedding shards found (expected {Path(root) / EMBEDDINGS})")
     return group_shards(shards)
-

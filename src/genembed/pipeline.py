@@ -37,6 +37,12 @@ def tokenize_stage(plan: RunPlan, windows: str | os.PathLike, fasta: str | os.Pa
                           plan.embed.strands)
 
 
+def prepare_stage(plan: RunPlan, genome: str, fasta: str | os.PathLike, files: ShardFiles, tokenizer: Any) -> None:
+    """One shard's windows and token ids, from a prepared FASTA (what runs beside the embedding)."""
+    window_stage(plan, genome, fasta, int(files.out.stem), files.windows, tokenizer)
+    tokenize_stage(plan, files.windows, fasta, files.tokens, files.offsets, tokenizer)
+
+
 def embed_stage(plan: RunPlan, shards: Sequence[ShardFiles], embedder: Any, prepare: Any = None) -> int:
     """Shards' tokens through the model into HDF5 (one model load; see :func:`genembed.embed.embed_shards`)."""
     from .embed import embed_shards
@@ -51,10 +57,9 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
     already embedded with this plan are kept (resume after a kill). Returns the genome's files, the
     shards kept and the number of windows embedded now."""
     from .genome import prepare_fasta
+    from .io import missing_folders, remove_empty
     from .store import is_complete
     from .windows import shard_count
-
-    from .io import missing_folders, remove_empty
 
     root = Path(root)
     embedder = embedder or plan.embedder()
@@ -77,11 +82,7 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
     kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
     todo = [f for f in files if f.out not in kept]
 
-    def prepare(f: ShardFiles) -> None:  # runs in the background while the previous shard embeds
-        window_stage(plan, genome, prepared, int(f.out.stem), f.windows, tokenizer)
-        tokenize_stage(plan, f.windows, prepared, f.tokens, f.offsets, tokenizer)
-
-    n = embed_stage(plan, todo, embedder, prepare)
+    n = embed_stage(plan, todo, embedder, lambda f: prepare_stage(plan, genome, prepared, f, tokenizer))
     return GenomeInputs(genome, prepared, None, [f.windows for f in files], [f.out for f in files]), kept, n
 
 
@@ -96,10 +97,9 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
 
     from .genome import prepare_fasta
     from .io import write_json
-    from .layout import STITCHED
+    from .layout import PACK_RECORD, STITCHED
     from .store import stitch
     from .windows import shard_count
-    from .workflow import PACK_RECORD
 
     one_shard = replace(plan, windows=replace(plan.windows, shard_size=1 << 40))
     embedder = embedder or plan.embedder()
@@ -111,18 +111,15 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     def prepare(f: ShardFiles) -> None:  # runs in the background while the previous genome embeds
         genome = genome_of[f.out]
         prepared = out / GENOME.format(genome=genome)
-        prepared.parent.mkdir(parents=True, exist_ok=True)
         contigs = prepare_fasta(genomes[genome], prepared)
         shard_count(contigs, one_shard.windows.spec(contigs), str(genomes[genome]))  # refuses a genome without windows
-        window_stage(one_shard, genome, prepared, 0, f.windows, tokenizer)
-        tokenize_stage(one_shard, f.windows, prepared, f.tokens, f.offsets, tokenizer)
+        prepare_stage(one_shard, genome, prepared, f, tokenizer)
 
     total = embed_stage(one_shard, list(files.values()), embedder, prepare)
     for genome, f in files.items():
         f.tokens.unlink()
         f.offsets.unlink()
         stitch([f.out], out / STITCHED.format(genome=genome))
-    plan.write(out / PLAN)
     write_json(out / PACK_RECORD, {"genomes": list(genomes), "windows": total})
     log.info("%d genomes, %d windows embedded", len(genomes), total)
     return total

@@ -12,12 +12,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import GenembedError
+from .errors import GenembedError, one_line
+from .layout import PACK_RECORD
 
 PRETRAIN_KEYS = ("steps", "max_minutes", "hidden_size", "layers", "seq_bp", "batch_size")
 MAX_SHARDS, MANY_SHARDS = 99_999, 2_000
 PACK_BP = 100_000_000  # windows.pack_bp: genomes up to this size are embedded together, up to this much per job
-PACK_RECORD = "pack.json"  # in a pack's folder: its genomes, in the order they were embedded
 
 
 def run_logged(log_path: str, step: Callable[[], Any]) -> None:
@@ -27,7 +27,7 @@ def run_logged(log_path: str, step: Callable[[], Any]) -> None:
     try:
         step()
     except (GenembedError, OSError) as exc:
-        message = str(exc) if isinstance(exc, GenembedError) else f"{exc.filename or ''}: {exc.strerror or exc}"
+        message = one_line(exc)
         logging.getLogger("genembed").error("%s", message)
         print(f"genembed: error: {message}", file=sys.stderr)
         sys.exit(1)

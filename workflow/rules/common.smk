@@ -22,16 +22,16 @@ for row in read_sheet(config["genomes"]):
     validate(row, "../schemas/genomes.schema.yaml")
     SHEET[row["genome"]] = row
 
-PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS, STITCHED = (
+PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS, STITCHED, PACK = (
     f"results/{p}"
-    for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS, layout.STITCHED)
+    for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS, layout.STITCHED,
+              layout.PACK)
 )
 INDEX_DIR = "results/index"
 # what the index build keeps between runs (the trained, empty index; one part per genome)
 TRAINED, TRAINED_INFO = "results/index_build/trained.faiss", "results/index_build/trained.json"
 PART, PART_INFO = "results/index_build/parts/{genome}.faiss", "results/index_build/parts/{genome}.json"
 PACK_PART, PACK_PART_INFO = "results/index_build/packs/{pack}.faiss", "results/index_build/packs/{pack}.json"
-PACK = "results/packs/{pack}"  # a pack of small genomes embedded in one job, laid out as a results folder
 INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 WINDOW_CONFIG = {k: v for k, v in config["windows"].items() if k != "pack_bp"}  # the plan's (packing is scheduling)
@@ -86,7 +86,7 @@ def genome_bp(genome):
 
 # Small genomes are embedded together, one job per pack (genembed.workflow.plan_packs); the others
 # are cut into shards, one windows, tokenize and embed job each. Each rule takes its own genomes.
-PACKS = plan_packs({g: genome_bp(g) for g in SHEET}, read_packs("results/packs"), config["windows"]["pack_bp"])
+PACKS = plan_packs({g: genome_bp(g) for g in SHEET}, read_packs(Path(PACK).parent), config["windows"]["pack_bp"])
 PACK_OF = {g: pack for pack, genomes in PACKS.items() for g in genomes}
 SHARDED = [g for g in SHEET if g not in PACK_OF]
 
@@ -96,8 +96,12 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
+def pack_genomes(wildcards):
+    return PACKS[wildcards.pack]
+
+
 def pack_fastas(wildcards):
-    return [SHEET[g]["fasta"] for g in PACKS[wildcards.pack]]
+    return [SHEET[g]["fasta"] for g in pack_genomes(wildcards)]
 
 
 def window_plan():
@@ -111,7 +115,7 @@ def shards(genome):
     """Shard names of a genome: one for a packed genome, else planned from its contig lengths (after
     the prepare_genome checkpoint when no .fai is there yet)."""
     if genome in PACK_OF:
-        return ["00000"]  # one shard per genome in a pack
+        return [layout.shard_name(0)]  # one shard per genome in a pack
     found = known_contigs(genome) or read_fai(checkpoints.prepare_genome.get(genome=genome).output.fai)
     spec = window_plan().spec(found)
     return shard_names(genome, shard_count(found, spec, SHEET[genome]["fasta"]), spec.shard_size, say)

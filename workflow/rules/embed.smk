@@ -40,7 +40,7 @@ rule embed_pack:
     output:
         directory(PACK),
     params:
-        genomes=lambda wildcards: PACKS[wildcards.pack],
+        genomes=pack_genomes,
         runtime={k: config["embed"][k] for k in ("token_budget", "device")},
     log:
         "logs/embed_pack/{pack}.log",
@@ -68,8 +68,8 @@ rule take_from_pack:
         fasta=GENOME,
         fai=f"{GENOME}.fai",
         gzi=f"{GENOME}.gzi",
-        windows=WINDOWS.replace("{shard}", "00000"),
-        embeddings=EMBEDDINGS.replace("{shard}", "00000"),
+        windows=WINDOWS.replace("{shard}", layout.shard_name(0)),
+        embeddings=EMBEDDINGS.replace("{shard}", layout.shard_name(0)),
         stitched=STITCHED,
     wildcard_constraints:
         genome=one_of(PACK_OF),

@@ -64,13 +64,13 @@ use rule add_to_index as add_pack with:
     input:
         trained=TRAINED,
         info=TRAINED_INFO,
-        shards=shard_files(EMBEDDINGS, lambda wildcards: PACKS[wildcards.pack]),
-        windows=shard_files(WINDOWS, lambda wildcards: PACKS[wildcards.pack]),
+        shards=shard_files(EMBEDDINGS, pack_genomes),
+        windows=shard_files(WINDOWS, pack_genomes),
     output:
         part=PACK_PART,
         info=PACK_PART_INFO,
     params:
-        genomes=lambda wildcards: PACKS[wildcards.pack],
+        genomes=pack_genomes,
     log:
         "logs/index/add/packs/{pack}.log",
     benchmark:
