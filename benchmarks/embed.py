@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -60,12 +61,16 @@ class Result:
     dtype: str
 
 
-def genome_windows(n: int, size: int) -> list[bytes]:
-    """``n`` windows of ``size`` bp tiled along the bundled E. coli genome (real sequence)."""
-    with gzip.open(EXAMPLE, "rb") as fh:
-        seq = b"".join(fh.read().split(b"\n")[1:]).upper()
-    step = max(size, (len(seq) - size) // n)
-    return [seq[i * step : i * step + size] for i in range(n)]
+def genome_windows(n: int, size: int, fastas: Sequence[Path] = (EXAMPLE,)) -> list[bytes]:
+    """``n`` windows of ``size`` bp tiled along the contigs of these FASTAs (real sequence; the
+    bundled E. coli by default), overlapping where the genomes are shorter than ``n`` windows."""
+    contigs = []
+    for fasta in fastas:
+        with gzip.open(fasta, "rb") as fh:
+            contigs += [b"".join(r.split(b"\n")[1:]).upper() for r in fh.read().split(b">")[1:]]
+    starts = [(c, i) for c, seq in enumerate(contigs) for i in range(0, len(seq) - size + 1, size // 2)]
+    picked = np.linspace(0, len(starts) - 1, n).astype(int)
+    return [contigs[c][i : i + size] for c, i in (starts[j] for j in picked)]
 
 
 def bert(folder: Path, hidden: int = 512, layers: int = 8) -> Path:
@@ -278,6 +283,9 @@ def main() -> None:
     p.add_argument("--window-bp", type=int, default=500, help="the default config's window size")
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default="default,previous,bert-25m", help="also: bert-110m")
+    p.add_argument("--fasta", type=Path, nargs="+", default=[EXAMPLE],
+                   help="genomes to take the windows from (default: the bundled E. coli, which genembed-conv was"
+                        " trained on; resources/example/C.elegans.fa.gz and A.thaliana.fa.gz were held out)")
     p.add_argument("--dnallm", type=Path, help="a folder DNALLM was installed into (see the module doc): adds row (e)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -290,7 +298,7 @@ def main() -> None:
         peaks["fp16"] = matmul_peak(torch.float16, device)
     print("matmul peak measured now: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items())
           + f"; bf16 : fp32 = {peaks['bf16'] / peaks['fp32']:.2f}")
-    seqs = genome_windows(args.windows, args.window_bp)
+    seqs = genome_windows(args.windows, args.window_bp, args.fasta)
     with tempfile.TemporaryDirectory() as tmp:
         builders = {"default": lambda: DEFAULT_MODEL, "previous": lambda: PREVIOUS_MODEL,
                     "bert-25m": lambda: bert(Path(tmp) / "bert-25m"),
