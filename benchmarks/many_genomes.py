@@ -2,7 +2,7 @@
 today's layout without packing (``pack_bp: 0``: a prepare, windows, tokenize, embed, stitch and
 add job per genome), in the same run, on the same genomes, with the bundled model.
 
-Genomes: ``--genomes`` pieces of ``--bp`` from the bundled E. coli K-12 (each from a random offset,
+Genomes: ``--genomes`` pieces of ``--bp`` from ``--fasta`` (default the bundled E. coli K-12) (each from a random offset,
 with 2% of its bases changed, so that no two are alike). For each layout it prints the wall time
 of ``snakemake --cores 2``, the jobs by rule, the stages that run once per run (describe_model,
 train_index, merge_index, cluster_report), and the per-genome cost: (wall - once-per-run stages) /
@@ -33,15 +33,18 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from stage_times import summarise  # noqa: E402
 
 
-def make_genomes(folder: Path, n: int, bp: int, seed: int = 0) -> list[tuple[str, Path]]:
-    with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
-        ecoli = np.frombuffer(b"".join(fh.read().split(b"\n")[1:]), dtype=np.uint8)
+def make_genomes(folder: Path, n: int, bp: int, sources: list[Path], seed: int = 0) -> list[tuple[str, Path]]:
+    parts = []
+    for source in sources:  # every contig of every source, end to end
+        with gzip.open(source, "rb") as fh:
+            parts += [b"".join(r.split(b"\n")[1:]).upper() for r in fh.read().split(b">")[1:]]
+    sequence = np.frombuffer(b"".join(parts), dtype=np.uint8)
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):
-        start = int(rng.integers(0, len(ecoli) - bp))
-        seq = ecoli[start : start + bp].copy()
+        start = int(rng.integers(0, len(sequence) - bp))
+        seq = sequence[start : start + bp].copy()
         hit = rng.random(bp) < 0.02
         seq[hit] = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, int(hit.sum()))]
         path = folder / f"g{i:04d}.fa"
@@ -102,10 +105,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--genomes", type=int, default=200)
     ap.add_argument("--bp", type=int, default=100_000)
+    ap.add_argument("--fasta", type=Path, nargs="+", default=[REPO / "resources/example/ecoli_k12_mg1655.fna.gz"],
+                    help="where the genomes' pieces come from (the held-out C. elegans and A. thaliana slices also work)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        genomes = make_genomes(tmp / "fasta", args.genomes, args.bp)
+        genomes = make_genomes(tmp / "fasta", args.genomes, args.bp, args.fasta)
         compute = compute_per_genome(genomes[0], tmp / "compute")
         results = {}
         for name, pack_bp in (("packed (default)", None), ("one job per shard (pack_bp: 0)", 0)):
