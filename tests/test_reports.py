@@ -194,8 +194,8 @@ def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path,
     import pyBigWig
 
     genome = model_org_inputs[0]
-    embed = kmer_plan(tiny_bert, precision="fp32").sequence_embedder()
-    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20, track_step=250), stride=1000, embed=embed)
+    scan = kmer_plan(tiny_bert, precision="fp32").scanner()
+    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20, track_step=250), stride=1000, scan=scan)
     lines = (tmp_path / "C.elegans.bedgraph").read_text().splitlines()[1:]
     bins = pl.DataFrame([line.split("\t") for line in lines], schema=["contig", "start", "end", "score"], orient="row") \
         .with_columns(pl.col("start", "end").cast(pl.Int64))

@@ -128,6 +128,13 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed
 
+    @property
+    def receptive_field(self) -> int:
+        """Positions each side of a position that its state depends on (every layer's half-kernel):
+        a window's states away from its edges equal the whole sequence's (see :mod:`genembed.scan`)."""
+        c = self.config
+        return c.stem_kernel // 2 + c.num_hidden_layers * (c.kernel_size // 2)
+
     def _encode(self, ids: torch.Tensor, keep: torch.Tensor | None) -> list[torch.Tensor]:
         """Hidden states after the stem and after each block ([rows, positions, channels]);
         ``keep`` zeroes padding (None: no padding)."""

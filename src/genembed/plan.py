@@ -128,6 +128,14 @@ class RunPlan:
         tokenizer = self.make_tokenizer(embedder.tokenizer)
         return lambda seqs: embed_sequences(embedder, tokenizer, seqs, self.max_tokens)
 
+    def scanner(self) -> Callable[[bytes, Any, int], Any]:
+        """``(sequence, starts, size) -> vectors`` of windows of a sequence, made as the run's shards
+        are (:class:`genembed.scan.Scanner`: one pass along the sequence for a local model)."""
+        from .scan import Scanner
+
+        embedder = self.embedder()
+        return Scanner(embedder, self.make_tokenizer(embedder.tokenizer), self.max_tokens)
+
     def shard_attrs(self, embedder: Any) -> dict[str, Any]:
         """The attrs that make a shard self-describing (and that an index checks): the plan's model,
         tokenizer and windows, and what the embedder does (pooling, layer, strands, precision, width)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import polars as pl
@@ -104,23 +104,24 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
 
     w = plan.windows
     settings = replace(settings, max_n_fraction=w.max_n_fraction)
-    embed = None
+    scan = None
     if settings.track_step < w.stride:
         if fingerprint(plan.folder) != plan.fingerprint:
             raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
                                 f" the dense promoter track needs that model (or a track step of {w.stride} for one"
                                 " value per stored window)")
-        embed = plan.sequence_embedder()
-    return promoter_report(genomes, out_dir, settings, w.stride, embed, w.size)
+        scan = plan.scanner()
+    return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size)
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
-                    stride: int, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None,
+                    stride: int, scan: Callable[[bytes, np.ndarray, int], np.ndarray] | None = None,
                     window_size: int | None = None) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
-    ``stride`` is the window stride. With ``embed`` (the run's model: sequences -> embeddings) and a
+    ``stride`` is the window stride. With ``scan`` (the run's model: sequence, window starts, window
+    size -> embeddings; :meth:`genembed.plan.RunPlan.scanner`) and a
     ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size
     (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
@@ -136,7 +137,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     try:
         models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
         threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
-        dense = embed if settings.track_step < stride else None
+        dense = scan if settings.track_step < stride else None
         truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
                                                dense, window_size)
     finally:
@@ -197,7 +198,7 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
-           out: Path, embed: Callable[[Sequence[bytes]], np.ndarray] | None = None, window_size: int | None = None
+           out: Path, scan: Callable[[bytes, np.ndarray, int], np.ndarray] | None = None, window_size: int | None = None
            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
@@ -224,9 +225,9 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
             schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
-        if embed is not None and (window_size or windows.height):
+        if scan is not None and (window_size or windows.height):
             size = window_size or int((windows["end"] - windows["start"]).max())
-            bins = score_bins(dense_scores(fastas[g.name], size, settings.track_step, embed, models[EMBEDDINGS],
+            bins = score_bins(dense_scores(fastas[g.name], size, settings.track_step, scan, models[EMBEDDINGS],
                                            settings.max_n_fraction), settings.track_step)
             called = bins  # predicted promoters at the track's resolution
         else:
@@ -244,10 +245,11 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
     return y, {n: np.concatenate(s) for n, s in scores.items()}, np.concatenate(blocks), counts
 
 
-def dense_scores(fasta: Genome, size: int, step: int, embed: Callable[[Sequence[bytes]], np.ndarray],
+def dense_scores(fasta: Genome, size: int, step: int, scan: Callable[[bytes, np.ndarray, int], np.ndarray],
                  model: Calibrated, max_n_fraction: float, chunk: int = 4096) -> pl.DataFrame:
     """Promoter probability of windows of ``size`` bp every ``step`` bp along every contig, embedded
-    in chunks: contig, start, end, score."""
+    ``chunk`` windows at a time (``scan``: one stretch of sequence and its windows' starts): contig,
+    start, end, score."""
     frames = []
     for contig, length in fasta.contigs.items():
         if length < size:
@@ -259,7 +261,7 @@ def dense_scores(fasta: Genome, size: int, step: int, embed: Callable[[Sequence[
             seqs = [block[s - part[0] : s - part[0] + size] for s in part]
             ok = np.array([n_fraction(q) <= max_n_fraction for q in seqs])
             if ok.any():
-                prob = model.predict(embed([q for q, keep in zip(seqs, ok) if keep]))
+                prob = model.predict(scan(block, part[ok] - part[0], size))
                 frames.append(pl.DataFrame({"contig": contig, "start": part[ok], "end": part[ok] + size, "score": prob},
                                            schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64,
                                                    "score": pl.Float64}))
