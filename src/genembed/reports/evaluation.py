@@ -31,8 +31,9 @@ def fit_calibrated(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def base():
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    def base():  # Newton steps on the few hundred features at most: the same optimum as lbfgs, 5-10x faster
+        return make_pipeline(StandardScaler(), LogisticRegression(solver="newton-cholesky", max_iter=200,
+                                                                  random_state=seed))
 
     scores = np.empty(len(y))
     for part in np.array_split(np.arange(len(y)), folds):
