@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -142,3 +143,24 @@ def test_a_genome_too_short_for_two_windows_is_skipped_not_fatal(tmp_path, two_g
     results, _ = evaluate(genomes, kmer_frequencies, 500, 250, EvalSettings(windows=40, bootstrap=10))
     assert "genome ARI" not in set(results["measure"])  # one genome left
     assert results.filter(pl.col("measure") == "neighbour top-1")["n"][0] == 20
+
+
+def test_a_run_is_evaluated_on_its_stored_vectors_with_the_same_results(tmp_path, ecoli_slice, tiny_bert, caplog):
+    """The sampled windows lie on the run's grid: their stored vectors are searched (only the queries
+    are embedded), and the scores equal those of embedding every window again."""
+    import logging
+
+    from helpers import embed_genome, kmer_plan
+
+    inputs = embed_genome("eco", ecoli_slice[0], tmp_path, tiny_bert, size=500, shard_size=150)
+    assert len(inputs.shards) > 1
+    embed = kmer_plan(tiny_bert, size=500).sequence_embedder()
+    settings = EvalSettings(windows=60, mutation_rates=(0.05,), bootstrap=50)
+    genomes = {"eco": Genome(inputs.fasta)}
+    with caplog.at_level(logging.INFO, logger="genembed.evaluate"):
+        from_shards, _ = evaluate(genomes, embed, 500, 500, settings, stored=[inputs])
+    again, _ = evaluate(genomes, embed, 500, 500, settings)
+    genomes["eco"].close()
+    read = re.search(r"(\d+) sampled windows read from the run's shards, 0 embedded", caplog.text)
+    assert read and int(read.group(1)) > 60  # the anchors and their next windows
+    assert from_shards.equals(again)

@@ -5,11 +5,14 @@ with two baselines computed on the same windows, 4-mer frequencies and GC conten
 
 - neighbour: the overlapping next window (``stride`` bp further) found at top 1 / top 10 among the
   sampled windows that do not overlap the query;
-- mutated copies: a window re-embedded after random substitutions (1%, 5%, 10%) plus small indels
+- mutated copies: a window embedded after random substitutions (1%, 5%, 10%) plus small indels
   (a tenth as many events, 1-3 bp each) finds its original at top 1;
 - strand: a window's reverse complement, embedded with the run's settings, finds the window at top 1;
 - genome separation (several genomes): adjusted Rand index of k-means (k = genomes) against the
   genome labels (the DNABERT-S measure).
+
+The sampled windows lie on the run's window grid: given the run's shards, their stored vectors are
+searched (what the index holds), and only the queries are embedded.
 
 Similarity is cosine, as in the index (GC: the closest GC fraction). Each estimate has a 95%
 percentile-bootstrap interval over the query windows.
@@ -33,6 +36,7 @@ from .reports.evaluation import interval, verdict
 from .windows import encode, kmer_frequencies, n_fraction
 
 if TYPE_CHECKING:
+    from .layout import GenomeInputs
     from .plan import RunPlan
 
 log = logging.getLogger(__name__)
@@ -186,9 +190,12 @@ def adjusted_rand(x: np.ndarray, labels: np.ndarray, method: str, seed: int) -> 
 
 
 def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int,
-             settings: EvalSettings = EvalSettings(), max_n_fraction: float = 0.1) -> tuple[pl.DataFrame, pl.DataFrame]:
+             settings: EvalSettings = EvalSettings(), max_n_fraction: float = 0.1,
+             stored: Sequence["GenomeInputs"] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The evaluate tables: per measure and method the estimate with a 95% interval; and per
-    measure the paired difference of the embeddings from each baseline (same resamples)."""
+    measure the paired difference of the embeddings from each baseline (same resamples). With the
+    run's shards (``stored``), the sampled windows' stored vectors are searched; windows they lack
+    are embedded."""
     from sklearn.metrics import adjusted_rand_score
 
     # room after each anchor for the bases that deletions pull in (about 6 standard deviations of the net length change)
@@ -210,7 +217,7 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
     values: dict[str, dict[str, np.ndarray]] = {}  # measure -> method -> per-query hits
     clusters: dict[str, np.ndarray] = {}
     for method, featurize in features.items():
-        db = featurize(sample.seqs)
+        db = _stored_or_embedded(stored, sample, embed) if stored and method == "embeddings" else featurize(sample.seqs)
         if not np.isfinite(db).all():
             raise GenembedError(f"evaluate: the {method} of {int((~np.isfinite(db).all(1)).sum())} sampled windows are not"
                                 " finite (NaN or inf; an fp16 overflow?): try embed.precision fp32 or bf16")
@@ -244,6 +251,41 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
             {m: np.array([adjusted_rand_score(labels[i], c[i]) for i in picks]) for m, c in clusters.items()}, n)
     return (pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row"),
             pl.DataFrame(diffs, schema=COMPARISON_SCHEMA, orient="row"))
+
+
+def _stored_or_embedded(stored: Sequence["GenomeInputs"], sample: Sample, embed: Embed) -> np.ndarray:
+    """The sampled windows' vectors from the run's shards; the few the run dropped are embedded."""
+    vectors, found = stored_vectors(stored, sample.table)
+    missing = np.flatnonzero(~found)
+    log.info("evaluate: %d sampled windows read from the run's shards, %d embedded", found.sum(), len(missing))
+    if vectors is None:
+        return embed(sample.seqs)
+    if len(missing):
+        vectors[missing] = embed([sample.seqs[i] for i in missing])
+    return vectors
+
+
+def stored_vectors(genomes: Sequence["GenomeInputs"], table: pl.DataFrame) -> tuple[np.ndarray | None, np.ndarray]:
+    """Stored vectors (float32) of windows named by ``genome``, ``contig`` and ``start``, and which of
+    them the shards hold; None when they hold none."""
+    from .io import read_table
+    from .store import read_rows
+
+    wanted = table.select("genome", "contig", "start").with_row_index("row")
+    found = np.zeros(table.height, dtype=bool)
+    out: np.ndarray | None = None
+    for g in genomes:
+        mine = wanted.filter(pl.col("genome") == g.name)
+        for windows, shard in zip(g.windows, g.shards) if mine.height else ():
+            held = read_table(windows, ["contig", "start"]).with_row_index("at")
+            hit = mine.join(held, on=["contig", "start"], how="inner").sort("at")
+            if hit.height:
+                vectors = read_rows(shard, hit["at"].to_numpy())
+                if out is None:
+                    out = np.zeros((table.height, vectors.shape[1]), dtype=np.float32)
+                out[hit["row"].to_numpy()] = vectors
+                found[hit["row"].to_numpy()] = True
+    return out, found
 
 
 def _overlaps(table: pl.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -365,14 +407,16 @@ METHOD = (
 
 
 def evaluate_model(fastas: Mapping[str, str | Path], plan: RunPlan, out_dir: str | Path,
-                   settings: EvalSettings = EvalSettings(), promoter_dir: str | Path | None = None
-                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+                   settings: EvalSettings = EvalSettings(), promoter_dir: str | Path | None = None,
+                   stored: Sequence["GenomeInputs"] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stage: evaluate a run's model and settings (its plan) on prepared genomes (``name -> bgzip
-    FASTA``), add the promoter report's metrics when ``promoter_dir`` holds them, and write the report."""
+    FASTA``; with ``stored``, the run's shards, whose vectors are searched), add the promoter report's
+    metrics when ``promoter_dir`` holds them, and write the report."""
     genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
     w, e = plan.windows, plan.embed
     try:
-        results, comparison = evaluate(genomes, plan.sequence_embedder(), w.size, w.stride, settings, w.max_n_fraction)
+        results, comparison = evaluate(genomes, plan.sequence_embedder(), w.size, w.stride, settings, w.max_n_fraction,
+                                       stored)
     finally:
         for g in genomes.values():
             g.close()

@@ -93,6 +93,18 @@ def read_shard(path: str | os.PathLike) -> Shard:
     return shard
 
 
+def read_rows(path: str | os.PathLike, rows: np.ndarray) -> np.ndarray:
+    """Float32 embeddings of some rows of a shard (``rows`` ascending), read without the rest."""
+    try:
+        with h5py.File(path, "r") as f:
+            out = f["embeddings"][np.asarray(rows, dtype=np.int64)].astype(np.float32)
+    except (OSError, KeyError) as exc:
+        raise _corrupt(path, exc) from None
+    if not np.isfinite(out).all():
+        raise GenembedError(f"{path}: windows with NaN or infinite embeddings; delete the shard and re-embed it")
+    return out
+
+
 def _corrupt(path: str | os.PathLike, exc: Exception) -> GenembedError:
     return GenembedError(f"{path}: truncated or corrupt shard ({str(exc).splitlines()[0]}); delete it and rerun")
 

@@ -87,6 +87,8 @@ rule evaluate_embeddings:
     input:
         plan=PLAN,
         genomes=prepared_fastas,
+        shards=shard_files(EMBEDDINGS),  # the sampled windows' stored vectors are searched
+        windows=shard_files(WINDOWS),
         promoters=lambda wc: ["results/reports/promoters/metrics.tsv"] if annotations() else [],
     output:
         html=report("results/reports/evaluate/evaluate.html", caption="../report/evaluate.rst", category="Evaluation"),
@@ -95,6 +97,7 @@ rule evaluate_embeddings:
         png=report("results/reports/evaluate/evaluate.png", caption="../report/evaluate.rst", category="Evaluation"),
     params:
         evaluate={k: v for k, v in config["evaluate"].items() if k != "enabled"},
+        sheet=REPORT_SHEET,
         seed=config["seed"],
     log:
         "logs/evaluate_embeddings.log",
