@@ -7,6 +7,7 @@ reverse-complement rows after them (see :func:`genembed.tokenize.tokenize_shard`
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import queue
@@ -150,6 +151,7 @@ class Embedder:
             raise GenembedError(f"{spec.source}: pooling 'cls' needs a start token, and this tokenizer adds none;"
                                 " use pooling: mean")
         self.hidden_size = self._probe(lambda: load_model(folder, spec).to(device))
+        gc.freeze()  # the millions of objects of torch, transformers and the model are never garbage: not scanned again
         log.info("model %s on %s in %s; attention mask: %s", spec.source, self.device, self.precision,
                  "yes" if self.takes_mask else "no (equal-length batches)")
 

@@ -198,33 +198,35 @@ def _window_sums(flags: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray
 
 
 def shard_windows(genome: str, fasta: Genome, spec: WindowSpec, shard: int) -> pl.DataFrame:
-    """The windows of one shard with ids, coordinates, GC and N fractions, N-filtered."""
+    """The windows of one shard with ids, coordinates, GC and N fractions, N-filtered (one table
+    built at the end: a draft assembly's thousands of contigs cost no table each)."""
     contigs = list(fasta.contigs.items())
-    frames = []
-    for seg in shard_segments(contigs, spec, shard):
+    segments = shard_segments(contigs, spec, shard)
+    n_bases, gc_bases = [], []
+    for seg in segments:
         lo, hi = seg.span(spec.size)
         codes = encode(fasta.fetch(seg.contig, lo, hi))
         rel = seg.starts - lo
-        n = _window_sums(codes == 4, rel, spec.size)
-        gc = _window_sums((codes == 1) | (codes == 2), rel, spec.size)
-        called = spec.size - n
-        ordinals = seg.first_ordinal + np.arange(len(seg.starts))
-        frames.append(
-            pl.DataFrame(
-                {
-                    "window_id": window_ids(genome, ordinals),
-                    "genome": genome,
-                    "contig": seg.contig,
-                    "start": seg.starts,
-                    "end": seg.starts + spec.size,
-                    "gc_fraction": np.where(called > 0, gc / np.maximum(called, 1), np.nan),
-                    "n_fraction": n / spec.size,
-                    "shard": shard,
-                },
-                schema=WINDOW_SCHEMA,
-            )
-        )
-    table = pl.concat(frames)
+        n_bases.append(_window_sums(codes == 4, rel, spec.size))
+        gc_bases.append(_window_sums((codes == 1) | (codes == 2), rel, spec.size))
+    starts = np.concatenate([seg.starts for seg in segments])
+    ordinals = np.concatenate([seg.first_ordinal + np.arange(len(seg.starts)) for seg in segments])
+    n, gc = np.concatenate(n_bases), np.concatenate(gc_bases)
+    called = spec.size - n
+    names = pl.Series([seg.contig for seg in segments], dtype=pl.String)
+    table = pl.DataFrame(
+        {
+            "window_id": window_ids(genome, ordinals),
+            "genome": pl.repeat(genome, len(starts), dtype=pl.String, eager=True),
+            "contig": names.gather(np.repeat(np.arange(len(segments)), [len(seg.starts) for seg in segments])),
+            "start": starts,
+            "end": starts + spec.size,
+            "gc_fraction": np.where(called > 0, gc / np.maximum(called, 1), np.nan),
+            "n_fraction": n / spec.size,
+            "shard": pl.repeat(shard, len(starts), dtype=pl.Int32, eager=True),
+        },
+        schema=WINDOW_SCHEMA,
+    )
     return table.filter(pl.col("n_fraction") <= spec.max_n_fraction)
 
 
