@@ -128,10 +128,28 @@ def mean_pool(hidden, ids, real, special):
     return (hidden.float() * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for reuse instead of handing it back to the system
+    at once (blocks up to 32 MB from the heap, no trimming): each batch then reuses the last one's
+    pages instead of faulting fresh ones in (measured: a 8,192-window ``genembed embed`` spent a
+    third of its time in the kernel doing so). False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
 class Embedder:
     """A loaded model plus the pooling settings; turns token rows into pooled vectors."""
 
     def __init__(self, spec: ModelSpec, settings: EmbedSettings):
+        keep_freed_memory()
         device = pick_device(settings.device)
         dtype = pick_dtype(settings.precision, device)
         folder = resolve(spec)
