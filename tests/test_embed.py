@@ -1,3 +1,6 @@
+import platform
+import sys
+
 import h5py
 import numpy as np
 import polars as pl
@@ -107,3 +110,12 @@ def test_fp16_is_refused_on_a_cpu_and_auto_picks_bf16_where_the_cpu_has_it(tiny_
         pick_dtype("fp16", "cpu")
     assert pick_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
     assert pick_dtype("fp32", "cpu") == torch.float32
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_embedding_processes_keep_freed_memory_for_the_next_batch():
+    """glibc hands freed blocks back to the system unless told not to; every batch would then fault
+    its pages in again (a third of a genembed embed's time went to the kernel)."""
+    from genembed.embed import keep_freed_memory
+
+    assert keep_freed_memory() is True
