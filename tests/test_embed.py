@@ -68,7 +68,7 @@ def test_unknown_pooling_is_refused():
 
 def test_embed_stage_writes_a_self_describing_float16_shard(tmp_path, tiny_bert, rows):
     ids = np.arange(len(rows), dtype=np.int64) + (7 << 32)
-    pl.DataFrame({"window_id": ids}).write_parquet(tmp_path / "w.parquet")
+    pl.DataFrame({"window_id": ids, "contig": "c", "start": np.arange(len(rows)) * 1000}).write_parquet(tmp_path / "w.parquet")
     write_tokens(tmp_path / "t.npy", tmp_path / "o.npy", rows)
     emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings(precision="fp32"))
     plan = RunPlan("tiny", str(tiny_bert), "abc", 512, TokenizerSpec("kmer", 6), WindowPlan(1000, 500))
@@ -89,7 +89,7 @@ def test_embed_stage_writes_a_self_describing_float16_shard(tmp_path, tiny_bert,
 
 
 def test_token_rows_must_match_the_windows(tmp_path, tiny_bert, rows):
-    pl.DataFrame({"window_id": np.arange(3)}).write_parquet(tmp_path / "w.parquet")
+    pl.DataFrame({"window_id": np.arange(3), "contig": "c", "start": [0, 1, 2]}).write_parquet(tmp_path / "w.parquet")
     write_tokens(tmp_path / "t.npy", tmp_path / "o.npy", rows)
     emb = Embedder(ModelSpec(str(tiny_bert)), EmbedSettings())
     with pytest.raises(GenembedError, match="12 token rows but 3 windows"):

@@ -62,3 +62,50 @@ def test_max_pooling_or_a_start_token_turns_the_shared_pass_off():
     plan = default_plan()
     scan, _ = _scanner_and_reference(replace(plan, embed=replace(plan.embed, pooling="max")))
     assert scan.reach is None
+
+
+def test_a_genome_embedded_in_one_pass_per_run_of_windows_equals_embedding_each_window(tmp_path, ecoli_sequence,
+                                                                                         caplog):
+    """A run's overlapping windows (500 bp every 250) with the bundled model: one pass along each run
+    of windows (a gap of Ns and a second contig start new runs), the same vectors as window by window."""
+    import gzip
+    import logging
+
+    import polars as pl
+
+    from genembed.pipeline import embed_genome
+    from genembed.store import read_shard
+    from helpers import default_plan
+
+    fasta = tmp_path / "g.fa.gz"
+    seq = bytearray(ecoli_sequence[:30_000])
+    seq[12_000:14_000] = b"N" * 2_000
+    with gzip.open(fasta, "wb") as fh:
+        fh.write(b">one\n" + bytes(seq) + b"\n>two\n" + ecoli_sequence[50_000:58_000] + b"\n")
+    plan = default_plan()
+    plan = replace(plan, embed=replace(plan.embed, precision="fp32"), windows=replace(plan.windows, shard_size=40))
+    with caplog.at_level(logging.INFO, logger="genembed.embed"):
+        inputs = embed_genome(plan, fasta, "g", tmp_path / "out")[0]
+    assert "one pass along the sequence" in caplog.text and len(inputs.shards) > 1
+    table = pl.concat([pl.read_parquet(w) for w in inputs.windows])
+    got = np.concatenate([read_shard(s).embeddings for s in inputs.shards]).astype(np.float32)
+    seqs = {"one": bytes(seq), "two": ecoli_sequence[50_000:58_000]}
+    _, reference = _scanner_and_reference(plan)
+    want = reference([seqs[c][s : s + 500] for c, s in table.select("contig", "start").iter_rows()])
+    assert table.filter(pl.col("contig") == "one")["start"].diff().max() > 250  # the gap split the run
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+
+
+def test_tokens_that_are_not_one_per_base_are_embedded_window_by_window():
+    """Overlapping windows whose tokens disagree on the shared bases (k-mers, a start token) cannot be
+    stitched into one sequence: no shared pass."""
+    from genembed.scan import shard_vectors
+    from helpers import default_plan
+
+    embedder = default_plan().embedder()
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(5, 9, 500) for _ in range(3)]
+    assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])) is None
+    stitched = np.concatenate([rows[0], rng.integers(5, 9, 500)])
+    rows = [stitched[s : s + 500] for s in (0, 250, 500)]
+    assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])).shape == (3, 128)

@@ -13,6 +13,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -416,17 +417,39 @@ def average_strands(vectors: np.ndarray, strands: str) -> np.ndarray:
     return (vectors[:n] + vectors[n:]) / 2
 
 
-def _load(files: ShardFiles, strands: str) -> tuple[np.ndarray, list[np.ndarray]]:
+def _load(files: ShardFiles, strands: str) -> tuple[Any, list[np.ndarray]]:
     from .io import read_table
     from .tokenize import read_tokens
 
-    ids = read_table(files.windows, ["window_id"])["window_id"].to_numpy()
+    table = read_table(files.windows, ["window_id", "contig", "start"])
     flat, offsets = read_tokens(files.tokens, files.offsets)
-    expected = len(ids) * (2 if strands == "average" else 1)
+    expected = table.height * (2 if strands == "average" else 1)
     if len(offsets) - 1 != expected:
-        raise GenembedError(f"{files.tokens}: {len(offsets) - 1} token rows but {len(ids)} windows in {files.windows}"
-                            f" (strands: {strands} needs {expected})")
-    return ids, split_rows(np.array(flat), offsets)
+        raise GenembedError(f"{files.tokens}: {len(offsets) - 1} token rows but {table.height} windows in"
+                            f" {files.windows} (strands: {strands} needs {expected})")
+    return table, split_rows(np.array(flat), offsets)
+
+
+def embed_windows(embedder: Embedder, rows: Sequence[np.ndarray], table: Any, label: str = "windows") -> np.ndarray:
+    """Float16 embeddings of a shard's windows (token ``rows``, and the ``table`` with their contigs
+    and starts): through one pass along each run of overlapping windows where the model's states are
+    local (:func:`genembed.scan.shard_vectors`: the same vectors, less work), else window by window."""
+    from .scan import shard_vectors
+
+    start = time.perf_counter()
+    try:
+        vectors = shard_vectors(embedder, rows, table["contig"].to_numpy(), table["start"].to_numpy())
+    except RuntimeError as exc:  # out of memory on a GPU: the window-by-window path backs off
+        if not is_out_of_memory(exc):
+            raise
+        log.warning("%s: out of memory in the pass along the sequence; embedding window by window", label)
+        vectors = None
+    if vectors is None:
+        return embed_tokens(embedder, rows, label)
+    seconds = time.perf_counter() - start
+    log.info("%s: %d windows in %.1f s (%.1f windows/s, one pass along the sequence)", label, len(vectors), seconds,
+             len(vectors) / max(seconds, 1e-9))
+    return vectors
 
 
 def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[str, Any],
@@ -447,12 +470,12 @@ def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[s
         pending = reader.submit(load, shards[0]) if shards else None
         writes = []
         for i, files in enumerate(shards):
-            ids, rows = pending.result()
+            table, rows = pending.result()
             if i + 1 < len(shards):
                 pending = reader.submit(load, shards[i + 1])
-            vectors = embed_tokens(embedder, rows, files.out.name)
-            writes.append(writer.submit(write_shard, files.out, vectors, ids, attrs))
-            total += len(ids)
+            vectors = embed_windows(embedder, rows, table, files.out.name)
+            writes.append(writer.submit(write_shard, files.out, vectors, table["window_id"].to_numpy(), attrs))
+            total += table.height
         for w in writes:
             w.result()
     return total
