@@ -17,7 +17,7 @@ def test_the_gpu_check_runs_to_the_end_without_a_gpu_and_says_why_each_part_was_
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(out.read_text())
     parts = ("precision", "default_model_grid", "ordinal", "oom_backoff", "pinned_memory", "repeat", "query_vs_stored",
-             "embed_benchmark", "faiss_gpu")
+             "shared_pass", "embed_benchmark", "faiss_gpu")
     assert set(parts) <= set(report) and report["environment"]["torch"]
     import torch
 
@@ -41,6 +41,7 @@ def test_every_gpu_check_part_runs_its_code_on_the_cpu(tmp_path):
     assert report["ordinal"]["refused"] and "cuda:0" in report["ordinal"]["message"]
     assert report["repeat"]["max_abs_difference"] < 1e-5
     assert report["query_vs_stored"]["min_cosine"] > 0.99
+    assert report["shared_pass"]["min_cosine"] > 0.9999 and report["shared_pass"]["windows"] == 79
     assert {"d256 IVF16,Flat", "d256 OPQ8,IVF16,PQ8", "d896 IVF16,Flat"} <= set(report["faiss_gpu"])
     recall = {k: v["cpu_recall_at_10"] for k, v in report["faiss_gpu"].items() if k.startswith("d")}
     assert all(r > 0 for r in recall.values()) and all(r > 0.5 for k, r in recall.items() if "Flat" in k), recall

@@ -42,8 +42,9 @@ class Scanner:
 def model_reach(embedder: Embedder) -> int | None:
     """The model's ``receptive_field`` where its mean-pooled vectors may share one pass along the
     sequence (mean pooling; one strand, or a reverse-complement invariant model); else None."""
-    reach = getattr(embedder.model, "receptive_field", None)
-    one_strand = embedder.settings.strands == "forward" or bool(getattr(embedder.model.config, "rc_invariant", False))
+    reach = getattr(embedder.model, "receptive_field", None)  # a traced encoder has none
+    config = getattr(embedder.model, "config", None)
+    one_strand = embedder.settings.strands == "forward" or bool(getattr(config, "rc_invariant", False))
     return reach if isinstance(reach, int) and one_strand and embedder.settings.pooling == "mean" else None
 
 
