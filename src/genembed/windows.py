@@ -192,7 +192,8 @@ def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
     return out
 
 
-def _window_sums(flags: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+def window_sums(flags: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """How many of ``flags`` are set in each window ``[s, s + size)`` (prefix sums, no loop)."""
     csum = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
     return csum[starts + size] - csum[starts]
 
@@ -207,8 +208,8 @@ def shard_windows(genome: str, fasta: Genome, spec: WindowSpec, shard: int) -> p
         lo, hi = seg.span(spec.size)
         codes = encode(fasta.fetch(seg.contig, lo, hi))
         rel = seg.starts - lo
-        n_bases.append(_window_sums(codes == 4, rel, spec.size))
-        gc_bases.append(_window_sums((codes == 1) | (codes == 2), rel, spec.size))
+        n_bases.append(window_sums(codes == 4, rel, spec.size))
+        gc_bases.append(window_sums((codes == 1) | (codes == 2), rel, spec.size))
     starts = np.concatenate([seg.starts for seg in segments])
     ordinals = np.concatenate([seg.first_ordinal + np.arange(len(seg.starts)) for seg in segments])
     n, gc = np.concatenate(n_bases), np.concatenate(gc_bases)

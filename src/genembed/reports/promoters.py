@@ -17,7 +17,7 @@ from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path, read_table
 from ..layout import GenomeInputs
-from ..windows import kmer_frequencies, n_fraction, window_sequences
+from ..windows import encode, kmer_frequencies, window_sequences, window_sums
 from . import html
 from .data import genome_contigs, iter_labeled, make_labelers
 from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
@@ -258,8 +258,7 @@ def dense_scores(fasta: Genome, size: int, step: int, scan: Callable[[bytes, np.
         for lo in range(0, len(starts), chunk):
             part = starts[lo : lo + chunk]
             block = fasta.fetch(contig, int(part[0]), int(part[-1]) + size)
-            seqs = [block[s - part[0] : s - part[0] + size] for s in part]
-            ok = np.array([n_fraction(q) <= max_n_fraction for q in seqs])
+            ok = window_sums(encode(block) == 4, part - part[0], size) / size <= max_n_fraction  # as n_fraction
             if ok.any():
                 prob = model.predict(scan(block, part[ok] - part[0], size))
                 frames.append(pl.DataFrame({"contig": contig, "start": part[ok], "end": part[ok] + size, "score": prob},
