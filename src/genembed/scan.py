@@ -141,13 +141,19 @@ def _prefix_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, 
             for i, (c, e, lo, _) in enumerate(spans):
                 inside[i, c - lo : e - lo] = keep[c:e]
             sums = _states(embedder, ids_b, mask, inside).cumsum(1)
-            for i, (c, e, lo, _) in enumerate(spans):
-                k = j + int(np.searchsorted(at[order[j:]], e, side="right"))
-                here = at[order[j:k]]
-                picked = sums[i, here - lo - 1].double().cpu().numpy() if k > j else np.zeros((0, d))
-                out[order[j:k]] = running + np.where((here > c)[:, None], picked, 0.0)
-                running = running + sums[i, e - lo - 1].double().cpu().numpy()
-                j = k
+            # per row, its points in (c, e] and its total: one gather, one copy back per batch
+            bounds = j + np.searchsorted(at[order[j:]], [e for _, e, _, _ in spans], side="right")
+            row = np.concatenate([np.full(k - start, i) for i, (start, k) in enumerate(zip([j, *bounds[:-1]], bounds))])
+            lo_of = np.array([lo for _, _, lo, _ in spans])
+            points = at[order[j : bounds[-1]]]
+            take_row = np.concatenate([row, np.arange(len(spans))])
+            take_col = np.concatenate([np.maximum(points - lo_of[row] - 1, 0), [e - lo - 1 for _, e, lo, _ in spans]])
+            got = sums[torch.from_numpy(take_row), torch.from_numpy(take_col)].double().cpu().numpy()
+            picked, totals = got[: len(points)], got[len(points) :]
+            before = running + np.concatenate([np.zeros((1, d)), np.cumsum(totals, axis=0)])  # sum before each row
+            starts_of = np.array([c for c, _, _, _ in spans])
+            out[order[j : bounds[-1]]] = before[row] + np.where((points > starts_of[row])[:, None], picked, 0.0)
+            running, j = before[-1], int(bounds[-1])
     return out
 
 
