@@ -10,7 +10,7 @@ def step():
     torch.set_num_threads(snakemake.threads)
     plan = RunPlan.read(snakemake.input.plan)
     embed_pack(plan, dict(zip(snakemake.params.genomes, snakemake.input.fastas)), snakemake.output[0],
-               plan.embedder(**snakemake.params.runtime))
+               plan.embedder(**snakemake.params.runtime), snakemake.params.track_step)
 
 
 run_logged(snakemake.log[0], step)

@@ -109,3 +109,94 @@ def test_tokens_that_are_not_one_per_base_are_embedded_window_by_window():
     stitched = np.concatenate([rows[0], rng.integers(5, 9, 500)])
     rows = [stitched[s : s + 500] for s in (0, 250, 500)]
     assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])).shape == (3, 128)
+
+
+def _gappy_fasta(path, ecoli_sequence):
+    import gzip
+
+    seq = bytearray(ecoli_sequence[:30_000])
+    seq[12_000:14_000] = b"N" * 2_000
+    seq[20_003] = ord("R")
+    seqs = {"one": bytes(seq), "two": ecoli_sequence[50_000:58_070]}
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"".join(b">" + c.encode() + b"\n" + s + b"\n" for c, s in seqs.items()))
+    return seqs
+
+
+def test_a_pack_embeds_the_promoter_tracks_windows_in_the_same_pass_as_its_own(tmp_path, ecoli_sequence):
+    """With a track step, a pack embeds each genome's windows every 100 bp (those within the N limit,
+    on every contig) beside its run windows, in one pass: both equal each window embedded alone."""
+    import polars as pl
+
+    from genembed.layout import TRACK
+    from genembed.pipeline import embed_pack
+    from genembed.store import read_shard, read_track
+    from genembed.windows import encode
+    from helpers import default_plan
+
+    seqs = _gappy_fasta(tmp_path / "g.fa.gz", ecoli_sequence)
+    plan = default_plan()
+    plan = replace(plan, embed=replace(plan.embed, precision="fp32"))
+    embed_pack(plan, {"g": tmp_path / "g.fa.gz"}, tmp_path / "pack", track_step=100)
+    _, reference = _scanner_and_reference(plan)
+
+    table = pl.read_parquet(tmp_path / "pack/windows/g/00000.parquet")
+    got = read_shard(tmp_path / "pack/embeddings/g/00000.h5").embeddings.astype(np.float32)
+    want = reference([seqs[c][s : s + 500] for c, s in table.select("contig", "start").iter_rows()])
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+
+    windows, vectors, attrs = read_track(tmp_path / f"pack/{TRACK.format(genome='g')}")
+    expected = [(c, s) for c, seq in seqs.items() for s in range(0, len(seq) - 500 + 1, 100)
+                if (encode(seq[s : s + 500]) == 4).mean() <= 0.1]
+    assert list(windows.select("contig", "start").iter_rows()) == expected
+    assert ("one", 12_000) not in expected and ("two", 7_500) in expected  # the gap is skipped; the last one is in
+    assert (windows["end"] - windows["start"] == 500).all() and attrs["track_step"] == 100
+    np.testing.assert_allclose(vectors, reference([seqs[c][s : s + 500] for c, s in expected]), rtol=2e-3, atol=2e-4)
+
+
+def test_the_promoter_report_scores_a_packs_track_without_loading_the_model(tmp_path, ecoli_slice, monkeypatch):
+    """The report scores the track windows the pack embedded (no model, no scan); its track equals the
+    one a dense scan gives, value for value within float16 rounding."""
+    from genembed.layout import group_shards, with_tracks
+    from genembed.pipeline import embed_pack
+    from genembed.plan import RunPlan
+    from genembed.reports.promoters import PromoterSettings, run_promoter_report
+    from helpers import default_plan
+
+    plan = default_plan()
+    pack = tmp_path / "pack"
+    embed_pack(plan, {"eco": ecoli_slice[0]}, pack, track_step=100)
+    sheet = {"eco": {"annotation": str(ecoli_slice[1])}}
+    settings = PromoterSettings(bootstrap=20, track_step=100)
+
+    def genomes():
+        return group_shards([pack / "embeddings/eco/00000.h5"], sheet)
+
+    scanned = run_promoter_report(genomes(), tmp_path / "scanned", settings, plan)
+    monkeypatch.setattr(RunPlan, "scanner", lambda self: pytest.fail("the model was loaded"))
+    stored = run_promoter_report(with_tracks(genomes(), [pack]), tmp_path / "stored", settings, plan)
+
+    def track(folder):
+        lines = (tmp_path / folder / "eco.bedgraph").read_text().splitlines()[1:]
+        return [f[:3] for f in map(str.split, lines)], np.array([float(f[3]) for f in map(str.split, lines)])
+
+    (bins_a, a), (bins_b, b) = track("scanned"), track("stored")
+    assert bins_a == bins_b and len(a) > 1_900  # 200 kb in 100-bp bins
+    np.testing.assert_allclose(a, b, atol=2e-3)
+    np.testing.assert_allclose(stored["roc_auc"].to_numpy(), scanned["roc_auc"].to_numpy())
+    assert "dense scan" in (tmp_path / "stored/promoters.html").read_text()
+
+
+def test_a_track_made_otherwise_is_not_used(tmp_path, ecoli_sequence):
+    """A track file of another step is ignored (the report scans instead of mixing resolutions)."""
+    from genembed.layout import group_shards, with_tracks
+    from genembed.pipeline import embed_pack
+    from genembed.reports.promoters import stored_track
+    from helpers import default_plan
+
+    _gappy_fasta(tmp_path / "g.fa.gz", ecoli_sequence)
+    embed_pack(default_plan(), {"g": tmp_path / "g.fa.gz"}, tmp_path / "pack", track_step=200)
+    g = with_tracks(group_shards([tmp_path / "pack/embeddings/g/00000.h5"]), [tmp_path / "pack"])[0]
+    assert g.track is not None
+    assert stored_track(g, 200, 500, 0.1) is not None
+    assert stored_track(g, 100, 500, 0.1) is None and stored_track(g, 200, 600, 0.1) is None

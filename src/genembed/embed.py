@@ -453,11 +453,12 @@ def embed_windows(embedder: Embedder, rows: Sequence[np.ndarray], table: Any, la
 
 
 def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[str, Any],
-                 prepare: Callable[[ShardFiles], Any] | None = None) -> int:
+                 prepare: Callable[[ShardFiles], Any] | None = None,
+                 vectors_of: Callable[[ShardFiles, Any, Sequence[np.ndarray]], np.ndarray] | None = None) -> int:
     """Stage: embed shards one after another with one model load. The next shard is prepared
     (``prepare`` makes its inputs, if given) and read, and the previous shard's HDF5 file written,
     in background threads while the model runs. Each shard is written atomically: a killed job
-    leaves whole shards or none."""
+    leaves whole shards or none. ``vectors_of(files, table, rows)`` replaces :func:`embed_windows`."""
     from .store import write_shard
 
     def load(files: ShardFiles):
@@ -473,7 +474,8 @@ def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[s
             table, rows = pending.result()
             if i + 1 < len(shards):
                 pending = reader.submit(load, shards[i + 1])
-            vectors = embed_windows(embedder, rows, table, files.out.name)
+            vectors = vectors_of(files, table, rows) if vectors_of else embed_windows(embedder, rows, table,
+                                                                                       files.out.name)
             writes.append(writer.submit(write_shard, files.out, vectors, table["window_id"].to_numpy(), attrs))
             total += table.height
         for w in writes:

@@ -18,6 +18,7 @@ OFFSETS = "tokens/{genome}/{shard}.offsets.npy"
 EMBEDDINGS = "embeddings/{genome}/{shard}.h5"
 PACK = "packs/{pack}"  # small genomes embedded in one job, laid out as a results folder of their own
 PACK_RECORD = "pack.json"  # in a pack's folder: its genomes, in the order they were embedded (written last)
+TRACK = "embeddings/{genome}/track.h5"  # a pack's dense promoter-track windows (genembed.scan.scan_with_track)
 STITCHED = "embeddings/{genome}/all.h5"  # a genome's shards as one virtual HDF5 file, inside its own folder:
 # no genome id can name another's file (as eco.h5 could name eco's stitched file beside the folders)
 
@@ -52,6 +53,7 @@ class GenomeInputs:
     windows: list[Path] = field(default_factory=list)
     shards: list[Path] = field(default_factory=list)
     promoters: Path | None = None  # BED of known promoters or TSSs; takes precedence over the annotation
+    track: Path | None = None  # vectors of dense-track windows made with the embeddings (genembed.store.write_track)
 
 
 def group_shards(shards: Sequence[str | os.PathLike], sheet: Mapping[str, Mapping[str, Any]] | None = None
@@ -78,9 +80,17 @@ def group_shards(shards: Sequence[str | os.PathLike], sheet: Mapping[str, Mappin
     return out
 
 
+def with_tracks(genomes: list[GenomeInputs], folders: Sequence[str | os.PathLike]) -> list[GenomeInputs]:
+    """``genomes`` with the track file each has in one of these results folders (packs), if any."""
+    for g in genomes:
+        found = [Path(f) / TRACK.format(genome=g.name) for f in folders]
+        g.track = next((t for t in found if t.is_file()), g.track)
+    return genomes
+
+
 def discover(root: str | os.PathLike) -> list[GenomeInputs]:
     """Every genome embedded under a results folder (``genembed embed --out`` or the workflow's ``results/``)."""
     shards = sorted(Path(root).glob(EMBEDDINGS.format(genome="*", shard="[0-9]*")))
     if not shards:
         raise GenembedError(f"{root}: no embedding shards found (expected {Path(root) / EMBEDDINGS})")
-    return group_shards(shards)
+    return with_tracks(group_shards(shards), [root, *sorted(Path(root).glob(PACK.format(pack="*")))])

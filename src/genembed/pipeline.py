@@ -43,11 +43,12 @@ def prepare_stage(plan: RunPlan, genome: str, fasta: str | os.PathLike, files: S
     tokenize_stage(plan, files.windows, fasta, files.tokens, files.offsets, tokenizer)
 
 
-def embed_stage(plan: RunPlan, shards: Sequence[ShardFiles], embedder: Any, prepare: Any = None) -> int:
+def embed_stage(plan: RunPlan, shards: Sequence[ShardFiles], embedder: Any, prepare: Any = None,
+                vectors_of: Any = None) -> int:
     """Shards' tokens through the model into HDF5 (one model load; see :func:`genembed.embed.embed_shards`)."""
     from .embed import embed_shards
 
-    return embed_shards(list(shards), embedder, plan.shard_attrs(embedder), prepare)
+    return embed_shards(list(shards), embedder, plan.shard_attrs(embedder), prepare, vectors_of)
 
 
 def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str | os.PathLike,
@@ -87,12 +88,17 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
 
 
 def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | os.PathLike,
-               embedder: Any = None) -> int:
+               embedder: Any = None, track_step: int = 0) -> int:
     """Several small genomes through every stage in one job (one process, one model load): each
     genome in one shard, into ``out`` laid out as a results folder (:mod:`genembed.layout`), with its
     stitched file; the next genome is prepared, windowed and tokenized while one embeds, and token
     files go once embedded. ``out/pack.json`` lists the genomes, written last. Returns the windows
-    embedded."""
+    embedded.
+
+    With a ``track_step`` (the promoter track's) and a model whose states are local, each genome's
+    windows every ``track_step`` bp are embedded in the same pass as its shard
+    (:func:`genembed.scan.scan_with_track`) into ``embeddings/{genome}/track.h5``: the promoter
+    report then needs no model."""
     from dataclasses import replace
 
     from .genome import prepare_fasta
@@ -115,7 +121,8 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
         shard_count(contigs, one_shard.windows.spec(contigs), str(genomes[genome]))  # refuses a genome without windows
         prepare_stage(one_shard, genome, prepared, f, tokenizer)
 
-    total = embed_stage(one_shard, list(files.values()), embedder, prepare)
+    track = _track_maker(plan, embedder, tokenizer, out, genome_of, track_step) if track_step else None
+    total = embed_stage(one_shard, list(files.values()), embedder, prepare, track)
     for genome, f in files.items():
         f.tokens.unlink()
         f.offsets.unlink()
@@ -123,3 +130,33 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     write_json(out / PACK_RECORD, {"genomes": list(genomes), "windows": total})
     log.info("%d genomes, %d windows embedded", len(genomes), total)
     return total
+
+
+def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome_of: dict[Path, str], step: int
+                 ) -> Any:
+    """``(files, table, rows) -> vectors`` of a pack's shard that also writes its genome's track
+    windows (one pass for both); None where the model's states are not local (no pass to share)."""
+    from .genome import Genome
+    from .layout import TRACK
+    from .scan import Scanner, scan_with_track
+    from .store import write_track
+
+    scan = Scanner(embedder, tokenizer, plan.max_tokens)
+    if scan.reach is None:
+        return None
+    w = plan.windows
+    attrs = {**plan.shard_attrs(embedder), "track_step": step, "max_n_fraction": w.max_n_fraction}
+
+    def vectors_of(files: ShardFiles, table: Any, rows: Any) -> Any:
+        genome = genome_of[files.out]
+        fasta = Genome(out / GENOME.format(genome=genome))
+        try:
+            vectors, windows, track = scan_with_track(scan, fasta, table["contig"].to_numpy(), table["start"].to_numpy(),
+                                                      w.size, step, w.max_n_fraction)
+        finally:
+            fasta.close()
+        write_track(out / TRACK.format(genome=genome), track, windows, attrs)
+        log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track), step)
+        return vectors
+
+    return vectors_of

@@ -13,11 +13,16 @@ and one strand (or a model that is reverse-complement invariant).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .embed import Embedder, embed_sequences, pad_rows, token_batches
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .genome import Genome
 
 CHUNK = 1024  # positions per row of the pass along the sequence (plus the reach on each side)
 
@@ -37,6 +42,65 @@ class Scanner:
                                    "track windows")
         ids = self.tokenizer.encode_batch([block])[0].astype(np.int64)
         return window_means(self.embedder, self.reach, ids, starts, size).astype(np.float16).astype(np.float32)
+
+
+def scan_genome(scan: Scanner, fasta: "Genome", size: int, step: int, max_n_fraction: float,
+                stored: Mapping[str, np.ndarray] | None = None, chunk: int = 4096
+                ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """A dense scan: windows of ``size`` bp every ``step`` bp along every contig, those with at most
+    ``max_n_fraction`` N (as a run's windows are filtered), ``chunk`` at a time; the ``stored``
+    windows (per contig, their starts, ascending) come from the same pass, so that a run's windows and
+    a track cost one pass together. Yields per block: contig, the track's starts, their vectors, and
+    the vectors of the stored windows whose starts fall in the block (float32 of float16 values)."""
+    from .windows import encode, window_sums
+
+    stored = stored or {}
+    for contig, length in fasta.contigs.items():
+        mine = np.asarray(stored.get(contig, np.zeros(0, dtype=np.int64)), dtype=np.int64)
+        if length < size:
+            continue
+        starts = np.arange(0, length - size + 1, step)
+        for lo in range(0, len(starts), chunk):
+            part = starts[lo : lo + chunk]
+            upto = starts[lo + chunk] if lo + chunk < len(starts) else length
+            extra = mine[(mine >= (part[0] if lo else 0)) & (mine < upto)]
+            first = min(int(part[0]), int(extra[0]) if len(extra) else int(part[0]))
+            block = fasta.fetch(contig, first, max(int(part[-1]), int(extra[-1]) if len(extra) else 0) + size)
+            ok = window_sums(encode(block) == 4, part - first, size) / size <= max_n_fraction  # as n_fraction
+            wanted = np.concatenate([part[ok], extra]) - first
+            at, back = np.unique(wanted, return_inverse=True)
+            vectors = scan(block, at, size) if len(at) else np.zeros((0, scan.embedder.hidden_size), np.float32)
+            k = int(ok.sum())
+            yield contig, part[ok], vectors[back[:k]], vectors[back[k:]]
+
+
+def scan_with_track(scan: Scanner, fasta: "Genome", contigs: np.ndarray, starts: np.ndarray, size: int, step: int,
+                    max_n_fraction: float) -> tuple[np.ndarray, "pl.DataFrame", np.ndarray]:
+    """A run's windows (``contigs``, ``starts``; any order) and a dense track's windows (see
+    :func:`scan_genome`) in one pass: the windows' float16 vectors in their order, the track's
+    windows (contig, start, end) and their float16 vectors."""
+    import polars as pl
+
+    contigs, starts = np.asarray(contigs), np.asarray(starts, dtype=np.int64)
+    order = np.lexsort((starts, contigs))
+    rows = {c: order[contigs[order] == c] for c in np.unique(contigs)}
+    out = np.zeros((len(starts), scan.embedder.hidden_size), dtype=np.float16)
+    names, at, parts = [], [], []
+    done = {c: 0 for c in rows}
+    for contig, track, vectors, mine in scan_genome(scan, fasta, size, step, max_n_fraction,
+                                                     {c: starts[r] for c, r in rows.items()}):
+        if len(mine):
+            out[rows[contig][done[contig] : done[contig] + len(mine)]] = mine
+            done[contig] += len(mine)
+        names.append(np.full(len(track), contig, dtype=object))
+        at.append(track)
+        parts.append(vectors.astype(np.float16))
+    if any(done[c] != len(r) for c, r in rows.items()):
+        raise ValueError(f"{fasta.path}: windows outside its contigs")
+    first = np.concatenate(at) if at else np.zeros(0, dtype=np.int64)
+    table = pl.DataFrame({"contig": np.concatenate(names) if names else np.zeros(0, dtype=object), "start": first,
+                          "end": first + size}, schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64})
+    return out, table, (np.concatenate(parts) if parts else np.zeros((0, out.shape[1]), dtype=np.float16))
 
 
 def model_reach(embedder: Embedder) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -20,6 +20,9 @@ import numpy as np
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
 from .io import atomic_path, ensure_space
+
+if TYPE_CHECKING:
+    import polars as pl
 
 ENCODING_TYPE = "genembed-embeddings"
 # The attrs that say how a shard was made: shards (and queries) disagreeing on one cannot be mixed.
@@ -58,6 +61,49 @@ def write_shard(path: str | os.PathLike, embeddings: np.ndarray, window_id: np.n
             f.attrs["encoding-type"] = ENCODING_TYPE
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["genembed_version"] = __version__
+
+
+TRACK_ENCODING = "genembed-track"
+
+
+def write_track(path: str | os.PathLike, embeddings: np.ndarray, windows: "pl.DataFrame", attrs: dict[str, Any]) -> None:
+    """Write a dense track's window vectors atomically: ``embeddings`` float16 ``[n, d]``, the
+    windows' ``start`` and ``contig`` (an index into ``contigs``), and the attrs that made them."""
+    import polars as pl
+
+    names = windows["contig"].unique(maintain_order=True)
+    codes = windows["contig"].replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int32)
+    ensure_space(path, embeddings.size * 2 + windows.height * 12 + (64 << 10))
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            n, d = embeddings.shape
+            f.create_dataset("embeddings", data=embeddings.astype(np.float16), chunks=(max(1, min(n, 4096)), d) if n else None)
+            f.create_dataset("start", data=windows["start"].to_numpy().astype(np.int64))
+            f.create_dataset("contig", data=codes.to_numpy())
+            f.create_dataset("contigs", data=np.array(names.to_list(), dtype=object), dtype=h5py.string_dtype())
+            f.attrs.update({k: ("" if v is None else v) for k, v in attrs.items()})
+            f.attrs["encoding-type"] = TRACK_ENCODING
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["genembed_version"] = __version__
+
+
+def read_track(path: str | os.PathLike) -> tuple["pl.DataFrame", np.ndarray, dict[str, Any]]:
+    """A dense track written by :func:`write_track`: its windows (contig, start, end), float32
+    vectors and attrs; refused, naming the file, when it is not one or is cut short."""
+    import polars as pl
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("encoding-type") != TRACK_ENCODING:
+                raise GenembedError(f"{path}: not a genembed track file")
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            names = [n.decode() if isinstance(n, bytes) else n for n in f["contigs"][:]]
+            starts, codes, vectors = f["start"][:], f["contig"][:], f["embeddings"][:].astype(np.float32)
+    except (OSError, KeyError) as exc:
+        raise _corrupt(path, exc) from None
+    windows = pl.DataFrame({"contig": pl.Series(names, dtype=pl.String).gather(codes), "start": starts,
+                            "end": starts + int(attrs["window_size"])})
+    return windows, vectors, attrs
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:

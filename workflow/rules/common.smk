@@ -164,6 +164,23 @@ def report_inputs(wildcards):
     }
 
 
+def track_step(wildcards=None):
+    """The promoter track's step when the packs embed its windows with their genomes' (a promoter report
+    with a dense track: one pass for both), else 0."""
+    step = config["promoters"]["track_step"]
+    return step if annotations() and step < window_plan().stride else 0
+
+
+def track_packs(wildcards):
+    """The packs whose genomes' track windows the promoter report scores (see track_step)."""
+    return [PACK.format(pack=p) for p in PACKS] if track_step() else []
+
+
+def promoter_threads(wildcards):
+    """1 when every genome's track comes from its pack (no model in the report), else 2 (a dense scan)."""
+    return 1 if track_step() and not SHARDED or config["promoters"]["track_step"] >= window_plan().stride else 2
+
+
 def final_outputs():
     """Index, per-genome embeddings (virtual HDF5) and reports; the promoter report only when some genome has an
     annotation or a promoter BED; the evaluation unless turned off."""

@@ -42,6 +42,7 @@ rule embed_pack:
     params:
         genomes=pack_genomes,
         runtime={k: config["embed"][k] for k in ("token_budget", "device")},
+        track_step=track_step,  # the promoter track's windows, embedded in the same pass
     log:
         "logs/embed_pack/{pack}.log",
     benchmark:

@@ -51,6 +51,7 @@ rule promoter_report:
     input:
         unpack(report_inputs),
         plan=PLAN,
+        packs=track_packs,  # their genomes' track windows, embedded with the genomes
     output:
         html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
         metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
@@ -75,7 +76,7 @@ rule promoter_report:
         "benchmarks/logs/promoter_report.tsv"
     conda:
         "../../envs/cpu.yaml"
-    threads: 2  # the model runs here (the promoter track's dense scan; the evaluation's windows)
+    threads: promoter_threads  # 2 where the model runs here (a dense scan of genomes not in a pack)
     resources:
         mem_mb=grow(8000),
         runtime=grow(60),
@@ -105,7 +106,7 @@ rule evaluate_embeddings:
         "benchmarks/logs/evaluate_embeddings.tsv"
     conda:
         "../../envs/cpu.yaml"
-    threads: 2  # the model runs here (the promoter track's dense scan; the evaluation's windows)
+    threads: 2  # the model runs here (the mutated and reverse-complement windows)
     resources:
         mem_mb=grow(4000),
         runtime=grow(60),

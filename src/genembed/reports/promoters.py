@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -17,7 +17,7 @@ from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path, read_table
 from ..layout import GenomeInputs
-from ..windows import encode, kmer_frequencies, window_sequences, window_sums
+from ..windows import kmer_frequencies, window_sequences
 from . import html
 from .data import genome_contigs, iter_labeled, make_labelers
 from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
@@ -25,6 +25,7 @@ from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 if TYPE_CHECKING:
     from ..plan import RunPlan
+    from ..scan import Scanner
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +93,55 @@ def split_of(table: pl.DataFrame, test: dict[str, tuple[int, int]]) -> np.ndarra
 
 
 EMBEDDINGS = "embeddings"
+TRACK_SCHEMA = {"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64}
 
 
 def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
                         plan: "RunPlan") -> pl.DataFrame:
     """The promoter report of a run: its windows' size, stride and N limit, and, with a ``track_step``
-    below the stride, a dense track scan with the plan's model (refused when its files changed)."""
+    below the stride, a dense track: the track windows embedded with a genome's shards where it has
+    them (``GenomeInputs.track``, made by a pack), else a dense scan with the plan's model (refused
+    when its files changed)."""
     from dataclasses import replace
 
     from ..models import fingerprint
 
     w = plan.windows
     settings = replace(settings, max_n_fraction=w.max_n_fraction)
-    scan = None
+    scan, tracks = None, {}
     if settings.track_step < w.stride:
+        tracks = {g.name: t for g in genomes if (t := stored_track(g, settings.track_step, w.size, w.max_n_fraction))}
+    if settings.track_step < w.stride and len(tracks) < len(genomes):
         if fingerprint(plan.folder) != plan.fingerprint:
             raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
                                 f" the dense promoter track needs that model (or a track step of {w.stride} for one"
                                 " value per stored window)")
         scan = plan.scanner()
-    return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size)
+    return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks)
+
+
+def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float
+                 ) -> tuple[pl.DataFrame, np.ndarray] | None:
+    """A genome's dense-track windows and vectors made with its shards, when it has them for this
+    step, window size and N limit and they agree with its shards (model, tokenizer, pooling...)."""
+    from ..store import IDENTITY_KEYS, read_attrs, read_track
+
+    if genome.track is None or not genome.track.is_file() or not genome.shards:
+        return None
+    windows, vectors, attrs = read_track(genome.track)
+    shard = read_attrs(genome.shards[0])
+    wanted = {"track_step": step, "window_size": size, "max_n_fraction": max_n_fraction}
+    if any(str(attrs.get(k)) != str(shard.get(k)) for k in IDENTITY_KEYS) or \
+            any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
+        log.info("%s: its track file %s was made otherwise (another step, model or window); scanning", genome.name,
+                 genome.track)
+        return None
+    return windows, vectors
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
-                    stride: int, scan: Callable[[bytes, np.ndarray, int], np.ndarray] | None = None,
-                    window_size: int | None = None) -> pl.DataFrame:
+                    stride: int, scan: "Scanner | None" = None, window_size: int | None = None,
+                    tracks: dict[str, tuple[pl.DataFrame, np.ndarray]] | None = None) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
@@ -125,7 +150,8 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size
     (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
-    each stored window's score stands on its central ``stride`` bp."""
+    each stored window's score stands on its central ``stride`` bp. ``tracks``: per genome, the
+    dense track's windows and vectors already embedded (:func:`stored_track`), scored instead of a scan."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream,
@@ -137,9 +163,10 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     try:
         models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
         threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
-        dense = scan if settings.track_step < stride else None
+        tracks = tracks or {}
+        dense = settings.track_step < stride and (scan is not None or bool(tracks))
         truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
-                                               dense, window_size)
+                                               scan if dense else None, window_size, tracks if dense else {})
     finally:
         for f in fastas.values():
             f.close()
@@ -198,7 +225,8 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
-           out: Path, scan: Callable[[bytes, np.ndarray, int], np.ndarray] | None = None, window_size: int | None = None
+           out: Path, scan: "Scanner | None" = None, window_size: int | None = None,
+           tracks: dict[str, tuple[pl.DataFrame, np.ndarray]] | None = None
            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
@@ -221,11 +249,15 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
                     scores[n].append(models[n].predict(_features(n, rows, emb[test], fastas[g.name], settings)))
                 truth.append(rows["promoter"].to_numpy())
                 blocks.append((g.name + "\0" + rows["contig"] + "\0" + (rows["start"] // settings.block_bp).cast(pl.String)).to_numpy())
-        windows = pl.concat(per_genome) if per_genome else pl.DataFrame(
-            schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
+        windows = pl.concat(per_genome) if per_genome else pl.DataFrame(schema=TRACK_SCHEMA)
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
-        if scan is not None and (window_size or windows.height):
+        if tracks and g.name in tracks:
+            windows_of, vectors = tracks[g.name]
+            bins = score_bins(windows_of.with_columns(pl.Series("score", models[EMBEDDINGS].predict(vectors))),
+                              settings.track_step)
+            called = bins
+        elif scan is not None and (window_size or windows.height):
             size = window_size or int((windows["end"] - windows["start"]).max())
             bins = score_bins(dense_scores(fastas[g.name], size, settings.track_step, scan, models[EMBEDDINGS],
                                            settings.max_n_fraction), settings.track_step)
@@ -245,28 +277,16 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
     return y, {n: np.concatenate(s) for n, s in scores.items()}, np.concatenate(blocks), counts
 
 
-def dense_scores(fasta: Genome, size: int, step: int, scan: Callable[[bytes, np.ndarray, int], np.ndarray],
-                 model: Calibrated, max_n_fraction: float, chunk: int = 4096) -> pl.DataFrame:
-    """Promoter probability of windows of ``size`` bp every ``step`` bp along every contig, embedded
-    ``chunk`` windows at a time (``scan``: one stretch of sequence and its windows' starts): contig,
-    start, end, score."""
-    frames = []
-    for contig, length in fasta.contigs.items():
-        if length < size:
-            continue
-        starts = np.arange(0, length - size + 1, step)
-        for lo in range(0, len(starts), chunk):
-            part = starts[lo : lo + chunk]
-            block = fasta.fetch(contig, int(part[0]), int(part[-1]) + size)
-            ok = window_sums(encode(block) == 4, part - part[0], size) / size <= max_n_fraction  # as n_fraction
-            if ok.any():
-                prob = model.predict(scan(block, part[ok] - part[0], size))
-                frames.append(pl.DataFrame({"contig": contig, "start": part[ok], "end": part[ok] + size, "score": prob},
-                                           schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64,
-                                                   "score": pl.Float64}))
-    if not frames:
-        return pl.DataFrame(schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64})
-    return pl.concat(frames)
+def dense_scores(fasta: Genome, size: int, step: int, scan: "Scanner", model: Calibrated,
+                 max_n_fraction: float) -> pl.DataFrame:
+    """Promoter probability of windows of ``size`` bp every ``step`` bp along every contig (a dense
+    scan, :func:`genembed.scan.scan_genome`): contig, start, end, score."""
+    from ..scan import scan_genome
+
+    frames = [pl.DataFrame({"contig": contig, "start": starts, "end": starts + size, "score": model.predict(vectors)},
+                           schema=TRACK_SCHEMA)
+              for contig, starts, vectors, _ in scan_genome(scan, fasta, size, step, max_n_fraction) if len(starts)]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=TRACK_SCHEMA)
 
 
 def _metrics_table(point, draws, truth: np.ndarray, n_train: int, settings: PromoterSettings) -> pl.DataFrame:
