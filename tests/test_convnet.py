@@ -114,3 +114,22 @@ def test_the_bundled_default_model_finds_mutated_copies_and_reverse_complements(
     assert got["reverse complement top-1"] == 1.0
     assert got["mutated 5% top-1"] >= 0.95
     assert got["neighbour top-10"] >= 0.5
+
+
+@pytest.mark.parametrize("rc_invariant", [True, False])
+@pytest.mark.parametrize("layer", [-1, -2, 0])
+def test_a_rows_edge_states_equal_its_whole_states(tmp_path, rc_invariant, layer):
+    """The window edges of a dense scan: the first or last ``receptive_field`` positions' states,
+    computed without the rest of the row, are those of the whole row (any layer, either strand mode)."""
+    from transformers import AutoModel
+
+    folder = tmp_path / "conv"
+    new_encoder(folder, TuneConfig(hidden_size=32, layers=3))
+    model = AutoModel.from_pretrained(folder).eval()
+    model.config.rc_invariant = rc_invariant
+    r = model.receptive_field
+    ids = torch.from_numpy(np.random.default_rng(0).integers(5, 9, (4, 2 * r)))
+    with torch.inference_mode():
+        whole = model(ids, output_hidden_states=True).hidden_states[layer]
+        torch.testing.assert_close(model.edge_states(ids, r, True, layer), whole[:, :r], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.edge_states(ids, r, False, layer), whole[:, -r:], rtol=1e-5, atol=1e-5)

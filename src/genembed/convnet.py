@@ -62,9 +62,10 @@ class _Block(nn.Module):
         self.up = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.down = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
-    def forward(self, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        y = self.conv(h.transpose(1, 2)[:, :, None, :])[:, :, 0, :].transpose(1, 2)
-        h = h + self.down(nn.functional.gelu(self.up(self.norm(y))))
+    def forward(self, h: torch.Tensor, keep: torch.Tensor | None, crop: slice = slice(None)) -> torch.Tensor:
+        """``crop``: the output positions wanted (the rest of the feed-forward is skipped)."""
+        y = self.conv(h.transpose(1, 2)[:, :, None, :])[:, :, 0, :].transpose(1, 2)[:, crop]
+        h = h[:, crop] + self.down(nn.functional.gelu(self.up(self.norm(y))))
         return h if keep is None else h * keep
 
 
@@ -135,18 +136,41 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         c = self.config
         return c.stem_kernel // 2 + c.num_hidden_layers * (c.kernel_size // 2)
 
-    def _encode(self, ids: torch.Tensor, keep: torch.Tensor | None) -> list[torch.Tensor]:
+    def _encode(self, ids: torch.Tensor, keep: torch.Tensor | None, edge: tuple[int, bool] | None = None
+                ) -> list[torch.Tensor]:
         """Hidden states after the stem and after each block ([rows, positions, channels]);
-        ``keep`` zeroes padding (None: no padding)."""
+        ``keep`` zeroes padding (None: no padding). ``edge = (width, left)``: only what the first
+        (``left``) or last ``width`` positions' last state depends on is computed; each state then
+        holds those positions plus the reach of the layers above it."""
         e = self.embed(ids)
         h = self.stem((e if keep is None else e * keep).transpose(1, 2)).transpose(1, 2)
         h = h if keep is None else h * keep
+        crops = [slice(None)] * (len(self.blocks) + 1)
+        if edge is not None:
+            width, left = edge
+            half = self.config.kernel_size // 2
+            spans = [width + half * (len(self.blocks) - i) for i in range(len(self.blocks) + 1)]
+            crops = [slice(0, n) if left else slice(-n, None) for n in spans]
+            h = h[:, crops[0]]
         states = [h]
-        for block in self.blocks:
-            h = block(h, keep)
+        for block, crop in zip(self.blocks, crops[1:]):
+            h = block(h, keep, crop)
             states.append(h)
         states[-1] = self.center(self.norm(h), keep)
         return states
+
+    def edge_states(self, input_ids: torch.Tensor, width: int, left: bool, layer: int = -1) -> torch.Tensor:
+        """A layer's states at the first (``left``) or last ``width`` positions of each row, as
+        :meth:`forward` gives them, computing only what they depend on (about 35% less than a whole
+        row of ``2 * receptive_field``; :mod:`genembed.scan` runs window edges this way). Rows hold
+        real tokens only."""
+        take, back = (slice(0, width), slice(-width, None)) if left else (slice(-width, None), slice(0, width))
+        forward = self._encode(input_ids, None, (width, left))[layer][:, take]
+        if not self.config.rc_invariant:
+            return forward
+        complement = torch.tensor(self.config.complement, dtype=torch.long, device=input_ids.device)
+        reverse = self._encode(complement[input_ids.flip(1)], None, (width, not left))[layer][:, back].flip(1)
+        return (forward + reverse) * 0.5
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None, **kwargs) -> BaseModelOutput:

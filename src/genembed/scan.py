@@ -224,17 +224,27 @@ def _prefix_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, 
 def _edge_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, starts: np.ndarray, n_left: int
                ) -> np.ndarray:
     """Each window edge's states as the window sees them: for the first ``n_left`` starts, the sum over
-    the first ``r`` positions of ``ids[s:s + 2r]``; for the rest, over the last ``r`` (the right edges)."""
+    the first ``r`` positions of ``ids[s:s + 2r]``; for the rest, over the last ``r`` (the right edges).
+    A model with ``edge_states`` (genembed-conv) computes only what those positions depend on."""
     import torch
 
     out = np.zeros((len(starts), embedder.hidden_size), dtype=np.float64)
     span = np.arange(2 * r)
+    edge = getattr(embedder.model, "edge_states", None)
+    is_left = np.arange(len(starts)) < n_left
     with torch.inference_mode():
-        for batch in token_batches(np.full(len(starts), 2 * r), embedder.budget, True):
-            at = starts[batch][:, None] + span
-            left = batch < n_left
-            own = keep[at] & np.where(left[:, None], span < r, span >= r)  # the edge's r positions
-            out[batch] = _states(embedder, ids[at], None, own).sum(1).double().cpu().numpy()
+        for left in (True, False):
+            which = np.flatnonzero(is_left == left)
+            for batch in token_batches(np.full(len(which), 2 * r), embedder.budget, True):
+                at = starts[which[batch]][:, None] + span
+                own = keep[at] & (span < r if left else span >= r)[None, :]  # the edge's r positions
+                if edge is None:
+                    sums = _states(embedder, ids[at], None, own).sum(1)
+                else:
+                    states = edge(torch.from_numpy(ids[at]).to(embedder.device), r, left, embedder.settings.layer)
+                    mine = own[:, :r] if left else own[:, r:]
+                    sums = (states.float() * torch.from_numpy(mine).to(embedder.device)[..., None]).sum(1)
+                out[which[batch]] = sums.double().cpu().numpy()
     return out
 
 
