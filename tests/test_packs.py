@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from helpers import DEFAULT_MODEL, dry_run_jobs, slice_fasta, snakemake, write_config
+from helpers import DEFAULT_MODEL, REPO, dry_run_jobs, slice_fasta, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -19,15 +19,29 @@ SLICES = {"a": ("chrA", 0), "b": ("chrB", 300_000), "c": ("chrC", 600_000), "d":
 
 
 def sheet(d, genomes):
-    return "genome\tfasta\n" + "".join(
-        f"{g}\t{slice_fasta(d / f'{g}.fa', SLICES[g][0], SLICES[g][1], 60_000)}\n" for g in genomes)
+    """Plain FASTA slices; genome a has the E. coli annotation of its 60 kb (a promoter report runs)."""
+    return "genome\tfasta\tannotation\n" + "".join(
+        f"{g}\t{slice_fasta(d / f'{g}.fa', SLICES[g][0], SLICES[g][1], 60_000)}\t{annotation(d) if g == 'a' else ''}\n"
+        for g in genomes)
+
+
+def annotation(d):
+    import gzip
+
+    gff = d / "a.gff"
+    with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.gff.gz", "rt") as src:
+        rows = [f for f in (line.rstrip("\n").split("\t") for line in src if not line.startswith("#"))
+                if len(f) == 9 and f[2] != "region" and int(f[4]) <= 60_000]
+    gff.write_text("##gff-version 3\n" + "".join("\t".join(["chrA", *f[1:]]) + "\n" for f in rows))
+    return gff
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     d = tmp_path_factory.mktemp("packed")
     write_config(d, sheet(d, "abc"), windows={"size": 500, "stride": 250, "pack_bp": 150_000}, **CONFIG)
-    snakemake(d, "--cores", "2")
+    res = snakemake(d, "--cores", "2")
+    (d / "run.out").write_text(res.stdout + res.stderr)
     return d
 
 
@@ -48,6 +62,22 @@ def test_small_genomes_are_embedded_one_job_per_pack(packed):
     assert not list((r / "packs").rglob("*.tokens.npy"))  # token files go once embedded
     manifest = json.loads((r / "index/manifest.json").read_text())
     assert manifest["index"]["count"] == total and set(manifest["genomes"]) == set("abc")
+
+
+def test_the_promoter_tracks_windows_are_embedded_by_the_packs_and_the_report_loads_no_model(packed):
+    """With a promoter report, each pack embeds its genomes' track windows (every 100 bp) in the pass
+    of their own; the report scores them in one thread, without the model."""
+    r = packed / "results"
+    for pack, genomes in (("a", "ab"), ("c", "c")):
+        for g in genomes:
+            assert (r / f"packs/{pack}/embeddings/{g}/track.h5").is_file()
+    log = (packed / "logs/promoter_report.log").read_text()
+    assert "genembed.embed: model" not in log  # no model loaded, no dense scan
+    for g in "abc":  # every genome gets a 100-bp track, annotated or not
+        lines = (r / f"reports/promoters/{g}.bedgraph").read_text().splitlines()[1:]
+        assert {int(f[2]) - int(f[1]) for f in map(str.split, lines)} == {100} and len(lines) > 550
+    job = (packed / "run.out").read_text().split("rule promoter_report:")[1].split("\n\n")[0]
+    assert "log: logs/promoter_report.log" in job and "threads:" not in job  # one thread (snakemake shows 2 or more)
 
 
 def test_packed_embeddings_equal_those_of_one_job_per_shard(packed, tmp_path):

@@ -95,8 +95,8 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     files go once embedded. ``out/pack.json`` lists the genomes, written last. Returns the windows
     embedded.
 
-    With a ``track_step`` (the promoter track's) and a model whose states are local, each genome's
-    windows every ``track_step`` bp are embedded in the same pass as its shard
+    With a ``track_step`` (the promoter track's) below the stride and a model whose states are
+    local, each genome's windows every ``track_step`` bp are embedded in the same pass as its shard
     (:func:`genembed.scan.scan_with_track`) into ``embeddings/{genome}/track.h5``: the promoter
     report then needs no model."""
     from dataclasses import replace
@@ -121,7 +121,8 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
         shard_count(contigs, one_shard.windows.spec(contigs), str(genomes[genome]))  # refuses a genome without windows
         prepare_stage(one_shard, genome, prepared, f, tokenizer)
 
-    track = _track_maker(plan, embedder, tokenizer, out, genome_of, track_step) if track_step else None
+    track = _track_maker(plan, embedder, tokenizer, out, genome_of, track_step) \
+        if 0 < track_step < plan.windows.stride else None
     total = embed_stage(one_shard, list(files.values()), embedder, prepare, track)
     for genome, f in files.items():
         f.tokens.unlink()

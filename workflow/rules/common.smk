@@ -165,10 +165,10 @@ def report_inputs(wildcards):
 
 
 def track_step(wildcards=None):
-    """The promoter track's step when the packs embed its windows with their genomes' (a promoter report
-    with a dense track: one pass for both), else 0."""
-    step = config["promoters"]["track_step"]
-    return step if annotations() and step < window_plan().stride else 0
+    """The promoter track's step, which the packs embed with their genomes' windows (one pass for both)
+    when it is below the stride, where a promoter report runs; else 0. Read from the config, not the
+    plan: asking the describe_model checkpoint here would mark every pack for a rerun."""
+    return config["promoters"]["track_step"] if annotations() else 0
 
 
 def track_packs(wildcards):
@@ -177,8 +177,9 @@ def track_packs(wildcards):
 
 
 def promoter_threads(wildcards):
-    """1 when every genome's track comes from its pack (no model in the report), else 2 (a dense scan)."""
-    return 1 if track_step() and not SHARDED or config["promoters"]["track_step"] >= window_plan().stride else 2
+    """1 when every genome is packed (its track comes from its pack: no model in the report), else 2
+    (a dense scan of the sharded genomes)."""
+    return 2 if SHARDED else 1
 
 
 def final_outputs():
