@@ -200,3 +200,27 @@ def test_a_track_made_otherwise_is_not_used(tmp_path, ecoli_sequence):
     assert g.track is not None
     assert stored_track(g, 200, 500, 0.1) is not None
     assert stored_track(g, 100, 500, 0.1) is None and stored_track(g, 200, 600, 0.1) is None
+    (tmp_path / "other.fa").write_bytes(b">one\n" + ecoli_sequence[:29_000] + b"\n")  # another sequence, same name
+    embed_pack(default_plan(), {"g": tmp_path / "other.fa"}, tmp_path / "other")
+    g.fasta = tmp_path / "other/genomes/g/genome.fa.gz"
+    assert stored_track(g, 200, 500, 0.1) is None
+    g.track.write_bytes(b"cut short")
+    assert stored_track(with_tracks(group_shards([tmp_path / "pack/embeddings/g/00000.h5"]), [tmp_path / "pack"])[0],
+                        200, 500, 0.1) is None  # unreadable: scanned instead
+
+
+def test_a_genome_whose_track_windows_are_all_filtered_gets_an_empty_track(tmp_path, ecoli_sequence):
+    """Every track window over the N limit, one run window under it: the pack still writes both."""
+    from genembed.pipeline import embed_pack
+    from genembed.store import read_shard, read_track
+    from helpers import default_plan
+
+    seq = bytearray(ecoli_sequence[:750])
+    seq[240] = ord("N")  # in the track's windows at 0, 100 and 200 and the run's at 0, not the run's at 250
+    (tmp_path / "g.fa").write_bytes(b">c\n" + bytes(seq) + b"\n")
+    plan = default_plan()
+    plan = replace(plan, windows=replace(plan.windows, max_n_fraction=0.0))
+    embed_pack(plan, {"g": tmp_path / "g.fa"}, tmp_path / "pack", track_step=100)
+    assert len(read_shard(tmp_path / "pack/embeddings/g/00000.h5").window_id) == 1
+    windows, vectors, _ = read_track(tmp_path / "pack/embeddings/g/track.h5")
+    assert windows.height == 0 and vectors.shape == (0, 128)

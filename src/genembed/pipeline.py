@@ -136,7 +136,13 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
 def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome_of: dict[Path, str], step: int
                  ) -> Any:
     """``(files, table, rows) -> vectors`` of a pack's shard that also writes its genome's track
-    windows (one pass for both); None where the model's states are not local (no pass to share)."""
+    windows (one pass for both); None where the model's states are not local (no pass to share).
+    On a GPU out-of-memory error the genome is embedded window by window, without a track (the
+    promoter report then scans it)."""
+    import json
+
+    from .device import is_out_of_memory
+    from .embed import embed_windows
     from .genome import Genome
     from .layout import TRACK
     from .scan import Scanner, scan_with_track
@@ -154,9 +160,16 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
         try:
             vectors, windows, track = scan_with_track(scan, fasta, table["contig"].to_numpy(), table["start"].to_numpy(),
                                                       w.size, step, w.max_n_fraction)
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            log.warning("%s: out of memory in the pass along the sequence; embedding window by window, no track",
+                        genome)
+            return embed_windows(embedder, rows, table, files.out.name)
         finally:
             fasta.close()
-        write_track(out / TRACK.format(genome=genome), track, windows, attrs)
+        write_track(out / TRACK.format(genome=genome), track, windows,
+                    {**attrs, "contig_lengths": json.dumps(fasta.contigs)})
         log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track), step)
         return vectors
 

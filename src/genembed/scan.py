@@ -83,9 +83,10 @@ def scan_with_track(scan: Scanner, fasta: "Genome", contigs: np.ndarray, starts:
     windows (contig, start, end) and their float16 vectors."""
     import polars as pl
 
-    contigs, starts = np.asarray(contigs), np.asarray(starts, dtype=np.int64)
+    contigs, starts = np.asarray(contigs).astype(str), np.asarray(starts, dtype=np.int64)
     order = np.lexsort((starts, contigs))
-    rows = {c: order[contigs[order] == c] for c in np.unique(contigs)}
+    names, first_row = np.unique(contigs[order], return_index=True)  # sorted: each contig's rows are one run
+    rows = dict(zip(names, np.split(order, first_row[1:])))
     out = np.zeros((len(starts), scan.embedder.hidden_size), dtype=np.float16)
     names, at, parts = [], [], []
     done = {c: 0 for c in rows}

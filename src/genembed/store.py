@@ -69,22 +69,34 @@ TRACK_ENCODING = "genembed-track"
 def write_track(path: str | os.PathLike, embeddings: np.ndarray, windows: "pl.DataFrame", attrs: dict[str, Any]) -> None:
     """Write a dense track's window vectors atomically: ``embeddings`` float16 ``[n, d]``, the
     windows' ``start`` and ``contig`` (an index into ``contigs``), and the attrs that made them."""
-    import polars as pl
-
-    names = windows["contig"].unique(maintain_order=True)
-    codes = windows["contig"].replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int32)
-    ensure_space(path, embeddings.size * 2 + windows.height * 12 + (64 << 10))
+    embeddings = embeddings.astype(np.float16)
+    if embeddings.size and not np.isfinite(embeddings).all():
+        raise GenembedError(f"{path}: track windows embed to NaN or infinity in float16; nothing written. An overflow"
+                            " in reduced precision: try embed.precision: fp32")
+    names, codes = np.unique(windows["contig"].to_numpy().astype(str), return_inverse=True)
+    ensure_space(path, embeddings.nbytes + windows.height * 12 + (64 << 10))
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n, d = embeddings.shape
-            f.create_dataset("embeddings", data=embeddings.astype(np.float16), chunks=(max(1, min(n, 4096)), d) if n else None)
+            f.create_dataset("embeddings", data=embeddings, chunks=(max(1, min(n, 4096)), d) if n else None)
             f.create_dataset("start", data=windows["start"].to_numpy().astype(np.int64))
-            f.create_dataset("contig", data=codes.to_numpy())
-            f.create_dataset("contigs", data=np.array(names.to_list(), dtype=object), dtype=h5py.string_dtype())
+            f.create_dataset("contig", data=codes.astype(np.int32))
+            f.create_dataset("contigs", data=names.astype(object), dtype=h5py.string_dtype())
             f.attrs.update({k: ("" if v is None else v) for k, v in attrs.items()})
             f.attrs["encoding-type"] = TRACK_ENCODING
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["genembed_version"] = __version__
+
+
+def track_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The attrs of a track file (:func:`write_track`), read without its vectors."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("encoding-type") != TRACK_ENCODING:
+                raise GenembedError(f"{path}: not a genembed track file")
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise _corrupt(path, exc) from None
 
 
 def read_track(path: str | os.PathLike) -> tuple["pl.DataFrame", np.ndarray, dict[str, Any]]:
@@ -92,17 +104,16 @@ def read_track(path: str | os.PathLike) -> tuple["pl.DataFrame", np.ndarray, dic
     vectors and attrs; refused, naming the file, when it is not one or is cut short."""
     import polars as pl
 
+    attrs = track_attrs(path)
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("encoding-type") != TRACK_ENCODING:
-                raise GenembedError(f"{path}: not a genembed track file")
-            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
             names = [n.decode() if isinstance(n, bytes) else n for n in f["contigs"][:]]
             starts, codes, vectors = f["start"][:], f["contig"][:], f["embeddings"][:].astype(np.float32)
-    except (OSError, KeyError) as exc:
+        size = int(attrs["window_size"])
+    except (OSError, KeyError, ValueError) as exc:
         raise _corrupt(path, exc) from None
     windows = pl.DataFrame({"contig": pl.Series(names, dtype=pl.String).gather(codes), "start": starts,
-                            "end": starts + int(attrs["window_size"])})
+                            "end": starts + size})
     return windows, vectors, attrs
 
 

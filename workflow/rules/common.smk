@@ -168,7 +168,8 @@ def track_step(wildcards=None):
     """The promoter track's step, which the packs embed with their genomes' windows (one pass for both)
     when it is below the stride, where a promoter report runs; else 0. Read from the config, not the
     plan: asking the describe_model checkpoint here would mark every pack for a rerun."""
-    return config["promoters"]["track_step"] if annotations() else 0
+    step, stride = config["promoters"]["track_step"], WINDOW_CONFIG["stride"]
+    return step if annotations() and (stride == "auto" or step < stride) else 0
 
 
 def track_packs(wildcards):

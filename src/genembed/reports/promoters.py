@@ -17,6 +17,7 @@ from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path, read_table
 from ..layout import GenomeInputs
+from ..store import read_track
 from ..windows import kmer_frequencies, window_sequences
 from . import html
 from .data import genome_contigs, iter_labeled, make_labelers
@@ -120,28 +121,34 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
     return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks)
 
 
-def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float
-                 ) -> tuple[pl.DataFrame, np.ndarray] | None:
-    """A genome's dense-track windows and vectors made with its shards, when it has them for this
-    step, window size and N limit and they agree with its shards (model, tokenizer, pooling...)."""
-    from ..store import IDENTITY_KEYS, read_attrs, read_track
+def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float) -> Path | None:
+    """A genome's track file (dense-track windows embedded with its shards), when it was made for
+    this step, window size and N limit, from the same sequence, and agrees with the genome's shards
+    (model, tokenizer, pooling...); else None (the report scans the genome)."""
+    import json
+
+    from ..store import IDENTITY_KEYS, read_attrs, track_attrs
 
     if genome.track is None or not genome.track.is_file() or not genome.shards:
         return None
-    windows, vectors, attrs = read_track(genome.track)
-    shard = read_attrs(genome.shards[0])
-    wanted = {"track_step": step, "window_size": size, "max_n_fraction": max_n_fraction}
-    if any(str(attrs.get(k)) != str(shard.get(k)) for k in IDENTITY_KEYS) or \
-            any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
-        log.info("%s: its track file %s was made otherwise (another step, model or window); scanning", genome.name,
-                 genome.track)
+    try:
+        attrs, shard = track_attrs(genome.track), read_attrs(genome.shards[0])
+        same_sequence = json.loads(attrs.get("contig_lengths", "{}")) == genome_contigs(genome.fasta)
+    except (GenembedError, ValueError) as exc:
+        log.warning("%s: its track file cannot be used (%s); scanning", genome.name, exc)
         return None
-    return windows, vectors
+    wanted = {"track_step": step, "window_size": size, "max_n_fraction": max_n_fraction}
+    if not same_sequence or any(str(attrs.get(k)) != str(shard.get(k)) for k in IDENTITY_KEYS) or \
+            any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
+        log.info("%s: its track file %s was made otherwise (another sequence, step, model or window); scanning",
+                 genome.name, genome.track)
+        return None
+    return genome.track
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
                     stride: int, scan: "Scanner | None" = None, window_size: int | None = None,
-                    tracks: dict[str, tuple[pl.DataFrame, np.ndarray]] | None = None) -> pl.DataFrame:
+                    tracks: dict[str, Path] | None = None) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
@@ -150,8 +157,8 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size
     (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
-    each stored window's score stands on its central ``stride`` bp. ``tracks``: per genome, the
-    dense track's windows and vectors already embedded (:func:`stored_track`), scored instead of a scan."""
+    each stored window's score stands on its central ``stride`` bp. ``tracks``: per genome, a file of
+    the dense track's windows already embedded (:func:`stored_track`), scored instead of a scan."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream,
@@ -226,7 +233,7 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
            out: Path, scan: "Scanner | None" = None, window_size: int | None = None,
-           tracks: dict[str, tuple[pl.DataFrame, np.ndarray]] | None = None
+           tracks: dict[str, Path] | None = None
            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
@@ -252,9 +259,9 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
         windows = pl.concat(per_genome) if per_genome else pl.DataFrame(schema=TRACK_SCHEMA)
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
-        if tracks and g.name in tracks:
-            windows_of, vectors = tracks[g.name]
-            bins = score_bins(windows_of.with_columns(pl.Series("score", models[EMBEDDINGS].predict(vectors))),
+        if tracks and g.name in tracks:  # read one genome at a time
+            track, vectors, _ = read_track(tracks[g.name])
+            bins = score_bins(track.with_columns(pl.Series("score", models[EMBEDDINGS].predict(vectors))),
                               settings.track_step)
             called = bins
         elif scan is not None and (window_size or windows.height):
