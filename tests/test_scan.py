@@ -224,3 +224,37 @@ def test_a_genome_whose_track_windows_are_all_filtered_gets_an_empty_track(tmp_p
     assert len(read_shard(tmp_path / "pack/embeddings/g/00000.h5").window_id) == 1
     windows, vectors, _ = read_track(tmp_path / "pack/embeddings/g/track.h5")
     assert windows.height == 0 and vectors.shape == (0, 128)
+
+
+def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without_a_track(tmp_path, ecoli_sequence,
+                                                                                            monkeypatch, caplog):
+    """A GPU out-of-memory error in the pass along the sequence (injected: no GPU here) does not fail
+    the pack: its windows are embedded one by one (which backs off), and no track is written, so the
+    promoter report scans that genome."""
+    import logging
+
+    import polars as pl
+    import torch
+
+    import genembed.scan
+    from genembed.pipeline import embed_pack
+    from genembed.store import read_shard
+    from helpers import default_plan
+
+    seqs = _gappy_fasta(tmp_path / "g.fa.gz", ecoli_sequence)
+    plan = default_plan()
+    plan = replace(plan, embed=replace(plan.embed, precision="fp32"))
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(genembed.scan, "window_means", no_memory)
+    with caplog.at_level(logging.WARNING, logger="genembed"):
+        embed_pack(plan, {"g": tmp_path / "g.fa.gz"}, tmp_path / "pack", track_step=100)
+    assert "out of memory in the pass along the sequence" in caplog.text
+    assert not (tmp_path / "pack/embeddings/g/track.h5").exists()
+    table = pl.read_parquet(tmp_path / "pack/windows/g/00000.parquet")
+    _, reference = _scanner_and_reference(plan)
+    want = reference([seqs[c][s : s + 500] for c, s in table.select("contig", "start").iter_rows()])
+    np.testing.assert_allclose(read_shard(tmp_path / "pack/embeddings/g/00000.h5").embeddings.astype(np.float32), want,
+                               rtol=2e-3, atol=2e-4)
