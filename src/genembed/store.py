@@ -90,13 +90,7 @@ def write_track(path: str | os.PathLike, embeddings: np.ndarray, windows: "pl.Da
 
 def track_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """The attrs of a track file (:func:`write_track`), read without its vectors."""
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("encoding-type") != TRACK_ENCODING:
-                raise GenembedError(f"{path}: not a genembed track file")
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise _corrupt(path, exc) from None
+    return _attrs(path, TRACK_ENCODING, "a genembed track file", "track file")
 
 
 def read_track(path: str | os.PathLike) -> tuple["pl.DataFrame", np.ndarray, dict[str, Any]]:
@@ -118,13 +112,18 @@ def read_track(path: str | os.PathLike) -> tuple["pl.DataFrame", np.ndarray, dic
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    return _attrs(path, ENCODING_TYPE, "a genembed embedding shard", "shard")
+
+
+def _attrs(path: str | os.PathLike, encoding: str, what: str, kind: str) -> dict[str, Any]:
+    """A genembed HDF5 file's attrs; refused, naming it, when it is unreadable or not of this ``encoding``."""
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("encoding-type") != ENCODING_TYPE:
-                raise GenembedError(f"{path}: not a genembed embedding shard")
+            if f.attrs.get("encoding-type") != encoding:
+                raise GenembedError(f"{path}: not {what}")
             return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     except OSError as exc:
-        raise GenembedError(f"{path}: cannot read HDF5 shard ({exc})") from None
+        raise GenembedError(f"{path}: cannot read HDF5 {kind} ({exc})") from None
 
 
 def is_complete(path: str | os.PathLike, attrs: dict[str, Any]) -> bool:
