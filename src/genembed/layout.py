@@ -93,4 +93,4 @@ def discover(root: str | os.PathLike) -> list[GenomeInputs]:
     shards = sorted(Path(root).glob(EMBEDDINGS.format(genome="*", shard="[0-9]*")))
     if not shards:
         raise GenembedError(f"{root}: no embedding shards found (expected {Path(root) / EMBEDDINGS})")
-    return with_tracks(group_shards(shards), [root, *sorted(Path(root).glob(PACK.format(pack="*")))])
+    return with_tracks(group_shards(shards), sorted(Path(root).glob(PACK.format(pack="*"))))  # packs write tracks

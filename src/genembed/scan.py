@@ -109,7 +109,8 @@ def scan_with_track(scan: Scanner, fasta: "Genome", contigs: np.ndarray, starts:
 def model_reach(embedder: Embedder) -> int | None:
     """The model's ``receptive_field`` where its mean-pooled vectors may share one pass along the
     sequence (mean pooling; one strand, or a reverse-complement invariant model); else None."""
-    reach = getattr(embedder.model, "receptive_field", None)  # a traced encoder has none
+    model = embedder.model  # a local model tells its reach and runs window edges alone (a traced encoder: neither)
+    reach = getattr(model, "receptive_field", None) if hasattr(model, "edge_states") else None
     config = getattr(embedder.model, "config", None)
     one_strand = embedder.settings.strands == "forward" or bool(getattr(config, "rc_invariant", False))
     return reach if isinstance(reach, int) and one_strand and embedder.settings.pooling == "mean" else None
@@ -227,26 +228,22 @@ def _prefix_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, 
 def _edge_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, starts: np.ndarray, n_left: int
                ) -> np.ndarray:
     """Each window edge's states as the window sees them: for the first ``n_left`` starts, the sum over
-    the first ``r`` positions of ``ids[s:s + 2r]``; for the rest, over the last ``r`` (the right edges).
-    A model with ``edge_states`` (genembed-conv) computes only what those positions depend on."""
+    the first ``r`` positions of ``ids[s:s + 2r]``; for the rest, over the last ``r`` (the right edges),
+    from the model's ``edge_states`` (which computes only what those positions depend on)."""
     import torch
 
     out = np.zeros((len(starts), embedder.hidden_size), dtype=np.float64)
     span = np.arange(2 * r)
-    edge = getattr(embedder.model, "edge_states", None)
     is_left = np.arange(len(starts)) < n_left
     with torch.inference_mode():
         for left in (True, False):
             which = np.flatnonzero(is_left == left)
             for batch in token_batches(np.full(len(which), 2 * r), embedder.budget, True):
                 at = starts[which[batch]][:, None] + span
-                own = keep[at] & (span < r if left else span >= r)[None, :]  # the edge's r positions
-                if edge is None:
-                    sums = _states(embedder, ids[at], None, own).sum(1)
-                else:
-                    states = edge(torch.from_numpy(ids[at]).to(embedder.device), r, left, embedder.settings.layer)
-                    mine = own[:, :r] if left else own[:, r:]
-                    sums = (states.float() * torch.from_numpy(mine).to(embedder.device)[..., None]).sum(1)
+                mine = keep[at][:, :r] if left else keep[at][:, r:]  # the edge's r positions
+                states = embedder.model.edge_states(torch.from_numpy(ids[at]).to(embedder.device), r, left,
+                                                    embedder.settings.layer)
+                sums = (states.float() * torch.from_numpy(mine).to(embedder.device)[..., None]).sum(1)
                 out[which[batch]] = sums.double().cpu().numpy()
     return out
 

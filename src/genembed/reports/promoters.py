@@ -112,12 +112,12 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
     scan, tracks = None, {}
     if settings.track_step < w.stride:
         tracks = {g.name: t for g in genomes if (t := stored_track(g, settings.track_step, w.size, w.max_n_fraction))}
-    if settings.track_step < w.stride and len(tracks) < len(genomes):
-        if fingerprint(plan.folder) != plan.fingerprint:
-            raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
-                                f" the dense promoter track needs that model (or a track step of {w.stride} for one"
-                                " value per stored window)")
-        scan = plan.scanner()
+        if len(tracks) < len(genomes):  # some genome is scanned here
+            if fingerprint(plan.folder) != plan.fingerprint:
+                raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
+                                    f" the dense promoter track needs that model (or a track step of {w.stride} for"
+                                    " one value per stored window)")
+            scan = plan.scanner()
     return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks)
 
 
@@ -259,16 +259,16 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
         windows = pl.concat(per_genome) if per_genome else pl.DataFrame(schema=TRACK_SCHEMA)
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
-        if tracks and g.name in tracks:  # read one genome at a time
+        dense = None  # windows every track_step bp, scored: embedded by the pack (read one genome at a time) or scanned
+        if tracks and g.name in tracks:
             track, vectors, _ = read_track(tracks[g.name])
-            bins = score_bins(track.with_columns(pl.Series("score", models[EMBEDDINGS].predict(vectors))),
-                              settings.track_step)
-            called = bins
+            dense = track.with_columns(pl.Series("score", models[EMBEDDINGS].predict(vectors)))
         elif scan is not None and (window_size or windows.height):
             size = window_size or int((windows["end"] - windows["start"]).max())
-            bins = score_bins(dense_scores(fastas[g.name], size, settings.track_step, scan, models[EMBEDDINGS],
-                                           settings.max_n_fraction), settings.track_step)
-            called = bins  # predicted promoters at the track's resolution
+            dense = dense_scores(fastas[g.name], size, settings.track_step, scan, models[EMBEDDINGS],
+                                 settings.max_n_fraction)
+        if dense is not None:
+            bins = called = score_bins(dense, settings.track_step)  # predicted promoters at the track's resolution
         else:
             bins, called = score_bins(windows, stride), windows
         write_bedgraph(bins, out / f"{g.name}.bedgraph", title, what)
