@@ -8,7 +8,7 @@ import yaml
 from helpers import REPO
 
 # conda package names that differ from the PyPI names; the GPU env's faiss-gpu stands for faiss-cpu
-CONDA_TO_PYPI = {"pytorch": "torch", "faiss-gpu": "faiss-cpu"}
+CONDA_TO_PYPI = {"pytorch": "torch", "faiss-gpu": "faiss-cpu", "parasail-python": "parasail"}
 CONDA_ONLY = {"python", "cuda-version"}  # the interpreter and the CUDA runtime selector
 NOT_IN_JOBS = {"snakemake", "fastapi", "uvicorn"}  # run the workflow or the query server; no rule script imports them
 

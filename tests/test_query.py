@@ -54,7 +54,8 @@ def test_bad_queries_are_refused(index):
 def test_hits_print_as_tsv_json_and_bed(index):
     hits = index.search_region("ecoli:NC_000913.3:10000-11000", k=2)
     tsv = format_hits(hits, "tsv").splitlines()
-    assert tsv[0] == "query\tquery_start\tquery_end\tgenome\tcontig\tstart\tend\tstrand\tscore\twindows\tevalue\trank"
+    assert tsv[0] == ("query\tquery_start\tquery_end\tgenome\tcontig\tstart\tend\tstrand\tscore\twindows\tevalue\trank"
+                      "\tverified\taln_score\tbitscore\tidentity\taligned\tmatches\tmismatches\tgap_opens\tgaps\tcigar")
     assert tsv[1].startswith("ecoli:NC_000913.3:10000-11000\t0\t1000\tecoli\tNC_000913.3\t10000\t11000\t+\t")
     assert json.loads(format_hits(hits, "json"))[0]["start"] == 10000
     bed = format_hits(hits, "bed").splitlines()[0].split("\t")

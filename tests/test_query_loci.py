@@ -114,7 +114,8 @@ def test_cli_writes_loci_as_paf_m8_and_bed(tmp_path, default_index, capsys):
     paf = capsys.readouterr().out.splitlines()[0].split("\t")
     assert paf[:12] == [f"eco:{CONTIG}:100000-101000", "1000", "0", "1000", "+", f"eco#{CONTIG}", "200000", "100000",
                         "101000", "1000", "1000", "255"]
-    assert paf[12] == "tp:A:P" and paf[14] == "nw:i:3" and paf[15].startswith("ev:f:")
+    assert paf[12:14] == ["tp:A:P", "vf:i:1"] and paf[15] == "nw:i:3" and paf[16].startswith("ev:f:")
+    assert paf[17:] == ["AS:i:2000", "NM:i:0", "cg:Z:1000="]  # verified: the alignment's own counts
     assert main(base + ["--format", "m8"]) == 0
     m8 = capsys.readouterr().out.splitlines()[0].split("\t")
     assert len(m8) == 12 and m8[1] == f"eco#{CONTIG}" and m8[6:10] == ["1", "1000", "100001", "101000"]  # 1-based

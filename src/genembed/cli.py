@@ -153,7 +153,7 @@ def _batches(records, size: int):
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve import serve
 
-    serve(args.index, args.host, args.port, args.model)
+    serve(args.index, args.host, args.port, args.model, args.workers)
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -365,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--index", required=True, help="index folder (results/index)")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--workers", type=int, default=1,
+                   help="processes answering requests side by side, each loading the index (default 1)")
     v.add_argument("--model", help="model folder to embed queries with (refused unless it is the index's model)")
     v.set_defaults(func=cmd_serve)
     return parser

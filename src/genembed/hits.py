@@ -73,27 +73,39 @@ def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
             (pl.col("score").clip(0, 1) * 1000).round().cast(pl.Int64).alias("score"), strand.alias("strand"),
         ).write_csv(separator="\t", include_header=False)
     if fmt == "paf":
+        verified = pl.col("verified").fill_null(False)
         span = pl.max_horizontal(pl.col("query_end") - pl.col("query_start"), pl.col("end") - pl.col("start"))
+        evalue = pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String)
         return hits.select(
             "query", "query_length", "query_start", "query_end",
             pl.when(pl.col("strand") == "-").then(pl.lit("-")).otherwise(pl.lit("+")).alias("strand"),
             target(hits).alias("target"), "contig_length", "start", "end",
-            (pl.col("score").clip(0, 1) * span).round().cast(pl.Int64).alias("matches"), span.alias("block"),
+            pl.when(verified).then(pl.col("matches")).otherwise((pl.col("score").clip(0, 1) * span).round())
+            .cast(pl.Int64).alias("matches"),
+            pl.when(verified).then(pl.col("aligned")).otherwise(span).alias("block"),
             pl.lit(255).alias("mapq"),
             pl.format("tp:A:{}", pl.when(pl.col("rank") == 1).then(pl.lit("P")).otherwise(pl.lit("S"))).alias("tp"),
+            pl.format("vf:i:{}", verified.cast(pl.Int64)).alias("vf"),
             pl.format("gs:f:{}", pl.col("score").round(4)).alias("gs"), pl.format("nw:i:{}", "windows").alias("nw"),
-            pl.format("ev:f:{}", pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String)).alias("ev"),
-        ).write_csv(separator="\t", include_header=False)
+            pl.format("ev:f:{}", evalue).alias("ev"),
+            pl.when(verified).then(pl.format("AS:i:{}\tNM:i:{}\tcg:Z:{}", "aln_score",
+                                             pl.col("mismatches") + pl.col("gaps"), "cigar")).alias("aln"),
+        ).write_csv(separator="\t", include_header=False, quote_style="never").replace("\t\n", "\n")
     if fmt == "m8":
+        verified = pl.col("verified").fill_null(False)
         minus = pl.col("strand") == "-"
         return hits.select(
-            "query", target(hits).alias("target"), (pl.col("score") * 100).round(2).alias("pident"),
-            (pl.col("query_end") - pl.col("query_start")).alias("length"), pl.lit(0).alias("mismatch"),
-            pl.lit(0).alias("gapopen"), (pl.col("query_start") + 1).alias("qstart"), "query_end",
+            "query", target(hits).alias("target"),
+            pl.when(verified).then(pl.col("identity") * 100).otherwise(pl.col("score") * 100).round(2).alias("pident"),
+            pl.when(verified).then(pl.col("aligned")).otherwise(pl.col("query_end") - pl.col("query_start")).alias("length"),
+            pl.when(verified).then(pl.col("mismatches")).otherwise(0).alias("mismatch"),
+            pl.when(verified).then(pl.col("gap_opens")).otherwise(0).alias("gapopen"),
+            (pl.col("query_start") + 1).alias("qstart"), "query_end",
             pl.when(minus).then(pl.col("end")).otherwise(pl.col("start") + 1).alias("sstart"),
             pl.when(minus).then(pl.col("start") + 1).otherwise(pl.col("end")).alias("send"),
             pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String).alias("evalue"),
-            (pl.col("score") * pl.col("windows") * 100).round(1).alias("bitscore"),
+            pl.when(verified).then(pl.col("bitscore")).otherwise(pl.col("score") * pl.col("windows") * 100).round(1)
+            .alias("bitscore"),
         ).write_csv(separator="\t", include_header=False)
     raise GenembedError(f"unknown output format {fmt!r} ({', '.join(FORMATS)})")
 

@@ -1,9 +1,13 @@
 """Hits of a query as loci: a query longer than a window is cut into the index's windows, every piece
 is searched, and the hits that keep the query's order on one contig and strand are chained into a
 locus, as minimap2 chains anchors on a diagonal. Each locus has a score (the mean cosine over its
-chain) and an E-value-like confidence from the query's similarity to random indexed windows."""
+chain) and an E-value from an :class:`EmbeddingNull`: how often a query window that has no homolog
+(a shuffled one) finds an indexed window at least this similar."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -11,7 +15,11 @@ import polars as pl
 _SCHEMA = {"query": pl.String, "query_start": pl.Int64, "query_end": pl.Int64, "genome": pl.String,
            "contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String, "score": pl.Float32,
            "windows": pl.Int64, "evalue": pl.Float64, "rank": pl.Int64}
-LOCUS_COLUMNS = list(_SCHEMA)
+# what an alignment that verified a locus adds (null where none did: an embedding-only locus)
+ALIGNMENT_SCHEMA = {"verified": pl.Boolean, "aln_score": pl.Int64, "bitscore": pl.Float64, "identity": pl.Float64,
+                    "aligned": pl.Int64, "matches": pl.Int64, "mismatches": pl.Int64, "gap_opens": pl.Int64,
+                    "gaps": pl.Int64, "cigar": pl.String}
+LOCUS_COLUMNS = list(_SCHEMA) + list(ALIGNMENT_SCHEMA)
 _CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate(b"ACGT"):
     _CODE[_b] = _CODE[_b + 32] = _i
@@ -48,19 +56,58 @@ def orientation(query: bytes, target: bytes, reverse: bytes, k: int = 11) -> str
     return "+" if fwd > rev else "-" if rev > fwd else "."
 
 
-def chain(hits: pl.DataFrame, stride: int, k: int, searched: int, lookback: int = 3) -> pl.DataFrame:
+@dataclass(frozen=True)
+class EmbeddingNull:
+    """The best cosine a shuffled query window of the index's size reaches among the indexed windows
+    follows a Gumbel distribution (location ``mu``, scale ``beta``, fitted on ``samples`` of them).
+    ``(s - mu) / beta`` is a window score normalised so that ``exp(-x)`` is the expected number of
+    indexed windows at least that similar to one query window by chance."""
+
+    mu: float
+    beta: float
+    samples: int
+
+    @classmethod
+    def fit(cls, best: np.ndarray) -> "EmbeddingNull":
+        """Fitted by moments to the best scores of shuffled windows."""
+        best = np.asarray(best, dtype=np.float64)
+        beta = max(float(best.std()) * math.sqrt(6) / math.pi, 1e-4)
+        return cls(float(best.mean()) - 0.5772156649015329 * beta, beta, len(best))
+
+    def normalise(self, score: np.ndarray) -> np.ndarray:
+        return (np.asarray(score, dtype=np.float64) - self.mu) / self.beta
+
+
+def chain_evalue(total: np.ndarray, windows: np.ndarray, tests: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """E-values of chains of ``windows`` hits whose normalised scores sum to ``total``, for queries
+    giving ``tests`` windows searched (pieces x strands). Overlapping windows are not independent:
+    a chain of w windows ``stride`` apart counts as r = 1 + (w - 1) stride / size independent ones,
+    with the mean normalised score each. The chance that r independent hits in a consistent order
+    sum to T is Karlin and Altschul's sum statistic, exp(-T) T^(r-1) / (r! (r-1)!) (the Gamma
+    function for fractional r); a one-window locus gets exp(-x). E = tests x that chance."""
+    from scipy.special import gammaln
+
+    w = np.asarray(windows, dtype=np.float64)
+    r = 1 + (w - 1) * min(1.0, stride / size)
+    t = np.asarray(total, dtype=np.float64) / w * r
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.where(r > 1, -t + (r - 1) * np.log(np.maximum(t, 1e-300)) - gammaln(r + 1) - gammaln(r), -t)
+    log_p = np.where((r > 1) & (t <= r - 1), 0.0, np.minimum(log_p, 0.0))  # no tail below the mode
+    return np.asarray(tests, dtype=np.float64) * np.exp(log_p)
+
+
+def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, int], lookback: int = 3) -> pl.DataFrame:
     """Loci from per-piece hits (columns: query, piece, query_start, query_end, genome, contig, start,
-    end, strand, score, z, ambiguous: a hit listed on both strands because nothing told its strand;
-    a locus of one such hit has strand ``.``).
+    end, strand, score, x: the score normalised by an :class:`EmbeddingNull`, ambiguous: a hit
+    listed on both strands because nothing told its strand; a locus of one such hit has strand ``.``).
 
     Per query, contig and strand, hits are chained by dynamic programming as minimap2 chains anchors:
     a hit extends a chain ending in one of the ``lookback`` pieces before it when the target moved as
-    far as the query did (forwards on ``+``, backwards on ``-``), within a stride. Each chain, best
-    first, is a locus; one overlapping a better locus of the same query by half is dropped. Loci are
-    ranked by their summed score; ``evalue`` is ``searched`` times the one-sided normal tail of the
-    chain's combined z (Stouffer)."""
-    from scipy.special import log_ndtr
-
+    far as the query did (forwards on ``+``, backwards on ``-``) within a stride, counted from the
+    chain's first hit: a locus's target span differs from its query span by at most one stride (so
+    at most one stride of indels). Each chain, best first, is a locus; one overlapping a better locus
+    of the same query by half is dropped. Loci are ranked by their summed score; ``evalue`` is
+    :func:`chain_evalue` with ``tests`` windows searched per query."""
     if hits.is_empty():
         return pl.DataFrame(schema=_SCHEMA)
     keys = ["query", "genome", "contig", "strand"]
@@ -70,41 +117,52 @@ def chain(hits: pl.DataFrame, stride: int, k: int, searched: int, lookback: int 
     piece, qs, ts, score = (hits[c].to_numpy() for c in ("piece", "query_start", "start", "score"))
     minus = (hits["strand"] == "-").to_numpy()
     n_chains = 0
-    for group_start, size in groups.select("row", "len").iter_rows():
-        rows = slice(group_start, group_start + size)
+    for group_start, n in groups.select("row", "len").iter_rows():
+        rows = slice(group_start, group_start + n)
         n_chains = _chain_group(piece[rows], qs[rows], ts[rows], score[rows], bool(minus[group_start]), stride,
                                 lookback, chain_of[rows], n_chains)
     loci = hits.with_columns(pl.Series("chain", chain_of)).group_by("chain").agg(
         *(pl.col(c).first() for c in keys),
         pl.col("query_start").min(), pl.col("query_end").max(), pl.col("start").min(), pl.col("end").max(),
         pl.col("score").mean(), pl.col("score").sum().alias("total"), pl.len().alias("windows"),
-        (pl.col("z").sum() / pl.len().sqrt()).alias("z"), pl.col("ambiguous").all(),
+        pl.col("x").sum(), pl.col("ambiguous").all(),
     ).with_columns(pl.when(pl.col("ambiguous") & (pl.col("windows") == 1)).then(pl.lit("."))
                    .otherwise(pl.col("strand")).alias("strand")) \
         .sort(["query", "total", "windows", "chain"], descending=[False, True, True, False])
-    loci = loci.filter(pl.Series(_primary(loci, k))).with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
-    evalue = np.exp(log_ndtr(-loci["z"].to_numpy())) * searched
+    loci = loci.filter(pl.Series(primary(loci, k))).with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
+    evalue = chain_evalue(loci["x"].to_numpy(), loci["windows"].to_numpy(),
+                          loci["query"].replace_strict(tests, return_dtype=pl.Int64).to_numpy(), size, stride)
     return loci.with_columns(pl.Series("evalue", evalue), pl.col("windows").cast(pl.Int64),
-                             pl.col("score").cast(pl.Float32)).select(LOCUS_COLUMNS)
+                             pl.col("score").cast(pl.Float32)).select(list(_SCHEMA))
+
+
+def unverified(loci: pl.DataFrame) -> pl.DataFrame:
+    """Loci with the alignment columns empty (``verified`` false)."""
+    return loci.with_columns(pl.lit(False).alias("verified"), *(pl.lit(None, dtype=t).alias(c)
+                             for c, t in ALIGNMENT_SCHEMA.items() if c != "verified")).select(LOCUS_COLUMNS)
 
 
 def _chain_group(piece: np.ndarray, qs: np.ndarray, ts: np.ndarray, score: np.ndarray, minus: bool, stride: int,
                  lookback: int, out: np.ndarray, first: int) -> int:
     """Chain one query's hits on one contig and strand (sorted by piece), writing chain numbers from
-    ``first`` into ``out``; returns the next free number."""
+    ``first`` into ``out``; returns the next free number. A link is kept only when the target moved
+    as far as the query did since the chain's first hit, within a stride."""
     n = len(piece)
     best, pred = score.astype(np.float64), np.full(n, -1, dtype=np.int64)
+    head = np.arange(n)
+    sign = -1 if minus else 1
     lo = np.searchsorted(piece, piece - lookback, side="left")
     hi = np.searchsorted(piece, piece, side="left")
     for i in range(n):
         if lo[i] == hi[i]:
             continue
         j = np.arange(lo[i], hi[i])
-        moved = (ts[i] - ts[j]) * (-1 if minus else 1)
-        ok = np.abs(moved - (qs[i] - qs[j])) <= stride
+        h = head[j]
+        ok = (np.abs((ts[i] - ts[j]) * sign - (qs[i] - qs[j])) <= stride) & \
+            (np.abs((ts[i] - ts[h]) * sign - (qs[i] - qs[h])) <= stride)
         if ok.any():
             cand = j[ok][np.argmax(best[j[ok]])]
-            best[i], pred[i] = score[i] + best[cand], cand
+            best[i], pred[i], head[i] = score[i] + best[cand], cand, head[cand]
     used = np.zeros(n, dtype=bool)
     for i in np.argsort(-best, kind="stable"):
         if used[i]:
@@ -116,7 +174,7 @@ def _chain_group(piece: np.ndarray, qs: np.ndarray, ts: np.ndarray, score: np.nd
     return first
 
 
-def _primary(loci: pl.DataFrame, k: int) -> list[bool]:
+def primary(loci: pl.DataFrame, k: int) -> list[bool]:
     """Per query, in rank order, the loci that do not overlap a kept one on the same contig by half of
     the shorter, up to ``k``."""
     keep = []

@@ -22,6 +22,7 @@ from .tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
 _VALID = re.compile(b"^[" + IUPAC.upper() + b"]+$")
 HIT_COLUMNS = ["query", "rank", "genome", "contig", "start", "end", "score"]
+CANDIDATES = 20  # candidate loci per query that verification aligns
 WINDOW_COLUMNS = ["query", "query_start", "query_end", "rank", "genome", "contig", "start", "end", "strand", "score"]
 
 
@@ -92,22 +93,28 @@ class QueryEncoder:
         """The loaded encoder (a traced copy has no transformers tokenizer)."""
         return self._load()[0]
 
+    def problem(self, seq: bytes) -> str | None:
+        """Why a query sequence cannot be searched (one line), or None: it must be IUPAC nucleotides,
+        hold some A, C, G or T and, with a k-mer tokenizer, be at least one k-mer long."""
+        k = getattr(self._load()[1], "k", 1)
+        if not seq:
+            return "empty sequence"
+        if not _VALID.match(seq):
+            bad = sorted(set(seq.translate(None, IUPAC).decode(errors="replace")))
+            return f"characters that are not IUPAC nucleotides: {''.join(bad)!r}"
+        if len(seq) < k:
+            return f"{len(seq)} bp is shorter than one {k}-mer token"
+        if not seq.translate(None, b"NRYKMSWBDHVnrykmswbdhv-"):
+            return "no A, C, G or T (only N or other ambiguity codes): nothing to search for"
+        return None
+
     def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
-        """Unit-length vectors. A query must be IUPAC nucleotides and, with a k-mer tokenizer, at
-        least one k-mer long."""
+        """Unit-length vectors; refused (naming the query) for a sequence with a :meth:`problem`."""
         embedder, tokenizer = self._load()
-        k = getattr(tokenizer, "k", 1)
         for i, seq in enumerate(sequences):
-            what = f"query {names[i]!r}" if names else "query"
-            if not seq:
-                raise GenembedError(f"{what}: empty sequence")
-            if not _VALID.match(seq):
-                bad = sorted(set(seq.translate(None, IUPAC).decode(errors="replace")))
-                raise GenembedError(f"{what}: characters that are not IUPAC nucleotides: {''.join(bad)!r}")
-            if len(seq) < k:
-                raise GenembedError(f"{what}: {len(seq)} bp is shorter than one {k}-mer token")
-            if not seq.translate(None, b"NRYKMSWBDHVnrykmswbdhv-"):
-                raise GenembedError(f"{what}: no A, C, G or T (only N or other ambiguity codes): nothing to search for")
+            problem = self.problem(seq)
+            if problem:
+                raise GenembedError(f"query {names[i]!r}: {problem}" if names else f"query: {problem}")
         return normalise(embed_sequences(embedder, tokenizer, sequences, self.manifest["model"]["max_tokens"], "query"))
 
 
@@ -123,7 +130,6 @@ class Searcher:
             pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
         self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
         self._vectors = None
-        self._null: np.ndarray | None = None
 
     def search(self, names: Sequence[str], x: np.ndarray, k: int, genomes: Sequence[str] | None = None,
                exclude: Mapping[str, Region] | None = None) -> pl.DataFrame:
@@ -153,21 +159,6 @@ class Searcher:
         hits = hits.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
         return hits.filter(pl.col("rank") <= k).select(HIT_COLUMNS).with_columns(
             pl.col("genome", "contig").cast(pl.String), pl.col("start", "end").cast(pl.Int64))
-
-    def null(self, x: np.ndarray, sample: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of each query row's cosine to ``sample`` random indexed windows
-        (the background its hits are judged against); NaN for an index without stored vectors."""
-        if self._null is None:
-            path = self.dir / VECTORS_FILE
-            if path.is_file():
-                rows = np.random.default_rng(0).choice(self.table.height, min(sample, self.table.height), replace=False)
-                self._null = normalise(self._stored()[np.sort(rows)])
-            else:
-                self._null = np.zeros((0, x.shape[1]), dtype=np.float32)
-        if not len(self._null):
-            return np.full(len(x), np.nan), np.full(len(x), np.nan)
-        sims = x @ self._null.T
-        return sims.mean(1), np.maximum(sims.std(1), 1e-6)
 
     def rows_at(self, genome: str, contig: str, starts: Sequence[int], size: int) -> np.ndarray:
         """Id-table rows of the windows of ``size`` bp at these starts on a contig; -1 where none is indexed."""
@@ -268,6 +259,7 @@ class Index:
         self.searcher = Searcher(self.dir, self.manifest)
         self.encoder = QueryEncoder(self.dir, self.manifest, model)
         self._genomes: dict[str, Genome] = {}
+        self._calibration = None
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
@@ -317,13 +309,17 @@ class Index:
 
     def search_loci(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
                     strand: str = "both", exclude: Mapping[str, Region] | None = None,
-                    stored: Mapping[str, np.ndarray] | None = None, windows: bool = False) -> pl.DataFrame:
+                    stored: Mapping[str, np.ndarray] | None = None, windows: bool = False,
+                    verify: bool = True, candidates: int = CANDIDATES) -> pl.DataFrame:
         """The top-``k`` loci (:data:`genembed.loci.LOCUS_COLUMNS`) of each named query of any length:
         cut into the index's windows, searched on both strands (``strand="forward"``: as given), hits
-        chained. ``stored`` gives, per query, the id-table row of each piece's indexed window (-1
-        where none): its stored vector is used instead of embedding the piece. ``windows`` returns
-        the hits of every piece instead (``WINDOW_COLUMNS``)."""
-        from .loci import chain, pieces
+        chained into at least ``candidates`` candidate loci per query, and with ``verify`` each
+        candidate aligned to its stretch of genome (:func:`genembed.verify.verify`). ``stored`` gives,
+        per query, the id-table row of each piece's indexed window (-1 where none): its stored vector
+        is used instead of embedding the piece. ``windows`` returns the hits of every piece instead
+        (``WINDOW_COLUMNS``). A piece with nothing to search (all N) is left out; a query with none
+        is refused."""
+        from .loci import chain, pieces, unverified
 
         if strand not in ("both", "forward"):
             raise GenembedError(f"strand must be both or forward, not {strand!r}")
@@ -333,8 +329,13 @@ class Index:
         cut, rows = [], []  # (query, start, end) of every piece; its indexed window's id-table row or -1
         for name, seq in queries.items():
             spans = pieces(len(seq), size, step)
-            cut += [(name, a, b) for a, b in spans]
-            rows += list((stored or {}).get(name, [-1] * len(spans)))
+            given = list((stored or {}).get(name, [-1] * len(spans)))
+            kept = [(span, row) for span, row in zip(spans, given)
+                    if row >= 0 or self.encoder.problem(seq[span[0]:span[1]].upper()) is None]
+            if not kept:  # the whole query's problem, in one line
+                self.encoder.embed([seq.upper()], [name])
+            cut += [(name, a, b) for (a, b), _ in kept]
+            rows += [row for _, row in kept]
         names = [name for name, _, _ in cut]
         seqs = [queries[name][a:b].upper() for name, a, b in cut]
         runs = [("+", self._piece_vectors(seqs, names, np.asarray(rows, dtype=np.int64)))]
@@ -343,14 +344,16 @@ class Index:
             runs.append(("-", self.encoder.embed([reverse_complement(q) for q in seqs], names)))
         ids = [str(j) for j in range(len(cut))]
         excluded = {ids[j]: exclude[n] for j, n in enumerate(names) if n in (exclude or {})}
-        per_piece = k if windows or len(cut) == len(queries) else max(k, 10)
+        wanted = k if windows else max(k, candidates if verify else k)
+        per_piece = k if windows or len(cut) == len(queries) and not verify else max(wanted, 10)
+        null = None if windows else self.calibration().embedding
         parts = []
         for sign, x in runs:
-            mean, sd = self.searcher.null(x)
             h = self.searcher.search(ids, x, per_piece, genomes, excluded)
             j = h["query"].cast(pl.Int64).to_numpy()
             parts.append(h.with_columns(pl.Series("piece", j), pl.lit(sign).alias("strand"), pl.lit(False).alias("ambiguous"),
-                                        pl.Series("z", (h["score"].to_numpy() - mean[j]) / sd[j])).drop("query"))
+                                        pl.Series("x", null.normalise(h["score"].to_numpy()) if null else
+                                                  np.zeros(h.height))).drop("query"))
         info = pl.DataFrame({"piece": np.arange(len(cut)), "query": names, "query_start": [a for _, a, _ in cut],
                              "query_end": [b for _, _, b in cut]})
         hits = pl.concat(parts).join(info, on="piece")
@@ -358,7 +361,23 @@ class Index:
             hits = self._orient(hits, seqs, {n for n, seq in queries.items() if len(seq) <= size}, both=not windows)
         if windows:
             return hits.sort(["piece", "rank", "strand"]).select(WINDOW_COLUMNS)
-        return chain(hits, step, k, self.searcher.faiss.ntotal * (2 if strand == "both" else 1))
+        tests = {}
+        for name in names:
+            tests[name] = tests.get(name, 0) + len(runs)
+        loci = chain(hits, size, step, wanted, tests)
+        if not verify:
+            return unverified(loci.filter(pl.col("rank") <= k))
+        from .verify import verify as verify_loci
+
+        return verify_loci(self, loci, {n: q.upper() for n, q in queries.items()}, k, exclude)
+
+    def calibration(self):
+        """The index's calibrated nulls (:func:`genembed.verify.calibration`), fitted once."""
+        if self._calibration is None:
+            from .verify import calibration
+
+            self._calibration = calibration(self)
+        return self._calibration
 
     def _piece_vectors(self, seqs: list[bytes], names: list[str], rows: np.ndarray) -> np.ndarray:
         """Unit vectors of query pieces: the stored vector of id-table ``rows`` where one is given

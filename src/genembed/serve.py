@@ -2,22 +2,28 @@
 index and its query encoder load once; ``POST /api/search`` takes a sequence, FASTA text or a region
 and returns loci as JSON; ``GET /`` is a small page to paste a sequence and sort the loci. A bad
 request gets HTTP 4xx with a one-line ``detail``; no request reads a file: genomes are looked up by
-name in the index manifest, and the sequences come from the copies inside the index folder."""
+name in the index manifest, and the sequences come from the copies inside the index folder. With
+``workers`` > 1, that many processes each open the index and answer requests side by side."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 import threading
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .errors import GenembedError
+from .errors import GenembedError, one_line
+from .index import read_manifest
 from .query import Index
 
 log = logging.getLogger(__name__)
 MAX_QUERY_BP = 10_000_000  # per request
+WORKER_ENV = "GENEMBED_SERVE"  # what a worker process opens: {"index", "model", "log_level"} as JSON
 
 
 class SearchRequest(BaseModel):
@@ -31,6 +37,7 @@ class SearchRequest(BaseModel):
     strand: Literal["both", "forward"] = "both"
     windows: bool = False
     exclude_self: bool = False
+    strict: bool = False  # refuse the request when any FASTA record cannot be searched (else skip it)
 
 
 def create_app(index: Index):
@@ -72,7 +79,7 @@ def create_app(index: Index):
     def info() -> dict:
         return {"genomes": sorted(index.manifest["genomes"]), "model": index.manifest["model"]["source"],
                 "windows": index.manifest["index"]["count"], "window_size": int(settings["window_size"]),
-                "window_stride": int(settings["window_stride"])}
+                "window_stride": int(settings["window_stride"]), "pid": os.getpid()}
 
     @app.post("/api/search")
     def search(req: SearchRequest) -> dict:
@@ -81,6 +88,7 @@ def create_app(index: Index):
             raise GenembedError("give exactly one of sequence, fasta or region")
         if sum(len(x) for x in given) > 2 * MAX_QUERY_BP:
             raise GenembedError(f"the request holds more than {MAX_QUERY_BP:,} bp; split it")
+        skipped: list[dict] = []
         with lock:
             if req.region:
                 region = Region.parse(req.region)
@@ -90,21 +98,84 @@ def create_app(index: Index):
             else:
                 queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
                     {"query": "".join(req.sequence.split()).upper().encode()}
+                queries, skipped = screen(index, queries, req.strict)
                 hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows)
+        for bad in skipped:
+            log.warning("query %r skipped: %s", bad["query"], bad["reason"])
         hits = hits.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))  # JSON has no NaN (E-values of old indexes)
-        return {"columns": hits.columns, "rows": hits.rows()}
+        return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
 
     return app
 
 
-def serve(index_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, model: str | None = None) -> None:
-    """Open the index, warm its encoder up, and serve until interrupted."""
+def screen(index: Index, queries: dict[str, bytes], strict: bool = False) -> tuple[dict[str, bytes], list[dict]]:
+    """The queries that can be searched, and the others as ``{"query", "reason"}``; refused, naming
+    the first bad one, when none can be searched or (``strict``) when any cannot."""
+    bad = [{"query": name, "reason": why} for name, seq in queries.items() if (why := index.encoder.problem(seq))]
+    if bad and (strict or len(bad) == len(queries)):
+        more = f" ({len(bad)} of {len(queries)} records cannot be searched)" if len(queries) > 1 else ""
+        raise GenembedError(f"query {bad[0]['query']!r}: {bad[0]['reason']}{more}")
+    skip = {b["query"] for b in bad}
+    return {name: seq for name, seq in queries.items() if name not in skip}, bad
+
+
+def open_index(index_dir: str | os.PathLike, model: str | None = None) -> Index:
+    """The index with its encoder loaded and warmed up (one embedding)."""
+    index = Index.open(index_dir, model)
+    index.encoder.strand_invariant()
+    return index
+
+
+def worker_app():
+    """The application of one ``serve --workers`` process (a uvicorn app factory): opens the index
+    named in ``$GENEMBED_SERVE``; a bad index is one line, and an exit that stops the other workers."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    from tqdm import tqdm
+
+    spec = json.loads(os.environ[WORKER_ENV])
+    logging.basicConfig(level=spec["log_level"], format="%(asctime)s %(name)s %(message)s")
+    tqdm.set_lock(threading.RLock())  # not its default semaphore, which a worker stopped by SIGTERM leaves behind
+    try:
+        return create_app(open_index(spec["index"], spec["model"]))
+    except (GenembedError, OSError) as exc:
+        print(f"genembed: error: {one_line(exc)}", file=sys.stderr, flush=True)
+        os._exit(STARTUP_FAILURE)  # at once: a slow interpreter exit would leave the supervisor's ping unanswered
+
+
+def serve(index_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
+          workers: int = 1) -> None:
+    """Open the index, warm its encoder up, and serve until interrupted; ``workers`` processes, each
+    with its own copy of the index and encoder, answer requests side by side."""
     import uvicorn
 
-    index = Index.open(index_dir, model)
-    index.encoder.strand_invariant()  # loads the encoder and embeds once
-    print(f"genembed: serving {index_dir} at http://{host}:{port}/", flush=True)
-    uvicorn.run(create_app(index), host=host, port=port, log_level="warning")
+    if workers < 1:
+        raise GenembedError(f"--workers must be at least 1, not {workers}")
+    if workers == 1:
+        index = open_index(index_dir, model)
+        print(f"genembed: serving {index_dir} at http://{host}:{port}/", flush=True)
+        uvicorn.run(create_app(index), host=host, port=port, log_level="warning")
+        return
+    # Workers are uvicorn's: processes started fresh (spawn) that share the listening socket, each
+    # opening the index itself. Forking one loaded process instead would share memory, but the
+    # encoder's thread pools (OpenMP, torch) do not survive a fork, and one process with threads
+    # would run its Python parts (chaining, tables) one at a time. The supervisor stays small (no
+    # model), restarts a worker that dies, and stops them all on SIGTERM or Ctrl-C.
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    read_manifest(index_dir)  # not an index: one line before any worker starts
+    os.environ[WORKER_ENV] = json.dumps({"index": str(Path(index_dir).resolve()), "model": model,
+                                         "log_level": logging.getLogger().getEffectiveLevel()})
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers)))  # the cores shared, not each taking all
+    config = uvicorn.Config("genembed.serve:worker_app", factory=True, host=host, port=port, workers=workers,
+                            log_level="warning", timeout_worker_healthcheck=60)  # a worker loading torch answers late
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    print(f"genembed: serving {index_dir} at http://{host}:{port}/ ({workers} workers)", flush=True)
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise GenembedError(f"{index_dir}: the server stopped: a worker could not start")
 
 
 PAGE = """<!doctype html>
@@ -114,6 +185,7 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}textarea{width
 label{margin-right:1em}table{border-collapse:collapse;margin-top:1em;font-size:14px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{cursor:pointer;background:#f3f3f3}
 td.t{text-align:left;font-family:monospace}#error{color:#b00020;margin-top:1em}#status{color:#555}
+td.ok{color:#1b7f2a;font-family:system-ui,sans-serif}td.no{color:#777;font-family:system-ui,sans-serif}#skipped{color:#8a5a00}
 </style></head><body>
 <h1>genembed search</h1>
 <p id="about">Loading the index&hellip;</p>
@@ -125,7 +197,7 @@ td.t{text-align:left;font-family:monospace}#error{color:#b00020;margin-top:1em}#
 <label>genomes <input id="genomes" size="30" placeholder="all (or names, comma-separated)"></label>
 <button id="go" type="submit">Search</button> <span id="status"></span></p>
 </form>
-<div id="error"></div>
+<div id="error"></div><div id="skipped"></div>
 <table id="loci"><thead></thead><tbody></tbody></table>
 <script>
 const $ = id => document.getElementById(id);
@@ -134,15 +206,24 @@ fetch("api/info").then(r => r.json()).then(i => {
     + `${i.genomes.length} genome(s): ${i.genomes.join(", ")}; model ${i.model}.`;
 });
 let rows = [], columns = [], order = {};
+const esc = v => String(v).replace(/[&<>"]/g, ch => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[ch]);
+function cell(name, v) {  // [text, class, title] of one value of a column
+  if (name === "verified") return v ? ["\u2713 aligned", "ok", "an alignment confirmed the locus"] : ["embedding only", "no", "not confirmed by an alignment"];
+  if (name === "identity") return [v === null ? "" : `${(100 * v).toFixed(1)}%`, "", ""];
+  if (name === "cigar" && v !== null && String(v).length > 20) return [String(v).slice(0, 20) + "\u2026", "t", String(v)];
+  if (v === null) return ["", "", ""];
+  if (typeof v !== "number") return [v, "t", ""];
+  return [Number.isInteger(v) ? v : Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(4), "", ""];
+}
 function render() {
   const head = columns.concat(["locus (1-based)"]);
-  $("loci").tHead.innerHTML = "<tr>" + head.map((c, i) => `<th data-i="${i}">${c}</th>`).join("") + "</tr>";
+  $("loci").tHead.innerHTML = "<tr>" + head.map((c, i) => `<th data-i="${i}">${esc(c)}</th>`).join("") + "</tr>";
   const at = name => columns.indexOf(name);
   $("loci").tBodies[0].innerHTML = rows.map(r => {
     const locus = `${r[at("contig")]}:${r[at("start")] + 1}-${r[at("end")]}`;
-    return "<tr>" + r.concat([locus]).map(v => {
-      const text = typeof v === "number" && !Number.isInteger(v) ? (Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(4)) : v;
-      return `<td class="${typeof v === "number" ? "" : "t"}">${String(text).replace(/[&<>]/g, ch => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"})[ch])}</td>`;
+    return "<tr>" + r.concat([locus]).map((v, i) => {
+      const [text, cls, title] = cell(head[i], v);
+      return `<td class="${cls}"${title ? ` title="${esc(title)}"` : ""}>${esc(text)}</td>`;
     }).join("") + "</tr>";
   }).join("");
   for (const th of $("loci").tHead.rows[0].cells) th.onclick = () => sortBy(+th.dataset.i);
@@ -155,7 +236,7 @@ function sortBy(i) {
 }
 $("form").onsubmit = async ev => {
   ev.preventDefault();
-  $("error").textContent = ""; $("status").textContent = "searching...";
+  $("error").textContent = ""; $("skipped").textContent = ""; $("status").textContent = "searching...";
   const text = $("sequence").value.trim(), region = $("region").value.trim();
   const body = {k: +$("k").value, strand: $("strand").value};
   if (region) body.region = region; else if (text.startsWith(">")) body.fasta = text; else body.sequence = text;
@@ -166,6 +247,8 @@ $("form").onsubmit = async ev => {
   const out = await r.json();
   if (!r.ok) { $("error").textContent = out.detail; $("status").textContent = ""; rows = []; columns = []; render(); return; }
   columns = out.columns; rows = out.rows; order = {}; render();
+  if (out.skipped && out.skipped.length) $("skipped").textContent = `skipped ${out.skipped.length} record(s): `
+    + out.skipped.map(x => `${x.query} (${x.reason})`).join("; ");
   $("status").textContent = `${rows.length} loci in ${Math.round(performance.now() - t0)} ms`;
 };
 </script></body></html>

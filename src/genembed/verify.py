@@ -1,0 +1,168 @@
+"""Loci an index can vouch for: candidates from the embedding search verified by alignment
+(:mod:`genembed.align`), and E-values calibrated on queries that have no homolog.
+
+Two nulls are fitted once per index, on shuffled sequence (so a shuffled query is, by construction,
+what they describe), and kept beside it in ``calibration.json`` (refitted when the index or its
+model changes; kept in memory only when the folder is read-only):
+
+- **embedding:** the best cosine of shuffled indexed windows among all indexed windows, a Gumbel
+  (:class:`genembed.loci.EmbeddingNull`); a locus's E-value combines its windows' scores
+  (:func:`genembed.loci.chain_evalue`).
+- **alignment:** lambda and K of the alignment scores (:func:`genembed.align.fit_significance`),
+  shuffled genome pieces against real ones; an aligned locus's E-value is Karlin and Altschul's
+  ``K m N exp(-lambda S)``, N being both strands of the indexed sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+import polars as pl
+
+from .align import BLASTN, Aligner, Significance, cigar_counts, fit_significance
+from .io import write_json
+from .loci import ALIGNMENT_SCHEMA, LOCUS_COLUMNS, EmbeddingNull, primary, unverified
+from .tokenize import reverse_complement
+
+if TYPE_CHECKING:
+    from .query import Index, Region
+
+log = logging.getLogger(__name__)
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_VERSION = 1
+VERIFY_EVALUE = 0.01  # an alignment at least this significant verifies a locus
+MAX_VERIFY_BP = 20_000  # longer queries are not aligned (traceback memory grows as the square)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    embedding: EmbeddingNull
+    alignment: Significance
+
+
+def calibration(index: "Index", samples: int = 500, pairs: int = 300) -> Calibration:
+    """The index's nulls: read from ``calibration.json`` when it was made for this index and model,
+    else fitted (a few seconds) and saved there when the folder is writable."""
+    key = {"version": CALIBRATION_VERSION, "fingerprint": index.manifest["model"]["fingerprint"],
+           "windows": int(index.searcher.faiss.ntotal), "scoring": list(vars(BLASTN).values()),
+           "samples": samples, "pairs": pairs}
+    path = index.dir / CALIBRATION_FILE
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return Calibration(EmbeddingNull(**saved["embedding"]), Significance(**saved["alignment"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    rng = np.random.default_rng(0)
+    table = index.searcher.table
+    wanted = 4 * samples + 2 * pairs  # a small index lends its windows more than once (each is shuffled anew)
+    rows = rng.choice(table.height, wanted, replace=table.height < wanted)
+    pieces = [(g, c, int(s)) for g, c, s in table[rows].select("genome", "contig", "start").iter_rows()]
+    size = int(index.manifest["settings"]["window_size"])
+    stride = int(index.manifest["settings"]["window_stride"])
+    embedding = _embedding_null(index, pieces[: 4 * samples], size, samples, rng)
+    seqs = [_fetch(index, g, c, s, 2000) for g, c, s in pieces[4 * samples:]]
+    queries = [_shuffled(x[:1000], rng) for x in seqs[:pairs]]
+    targets = seqs[pairs:] + seqs[: max(0, 2 * pairs - len(seqs))]
+    fit = fit_significance(queries, targets[:pairs])
+    alignment = Significance(fit.lam, fit.k, 2 * int(index.searcher.faiss.ntotal) * stride)
+    result = Calibration(embedding, alignment)
+    try:
+        write_json(path, {"key": key, "embedding": vars(embedding), "alignment": vars(alignment)})
+    except OSError as exc:
+        log.info("calibration not saved beside the index (%s); it is refitted by each process", exc)
+    return result
+
+
+def _fetch(index: "Index", genome: str, contig: str, start: int, length: int) -> bytes:
+    g = index.genome(genome)
+    return g.fetch(contig, start, min(start + length, g.contigs[contig])).upper()
+
+
+def _shuffled(seq: bytes, rng: np.random.Generator) -> bytes:
+    a = np.frombuffer(seq, dtype=np.uint8).copy()
+    rng.shuffle(a)
+    return a.tobytes()
+
+
+def _embedding_null(index: "Index", pieces: list[tuple[str, str, int]], size: int, samples: int,
+                    rng: np.random.Generator) -> EmbeddingNull:
+    """Gumbel fit to the best score of ``samples`` shuffled indexed windows (searched as a query
+    window is: with its reverse complement when the model tells strands apart)."""
+    seqs = []
+    for g, c, s in pieces:
+        seq = _shuffled(_fetch(index, g, c, s, size), rng)
+        if len(seq) == size and index.encoder.problem(seq) is None:
+            seqs.append(seq)
+        if len(seqs) == samples:
+            break
+    names = [str(i) for i in range(len(seqs))]
+    best = index.searcher.search(names, index.encoder.embed(seqs), 1).sort("query")["score"].to_numpy()
+    return EmbeddingNull.fit(best)
+
+
+def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: int,
+           exclude: Mapping[str, "Region"] | None = None, evalue: float = VERIFY_EVALUE) -> pl.DataFrame:
+    """Candidate loci (``chain``'s columns) aligned: a locus whose alignment has an E-value at most
+    ``evalue`` is ``verified`` and takes the alignment's exact coordinates, strand, counts and
+    E-value; the others keep the embedding's. Per query, verified loci rank first, by alignment
+    score, then the others by embedding score; a locus overlapping a better one by half is dropped,
+    and the best ``k`` are kept."""
+    if loci.is_empty():
+        return unverified(loci)
+    sig = index.calibration().alignment
+    aligner = Aligner()
+    rows = []
+    for row in loci.iter_rows(named=True):
+        query = queries[row["query"]]
+        aligned = _align(index, aligner, sig, row, query, evalue) if len(query) <= MAX_VERIFY_BP else None
+        if aligned is None or aligned["evalue"] > evalue:
+            rows.append({**row, "verified": False})
+        else:
+            rows.append({**row, **aligned, "verified": True})
+    out = pl.DataFrame(rows, schema={**dict(loci.schema), **ALIGNMENT_SCHEMA}, orient="row")
+    for name, region in (exclude or {}).items():  # an alignment may reach back into the query's own region
+        out = out.filter(~((pl.col("query") == name) & (pl.col("genome") == region.genome)
+                           & (pl.col("contig") == region.contig) & (pl.col("start") < region.end)
+                           & (pl.col("end") > region.start)))
+    out = out.with_columns((pl.col("score") * pl.col("windows")).alias("_total")).sort(
+        ["query", "verified", "aln_score", "_total", "start"], descending=[False, True, True, True, False],
+        nulls_last=True)
+    out = out.filter(pl.Series(primary(out, k)))
+    return out.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank")).select(LOCUS_COLUMNS)
+
+
+def _align(index: "Index", aligner: Aligner, sig: Significance, row: dict, query: bytes, evalue: float) -> dict:
+    """The best alignment of a query to a candidate locus's stretch of genome, extended by the parts
+    of the query the locus does not cover and a flank (a tenth of the query, at least 100 bp)."""
+    g = index.genome(row["genome"])
+    length = g.contigs[row["contig"]]
+    qlen = len(query)
+    before, after = row["query_start"], qlen - row["query_end"]
+    flank = max(100, qlen // 10)
+    strands = ["+", "-"] if row["strand"] == "." else [row["strand"]]
+    lo = row["start"] - flank - (max(before, after) if len(strands) == 2 else before if strands[0] == "+" else after)
+    hi = row["end"] + flank + (max(before, after) if len(strands) == 2 else after if strands[0] == "+" else before)
+    lo, hi = max(0, lo), min(length, hi)
+    target = g.fetch(row["contig"], lo, hi).upper()
+    best = None
+    for strand in strands:
+        q = query if strand == "+" else reverse_complement(query)
+        score = aligner.best(q, target)[0]
+        if best is None or score > best[0]:
+            best = (score, strand, q)
+    score, strand, q = best
+    if sig.evalue(score, qlen) > evalue:  # not worth a traceback
+        return {"evalue": sig.evalue(score, qlen)}
+    score, qs, qe, ts, te, cigar = aligner.align(q, target)
+    if strand == "-":
+        qs, qe = qlen - qe, qlen - qs
+    matches, mismatches, opens, gaps = cigar_counts(cigar)
+    return {"query_start": qs, "query_end": qe, "start": lo + ts, "end": lo + te, "strand": strand,
+            "evalue": sig.evalue(score, qlen), "aln_score": score, "bitscore": round(sig.bits(score), 1),
+            "identity": matches / (matches + mismatches + gaps), "aligned": matches + mismatches + gaps,
+            "matches": matches, "mismatches": mismatches, "gap_opens": opens, "gaps": gaps, "cigar": cigar}
