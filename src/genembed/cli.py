@@ -122,14 +122,33 @@ def cmd_query(args: argparse.Namespace) -> None:
             out.write(index.search_shard(args.embeddings, args.k, genomes))
         elif args.region:
             region = Region.parse(args.region)
-            hits = index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows)
+            hits = index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows,
+                                       verify=not args.no_verify)
             out.write(loci(hits, {str(region): region.end - region.start}))
         else:
             records = iter([("query", args.sequence.strip().upper().encode())]) if args.sequence else \
                 iter_fasta_queries(args.fasta)
+            seen = skipped = 0
             for batch in _batches(records, args.batch_size):
-                hits = index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows)
-                out.write(loci(hits, {name: len(seq) for name, seq in batch.items()}))
+                seen += len(batch)
+                bad = [(name, why) for name, seq in batch.items() if (why := index.encoder.problem(seq.upper()))]
+                if bad and (args.strict or args.sequence):
+                    name, why = bad[0]
+                    where = f"{args.fasta}: " if args.fasta else ""
+                    raise GenembedError(f"{where}query {name!r}: {why}"
+                                        + (" (leave out --strict to skip such records)" if args.fasta else ""))
+                for name, why in bad:
+                    print(f"genembed: warning: {args.fasta}: query {name!r} skipped: {why}", file=sys.stderr)
+                    del batch[name]
+                skipped += len(bad)
+                if batch:
+                    hits = index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows,
+                                             verify=not args.no_verify)
+                    out.write(loci(hits, {name: len(seq) for name, seq in batch.items()}))
+            if skipped:
+                if skipped == seen:
+                    raise GenembedError(f"{args.fasta}: none of its {seen} queries can be searched")
+                print(f"genembed: {skipped} of {seen} queries skipped, {seen - skipped} answered", file=sys.stderr)
     index.close()
 
 
@@ -359,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["tsv", "json", "bed", "paf", "m8", "parquet"], default="tsv",
                    help="paf (minimap2) and m8 (BLAST -outfmt 6): loci only")
     q.add_argument("--out", help="write here instead of standard output")
+    q.add_argument("--no-verify", action="store_true",
+                   help="rank the embedding's candidate loci without aligning them (faster, no alignment columns)")
+    q.add_argument("--strict", action="store_true",
+                   help="refuse a FASTA with any record that cannot be searched (default: skip it with a warning)")
     q.set_defaults(func=cmd_query)
 
     v = sub.add_parser("serve", help="a query service (JSON API and web page) over an index")

@@ -307,6 +307,17 @@ class Index:
         self.check_compatible(shard.attrs, str(path))
         return self.search_vectors({str(i): v for i, v in zip(shard.window_id, shard.embeddings)}, k, genomes)
 
+    def screen(self, queries: Mapping[str, bytes], strict: bool = False) -> tuple[dict[str, bytes], list[dict]]:
+        """The queries that can be searched, and the others as ``{"query", "reason"}``; refused,
+        naming the first bad one, when none can be searched or (``strict``) when any cannot."""
+        bad = [{"query": name, "reason": why} for name, seq in queries.items()
+               if (why := self.encoder.problem(seq.upper()))]
+        if bad and (strict or len(bad) == len(queries)):
+            more = f" ({len(bad)} of {len(queries)} records cannot be searched)" if len(queries) > 1 else ""
+            raise GenembedError(f"query {bad[0]['query']!r}: {bad[0]['reason']}{more}")
+        skip = {b["query"] for b in bad}
+        return {name: seq for name, seq in queries.items() if name not in skip}, bad
+
     def search_loci(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
                     strand: str = "both", exclude: Mapping[str, Region] | None = None,
                     stored: Mapping[str, np.ndarray] | None = None, windows: bool = False,
@@ -434,7 +445,8 @@ class Index:
         return self.genome(region.genome).fetch(region.contig, region.start, region.end)
 
     def search_region(self, region: Region | str, k: int = 10, genomes: Sequence[str] | None = None,
-                      exclude_self: bool = False, strand: str = "both", windows: bool = False) -> pl.DataFrame:
+                      exclude_self: bool = False, strand: str = "both", windows: bool = False,
+                      verify: bool = True) -> pl.DataFrame:
         """Top-``k`` loci resembling a genome region, from the stored vectors of its indexed windows
         (the others embedded from the genome copy); ``exclude_self`` drops hits overlapping the region."""
         from .loci import pieces
@@ -447,7 +459,7 @@ class Index:
             np.full(1, -1)
         name = str(region)
         return self.search_loci({name: seq}, k, genomes, strand, {name: region} if exclude_self else None,
-                                {name: rows}, windows)
+                                {name: rows}, windows, verify)
 
     def with_lengths(self, loci: pl.DataFrame, queries: Mapping[str, int]) -> pl.DataFrame:
         """Loci with the lengths PAF rows need: of each query (``queries``) and of each hit's contig."""

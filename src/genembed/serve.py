@@ -37,6 +37,7 @@ class SearchRequest(BaseModel):
     strand: Literal["both", "forward"] = "both"
     windows: bool = False
     exclude_self: bool = False
+    verify: bool = True  # align the candidate loci (else ranked by the embedding alone)
     strict: bool = False  # refuse the request when any FASTA record cannot be searched (else skip it)
 
 
@@ -94,29 +95,19 @@ def create_app(index: Index):
                 region = Region.parse(req.region)
                 if region.end - region.start > MAX_QUERY_BP:
                     raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
-                hits = index.search_region(region, req.k, req.genomes, req.exclude_self, req.strand, req.windows)
+                hits = index.search_region(region, req.k, req.genomes, req.exclude_self, req.strand, req.windows,
+                                           req.verify)
             else:
                 queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
                     {"query": "".join(req.sequence.split()).upper().encode()}
-                queries, skipped = screen(index, queries, req.strict)
-                hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows)
+                queries, skipped = index.screen(queries, req.strict)
+                hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows, verify=req.verify)
         for bad in skipped:
             log.warning("query %r skipped: %s", bad["query"], bad["reason"])
         hits = hits.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))  # JSON has no NaN (E-values of old indexes)
         return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
 
     return app
-
-
-def screen(index: Index, queries: dict[str, bytes], strict: bool = False) -> tuple[dict[str, bytes], list[dict]]:
-    """The queries that can be searched, and the others as ``{"query", "reason"}``; refused, naming
-    the first bad one, when none can be searched or (``strict``) when any cannot."""
-    bad = [{"query": name, "reason": why} for name, seq in queries.items() if (why := index.encoder.problem(seq))]
-    if bad and (strict or len(bad) == len(queries)):
-        more = f" ({len(bad)} of {len(queries)} records cannot be searched)" if len(queries) > 1 else ""
-        raise GenembedError(f"query {bad[0]['query']!r}: {bad[0]['reason']}{more}")
-    skip = {b["query"] for b in bad}
-    return {name: seq for name, seq in queries.items() if name not in skip}, bad
 
 
 def open_index(index_dir: str | os.PathLike, model: str | None = None) -> Index:
