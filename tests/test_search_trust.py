@@ -207,3 +207,18 @@ def test_a_bad_record_is_skipped_with_one_warning_and_the_rest_answered(tmp_path
     assert res.stderr.strip().splitlines() == [
         f"genembed: error: {fasta}: query 'gap': no A, C, G or T (only N or other ambiguity codes): nothing to search"
         " for (leave out --strict to skip such records)"]
+
+
+def test_query_pieces_share_one_pass_and_embed_as_each_piece_alone(index, ecoli_sequence):
+    """The traced encoder the index keeps records the model's reach, so the overlapping pieces of a
+    batch of queries come from one pass along them: the same vectors as embedding each piece."""
+    from genembed.loci import pieces
+    from genembed.scan import Scanner
+
+    embedder, tokenizer = index.encoder._load()
+    assert type(embedder.model).__name__ == "_Traced" and Scanner(embedder, tokenizer, 10_000).reach == 20
+    queries = {"a": ecoli_sequence[1_000:3_100], "b": ecoli_sequence[7_333:8_333], "c": ecoli_sequence[9_000:9_400]}
+    cut = [(name, a, b) for name, seq in queries.items() for a, b in pieces(len(seq), 500, 250)]
+    shared = index.encoder.embed_pieces(queries, cut, 500)
+    alone = index.encoder.embed([queries[n][a:b] for n, a, b in cut])
+    assert len(cut) == 12 and np.abs(shared - alone).max() < 2e-3

@@ -99,7 +99,7 @@ class Significance:
 
 
 class Aligner:
-    """Smith-Waterman alignments of one query against many targets (parasail, 16-bit striped)."""
+    """Smith-Waterman alignments of one query against many targets (parasail's striped kernels)."""
 
     def __init__(self, scoring: Scoring = BLASTN):
         import parasail
@@ -109,21 +109,27 @@ class Aligner:
         self._matrix = parasail.matrix_create("ACGT", scoring.match, scoring.mismatch)
         # parasail charges a gap of length L open + (L - 1) * extend
         self._open, self._extend = scoring.gap_open + scoring.gap_extend, scoring.gap_extend
-        self._profiles: dict[bytes, object] = {}
+        self._profiles: dict[tuple[bytes, int], object] = {}
 
-    def _profile(self, query: bytes):
-        profile = self._profiles.get(query)
+    def _profile(self, query: bytes, bits: int):
+        profile = self._profiles.get((query, bits))
         if profile is None:
-            if len(self._profiles) > 64:
+            if len(self._profiles) > 128:
                 self._profiles.clear()
-            profile = self._profiles[query] = self._p.profile_create_16(query.decode(), self._matrix)
+            create = self._p.profile_create_8 if bits == 8 else self._p.profile_create_16
+            profile = self._profiles[query, bits] = create(query.decode(), self._matrix)
         return profile
 
     def best(self, query: bytes, target: bytes) -> tuple[int, int, int]:
-        """Score of the best local alignment, and the (inclusive) query and target positions where it ends."""
-        r = self._p.sw_striped_profile_16(self._profile(query), target.decode(), self._open, self._extend)
-        if r.saturated:  # a score past 32,767 (queries of over ~16 kb): the 32-bit kernel
-            r = self._p.sw_striped_32(query.decode(), target.decode(), self._open, self._extend, self._matrix)
+        """Score of the best local alignment, and the (inclusive) query and target positions where it
+        ends. The 8-bit kernel (32 cells at a time) first: most candidates score far below its limit
+        of 127; a saturated one is scored again 16-bit, then (past 32,767: queries over ~16 kb) 32-bit."""
+        text = target.decode()
+        r = self._p.sw_striped_profile_8(self._profile(query, 8), text, self._open, self._extend)
+        if r.saturated:
+            r = self._p.sw_striped_profile_16(self._profile(query, 16), text, self._open, self._extend)
+        if r.saturated:
+            r = self._p.sw_striped_32(query.decode(), text, self._open, self._extend, self._matrix)
         return int(r.score), int(r.end_query), int(r.end_ref)
 
     def align(self, query: bytes, target: bytes) -> tuple[int, int, int, int, int, str]:

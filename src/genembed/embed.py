@@ -219,7 +219,7 @@ class Embedder:
         import torch
 
         self = cls.__new__(cls)
-        self._attach(_Traced(module), settings, "cpu", getattr(torch, info["dtype"]), info["pad_id"], info["special"],
+        self._attach(_Traced(module, info.get("receptive_field")), settings, "cpu", getattr(torch, info["dtype"]), info["pad_id"], info["special"],
                      bool(info["takes_mask"]), True)
         self.tokenizer, self.hidden_size = None, int(info["dim"])
         return self
@@ -327,10 +327,12 @@ def disable_triton_flash_attention(model: Any) -> bool:
 
 
 class _Traced:
-    """Calls a traced encoder ``(input_ids, attention_mask) -> hidden states`` as a model is called."""
+    """Calls a traced encoder ``(input_ids, attention_mask) -> hidden states`` as a model is called;
+    ``receptive_field`` is the traced model's, where the export recorded one (see :mod:`genembed.scan`)."""
 
-    def __init__(self, module: Any):
+    def __init__(self, module: Any, receptive_field: int | None = None):
         self.module = module
+        self.receptive_field = receptive_field
 
     def __call__(self, input_ids, attention_mask=None, output_hidden_states=None):
         import torch

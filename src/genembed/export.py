@@ -66,6 +66,8 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     written) when the model cannot be traced faithfully."""
     import torch
 
+    from .scan import model_reach
+
     out = Path(index_dir)
     spec = model_spec(manifest)
     settings = replace(query_settings(manifest, "cpu"), token_budget=400)  # several batch shapes in the check
@@ -89,7 +91,8 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
         return False
     info = {"fingerprint": manifest["model"]["fingerprint"], "dtype": embedder.precision, "pad_id": embedder.pad_id,
             "special": embedder.special.tolist(), "takes_mask": embedder.takes_mask, "dim": embedder.hidden_size,
-            "tokenizer": {"kind": "kmer", **tokenizer.to_json()} if isinstance(tokenizer, KmerTokenizer) else {"kind": "hf"}}
+            "tokenizer": {"kind": "kmer", **tokenizer.to_json()} if isinstance(tokenizer, KmerTokenizer) else {"kind": "hf"},
+            "receptive_field": model_reach(embedder)}  # queries' overlapping pieces then share one pass
     copy = Embedder.from_traced(traced, info, settings)
     want, got = embedder.embed_rows(rows), copy.embed_rows(rows)
     cosine = (want * got).sum(1) / np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-12)

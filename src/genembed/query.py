@@ -17,6 +17,7 @@ from .genome import IUPAC, Genome
 from .io import read_table
 from .index import IDENTITY_KEYS, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
 from .models import fingerprint
+from .scan import Scanner
 from .tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 
 _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
@@ -107,6 +108,26 @@ class QueryEncoder:
         if not seq.translate(None, b"NRYKMSWBDHVnrykmswbdhv-"):
             return "no A, C, G or T (only N or other ambiguity codes): nothing to search for"
         return None
+
+    def embed_pieces(self, queries: Mapping[str, bytes], cut: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
+        """Unit vectors of query pieces ``(name, start, end)`` (upper-case ``queries``). With a model
+        whose states are local (:mod:`genembed.scan`), the pieces of ``size`` bp of all the queries
+        come from one pass along the queries laid end to end: a piece's inner states depend only on
+        bases inside it, and its edges are run on their own; the same vectors as :meth:`embed`."""
+        embedder, tokenizer = self._load()
+        scanner = Scanner(embedder, tokenizer, int(self.manifest["model"]["max_tokens"]))
+        whole = [j for j, (_, a, b) in enumerate(cut) if b - a == size]
+        if scanner.reach is None or len(whole) < 2:
+            return self.embed([queries[n][a:b] for n, a, b in cut], [n for n, _, _ in cut])
+        out = np.zeros((len(cut), embedder.hidden_size), dtype=np.float32)
+        names = list(dict.fromkeys(cut[j][0] for j in whole))
+        offset = dict(zip(names, np.cumsum([0] + [len(queries[n]) for n in names[:-1]]).tolist()))
+        stream = b"".join(queries[n] for n in names)
+        out[whole] = normalise(scanner(stream, np.array([offset[cut[j][0]] + cut[j][1] for j in whole]), size))
+        rest = [j for j, (_, a, b) in enumerate(cut) if b - a != size]
+        if rest:
+            out[rest] = self.embed([queries[cut[j][0]][cut[j][1]:cut[j][2]] for j in rest], [cut[j][0] for j in rest])
+        return out
 
     def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
         """Unit-length vectors; refused (naming the query) for a sequence with a :meth:`problem`."""
@@ -348,8 +369,9 @@ class Index:
             cut += [(name, a, b) for (a, b), _ in kept]
             rows += [row for _, row in kept]
         names = [name for name, _, _ in cut]
-        seqs = [queries[name][a:b].upper() for name, a, b in cut]
-        runs = [("+", self._piece_vectors(seqs, names, np.asarray(rows, dtype=np.int64)))]
+        upper = {name: seq.upper() for name, seq in queries.items()}
+        seqs = [upper[name][a:b] for name, a, b in cut]
+        runs = [("+", self._piece_vectors(upper, cut, np.asarray(rows, dtype=np.int64), size))]
         invariant = self.encoder.strand_invariant()
         if strand == "both" and not invariant:
             runs.append(("-", self.encoder.embed([reverse_complement(q) for q in seqs], names)))
@@ -380,7 +402,7 @@ class Index:
             return unverified(loci.filter(pl.col("rank") <= k))
         from .verify import verify as verify_loci
 
-        return verify_loci(self, loci, {n: q.upper() for n, q in queries.items()}, k, exclude)
+        return verify_loci(self, loci, upper, k, exclude)
 
     def calibration(self):
         """The index's calibrated nulls (:func:`genembed.verify.calibration`), fitted once."""
@@ -390,16 +412,17 @@ class Index:
             self._calibration = calibration(self)
         return self._calibration
 
-    def _piece_vectors(self, seqs: list[bytes], names: list[str], rows: np.ndarray) -> np.ndarray:
+    def _piece_vectors(self, queries: Mapping[str, bytes], cut: list[tuple[str, int, int]], rows: np.ndarray,
+                       size: int) -> np.ndarray:
         """Unit vectors of query pieces: the stored vector of id-table ``rows`` where one is given
-        (not -1), the others embedded."""
-        x = np.zeros((len(seqs), int(self.manifest["index"]["dim"])), dtype=np.float32)
+        (not -1), the others embedded (:meth:`QueryEncoder.embed_pieces`)."""
+        x = np.zeros((len(cut), int(self.manifest["index"]["dim"])), dtype=np.float32)
         have = rows >= 0
         if have.any():
             x[have] = self.searcher.vectors(rows[have])
         if not have.all():
             todo = np.flatnonzero(~have)
-            x[todo] = self.encoder.embed([seqs[j] for j in todo], [names[j] for j in todo])
+            x[todo] = self.encoder.embed_pieces(queries, [cut[j] for j in todo], size)
         return x
 
     def _orient(self, hits: pl.DataFrame, seqs: list[bytes], single: set[str], both: bool) -> pl.DataFrame:

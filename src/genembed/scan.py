@@ -109,8 +109,8 @@ def scan_with_track(scan: Scanner, fasta: "Genome", contigs: np.ndarray, starts:
 def model_reach(embedder: Embedder) -> int | None:
     """The model's ``receptive_field`` where its mean-pooled vectors may share one pass along the
     sequence (mean pooling; one strand, or a reverse-complement invariant model); else None."""
-    model = embedder.model  # a local model tells its reach and runs window edges alone (a traced encoder: neither)
-    reach = getattr(model, "receptive_field", None) if hasattr(model, "edge_states") else None
+    model = embedder.model  # a local model (or its traced copy, by the export's record) tells its reach
+    reach = getattr(model, "receptive_field", None)
     config = getattr(embedder.model, "config", None)
     one_strand = embedder.settings.strands == "forward" or bool(getattr(config, "rc_invariant", False))
     return reach if isinstance(reach, int) and one_strand and embedder.settings.pooling == "mean" else None
@@ -229,7 +229,8 @@ def _edge_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, st
                ) -> np.ndarray:
     """Each window edge's states as the window sees them: for the first ``n_left`` starts, the sum over
     the first ``r`` positions of ``ids[s:s + 2r]``; for the rest, over the last ``r`` (the right edges),
-    from the model's ``edge_states`` (which computes only what those positions depend on)."""
+    from the model's ``edge_states`` (which computes only what those positions depend on), or where
+    it has none (a traced copy), from the model run on the ``2r`` positions."""
     import torch
 
     out = np.zeros((len(starts), embedder.hidden_size), dtype=np.float64)
@@ -241,8 +242,11 @@ def _edge_sums(embedder: Embedder, r: int, ids: np.ndarray, keep: np.ndarray, st
             for batch in token_batches(np.full(len(which), 2 * r), embedder.budget, True):
                 at = starts[which[batch]][:, None] + span
                 mine = keep[at][:, :r] if left else keep[at][:, r:]  # the edge's r positions
-                states = embedder.model.edge_states(torch.from_numpy(ids[at]).to(embedder.device), r, left,
-                                                    embedder.settings.layer)
+                rows = torch.from_numpy(ids[at]).to(embedder.device)
+                if hasattr(embedder.model, "edge_states"):
+                    states = embedder.model.edge_states(rows, r, left, embedder.settings.layer)
+                else:
+                    states = embedder.encode(rows)[:, :r] if left else embedder.encode(rows)[:, r:]
                 sums = (states.float() * torch.from_numpy(mine).to(embedder.device)[..., None]).sum(1)
                 out[which[batch]] = sums.double().cpu().numpy()
     return out

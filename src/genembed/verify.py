@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
@@ -36,6 +39,7 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATION_VERSION = 1
 VERIFY_EVALUE = 0.01  # an alignment at least this significant verifies a locus
 MAX_VERIFY_BP = 20_000  # longer queries are not aligned (traceback memory grows as the square)
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -115,15 +119,24 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
     if loci.is_empty():
         return unverified(loci)
     sig = index.calibration().alignment
-    aligner = Aligner()
-    rows = []
+    todo: dict[str, list[tuple[dict, int, bytes]]] = {}  # per query: its candidates, their stretches of genome
     for row in loci.iter_rows(named=True):
         query = queries[row["query"]]
-        aligned = _align(index, aligner, sig, row, query, evalue) if len(query) <= MAX_VERIFY_BP else None
-        if aligned is None or aligned["evalue"] > evalue:
-            rows.append({**row, "verified": False})
-        else:
-            rows.append({**row, **aligned, "verified": True})
+        if len(query) <= MAX_VERIFY_BP:
+            lo, hi = _stretch(index, row, len(query))
+            todo.setdefault(row["query"], []).append((row, lo, index.genome(row["genome"]).fetch(row["contig"], lo, hi)))
+    local = threading.local()
+
+    def align(name: str) -> list[dict | None]:  # one query's candidates, in a worker thread (parasail frees the GIL)
+        if not hasattr(local, "aligner"):
+            local.aligner = Aligner()
+        return [_align(local.aligner, sig, row, lo, target, queries[name], evalue) for row, lo, target in todo[name]]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), THREADS))) as pool:
+        aligned = dict(zip(todo, pool.map(align, todo)))
+    rows = [{**row, "verified": False} if a is None else {**row, **a, "verified": True}
+            for name, items in todo.items() for (row, _, _), a in zip(items, aligned[name])]
+    rows += [{**row, "verified": False} for row in loci.iter_rows(named=True) if len(queries[row["query"]]) > MAX_VERIFY_BP]
     out = pl.DataFrame(rows, schema={**dict(loci.schema), **ALIGNMENT_SCHEMA}, orient="row")
     for name, region in (exclude or {}).items():  # an alignment may reach back into the query's own region
         out = out.filter(~((pl.col("query") == name) & (pl.col("genome") == region.genome)
@@ -136,28 +149,30 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
     return out.with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank")).select(LOCUS_COLUMNS)
 
 
-def _align(index: "Index", aligner: Aligner, sig: Significance, row: dict, query: bytes, evalue: float) -> dict:
-    """The best alignment of a query to a candidate locus's stretch of genome, extended by the parts
-    of the query the locus does not cover and a flank (a tenth of the query, at least 100 bp)."""
-    g = index.genome(row["genome"])
-    length = g.contigs[row["contig"]]
-    qlen = len(query)
+def _stretch(index: "Index", row: dict, qlen: int) -> tuple[int, int]:
+    """The stretch of genome a candidate is aligned against: the locus extended by the parts of the
+    query it does not cover and a flank (a tenth of the query, at least 100 bp)."""
     before, after = row["query_start"], qlen - row["query_end"]
     flank = max(100, qlen // 10)
-    strands = ["+", "-"] if row["strand"] == "." else [row["strand"]]
-    lo = row["start"] - flank - (max(before, after) if len(strands) == 2 else before if strands[0] == "+" else after)
-    hi = row["end"] + flank + (max(before, after) if len(strands) == 2 else after if strands[0] == "+" else before)
-    lo, hi = max(0, lo), min(length, hi)
-    target = g.fetch(row["contig"], lo, hi).upper()
+    lead, trail = {"+": (before, after), "-": (after, before)}.get(row["strand"], (max(before, after),) * 2)
+    length = index.genome(row["genome"]).contigs[row["contig"]]
+    return max(0, row["start"] - flank - lead), min(length, row["end"] + flank + trail)
+
+
+def _align(aligner: Aligner, sig: Significance, row: dict, lo: int, target: bytes, query: bytes,
+           evalue: float) -> dict | None:
+    """The best alignment of a query to a candidate's stretch of genome (starting at ``lo``) on the
+    candidate's strand (both when unknown), or None when it is not significant at ``evalue``."""
+    qlen = len(query)
     best = None
-    for strand in strands:
+    for strand in ["+", "-"] if row["strand"] == "." else [row["strand"]]:
         q = query if strand == "+" else reverse_complement(query)
         score = aligner.best(q, target)[0]
         if best is None or score > best[0]:
             best = (score, strand, q)
     score, strand, q = best
     if sig.evalue(score, qlen) > evalue:  # not worth a traceback
-        return {"evalue": sig.evalue(score, qlen)}
+        return None
     score, qs, qe, ts, te, cigar = aligner.align(q, target)
     if strand == "-":
         qs, qe = qlen - qe, qlen - qs
