@@ -138,12 +138,13 @@ class Aligner:
         score, qe, te = self.best(query, target)
         if score <= 0:
             return 0, 0, 0, 0, 0, ""
+        bits = 16 if score < 32_000 else 32  # the kernels' width: 16-bit cells hold scores below 32,767
         # the start: the best alignment of the reversed prefixes ends there
-        rq, rt = query[: qe + 1][::-1], target[: te + 1][::-1]
-        r = self._p.sw_striped_32(rq.decode(), rt.decode(), self._open, self._extend, self._matrix)
+        rq, rt = query[: qe + 1][::-1].decode(), target[: te + 1][::-1].decode()
+        r = getattr(self._p, f"sw_striped_{bits}")(rq, rt, self._open, self._extend, self._matrix)
         qs, ts = qe - int(r.end_query), te - int(r.end_ref)
-        g = self._p.nw_trace_scan_32(query[qs : qe + 1].decode(), target[ts : te + 1].decode(), self._open,
-                                     self._extend, self._matrix)
+        g = getattr(self._p, f"nw_trace_scan_{bits}")(query[qs : qe + 1].decode(), target[ts : te + 1].decode(),
+                                                      self._open, self._extend, self._matrix)
         cigar = g.cigar.decode.decode()
         return int(g.score), qs, qe + 1, ts, te + 1, cigar
 

@@ -118,6 +118,10 @@ def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, i
     minus = (hits["strand"] == "-").to_numpy()
     n_chains = 0
     for group_start, n in groups.select("row", "len").iter_rows():
+        if n == 1:  # a lone hit is its own chain
+            chain_of[group_start] = n_chains
+            n_chains += 1
+            continue
         rows = slice(group_start, group_start + n)
         n_chains = _chain_group(piece[rows], qs[rows], ts[rows], score[rows], bool(minus[group_start]), stride,
                                 lookback, chain_of[rows], n_chains)
@@ -148,21 +152,21 @@ def _chain_group(piece: np.ndarray, qs: np.ndarray, ts: np.ndarray, score: np.nd
     ``first`` into ``out``; returns the next free number. A link is kept only when the target moved
     as far as the query did since the chain's first hit, within a stride."""
     n = len(piece)
-    best, pred = score.astype(np.float64), np.full(n, -1, dtype=np.int64)
-    head = np.arange(n)
     sign = -1 if minus else 1
-    lo = np.searchsorted(piece, piece - lookback, side="left")
-    hi = np.searchsorted(piece, piece, side="left")
+    lo = np.searchsorted(piece, piece - lookback, side="left").tolist()
+    hi = np.searchsorted(piece, piece, side="left").tolist()
+    q, t, s = qs.tolist(), (ts * sign).tolist(), score.astype(np.float64).tolist()  # plain floats: small loops
+    best, pred, head = list(s), [-1] * n, list(range(n))
     for i in range(n):
-        if lo[i] == hi[i]:
-            continue
-        j = np.arange(lo[i], hi[i])
-        h = head[j]
-        ok = (np.abs((ts[i] - ts[j]) * sign - (qs[i] - qs[j])) <= stride) & \
-            (np.abs((ts[i] - ts[h]) * sign - (qs[i] - qs[h])) <= stride)
-        if ok.any():
-            cand = j[ok][np.argmax(best[j[ok]])]
-            best[i], pred[i], head[i] = score[i] + best[cand], cand, head[cand]
+        cand = -1
+        for j in range(lo[i], hi[i]):
+            h = head[j]
+            if abs(t[i] - t[j] - (q[i] - q[j])) <= stride and abs(t[i] - t[h] - (q[i] - q[h])) <= stride \
+                    and (cand < 0 or best[j] > best[cand]):
+                cand = j
+        if cand >= 0:
+            best[i], pred[i], head[i] = s[i] + best[cand], cand, head[cand]
+    best = np.array(best)
     used = np.zeros(n, dtype=bool)
     for i in np.argsort(-best, kind="stable"):
         if used[i]:

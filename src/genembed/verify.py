@@ -119,12 +119,18 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
     if loci.is_empty():
         return unverified(loci)
     sig = index.calibration().alignment
+    # a contig with many candidates is read whole, once (reading 10 kb of it costs about one fetch)
+    many = loci.group_by("genome", "contig").len().rows()
+    whole = {(g, c): index.genome(g).fetch(c, 0, index.genome(g).contigs[c]) for g, c, n in many
+             if n * 10_000 >= index.genome(g).contigs[c]}
     todo: dict[str, list[tuple[dict, int, bytes]]] = {}  # per query: its candidates, their stretches of genome
     for row in loci.iter_rows(named=True):
         query = queries[row["query"]]
         if len(query) <= MAX_VERIFY_BP:
             lo, hi = _stretch(index, row, len(query))
-            todo.setdefault(row["query"], []).append((row, lo, index.genome(row["genome"]).fetch(row["contig"], lo, hi)))
+            seq = whole.get((row["genome"], row["contig"]))
+            target = seq[lo:hi] if seq is not None else index.genome(row["genome"]).fetch(row["contig"], lo, hi)
+            todo.setdefault(row["query"], []).append((row, lo, target))
     local = threading.local()
 
     def align(name: str) -> list[dict | None]:  # one query's candidates, in a worker thread (parasail frees the GIL)
