@@ -132,10 +132,12 @@ class Aligner:
             r = self._p.sw_striped_32(query.decode(), text, self._open, self._extend, self._matrix)
         return int(r.score), int(r.end_query), int(r.end_ref)
 
-    def align(self, query: bytes, target: bytes) -> tuple[int, int, int, int, int, str]:
+    def align(self, query: bytes, target: bytes, best: tuple[int, int, int] | None = None
+              ) -> tuple[int, int, int, int, int, str]:
         """The best local alignment: score, query start and end, target start and end (half-open)
-        and its CIGAR (``=XID``), traced back only on the segment it covers."""
-        score, qe, te = self.best(query, target)
+        and its CIGAR (``=XID``), traced back only on the segment it covers; ``best`` is what
+        :meth:`best` gave for this query and target, where known."""
+        score, qe, te = best or self.best(query, target)
         if score <= 0:
             return 0, 0, 0, 0, 0, ""
         bits = 16 if score < 32_000 else 32  # the kernels' width: 16-bit cells hold scores below 32,767
@@ -184,4 +186,4 @@ def fit_significance(queries: Sequence[bytes], targets: Sequence[bytes], aligner
     u = s.mean() - EULER / lam
     m = float(np.mean([len(q) for q, _ in pairs]))
     n = float(np.mean([len(t) for _, t in pairs]))
-    return Significance(lam, math.exp(lam * u) / (m * n), 0)
+    return Significance(float(lam), float(math.exp(lam * u) / (m * n)), 0)

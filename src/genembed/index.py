@@ -255,7 +255,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
                 query_model: bool = True) -> dict[str, Any]:
     """Join the genomes' parts into one index; write it with the id table, the manifest, for PQ
     indexes that re-score their hits the vectors of the shards, and (``query_model``) a traced query
-    encoder (:mod:`genembed.export`)."""
+    encoder (:mod:`genembed.export`) and the calibration of E-values (:mod:`genembed.verify`)."""
     import faiss
 
     from .export import export_query_model
@@ -301,8 +301,15 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     }
     write_json(out / MANIFEST_FILE, manifest)
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
-    if query_model:
+    if query_model:  # what queries need: the traced encoder, and the nulls their E-values come from
+        from .query import Index
+
         export_query_model(out, manifest)
+        index = Index.open(out)
+        try:
+            index.calibration()
+        finally:
+            index.close()
     return manifest
 
 
