@@ -391,7 +391,9 @@ class Index:
                              "query_end": [b for _, _, b in cut]})
         hits = pl.concat(parts).join(info, on="piece")
         if strand == "both" and invariant:
-            hits = self._orient(hits, seqs, {n for n, seq in queries.items() if len(seq) <= size}, both=not windows)
+            # a one-window query's strand from shared k-mers; verification's alignments tell it better
+            single = set() if verify and not windows else {n for n, seq in queries.items() if len(seq) <= size}
+            hits = self._orient(hits, seqs, single, both=not windows)
         if windows:
             return hits.sort(["piece", "rank", "strand"]).select(WINDOW_COLUMNS)
         tests = {}
