@@ -94,7 +94,10 @@ def test_the_api_answers_regions_sequences_and_fasta_text(server, ecoli_sequence
     fasta = f">a\n{ecoli_sequence[5000:6000].decode()}\n>b\n{ecoli_sequence[9000:9500].decode()}\n"
     status, reply = call(server, {"fasta": fasta, "k": 1, "strand": "forward"})
     assert status == 200 and [(h["query"], h["start"]) for h in loci(reply)] == [("a", 5000), ("b", 9000)]
-    assert reply["skipped"] == []
+    assert reply["skipped"] == [] and all(h["verified"] and h["identity"] == 1.0 for h in loci(reply))
+    status, reply = call(server, {"fasta": fasta, "k": 1, "verify": False})  # the embedding's ranking alone
+    assert status == 200 and [(h["query"], h["start"], h["verified"]) for h in loci(reply)] == \
+        [("a", 5000, False), ("b", 9000, False)]
     status, reply = call(server, {"sequence": ecoli_sequence[9000:9500].decode().lower(), "k": 2, "windows": True})
     assert status == 200 and reply["columns"][:3] == ["query", "query_start", "query_end"]
     with urllib.request.urlopen(server["url"] + "/api/info") as r:
