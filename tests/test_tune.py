@@ -11,6 +11,7 @@ import pytest
 
 import model_zoo
 from genembed.embed import EmbedSettings, Embedder
+from genembed.errors import GenembedError
 from genembed.models import ModelSpec
 from genembed.tokenize import TokenizerSpec, make_tokenizer
 from genembed.tune import TuneConfig, ViewSampler, nt_xent, tune
@@ -99,3 +100,66 @@ def test_views_must_share_bases():
     assert TuneConfig(seq_bp=300).max_shift == 240  # default: 4/5 of the view
     with pytest.raises(GenembedError, match="must be below the view length"):
         TuneConfig(seq_bp=300, max_shift=300)
+
+
+def test_a_stopped_training_run_resumes_where_it_stopped_and_ends_as_an_unbroken_run(tmp_path, prepared_slice,
+                                                                                      monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    import genembed.tune as T
+
+    cfg = TuneConfig(seq_bp=120, max_shift=40, batch_size=8, steps=6, hidden_size=16, layers=1, max_mutation=0.3,
+                     mutation_warmup=0.5, hard_negatives=0.5, queue=16)
+    whole = tune([prepared_slice], tmp_path / "whole", cfg, checkpoint=tmp_path / "ck-whole")
+    monkeypatch.setattr(T, "CHECKPOINT_EVERY", 2)
+    pairs, calls = T.ViewSampler.pairs, []
+
+    def killed_at_step_5(self, n, step=0):  # as a kill would stop it: between two saved states
+        calls.append(step)
+        if step == 4:
+            raise KeyboardInterrupt
+        return pairs(self, n, step)
+
+    monkeypatch.setattr(T.ViewSampler, "pairs", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        tune([prepared_slice], tmp_path / "resumed", cfg, checkpoint=tmp_path / "ck")
+    assert torch.load(tmp_path / "ck/state.pt", weights_only=False)["step"] == 4
+    calls.clear()
+    monkeypatch.setattr(T.ViewSampler, "pairs", pairs)
+    resumed = tune([prepared_slice], tmp_path / "resumed", cfg, checkpoint=tmp_path / "ck")
+    assert resumed["steps"] == 6 and resumed["finished"] and len(resumed["loss_curve"]) == 1
+    a, b = load_file(tmp_path / "whole/model.safetensors"), load_file(tmp_path / "resumed/model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # the same weights as the run never stopped
+    assert resumed["final_loss"] == pytest.approx(whole["final_loss"], rel=1e-4)
+    other = TuneConfig(**{**cfg.__dict__, "queue": 32})
+    with pytest.raises(GenembedError, match="a checkpoint of another run"):
+        tune([prepared_slice], tmp_path / "other", other, checkpoint=tmp_path / "ck")
+
+
+def test_hard_negatives_share_a_contig_and_gc_and_the_mutation_rate_ramps_up(prepared_slice):
+    from genembed.genome import Genome
+    from genembed.tune import ViewSampler, _gc
+
+    cfg = TuneConfig(seq_bp=200, max_shift=50, batch_size=8, steps=100, max_mutation=0.35, mutation_warmup=0.5,
+                     hard_negatives=1.0)
+    sampler = ViewSampler([Genome(prepared_slice)], cfg, np.random.default_rng(0))
+    assert [round(sampler.max_rate(s), 3) for s in (0, 25, 50, 99)] == [0.1, 0.225, 0.35, 0.35]
+    seq, region = sampler._locus()
+    twin = sampler._locus(region, _gc(seq))[0]
+    assert abs(_gc(twin) - _gc(seq)) <= 0.01 and twin != seq
+    first, second = sampler.pairs(8, step=0)
+    assert len(first) == len(second) == 8
+
+
+def test_a_queue_of_earlier_views_adds_negatives():
+    import torch
+
+    from genembed.tune import nt_xent
+
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    b = torch.nn.functional.normalize(a + 0.3 * torch.randn(8, 16), dim=1)
+    alone = nt_xent(a, b, 0.1)[0].item()
+    near = torch.nn.functional.normalize(a + 0.3 * torch.randn(8, 16), dim=1)  # distractors close to the anchors
+    assert nt_xent(a, b, 0.1, near)[0].item() > alone

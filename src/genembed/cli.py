@@ -53,7 +53,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
     with tempfile.TemporaryDirectory() as tmp:
         stats = tune(_prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
-                     args.trust_remote_code, args.device, args.revision)
+                     args.trust_remote_code, args.device, args.revision, args.checkpoint)
     print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
           f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")
 
@@ -294,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seq-bp", type=int, default=TUNE.seq_bp, help="view length (bp)")
     t.add_argument("--max-shift", type=int, help="largest shift between views (bp; default 4/5 of --seq-bp)")
     t.add_argument("--max-mutation", type=float, default=TUNE.max_mutation, help="largest substitution rate")
+    t.add_argument("--mutation-warmup", type=float, default=TUNE.mutation_warmup,
+                   help="share of the steps over which the largest mutation rate ramps up from 10%% (default 0: none)")
+    t.add_argument("--hard-negatives", type=float, default=TUNE.hard_negatives,
+                   help="share of loci drawn beside another of the same contig and GC content (default 0)")
+    t.add_argument("--queue", type=int, default=TUNE.queue, help="earlier views kept as extra negatives (default 0)")
+    t.add_argument("--checkpoint", help="folder for the run's state: saved every 50 steps and at the end; resumed from")
     t.add_argument("--learning-rate", type=float, help="peak AdamW rate (default: 2e-3 for a new encoder, 5e-5 with --model)")
     t.add_argument("--temperature", type=float, default=TUNE.temperature)
     t.add_argument("--hidden-size", type=int, default=TUNE.hidden_size, help="new encoder only")

@@ -27,6 +27,7 @@ from .errors import GenembedError
 
 log = logging.getLogger(__name__)
 NEW_LR, TUNE_LR = 2e-3, 5e-5  # AdamW peak learning rates: a new encoder, a trained model
+CHECKPOINT_EVERY = 50  # steps between saved states of a run given a checkpoint folder
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -37,7 +38,10 @@ class TuneConfig:
     seq_bp: int = 500
     max_shift: int | None = None  # None: 4/5 of seq_bp (400 bp for 500-bp views)
     max_mutation: float = 0.10
+    mutation_warmup: float = 0.0  # share of the steps over which the largest rate ramps up from 10% (a curriculum)
     indel_share: float = 0.1
+    hard_negatives: float = 0.0  # share of each batch's loci drawn beside another of the same genome and GC
+    queue: int = 0  # views of earlier steps kept as extra negatives (a memory queue; 0: in-batch only)
     batch_size: int = 64
     steps: int = 2000
     max_minutes: float = 60.0
@@ -54,6 +58,8 @@ class TuneConfig:
         if not 0 <= self.max_shift < self.seq_bp:
             raise GenembedError(f"tune: the largest shift ({self.max_shift} bp) must be below the view length"
                                 f" ({self.seq_bp} bp), so that the two views of a locus share bases")
+        if not 0 <= self.hard_negatives <= 1 or not 0 <= self.mutation_warmup <= 1 or self.queue < 0:
+            raise GenembedError("tune: hard_negatives and mutation_warmup are shares (0-1), queue a count (0 or more)")
         if self.batch_size < 2 or self.steps < 1:
             raise GenembedError("tune: batch_size must be at least 2 (the other loci are the negatives) and steps at least 1")
 
@@ -70,35 +76,70 @@ class ViewSampler:
         weights = np.array([n - self.span + 1 for _, _, n in self.regions], dtype=float)
         self.p = weights / weights.sum()
 
-    def _locus(self) -> bytes:
+    def _locus(self, region: int | None = None, gc: float | None = None) -> tuple[bytes, int]:
+        """A random locus (of ``region``, the index of a contig, where given) and its contig's index;
+        with ``gc``, one whose GC content is within 1% of it (else the closest of 64 tries)."""
         from .windows import n_fraction
 
-        for _ in range(1000):
-            g, contig, length = self.regions[int(self.rng.choice(len(self.regions), p=self.p))]
+        closest: tuple[float, bytes, int] | None = None
+        for _ in range(1000 if gc is None else 64):
+            r = int(self.rng.choice(len(self.regions), p=self.p)) if region is None else region
+            g, contig, length = self.regions[r]
             start = int(self.rng.integers(0, length - self.span + 1))
             seq = g.fetch(contig, start, start + self.span)
-            if n_fraction(seq) <= 0.1:
-                return seq
+            if n_fraction(seq) > 0.1:
+                continue
+            if gc is None:
+                return seq, r
+            off = abs(_gc(seq) - gc)
+            if off <= 0.01:
+                return seq, r
+            if closest is None or off < closest[0]:
+                closest = (off, seq, r)
+        if closest is not None:
+            return closest[1], closest[2]
         raise GenembedError(f"tune: 1,000 random {self.span}-bp loci all hold more than 10% N; check the genomes")
 
-    def _view(self, seq: bytes, offset: int) -> bytes:
+    def _view(self, seq: bytes, offset: int, max_rate: float) -> bytes:
         from .evaluate import mutate
         from .tokenize import reverse_complement
 
         cfg = self.cfg
         tail = seq[offset : offset + cfg.seq_bp + self.margin]
-        view = mutate(tail, cfg.seq_bp, float(self.rng.uniform(0, cfg.max_mutation)), cfg.indel_share, self.rng)
+        view = mutate(tail, cfg.seq_bp, float(self.rng.uniform(0, max_rate)), cfg.indel_share, self.rng)
         return reverse_complement(view) if self.rng.random() < 0.5 else view
 
-    def pairs(self, n: int) -> tuple[list[bytes], list[bytes]]:
+    def max_rate(self, step: int) -> float:
+        """The largest mutation rate at ``step``: ramps from 10% (or less) to ``max_mutation`` over the
+        first ``mutation_warmup`` of the steps."""
+        cfg = self.cfg
+        ramp = cfg.mutation_warmup * cfg.steps
+        start = min(0.10, cfg.max_mutation)
+        return cfg.max_mutation if ramp < 1 else start + (cfg.max_mutation - start) * min(1.0, step / ramp)
+
+    def pairs(self, n: int, step: int = 0) -> tuple[list[bytes], list[bytes]]:
+        """Two views of each of ``n`` loci; a ``hard_negatives`` share of the loci come in twos, the
+        second from the same contig with the same GC content (within 1%), so that composition alone
+        cannot tell them apart."""
+        rate = self.max_rate(step)
+        loci: list[bytes] = []
+        while len(loci) < n:
+            seq, region = self._locus()
+            loci.append(seq)
+            if len(loci) < n and self.rng.random() < self.cfg.hard_negatives:
+                loci.append(self._locus(region, _gc(seq))[0])
         first, second = [], []
-        for _ in range(n):
-            seq = self._locus()
+        for seq in loci:
             shift = int(self.rng.integers(0, self.cfg.max_shift + 1))
             a, b = (0, shift) if self.rng.random() < 0.5 else (shift, 0)
-            first.append(self._view(seq, a))
-            second.append(self._view(seq, b))
+            first.append(self._view(seq, a, rate))
+            second.append(self._view(seq, b, rate))
         return first, second
+
+
+def _gc(seq: bytes) -> float:
+    acgt = sum(seq.count(b) for b in b"ACGT")
+    return (seq.count(b"G") + seq.count(b"C")) / max(acgt, 1)
 
 
 def new_encoder(folder: Path, cfg: TuneConfig) -> None:
@@ -117,14 +158,17 @@ def new_encoder(folder: Path, cfg: TuneConfig) -> None:
     tok.save_pretrained(folder)
 
 
-def nt_xent(a, b, temperature: float):
-    """SimCLR's loss for L2-normalised pairs ``a[i]``/``b[i]``, all other rows negatives; also
-    the share of rows whose partner is their nearest row."""
+def nt_xent(a, b, temperature: float, queue=None):
+    """SimCLR's loss for L2-normalised pairs ``a[i]``/``b[i]``, all other rows negatives (and the
+    rows of ``queue``, earlier steps' views, where given); also the share of rows whose partner is
+    their nearest row."""
     import torch
 
     z = torch.cat([a, b])
     sim = z @ z.T / temperature
     sim.fill_diagonal_(float("-inf"))
+    if queue is not None and len(queue):
+        sim = torch.cat([sim, z @ queue.T / temperature], dim=1)
     n = a.shape[0]
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     loss = torch.nn.functional.cross_entropy(sim, target)
@@ -133,10 +177,14 @@ def nt_xent(a, b, temperature: float):
 
 
 def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneConfig(), model: str | None = None,
-         tokenizer: Any = None, trust_remote_code: bool = False, device: str = "auto", revision: str | None = None) -> dict:
+         tokenizer: Any = None, trust_remote_code: bool = False, device: str = "auto", revision: str | None = None,
+         checkpoint: str | Path | None = None) -> dict:
     """Train (``model``: a folder or hub id to start from; None: a new genembed encoder) and save
     the tuned model with its tokenizer, ``training.json`` and a model card to ``out``.
-    ``tokenizer`` is a :class:`~genembed.tokenize.TokenizerSpec` (default: the model's own)."""
+    ``tokenizer`` is a :class:`~genembed.tokenize.TokenizerSpec` (default: the model's own).
+    ``checkpoint``: a folder where the run's state is saved every :data:`CHECKPOINT_EVERY` steps
+    and when it stops; a run given a folder holding a state of the same configuration resumes it
+    (``max_minutes`` then bounds each run, ``steps`` the whole)."""
     import tempfile
 
     import torch
@@ -174,10 +222,36 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     bf16 = native_bf16(dev)
     losses: list[float] = []
     accuracies: list[float] = []
+    queue = None  # earlier steps' views (detached), newest first
+    step, spent = 0, 0.0
+    state = Path(checkpoint) / "state.pt" if checkpoint else None
+    fingerprint = {"config": asdict(cfg) | {"max_minutes": None}, "model": model,  # each run has its own time
+                   "fastas": [Path(f).name for f in fastas]}
+    if state is not None and state.is_file():
+        saved = torch.load(state, map_location=dev, weights_only=False)
+        if saved["fingerprint"] != fingerprint:
+            raise GenembedError(f"{state}: a checkpoint of another run (configuration, model or genomes differ);"
+                                " give another --checkpoint folder")
+        net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["schedule"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        step, spent, losses, accuracies, queue = (saved[k] for k in ("step", "seconds", "losses", "accuracies", "queue"))
+        log.info("resumed %s at step %d (%.0f s trained)", state, step, spent)
+
+    def save_state() -> None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state.with_name(f".{state.name}.tmp")
+        torch.save({"fingerprint": fingerprint, "model": net.state_dict(), "optimizer": opt.state_dict(),
+                    "schedule": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "step": step, "seconds": spent + time.monotonic() - started,
+                    "losses": losses, "accuracies": accuracies, "queue": queue}, tmp)
+        tmp.replace(state)
+
     started = time.monotonic()
-    step = 0
     while step < cfg.steps and time.monotonic() - started < cfg.max_minutes * 60:
-        first, second = sampler.pairs(cfg.batch_size)
+        first, second = sampler.pairs(cfg.batch_size, step)
         rows = tok.encode_batch(first + second)
         check_lengths(rows, limit, f"tune: views of {cfg.seq_bp} bp")
         lengths = torch.tensor([len(r) for r in rows], device=dev)
@@ -187,13 +261,19 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
             padded = takes_mask and bool((lengths < ids.shape[1]).any())  # no mask when none is needed: faster kernels
             hidden = _hidden(net(input_ids=ids, attention_mask=real.long()) if padded else net(input_ids=ids), -1)
         z = torch.nn.functional.normalize(mean_pool(hidden, ids, real, special), dim=1)
-        loss, accuracy = nt_xent(z[: cfg.batch_size], z[cfg.batch_size :], cfg.temperature)
+        loss, accuracy = nt_xent(z[: cfg.batch_size], z[cfg.batch_size :], cfg.temperature, queue)
         losses.append(optimizer_step(net, loss, opt, sched))
         accuracies.append(accuracy.item())
+        if cfg.queue:
+            queue = (z.detach().float() if queue is None else torch.cat([z.detach().float(), queue]))[: cfg.queue]
         step += 1
         if step % 25 == 0 or step == 1:
             log.info("step %d loss %.4f in-batch top-1 %.3f (%.0f s)", step, np.mean(losses[-25:]),
                      np.mean(accuracies[-25:]), time.monotonic() - started)
+        if state is not None and step % CHECKPOINT_EVERY == 0:
+            save_state()
+    if state is not None:
+        save_state()
     for g in genomes:
         g.close()
     if not losses:
@@ -203,7 +283,8 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
         "base_model": model or "new genembed-conv encoder",
         "tokenizer": tokenizer.describe(),
         "steps": step,
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds": round(spent + time.monotonic() - started, 1),
+        "finished": step >= cfg.steps,
         "first_loss": round(losses[0], 4),
         "final_loss": round(float(np.mean(losses[-50:])), 4),
         "final_in_batch_top1": round(float(np.mean(accuracies[-50:])), 4),
@@ -227,7 +308,7 @@ def model_card(stats: dict[str, Any], evaluation: str = "") -> str:
 DNA window embeddings for similarity search, trained by `genembed tune` (base: {stats['base_model']}).
 
 ## Recipe
-- Contrastive (SimCLR NT-Xent, temperature {c['temperature']}, in-batch negatives): two views per
+- Contrastive (SimCLR NT-Xent, temperature {c['temperature']}, in-batch negatives{_extras(c)}): two views per
   locus, {c['seq_bp']}-bp windows shifted by 0-{c['max_shift']} bp, each with random substitutions
   at 0-{c['max_mutation']:.0%} plus indels ({c['indel_share']:g} x as many, 1-3 bp), each on a random strand.
 - {stats['steps']} steps of {c['batch_size']} loci ({2 * c['batch_size']} views), AdamW (lr {c['learning_rate']},
@@ -239,6 +320,18 @@ DNA window embeddings for similarity search, trained by `genembed tune` (base: {
 ## Training data
 {data}
 {evaluation}"""
+
+
+def _extras(c: dict[str, Any]) -> str:
+    """The recipe's options beyond in-batch negatives, as the model card names them."""
+    parts = []
+    if c.get("queue"):
+        parts.append(f"plus a queue of the last {c['queue']} views")
+    if c.get("hard_negatives"):
+        parts.append(f"{c['hard_negatives']:.0%} of the loci drawn in twos of the same contig and GC content (hard negatives)")
+    if c.get("mutation_warmup"):
+        parts.append(f"the largest mutation rate ramped up from 10% over the first {c['mutation_warmup']:.0%} of the steps")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _architecture(stats: dict[str, Any]) -> str:
