@@ -65,7 +65,8 @@ class TuneConfig:
 
 
 class ViewSampler:
-    """Pairs of views of random loci of the training genomes (see the module doc)."""
+    """Pairs of views of random loci of the training genomes (see the module doc); each genome is
+    drawn equally often, its contigs in proportion to their length."""
 
     def __init__(self, genomes: Sequence[Any], cfg: TuneConfig, rng: np.random.Generator, margin: int = 32):
         self.cfg, self.rng, self.margin = cfg, rng, margin
@@ -73,7 +74,11 @@ class ViewSampler:
         self.regions = [(g, c, n) for g in genomes for c, n in g.contigs.items() if n >= self.span]
         if not self.regions:
             raise GenembedError(f"no contig is as long as a training locus ({self.span} bp: seq_bp + max_shift + {margin})")
+        # each genome drawn as often as the others (a small one is not drowned by a large one), its contigs by length
         weights = np.array([n - self.span + 1 for _, _, n in self.regions], dtype=float)
+        owner = np.array([id(g) for g, _, _ in self.regions])
+        for g in set(owner.tolist()):
+            weights[owner == g] /= weights[owner == g].sum()
         self.p = weights / weights.sum()
 
     def _locus(self, region: int | None = None, gc: float | None = None) -> tuple[bytes, int]:
@@ -288,7 +293,7 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
         "first_loss": round(losses[0], 4),
         "final_loss": round(float(np.mean(losses[-50:])), 4),
         "final_in_batch_top1": round(float(np.mean(accuracies[-50:])), 4),
-        "chance_loss": round(math.log(2 * cfg.batch_size - 1), 4),
+        "chance_loss": round(math.log(2 * cfg.batch_size - 1 + cfg.queue), 4),  # every candidate alike
         "genomes": {Path(g.path).name: sum(g.contigs.values()) for g in genomes},
         "config": asdict(cfg) | {"learning_rate": lr},
         "bf16_autocast": bf16,
