@@ -93,6 +93,12 @@ def test_identical_copies_score_one_and_sequence_blind_vectors_score_chance(two_
     assert estimate(results, "genome ARI", "4-mer") > 0.5  # E. coli (GC 51%) and C. elegans (35%) differ
     verdicts = dict(comparison.filter(pl.col("baseline") == "4-mer").select("measure", "verdict").iter_rows())
     assert verdicts["neighbour top-10"] == "worse" and verdicts["mutated 0% top-1"] == "worse"
+    # the divergence curve: k-mer counts find an unmutated 2-kb query (either strand) and fewer as it diverges;
+    # blind vectors find almost none
+    six = [estimate(results, f"2-kb query mutated {r}% top-1", "canonical 6-mer") for r in (0, 10, 20, 30)]
+    assert six[0] >= 0.95 and six[0] >= six[1] >= six[3] and six[3] < six[0]
+    assert estimate(results, "2-kb query mutated 0% top-1", "embeddings") < 0.2
+    assert results.filter(pl.col("measure") == "2-kb query mutated 0% top-1")["n"][0] == 200
 
 
 def test_evaluate_cli_scores_a_model_and_writes_the_report(tmp_path, ecoli_slice):
@@ -109,7 +115,13 @@ def test_evaluate_cli_scores_a_model_and_writes_the_report(tmp_path, ecoli_slice
     results = pl.read_csv(out / "evaluate.tsv", separator="\t")
     # genembed's encoder is reverse-complement invariant by construction
     assert estimate(results, "reverse complement top-1", "embeddings") == 1.0
-    assert set(results["method"]) == {"embeddings", "4-mer", "GC"}
+    assert set(results["method"]) == {"embeddings", "4-mer", "canonical 4-mer", "canonical 6-mer", "GC"}
+    # strand-canonical counts are strand-invariant too: the fair baselines of a strand-invariant model
+    assert estimate(results, "reverse complement top-1", "canonical 4-mer") == 1.0
+    assert estimate(results, "reverse complement top-1", "4-mer") < 0.5
+    curve = results.filter(pl.col("measure").str.starts_with("2-kb query mutated"))
+    assert set(curve["measure"]) == {f"2-kb query mutated {r}% top-1" for r in (0, 10, 20, 30)}
+    assert "GC" not in set(curve["method"])
     assert "genome ARI" not in set(results["measure"])  # one genome
     html = (out / "evaluate.html").read_text()
     assert "4-mer" in html and "Summary" in html

@@ -59,7 +59,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    """Score a model's embeddings of sampled windows against 4-mer counts and GC content."""
+    """Score a model's embeddings of sampled windows against k-mer counts and GC content."""
     from .evaluate import evaluate_model, wide
 
     names = args.genome or [_genome_name(f) for f in args.fasta]
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=TUNE.seed)
     t.set_defaults(func=cmd_tune)
 
-    v = sub.add_parser("evaluate", help="score a model's embeddings against 4-mer counts and GC on sampled windows")
+    v = sub.add_parser("evaluate", help="score a model's embeddings against k-mer counts (forward 4-mers, canonical 4- and 6-mers) and GC on sampled windows")
     v.add_argument("--fasta", nargs="+", required=True, help="genomes (plain, gzip or bgzip FASTA)")
     v.add_argument("--genome", action="append", help="genome names, in --fasta order (default: file names)")
     v.add_argument("--out", required=True, help="folder for evaluate.html, evaluate.tsv and comparison.tsv")

@@ -1,7 +1,8 @@
 """``genembed evaluate``: does a model's embedding of a genome's windows carry more than composition?
 
 On a sample of windows (a few thousand, at any genome size) the run's model is scored side by side
-with two baselines computed on the same windows, 4-mer frequencies and GC content:
+with baselines computed on the same windows: forward-strand 4-mer frequencies, strand-canonical
+4-mer (TNF) and 6-mer frequencies, and GC content:
 
 - neighbour: the overlapping next window (``stride`` bp further) found at top 1 / top 10 among the
   sampled windows that do not overlap the query;
@@ -9,7 +10,10 @@ with two baselines computed on the same windows, 4-mer frequencies and GC conten
   (a tenth as many events, 1-3 bp each) finds its original at top 1;
 - strand: a window's reverse complement, embedded with the run's settings, finds the window at top 1;
 - genome separation (several genomes): adjusted Rand index of k-means (k = genomes) against the
-  genome labels (the DNABERT-S measure).
+  genome labels (the DNABERT-S measure);
+- divergence curve: 2-kb queries mutated at 0/10/20/30% (half reverse-complemented) find their
+  source among the searched windows plus the grid windows over the sources, by the best score of
+  any of their windows (embeddings and k-mer counts; no chaining, no alignment).
 
 The sampled windows lie on the run's window grid: given the run's shards, their stored vectors are
 searched (what the index holds), and only the queries are embedded.
@@ -33,7 +37,7 @@ from .genome import Genome
 from .tokenize import reverse_complement
 from .index import normalise
 from .reports.evaluation import interval, verdict
-from .windows import encode, kmer_frequencies, n_fraction
+from .windows import canonical_kmer_frequencies, encode, kmer_frequencies, n_fraction
 
 if TYPE_CHECKING:
     from .layout import GenomeInputs
@@ -53,6 +57,9 @@ class EvalSettings:
 
     windows: int = 2000
     mutation_rates: tuple[float, ...] = (0.01, 0.05, 0.10)
+    divergence_queries: int = 200  # 2-kb queries of the divergence curve (0: none)
+    divergence_rates: tuple[float, ...] = (0.0, 0.10, 0.20, 0.30)
+    query_bp: int = 2000
     indel_share: float = 0.1
     bootstrap: int = 1000
     seed: int = 0
@@ -130,6 +137,83 @@ def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int
     return Sample(table, seqs, np.asarray(anchors), np.asarray(nexts), tails)
 
 
+@dataclass
+class Divergence:
+    """The divergence curve's set-up: queries cut from ``sources`` (genome, contig, start) of
+    ``query_bp`` bp, mutated at each rate and every second one reverse-complemented; the extra
+    searched windows (``table``, ``seqs``: the grid windows over the sources) joined to the sample's;
+    ``right[i]``: the searched rows overlapping source ``i`` by at least half a window."""
+
+    queries: dict[float, list[bytes]]
+    table: pl.DataFrame
+    seqs: list[bytes]
+    right: list[np.ndarray]
+
+
+def divergence_setup(genomes: Mapping[str, Genome], sample: Sample, size: int, stride: int,
+                     settings: EvalSettings) -> Divergence | None:
+    """Sources, queries and extra windows of the divergence curve (None when it is off or no contig
+    is long enough)."""
+    rng = np.random.default_rng(settings.seed + 3)
+    q = settings.query_bp
+    rates = settings.divergence_rates
+    margin = 32 + int(6 * np.sqrt(q * max(rates, default=0) * settings.indel_share * 5))  # room for deletions
+    regions = [(name, c, n) for name, g in genomes.items() for c, n in g.contigs.items() if n >= q + margin]
+    if not settings.divergence_queries or not regions:
+        return None
+    weights = np.array([n - q - margin + 1 for _, _, n in regions], dtype=float)
+    sources, tails = [], []
+    for _ in range(20 * settings.divergence_queries):
+        if len(sources) == settings.divergence_queries:
+            break
+        name, contig, n = regions[int(rng.choice(len(regions), p=weights / weights.sum()))]
+        start = int(rng.integers(0, n - q - margin + 1))
+        tail = genomes[name].fetch(contig, start, start + q + margin)
+        if n_fraction(tail[:q]) <= 0.01:
+            sources.append((name, contig, start))
+            tails.append(tail)
+    queries = {}
+    for rate in settings.divergence_rates:
+        made = [mutate(t, q, rate, settings.indel_share, rng) for t in tails]
+        queries[rate] = [reverse_complement(m) if i % 2 else m for i, m in enumerate(made)]
+    rows, seqs = [], []
+    for name, contig, start in sources:  # the grid windows over each source
+        first = max(0, (start - size // 2) // stride * stride + stride)
+        for w in range(first, start + q - size // 2 + 1, stride):
+            if w + size <= genomes[name].contigs[contig]:
+                rows.append((name, contig, w))
+                seqs.append(genomes[name].fetch(contig, w, w + size))
+    table = pl.DataFrame(rows, schema={"genome": pl.String, "contig": pl.String, "start": pl.Int64}, orient="row")
+    table = table.with_columns((pl.col("start") + size).alias("end"))
+    every = pl.concat([sample.table, table])
+    right = []
+    for name, contig, start in sources:
+        overlap = np.minimum(every["end"].to_numpy(), start + q) - np.maximum(every["start"].to_numpy(), start)
+        right.append(np.flatnonzero((every["genome"] == name).to_numpy() & (every["contig"] == contig).to_numpy()
+                                    & (overlap >= size // 2)))
+    return Divergence(queries, table, seqs, right)
+
+
+def divergence_hits(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], db: np.ndarray,
+                    size: int, stride: int) -> dict[float, np.ndarray]:
+    """Per rate, 1 where a query's best window (its pieces of ``size`` bp every ``stride``, each
+    scored against every searched window; a window's score is its best piece's) overlaps its source."""
+    from .loci import pieces
+
+    out = {}
+    db = normalise(np.concatenate([db, featurize(div.seqs)]))
+    for rate, queries in div.queries.items():
+        cut = [(i, a, b) for i, seq in enumerate(queries) for a, b in pieces(len(seq), size, stride)]
+        x = normalise(featurize([queries[i][a:b] for i, a, b in cut]))
+        owner = np.array([i for i, _, _ in cut])
+        scores = x @ db.T
+        best = np.full((len(queries), len(db)), -np.inf)
+        np.maximum.at(best, owner, scores)
+        top = best.argmax(1)
+        out[rate] = np.array([float(top[i] in set(div.right[i].tolist())) for i in range(len(queries))])
+    return out
+
+
 def mutate(tail: bytes, size: int, rate: float, indel_share: float, rng: np.random.Generator) -> bytes:
     """A copy of ``tail[:size]`` with substitutions at ``rate`` per base (always to another base)
     and insertions/deletions of 1-3 bp at ``rate * indel_share`` per base, cut back to ``size`` bp
@@ -156,6 +240,17 @@ def gc_content(seqs: Sequence[bytes]) -> np.ndarray:
         called = (codes < 4).sum()
         out[i, 0] = ((codes == 1) | (codes == 2)).sum() / max(called, 1)
     return out
+
+
+#: composition baselines scored on the same windows: forward-strand 4-mers, the strand-canonical
+#: 4-mers of metagenome binning (TNF) and canonical 6-mers (strand-invariant, as the default model is), GC
+BASELINES: dict[str, Callable[[Sequence[bytes]], np.ndarray]] = {
+    "4-mer": kmer_frequencies,
+    "canonical 4-mer": lambda seqs: canonical_kmer_frequencies(seqs, 4),
+    "canonical 6-mer": lambda seqs: canonical_kmer_frequencies(seqs, 6),
+    "GC": gc_content,
+}
+KMER_BASELINES = ("4-mer", "canonical 4-mer", "canonical 6-mer")
 
 
 def similarity(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -208,12 +303,12 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
         for rate in settings.mutation_rates
     }
     queries["reverse complement"] = [reverse_complement(s) for s in anchors]
-    features: dict[str, Callable[[Sequence[bytes]], np.ndarray]] = {
-        "embeddings": embed, "4-mer": kmer_frequencies, "GC": gc_content}
+    features: dict[str, Callable[[Sequence[bytes]], np.ndarray]] = {"embeddings": embed, **BASELINES}
     # windows that overlap an anchor, other than its next window, are not candidates for the neighbour
     overlap = _overlaps(sample.table, sample.anchors)
     overlap[np.arange(len(sample.anchors)), sample.nexts] = False
     labels = sample.table["genome"].to_numpy()
+    div = divergence_setup(genomes, sample, size, stride, settings)
     values: dict[str, dict[str, np.ndarray]] = {}  # measure -> method -> per-query hits
     clusters: dict[str, np.ndarray] = {}
     for method, featurize in features.items():
@@ -226,6 +321,9 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
             values.setdefault(f"neighbour top-{k}", {})[method] = hits
         for measure, seqs in queries.items():
             values.setdefault(f"{measure} top-1", {})[method] = hit_rates(sim(featurize(seqs), db), sample.anchors, (1,))[1]
+        if div is not None and method != "GC":  # the divergence curve: embeddings and k-mer counts
+            for rate, hits in divergence_hits(div, featurize, db, size, stride).items():
+                values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%} top-1", {})[method] = hits
         if len(np.unique(labels)) > 1:
             clusters[method] = adjusted_rand(db, labels, method, settings.seed)
         log.info("evaluate: %s scored", method)
@@ -233,14 +331,14 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
     rows, diffs = [], []
 
     def add(measure: str, point: dict[str, float], draws: dict[str, np.ndarray], n: int) -> None:
-        for method in features:
+        for method in (m for m in features if m in point):
             rows.append((measure, method, point[method], *interval(draws[method]), n))
-        for base in ("4-mer", "GC"):
+        for base in (b for b in BASELINES if b in point):
             lo, hi = interval(draws["embeddings"] - draws[base])
             diffs.append((measure, base, point["embeddings"] - point[base], lo, hi, verdict(lo, hi)))
 
     for measure, per_method in values.items():
-        n = len(sample.anchors)
+        n = len(next(iter(per_method.values())))
         pick = boot.integers(0, n, (settings.bootstrap, n))
         add(measure, {m: float(v.mean()) for m, v in per_method.items()},
             {m: v[pick].mean(1) for m, v in per_method.items()}, n)
@@ -330,14 +428,14 @@ def wide(results: pl.DataFrame) -> pl.DataFrame:
 
 
 def summary(comparison: pl.DataFrame) -> list[str]:
-    """Plain sentences: where the embeddings beat 4-mer counts, where they lose."""
-    four = comparison.filter(pl.col("baseline") == "4-mer")
+    """Plain sentences: against each k-mer baseline, where the embeddings win and where they lose."""
     out = []
-    for said, words in (("better", "beat 4-mer counts"), ("worse", "are worse than 4-mer counts"),
-                        ("no clear difference", "are not clearly different from 4-mer counts")):
-        measures = four.filter(pl.col("verdict") == said)["measure"].to_list()
-        if measures:
-            out.append(f"The embeddings {words} at: {', '.join(measures)}.")
+    for base in KMER_BASELINES:
+        rows = comparison.filter(pl.col("baseline") == base)
+        for said, words in (("better", "beat"), ("worse", "are worse than"), ("no clear difference", "are not clearly different from")):
+            measures = rows.filter(pl.col("verdict") == said)["measure"].to_list()
+            if measures:
+                out.append(f"The embeddings {words} {base} counts at: {', '.join(measures)}.")
     gc = comparison.filter((pl.col("baseline") == "GC") & (pl.col("verdict") != "better"))["measure"].to_list()
     if gc:
         out.append(f"GC content alone is as good or better at: {', '.join(gc)}.")
@@ -353,7 +451,7 @@ def write_report(results: pl.DataFrame, comparison: pl.DataFrame, out_dir: str |
     for name, df in (("evaluate.tsv", results), ("comparison.tsv", comparison)):
         with atomic_path(out / name) as tmp:
             df.write_csv(tmp, separator="\t", float_precision=4)
-    worse = comparison.filter((pl.col("baseline") == "4-mer") & (pl.col("verdict") != "better")).height > 0
+    worse = comparison.filter(pl.col("baseline").is_in(KMER_BASELINES) & (pl.col("verdict") != "better")).height > 0
     verdict = "".join(f"<p>{esc(s)}</p>" for s in summary(comparison))
     sections = [
         ("Summary", f"<div class='{'note' if worse else 'good'}'>{verdict}</div>"),
@@ -361,7 +459,7 @@ def write_report(results: pl.DataFrame, comparison: pl.DataFrame, out_dir: str |
         ("Embeddings minus each baseline (paired bootstrap)", table(comparison)),
         ("Method", f"<p>{esc(about)}</p><p class='muted'>{esc(METHOD)}</p>"),
     ]
-    page("genembed evaluate: embeddings against 4-mer counts and GC", sections, out / "evaluate.html")
+    page("genembed evaluate: embeddings against k-mer counts and GC", sections, out / "evaluate.html")
     return out / "evaluate.html"
 
 
@@ -376,7 +474,8 @@ def _figure(results: pl.DataFrame):
     methods = results["method"].unique(maintain_order=True).to_list()
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(measures) * len(methods) + 1))
     height = 0.8 / len(methods)
-    colors = {"embeddings": "#1f77b4", "4-mer": "#ff7f0e", "GC": "#7f7f7f"}
+    colors = {"embeddings": "#1f77b4", "4-mer": "#ff7f0e", "canonical 4-mer": "#2ca02c", "canonical 6-mer": "#9467bd",
+              "GC": "#7f7f7f"}
     for j, method in enumerate(methods):
         part = results.filter(pl.col("method") == method)
         est = dict(zip(part["measure"], part["estimate"]))
@@ -402,7 +501,13 @@ METHOD = (
     "with the run's settings, found back at top 1. Genome ARI: k-means with k = genomes on the searched windows "
     "against their genome labels. Similarity is cosine (as in the index); for GC, the closest GC fraction. Ties are "
     "broken at random (expected hit rate). Intervals are 95% percentile bootstraps over anchors (windows for ARI); "
-    "differences are paired (same resamples). 4-mer counts are frequencies of the 256 4-mers of the forward strand."
+    "differences are paired (same resamples). Divergence curve: 2-kb pieces of the genomes at random offsets, mutated "
+    "at each rate (substitutions plus indels at a tenth of it), every second one reverse-complemented, cut into "
+    "windows of the run's size and stride; each searched window (the sample plus the grid windows over the sources) "
+    "scores as its best query piece, and the query is right when its best window overlaps its source by half a "
+    "window (the embeddings' ranking alone, no chaining or alignment). 4-mer counts are frequencies of the 256 4-mers of the forward strand; "
+    "canonical 4-mer and 6-mer counts add each k-mer to its reverse complement (136 and 2,080 columns), so they are "
+    "strand-invariant, as the default model is."
 )
 
 

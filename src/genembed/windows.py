@@ -9,6 +9,7 @@ window of the genome in contig order, so ids do not change when other genomes ar
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,21 @@ def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
         view = view[(view < 4).all(axis=1)]
         counts = np.bincount(view.astype(np.int64) @ powers, minlength=4**k)
         out[i] = counts / max(counts.sum(), 1)
+    return out
+
+
+def canonical_kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
+    """Strand-canonical k-mer frequencies: each k-mer counted with its reverse complement, one
+    column per pair (136 for k = 4, the tetranucleotide frequencies of metagenome binning; 2,080 for
+    k = 6), so a sequence and its reverse complement get the same vector."""
+    powers = 4 ** np.arange(k - 1, -1, -1)
+    codes = np.array(list(itertools.product(range(4), repeat=k)))
+    rc = (3 - codes[:, ::-1]) @ powers
+    canon = np.minimum(np.arange(4**k), rc)
+    columns, column_of = np.unique(canon, return_inverse=True)
+    forward = kmer_frequencies(seqs, k)
+    out = np.zeros((len(seqs), len(columns)), dtype=np.float32)
+    np.add.at(out.T, column_of, forward.T)
     return out
 
 
