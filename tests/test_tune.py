@@ -110,7 +110,7 @@ def test_a_stopped_training_run_resumes_where_it_stopped_and_ends_as_an_unbroken
     import genembed.tune as T
 
     cfg = TuneConfig(seq_bp=120, max_shift=40, batch_size=8, steps=6, hidden_size=16, layers=1, max_mutation=0.3,
-                     mutation_warmup=0.5, hard_negatives=0.5, queue=16)
+                     mutation_warmup=0.5, hard_negatives=0.5)
     whole = tune([prepared_slice], tmp_path / "whole", cfg, checkpoint=tmp_path / "ck-whole")
     monkeypatch.setattr(T, "CHECKPOINT_EVERY", 2)
     pairs, calls = T.ViewSampler.pairs, []
@@ -132,7 +132,7 @@ def test_a_stopped_training_run_resumes_where_it_stopped_and_ends_as_an_unbroken
     a, b = load_file(tmp_path / "whole/model.safetensors"), load_file(tmp_path / "resumed/model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # the same weights as the run never stopped
     assert resumed["final_loss"] == pytest.approx(whole["final_loss"], rel=1e-4)
-    other = TuneConfig(**{**cfg.__dict__, "queue": 32})
+    other = TuneConfig(**{**cfg.__dict__, "hard_negatives": 0.25})
     with pytest.raises(GenembedError, match="a checkpoint of another run"):
         tune([prepared_slice], tmp_path / "other", other, checkpoint=tmp_path / "ck")
 
@@ -150,16 +150,3 @@ def test_hard_negatives_share_a_contig_and_gc_and_the_mutation_rate_ramps_up(pre
     assert abs(_gc(twin) - _gc(seq)) <= 0.01 and twin != seq
     first, second = sampler.pairs(8, step=0)
     assert len(first) == len(second) == 8
-
-
-def test_a_queue_of_earlier_views_adds_negatives():
-    import torch
-
-    from genembed.tune import nt_xent
-
-    torch.manual_seed(0)
-    a = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
-    b = torch.nn.functional.normalize(a + 0.3 * torch.randn(8, 16), dim=1)
-    alone = nt_xent(a, b, 0.1)[0].item()
-    near = torch.nn.functional.normalize(a + 0.3 * torch.randn(8, 16), dim=1)  # distractors close to the anchors
-    assert nt_xent(a, b, 0.1, near)[0].item() > alone
