@@ -133,3 +133,69 @@ def test_a_rows_edge_states_equal_its_whole_states(tmp_path, rc_invariant, layer
         whole = model(ids, output_hidden_states=True).hidden_states[layer]
         torch.testing.assert_close(model.edge_states(ids, r, True, layer), whole[:, :r], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(model.edge_states(ids, r, False, layer), whole[:, -r:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def kmer_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models") / "conv-kmer"
+    new_encoder(folder, TuneConfig(hidden_size=32, layers=2, kmer_size=5))
+    return folder
+
+
+def test_the_kmer_branch_keeps_strand_invariance_padding_and_the_traced_copy(kmer_model):
+    """A 5-mer branch (a learned vector per centred 5-mer) added to the convolutions: a window and
+    its reverse complement still embed alike, padding changes nothing, and tracing is faithful."""
+    from transformers import AutoModel
+
+    from genembed.embed import traceable
+
+    model = AutoModel.from_pretrained(kmer_model)
+    assert model.config.kmer_size == 5 and model.kmer.weight.shape == (4**5 + 1, 32)
+    embedder = Embedder(ModelSpec(str(kmer_model)), EmbedSettings(precision="fp32"))
+    tok = make_tokenizer(TokenizerSpec("kmer", 1), embedder.tokenizer)
+    with torch.no_grad():  # a trained branch, not the small initial one: it must matter
+        embedder.model.kmer.weight.normal_(0, 1.0)
+    seqs = windows(5, 300) + [b"ACGTTGCANNNACGGT" * 10, b"ACG" * 70]
+    x = embedder.embed_rows(tok.encode_batch(seqs + [reverse_complement(s) for s in seqs]))
+    np.testing.assert_allclose(x[:7], x[7:], rtol=1e-4, atol=1e-5)
+    together = embedder.embed_rows(tok.encode_batch([seqs[0][:200], seqs[1]]))
+    alone = np.concatenate([embedder.embed_rows(tok.encode_batch([s])) for s in (seqs[0][:200], seqs[1])])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+    ids = torch.tensor([embedder.tokenizer("ACGT" * 40)["input_ids"]] * 2)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        traced = torch.jit.trace(traceable(embedder), (ids, mask), check_trace=False)
+        other = torch.tensor([embedder.tokenizer("GGATC" * 37)["input_ids"]])
+        torch.testing.assert_close(traced(other, torch.ones_like(other)), embedder.encode(other))
+
+
+def test_a_kmer_branch_models_edge_states_equal_its_whole_states(kmer_model):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(kmer_model).eval()
+    with torch.no_grad():
+        model.kmer.weight.normal_(0, 1.0)
+    r = model.receptive_field
+    ids = torch.from_numpy(np.random.default_rng(0).integers(5, 10, (4, 2 * r)))  # N (9) cuts k-mers too
+    with torch.inference_mode():
+        whole = model(ids).last_hidden_state
+        torch.testing.assert_close(model.edge_states(ids, r, True), whole[:, :r], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.edge_states(ids, r, False), whole[:, -r:], rtol=1e-5, atol=1e-5)
+
+
+def test_a_kmer_branch_model_scans_a_sequence_as_it_embeds_each_window(kmer_model, ecoli_sequence):
+    from genembed.embed import embed_sequences
+    from genembed.scan import Scanner
+
+    embedder = Embedder(ModelSpec(str(kmer_model)), EmbedSettings(precision="fp32"))
+    with torch.no_grad():
+        embedder.model.kmer.weight.normal_(0, 1.0)
+    tok = make_tokenizer(TokenizerSpec("kmer", 1), embedder.tokenizer)
+    scan = Scanner(embedder, tok, 4096)
+    assert scan.reach == embedder.model.receptive_field
+    block = bytearray(ecoli_sequence[:6_000])
+    block[2_000:2_010] = b"N" * 10
+    starts = np.r_[np.arange(0, 5_500, 250), 7, 5_493]
+    got = scan(bytes(block), starts, 500)
+    want = embed_sequences(embedder, tok, [bytes(block[s : s + 500]) for s in starts], 4096)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)

@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--temperature", type=float, default=TUNE.temperature)
     t.add_argument("--hidden-size", type=int, default=TUNE.hidden_size, help="new encoder only")
     t.add_argument("--layers", type=int, default=TUNE.layers, help="new encoder only")
+    t.add_argument("--kmer-size", type=int, default=TUNE.kmer_size,
+                   help="new encoder only: a k-mer branch over centred k-mers (odd k, e.g. 5; default 0: none)")
     t.add_argument("--device", default=EMBED.device)
     t.add_argument("--seed", type=int, default=TUNE.seed)
     t.set_defaults(func=cmd_tune)

@@ -4,7 +4,9 @@ classes so that ``AutoModel.from_pretrained`` loads it without ``trust_remote_co
 
 Shape: a nucleotide embedding, a full convolution stem, then ConvNeXt-style blocks (a depthwise
 convolution, layer norm, a two-layer feed-forward, a residual connection), a layer norm and
-per-channel centring (see :class:`_Center`). Its tokenizer is :func:`genembed.tune.build_tokenizer`
+per-channel centring (see :class:`_Center`). With ``kmer_size`` k, a k-mer branch adds to the last
+layer a learned vector per centred k-mer: mean-pooled, that is a learned projection of the window's
+k-mer profile (strand-canonical, as the model averages both strands), beside the convolutions. Its tokenizer is :func:`genembed.tune.build_tokenizer`
 with ``k = 1`` and no start or end token. Convolutions
 are shift-equivariant, so a window and a shifted copy share the features of their common bases
 (no k-mer frame, unlike non-overlapping k-mer tokens). With ``rc_invariant`` the network runs on
@@ -34,7 +36,7 @@ class GenembedConvConfig(PretrainedConfig):
                  kernel_size: int = 9, num_hidden_layers: int = 4, intermediate_size: int = 256,
                  complement: Sequence[int] | None = None, rc_invariant: bool = True,
                  max_position_embeddings: int = 4096, pad_token_id: int = 0, layer_norm_eps: float = 1e-5,
-                 **kwargs):
+                 kmer_size: int = 0, base_ids: Sequence[int] | None = None, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size, self.hidden_size, self.embedding_size = vocab_size, hidden_size, embedding_size
         self.stem_kernel, self.kernel_size = stem_kernel, kernel_size
@@ -44,6 +46,11 @@ class GenembedConvConfig(PretrainedConfig):
         self.rc_invariant = rc_invariant
         self.max_position_embeddings = max_position_embeddings
         self.layer_norm_eps = layer_norm_eps
+        # the k-mer branch (0: none): each position's centred k-mer (odd k) looked up in a table of 4^k
+        # vectors, added to the last layer's states; base_ids are the token ids of A, C, G and T
+        if kmer_size and (kmer_size % 2 == 0 or not base_ids or len(base_ids) != 4):
+            raise ValueError("kmer_size must be odd, with base_ids naming the token ids of A, C, G and T")
+        self.kmer_size, self.base_ids = kmer_size, list(base_ids or [])
 
 
 class _Block(nn.Module):
@@ -106,6 +113,10 @@ class GenembedConvPreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding) and module is getattr(self, "kmer", None):
+            nn.init.normal_(module.weight, std=0.02)  # the k-mer branch starts small beside the convolutions
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=1.0)
         elif isinstance(module, nn.LayerNorm):
@@ -124,6 +135,9 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
         self.center = _Center(c)
+        if config.kmer_size:
+            k = config.kmer_size
+            self.kmer = nn.Embedding(4**k + 1, c, padding_idx=4**k)  # the last row: a k-mer with another token in it
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -134,7 +148,20 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         """Positions each side of a position that its state depends on (every layer's half-kernel):
         a window's states away from its edges equal the whole sequence's (see :mod:`genembed.scan`)."""
         c = self.config
-        return c.stem_kernel // 2 + c.num_hidden_layers * (c.kernel_size // 2)
+        return max(c.stem_kernel // 2 + c.num_hidden_layers * (c.kernel_size // 2), c.kmer_size // 2)
+
+    def _kmer_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Each position's centred k-mer as a number below 4^k; 4^k where the k-mer holds another
+        token or runs past the row (so that a window's own ends cut it, as they cut the convolutions)."""
+        k, h = self.config.kmer_size, self.config.kmer_size // 2
+        codes = torch.full_like(ids, 4)  # compared, not looked up: a buffer would not survive from_pretrained's meta init
+        for j, token in enumerate(self.config.base_ids):
+            codes = torch.where(ids == token, j, codes)
+        codes = nn.functional.pad(codes, (h, h), value=4)
+        windows = codes.unfold(1, k, 1)  # [rows, positions, k]
+        powers = 4 ** torch.arange(k - 1, -1, -1, device=ids.device)
+        number = (windows.clamp(max=3) * powers).sum(-1)
+        return torch.where((windows == 4).any(-1), torch.full_like(number, 4**k), number)
 
     def _encode(self, ids: torch.Tensor, keep: torch.Tensor | None, edge: tuple[int, bool] | None = None
                 ) -> list[torch.Tensor]:
@@ -156,7 +183,10 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         for block, crop in zip(self.blocks, crops[1:]):
             h = block(h, keep, crop)
             states.append(h)
-        states[-1] = self.center(self.norm(h), keep)
+        last = self.norm(h)
+        if self.config.kmer_size:
+            last = last + self.kmer(self._kmer_ids(ids))[:, crops[-1]].to(last.dtype)
+        states[-1] = self.center(last, keep)
         return states
 
     def edge_states(self, input_ids: torch.Tensor, width: int, left: bool, layer: int = -1) -> torch.Tensor:

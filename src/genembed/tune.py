@@ -50,6 +50,7 @@ class TuneConfig:
     hidden_size: int = 128
     layers: int = 4
     kernel_size: int = 9
+    kmer_size: int = 0  # a new encoder's k-mer branch (odd k; 0: none), see genembed.convnet
 
     def __post_init__(self) -> None:
         if self.max_shift is None:
@@ -157,6 +158,7 @@ def new_encoder(folder: Path, cfg: TuneConfig) -> None:
         vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
         num_hidden_layers=cfg.layers, kernel_size=cfg.kernel_size, complement=complement_ids(tok.get_vocab()),
         pad_token_id=tok.pad_token_id, max_position_embeddings=tok.model_max_length,
+        kmer_size=cfg.kmer_size, base_ids=[tok.get_vocab()[b] for b in "ACGT"],
     ))
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -231,7 +233,7 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
                    "fastas": [Path(f).name for f in fastas]}
     if state is not None and state.is_file():
         saved = torch.load(state, map_location=dev, weights_only=False)
-        if saved["fingerprint"] != fingerprint:
+        if not _same_run(saved["fingerprint"], fingerprint):
             raise GenembedError(f"{state}: a checkpoint of another run (configuration, model or genomes differ);"
                                 " give another --checkpoint folder")
         net.load_state_dict(saved["model"])
@@ -300,6 +302,15 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     return stats
 
 
+def _same_run(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether a checkpoint's run is this one: the same model, genomes and settings (a setting that
+    a later genembed added counts as its default)."""
+    defaults = asdict(TuneConfig()) | {"max_minutes": None}
+    a, b = saved["config"], now["config"]
+    return {k: v for k, v in saved.items() if k != "config"} == {k: v for k, v in now.items() if k != "config"} \
+        and all(a.get(k, defaults.get(k)) == b.get(k, defaults.get(k)) for k in set(a) | set(b))
+
+
 def model_card(stats: dict[str, Any], evaluation: str = "") -> str:
     c = stats["config"]
     data = "\n".join(f"- `{name}`: {n:,} bp" for name, n in stats["genomes"].items())
@@ -332,6 +343,11 @@ def _extras(c: dict[str, Any]) -> str:
     return "; " + "; ".join(parts) if parts else ""
 
 
+def _branch(c: dict[str, Any]) -> str:
+    k = c.get("kmer_size")
+    return f", and a {k}-mer branch (a learned vector per centred {k}-mer, added to the last layer)" if k else ""
+
+
 def _architecture(stats: dict[str, Any]) -> str:
     if not stats["base_model"].startswith("new"):
         return ""
@@ -340,7 +356,7 @@ def _architecture(stats: dict[str, Any]) -> str:
 ## Architecture and use
 - genembed-conv: single-nucleotide tokens (A, C, G, T, N), a {c['kernel_size']}-bp convolution stem, {c['layers']}
   blocks of {c['kernel_size']}-bp depthwise convolution + feed-forward (hidden size {c['hidden_size']}), layer norm
-  and per-channel centring; every window runs on both strands and each position reports the mean, so a
+  and per-channel centring{_branch(c)}; every window runs on both strands and each position reports the mean, so a
   window and its reverse complement embed identically. Shift-equivariant (no k-mer frame).
 - In genembed: `model.path` = this folder, `tokenizer: {{kind: kmer, k: 1}}` (or `kind: hf`), `embed.pooling: mean`,
   `strands: forward` (the model already sees both strands).
