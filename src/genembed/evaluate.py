@@ -67,8 +67,10 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.windows < 10:
             raise GenembedError(f"evaluate needs at least 10 windows, not {self.windows}")
-        if not all(0 <= r < 1 for r in self.mutation_rates):
-            raise GenembedError(f"mutation rates must lie in [0, 1), not {self.mutation_rates}")
+        if not all(0 <= r < 1 for r in (*self.mutation_rates, *self.divergence_rates)):
+            raise GenembedError(f"mutation rates must lie in [0, 1), not {self.mutation_rates} / {self.divergence_rates}")
+        if self.divergence_queries < 0 or self.query_bp < 100:
+            raise GenembedError("evaluate: divergence_queries must be 0 or more and query_bp at least 100")
 
 
 @dataclass
