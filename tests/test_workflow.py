@@ -88,7 +88,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     assert len(bedgraph) == 1 + len(range(0, 200_000 - 500 + 1, 100))  # a dense scan: a value every 100 bp
     evaluation = pl.read_csv(r / "reports/evaluate/evaluate.tsv", separator="\t")
     assert {"neighbour top-10", "mutated 5% top-1", "reverse complement top-1", "promoter ROC-AUC"} <= set(evaluation["measure"])
-    assert set(evaluation["method"]) == {"embeddings", "4-mer", "GC"}
+    assert set(evaluation["method"]) == {"embeddings", "4-mer", "canonical 4-mer", "canonical 6-mer", "GC"}
     assert (r / "reports/promoters/ecoli.bw").read_bytes()[:4] == b"\x26\xfc\x8f\x88"  # bigWig magic, little-endian
     assert (r / "reports/promoters/ecoli.promoters.bed").read_text().startswith("track name=")
     for html in ("reports/clusters/clusters.html", "reports/promoters/promoters.html", "reports/evaluate/evaluate.html"):

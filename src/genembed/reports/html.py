@@ -21,7 +21,8 @@ img{max-width:100%;height:auto}.note{background:#fff8e1;border-left:4px solid #f
 .muted{color:#666;font-size:.9em}.scroll{overflow-x:auto}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}"""
 _SORT_JS = """document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>{
 const i=th.cellIndex;const tb=th.closest('table').tBodies[0];const rows=[...tb.rows];const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
-rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const nx=parseFloat(x),ny=parseFloat(y);
+const num=s=>{const m=s.trim().match(/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(?=\s|$)/);return m?parseFloat(m[0]):NaN};
+rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const nx=num(x),ny=num(y);
 const c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c});rows.forEach(r=>tb.appendChild(r));}));"""
 
 
