@@ -2,8 +2,9 @@
 (:mod:`genembed.align`), and E-values calibrated on queries that have no homolog.
 
 Two nulls are fitted once per index, on shuffled sequence (so a shuffled query is, by construction,
-what they describe), and kept beside it in ``calibration.json`` (refitted when the index or its
-model changes; kept in memory only when the folder is read-only):
+what they describe), when the index is built (an index built by an older genembed: at its first
+query), and kept in it as ``calibration.json``; refitted when the index or its model changes, and
+kept in memory only when the folder is read-only:
 
 - **embedding:** the best cosine of shuffled indexed windows among all indexed windows, a Gumbel
   (:class:`genembed.loci.EmbeddingNull`); a locus's E-value combines its windows' scores
