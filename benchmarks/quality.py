@@ -66,9 +66,11 @@ def main() -> None:
     parser.add_argument("--model", nargs="*", default=[], type=Path,
                         help="candidate genembed-conv model folders (default: genembed-conv-div, when it exists)")
     parser.add_argument("--write-card", action="store_true", help="put the table in each genembed-conv model's card")
+    parser.add_argument("--candidates-only", action="store_true",
+                        help="evaluate only the candidates (with the baselines), not the previous and current defaults")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    models = dict(MODELS)
+    models = {} if args.candidates_only else dict(MODELS)
     for folder in args.model or ([CANDIDATE] if (CANDIDATE / "config.json").is_file() else []):
         models[f"candidate ({folder.name})"] = (folder, TokenizerSpec("kmer", 1))
     tables = {}
@@ -93,7 +95,7 @@ def main() -> None:
                    tbl_hide_column_data_types=True):
         print(wide)
     get = lambda df, m, method="embeddings": df.filter((pl.col("measure") == m) & (pl.col("method") == method))["estimate"][0]  # noqa: E731
-    for label in [DEFAULT, *(m for m in models if m.startswith("candidate"))]:
+    for label in [m for m in models if m == DEFAULT or m.startswith("candidate")]:
         df = tables[label]
         print(f"\nTargets for {label}:")
         for measure, target in TARGETS:
