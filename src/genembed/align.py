@@ -47,37 +47,6 @@ BLASTN = Scoring()
 
 
 @dataclass(frozen=True)
-class Alignment:
-    """A local alignment of a query (``strand`` ``-``: its reverse complement) to a target stretch.
-    Coordinates are 0-based, half-open: on the query as given, and on the target's forward strand.
-    ``cigar`` runs along the target's forward strand (as PAF's ``cg:Z``), with ``=``/``X`` for
-    matches and mismatches, ``I`` for query bases the target lacks and ``D`` for target bases the
-    query lacks."""
-
-    score: int
-    query_start: int
-    query_end: int
-    target_start: int
-    target_end: int
-    strand: str
-    matches: int
-    mismatches: int
-    gap_opens: int
-    gaps: int
-    cigar: str
-
-    @property
-    def length(self) -> int:
-        """Alignment columns (BLAST's ``length``, PAF's block length)."""
-        return self.matches + self.mismatches + self.gaps
-
-    @property
-    def identity(self) -> float:
-        """Matches over alignment columns (BLAST's ``pident`` / 100)."""
-        return self.matches / self.length if self.length else 0.0
-
-
-@dataclass(frozen=True)
 class Significance:
     """Karlin-Altschul parameters of a scoring scheme on a database of ``size`` bp (both strands)."""
 
@@ -92,10 +61,6 @@ class Significance:
     def bits(self, score: float) -> float:
         """The normalised (bit) score."""
         return (self.lam * score - math.log(self.k)) / math.log(2)
-
-    def score_for(self, evalue: float, query_length: int) -> float:
-        """The least score whose E-value is at most ``evalue``."""
-        return math.log(self.k * query_length * self.size / evalue) / self.lam
 
 
 class Aligner:
@@ -164,11 +129,6 @@ def cigar_counts(cigar: str) -> tuple[int, int, int, int]:
             opens += 1
             gaps += n
     return matches, mismatches, opens, gaps
-
-
-def reverse_cigar(cigar: str) -> str:
-    """The same alignment read from its other end."""
-    return "".join(f"{n.decode()}{op.decode()}" for n, op in reversed(_OP.findall(cigar.encode())))
 
 
 def fit_significance(queries: Sequence[bytes], targets: Sequence[bytes], aligner: Aligner | None = None

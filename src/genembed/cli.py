@@ -131,15 +131,13 @@ def cmd_query(args: argparse.Namespace) -> None:
             seen = skipped = 0
             for batch in _batches(records, args.batch_size):
                 seen += len(batch)
-                bad = [(name, why) for name, seq in batch.items() if (why := index.encoder.problem(seq.upper()))]
+                batch, bad = index.screen(batch, refuse_all=False)
                 if bad and (args.strict or args.sequence):
-                    name, why = bad[0]
                     where = f"{args.fasta}: " if args.fasta else ""
-                    raise GenembedError(f"{where}query {name!r}: {why}"
+                    raise GenembedError(f"{where}query {bad[0]['query']!r}: {bad[0]['reason']}"
                                         + (" (leave out --strict to skip such records)" if args.fasta else ""))
-                for name, why in bad:
-                    print(f"genembed: warning: {args.fasta}: query {name!r} skipped: {why}", file=sys.stderr)
-                    del batch[name]
+                for b in bad:
+                    print(f"genembed: warning: {args.fasta}: query {b['query']!r} skipped: {b['reason']}", file=sys.stderr)
                 skipped += len(bad)
                 if batch:
                     hits = index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows,

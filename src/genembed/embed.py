@@ -219,8 +219,8 @@ class Embedder:
         import torch
 
         self = cls.__new__(cls)
-        self._attach(_Traced(module, info.get("receptive_field")), settings, "cpu", getattr(torch, info["dtype"]), info["pad_id"], info["special"],
-                     bool(info["takes_mask"]), True)
+        self._attach(_Traced(module, info.get("receptive_field")), settings, "cpu", getattr(torch, info["dtype"]),
+                     info["pad_id"], info["special"], bool(info["takes_mask"]), True)
         self.tokenizer, self.hidden_size = None, int(info["dim"])
         return self
 

@@ -212,7 +212,7 @@ def divergence_hits(div: Divergence, featurize: Callable[[Sequence[bytes]], np.n
         best = np.full((len(queries), len(db)), -np.inf)
         np.maximum.at(best, owner, scores)
         top = best.argmax(1)
-        out[rate] = np.array([float(top[i] in set(div.right[i].tolist())) for i in range(len(queries))])
+        out[rate] = np.array([float(np.isin(top[i], div.right[i])) for i in range(len(queries))])
     return out
 
 

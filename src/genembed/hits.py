@@ -47,6 +47,11 @@ def fasta_records(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, by
     yield name, b"".join(parts)
 
 
+def _evalue() -> pl.Expr:
+    """E-values as BLAST prints them (three significant digits)."""
+    return pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String)
+
+
 def target(hits: pl.DataFrame) -> pl.Expr:
     """The target sequence name of PAF and m8 rows: ``genome#contig`` (as PanSN names do)."""
     return pl.col("genome") + "#" + pl.col("contig")
@@ -61,7 +66,7 @@ def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
     m8 rows need loci with ``query_length`` and ``contig_length`` columns (see :func:`with_lengths`)."""
     if fmt == "tsv":
         if "evalue" in hits.columns:  # tiny values: scientific notation
-            hits = hits.with_columns(pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String))
+            hits = hits.with_columns(_evalue())
         return hits.write_csv(separator="\t", float_precision=6, include_header=header)
     if fmt == "json":
         return "[\n" + _json_rows(hits) + "\n]\n"
@@ -75,7 +80,6 @@ def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
     if fmt == "paf":
         verified = pl.col("verified").fill_null(False)
         span = pl.max_horizontal(pl.col("query_end") - pl.col("query_start"), pl.col("end") - pl.col("start"))
-        evalue = pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String)
         return hits.select(
             "query", "query_length", "query_start", "query_end",
             pl.when(pl.col("strand") == "-").then(pl.lit("-")).otherwise(pl.lit("+")).alias("strand"),
@@ -87,7 +91,7 @@ def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
             pl.format("tp:A:{}", pl.when(pl.col("rank") == 1).then(pl.lit("P")).otherwise(pl.lit("S"))).alias("tp"),
             pl.format("vf:i:{}", verified.cast(pl.Int64)).alias("vf"),
             pl.format("gs:f:{}", pl.col("score").round(4)).alias("gs"), pl.format("nw:i:{}", "windows").alias("nw"),
-            pl.format("ev:f:{}", evalue).alias("ev"),
+            pl.format("ev:f:{}", _evalue()).alias("ev"),
             pl.when(verified).then(pl.format("AS:i:{}\tNM:i:{}\tcg:Z:{}", "aln_score",
                                              pl.col("mismatches") + pl.col("gaps"), "cigar")).alias("aln"),
         ).write_csv(separator="\t", include_header=False, quote_style="never").replace("\t\n", "\n")
@@ -103,7 +107,7 @@ def format_hits(hits: pl.DataFrame, fmt: str, header: bool = True) -> str:
             (pl.col("query_start") + 1).alias("qstart"), "query_end",
             pl.when(minus).then(pl.col("end")).otherwise(pl.col("start") + 1).alias("sstart"),
             pl.when(minus).then(pl.col("start") + 1).otherwise(pl.col("end")).alias("send"),
-            pl.col("evalue").map_elements(lambda e: f"{e:.3g}", return_dtype=pl.String).alias("evalue"),
+            _evalue().alias("evalue"),
             pl.when(verified).then(pl.col("bitscore")).otherwise(pl.col("score") * pl.col("windows") * 100).round(1)
             .alias("bitscore"),
         ).write_csv(separator="\t", include_header=False)

@@ -305,11 +305,11 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         from .query import Index
 
         export_query_model(out, manifest)
-        index = Index.open(out)
+        opened = Index.open(out)
         try:
-            index.calibration()
+            opened.calibration()
         finally:
-            index.close()
+            opened.close()
     return manifest
 
 

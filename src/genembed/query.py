@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -328,12 +329,13 @@ class Index:
         self.check_compatible(shard.attrs, str(path))
         return self.search_vectors({str(i): v for i, v in zip(shard.window_id, shard.embeddings)}, k, genomes)
 
-    def screen(self, queries: Mapping[str, bytes], strict: bool = False) -> tuple[dict[str, bytes], list[dict]]:
+    def screen(self, queries: Mapping[str, bytes], strict: bool = False, refuse_all: bool = True
+               ) -> tuple[dict[str, bytes], list[dict]]:
         """The queries that can be searched, and the others as ``{"query", "reason"}``; refused,
-        naming the first bad one, when none can be searched or (``strict``) when any cannot."""
+        naming the first bad one, when (``strict``) any cannot be searched or (``refuse_all``) none can."""
         bad = [{"query": name, "reason": why} for name, seq in queries.items()
                if (why := self.encoder.problem(seq.upper()))]
-        if bad and (strict or len(bad) == len(queries)):
+        if bad and (strict or refuse_all and len(bad) == len(queries)):
             more = f" ({len(bad)} of {len(queries)} records cannot be searched)" if len(queries) > 1 else ""
             raise GenembedError(f"query {bad[0]['query']!r}: {bad[0]['reason']}{more}")
         skip = {b["query"] for b in bad}
@@ -358,18 +360,18 @@ class Index:
         if k < 1:
             raise GenembedError(f"k must be at least 1, not {k}")
         size, step = (int(self.manifest["settings"][key]) for key in ("window_size", "window_stride"))
+        upper = {name: seq.upper() for name, seq in queries.items()}
         cut, rows = [], []  # (query, start, end) of every piece; its indexed window's id-table row or -1
-        for name, seq in queries.items():
+        for name, seq in upper.items():
             spans = pieces(len(seq), size, step)
             given = list((stored or {}).get(name, [-1] * len(spans)))
             kept = [(span, row) for span, row in zip(spans, given)
-                    if row >= 0 or self.encoder.problem(seq[span[0]:span[1]].upper()) is None]
+                    if row >= 0 or self.encoder.problem(seq[span[0]:span[1]]) is None]
             if not kept:  # the whole query's problem, in one line
-                self.encoder.embed([seq.upper()], [name])
+                self.encoder.embed([seq], [name])
             cut += [(name, a, b) for (a, b), _ in kept]
             rows += [row for _, row in kept]
         names = [name for name, _, _ in cut]
-        upper = {name: seq.upper() for name, seq in queries.items()}
         seqs = [upper[name][a:b] for name, a, b in cut]
         runs = [("+", self._piece_vectors(upper, cut, np.asarray(rows, dtype=np.int64), size))]
         invariant = self.encoder.strand_invariant()
@@ -396,9 +398,7 @@ class Index:
             hits = self._orient(hits, seqs, single, both=not windows)
         if windows:
             return hits.sort(["piece", "rank", "strand"]).select(WINDOW_COLUMNS)
-        tests = {}
-        for name in names:
-            tests[name] = tests.get(name, 0) + len(runs)
+        tests = {name: n * len(runs) for name, n in Counter(names).items()}  # windows searched per query
         loci = chain(hits, size, step, wanted, tests)
         if not verify:
             return unverified(loci.filter(pl.col("rank") <= k))

@@ -143,8 +143,9 @@ class ViewSampler:
 
 
 def _gc(seq: bytes) -> float:
-    acgt = sum(seq.count(b) for b in b"ACGT")
-    return (seq.count(b"G") + seq.count(b"C")) / max(acgt, 1)
+    from .evaluate import gc_content
+
+    return float(gc_content([seq])[0, 0])
 
 
 def new_encoder(folder: Path, cfg: TuneConfig) -> None:
