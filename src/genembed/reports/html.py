@@ -19,7 +19,7 @@ table{border-collapse:collapse;font-size:.9em;margin:.5em 0}th,td{border:1px sol
 th{background:#f3f3f3;cursor:pointer}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;height:auto}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}.good{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.5em 1em}
 .muted{color:#666;font-size:.9em}.scroll{overflow-x:auto}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}"""
-_SORT_JS = """document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>{
+_SORT_JS = r"""document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>{
 const i=th.cellIndex;const tb=th.closest('table').tBodies[0];const rows=[...tb.rows];const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
 const num=s=>{const m=s.trim().match(/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(?=\s|$)/);return m?parseFloat(m[0]):NaN};
 rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const nx=num(x),ny=num(y);
