@@ -150,3 +150,15 @@ def test_hard_negatives_share_a_contig_and_gc_and_the_mutation_rate_ramps_up(pre
     assert abs(_gc(twin) - _gc(seq)) <= 0.01 and twin != seq
     first, second = sampler.pairs(8, step=0)
     assert len(first) == len(second) == 8
+
+
+def test_mutate_one_leaves_the_first_view_as_the_genome_has_it(prepared_slice):
+    from genembed.genome import Genome
+    from genembed.tokenize import reverse_complement
+
+    genome = Genome(prepared_slice)
+    text = b"".join(genome.fetch(c, 0, n) for c, n in genome.contigs.items())
+    cfg = TuneConfig(seq_bp=200, max_shift=50, batch_size=8, max_mutation=0.3, mutate_one=True)
+    first, second = ViewSampler([genome], cfg, np.random.default_rng(0)).pairs(8)
+    assert all(v in text or reverse_complement(v) in text for v in first)  # the genome's own sequence
+    assert sum(v in text or reverse_complement(v) in text for v in second) < 4  # the queries are mutated

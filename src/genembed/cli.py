@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the steps over which the largest mutation rate ramps up from 10%% (default 0: none)")
     t.add_argument("--hard-negatives", type=float, default=TUNE.hard_negatives,
                    help="share of loci drawn beside another of the same contig and GC content (default 0)")
+    t.add_argument("--mutate-one", action="store_true",
+                   help="mutate only one view of each locus, as a diverged query meets the genome's own windows")
     t.add_argument("--checkpoint", help="folder for the run's state: saved every 50 steps and at the end; resumed from")
     t.add_argument("--learning-rate", type=float, help="peak AdamW rate (default: 2e-3 for a new encoder, 5e-5 with --model)")
     t.add_argument("--temperature", type=float, default=TUNE.temperature)

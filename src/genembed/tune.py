@@ -5,7 +5,8 @@ Recipe (SimCLR's NT-Xent with in-batch negatives, as DNABERT-S trains DNABERT-2)
 ``batch_size`` loci of the training genomes; each locus gives two views, windows of ``seq_bp`` bp
 shifted by up to ``max_shift`` bp against each other (so they share at least ``seq_bp - max_shift``
 bp), each mutated at a random rate up to ``max_mutation`` (substitutions plus small indels, as
-``genembed evaluate`` mutates) and read from a random strand. The loss pulls a locus' two views
+``genembed evaluate`` mutates) and read from a random strand. With ``mutate_one``, only the second view
+is mutated, as in search, where a diverged query meets the genome's own, unmutated windows. The loss pulls a locus' two views
 together (cosine of the mean-pooled embeddings, over ``temperature``) and pushes the other loci of
 the batch away. The model folder written is loaded like any other (``model.path``).
 """
@@ -41,6 +42,7 @@ class TuneConfig:
     mutation_warmup: float = 0.0  # share of the steps over which the largest rate ramps up from 10% (a curriculum)
     indel_share: float = 0.1
     hard_negatives: float = 0.0  # share of each batch's loci drawn beside another of the same genome and GC
+    mutate_one: bool = False  # mutate the second view only (a query against the genome), not both
     batch_size: int = 64
     steps: int = 2000
     max_minutes: float = 60.0
@@ -137,7 +139,7 @@ class ViewSampler:
         for seq in loci:
             shift = int(self.rng.integers(0, self.cfg.max_shift + 1))
             a, b = (0, shift) if self.rng.random() < 0.5 else (shift, 0)
-            first.append(self._view(seq, a, rate))
+            first.append(self._view(seq, a, 0.0 if self.cfg.mutate_one else rate))
             second.append(self._view(seq, b, rate))
         return first, second
 
@@ -322,7 +324,8 @@ DNA window embeddings for similarity search, trained by `genembed tune` (base: {
 ## Recipe
 - Contrastive (SimCLR NT-Xent, temperature {c['temperature']}, in-batch negatives{_extras(c)}): two views per
   locus, {c['seq_bp']}-bp windows shifted by 0-{c['max_shift']} bp, each with random substitutions
-  at 0-{c['max_mutation']:.0%} plus indels ({c['indel_share']:g} x as many, 1-3 bp), each on a random strand.
+  at 0-{c['max_mutation']:.0%} plus indels ({c['indel_share']:g} x as many, 1-3 bp){' in one view of the two' if c.get('mutate_one') else ''},
+  each on a random strand.
 - {stats['steps']} steps of {c['batch_size']} loci ({2 * c['batch_size']} views), AdamW (lr {c['learning_rate']},
   warm-up then cosine decay), seed {c['seed']}, bf16 autocast: {stats['bf16_autocast']}, {stats['seconds']} s on {stats['device']}.
 - Loss {stats['first_loss']} at step 1 -> {stats['final_loss']} (mean of the last 50 steps; chance is
