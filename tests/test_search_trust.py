@@ -140,6 +140,65 @@ def test_a_chain_never_maps_a_query_span_onto_a_target_span_outside_its_gap_limi
         assert ((target_span - query_span).abs() <= stride).all()
 
 
+def test_deep_hits_are_kept_only_where_another_piece_could_chain_with_them():
+    """Past ``lone_rank`` in its piece's list, a hit stays only when a hit of another piece lies on
+    its diagonal (within a stride) on another window: a chance hit deep in one list is dropped,
+    the windows of a diverged copy that rank deep in every piece are chained."""
+    size, stride = 500, 250
+    rows = []
+    for piece in range(4):
+        rows.append((piece, 1, 50_000 + 997 * piece))  # the top hit of each piece: scattered
+        rows.append((piece, 150, 10_000 + piece * stride))  # a copy found deep in every piece
+    rows.append((2, 180, 90_000))  # a chance hit, deep and alone
+    rows.append((1, 190, 70_000))  # two pieces deep on the same window: a stride off each other's diagonal
+    rows.append((2, 190, 70_000))
+    n = len(rows)
+    hits = pl.DataFrame({
+        "query": ["q"] * n, "piece": [p for p, _, _ in rows], "rank": [r for _, r, _ in rows],
+        "query_start": [p * stride for p, _, _ in rows], "query_end": [p * stride + size for p, _, _ in rows],
+        "genome": ["g"] * n, "contig": ["c"] * n, "start": [t for _, _, t in rows], "end": [t + size for _, _, t in rows],
+        "strand": ["+"] * n, "score": [0.6] * n, "x": [1.0] * n, "ambiguous": [False] * n})
+    loci = chain(hits, size, stride, 50, {"q": 4}, lone_rank=20)
+    spans = set(loci.select("start", "end", "windows").rows())
+    assert (10_000, 10_000 + 3 * stride + size, 4) in spans  # the deep copy, chained whole
+    assert not any(start in (90_000, 70_000) for start, _, _ in spans)
+    assert loci.height == 5  # the copy and the four scattered top hits
+    assert chain(hits, size, stride, 50, {"q": 4}).height == 7  # without lone_rank every hit counts
+
+
+def test_a_diverged_query_finds_its_source_among_many_copies_by_searching_deep(tmp_path, genome, monkeypatch):
+    """30 kb of E. coli and 24 copies of it mutated at 15%: 2-kb queries mutated at 27% (further
+    from every copy than from the source) must find the source first. Among the copies its windows
+    rank deep in each piece's list; the deep search finds more of them than 20 hits per piece."""
+    import genembed.query as query_module
+    from genembed.index import build_index
+    from genembed.pipeline import embed_genome as drive
+
+    rng = np.random.default_rng(1)
+    source = genome[1_000_000:1_030_000]
+    fasta = tmp_path / "copies.fa"
+    fasta.write_bytes(b">source\n" + source + b"\n" + b"".join(
+        b">copy%d\n%s\n" % (i, mutate(source + genome[:100], len(source), 0.15, 0.1, rng)) for i in range(24)))
+    plan = default_plan()
+    build_index([drive(plan, fasta, "copies", tmp_path / "results")[0]], tmp_path / "index", plan)
+    queries = {}
+    for i in range(30):
+        a = int(rng.integers(0, len(source) - 2100))
+        q = mutate(source[a : a + 2100], 2000, 0.27, 0.1, rng)
+        queries[f"q{i}"] = reverse_complement(q) if i % 2 else q
+    ix = Index.open(tmp_path / "index")
+
+    def found() -> int:
+        loci = ix.search_loci(queries, k=3)
+        return int((loci.filter(pl.col("rank") == 1)["contig"] == "source").sum())
+
+    deep = found()
+    monkeypatch.setattr(query_module, "DEEP_HITS", 20)
+    shallow = found()
+    ix.close()
+    assert deep >= 21 and deep >= shallow + 3, (deep, shallow)
+
+
 def _replay(cigar: str, query: bytes, target: bytes) -> tuple[int, int, int, int]:
     """Matches, mismatches, gap opens and gap bases, counted by walking the CIGAR over the sequences."""
     import re

@@ -7,6 +7,7 @@ chain) and an E-value from an :class:`EmbeddingNull`: how often a query window t
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,7 +97,8 @@ def chain_evalue(total: np.ndarray, windows: np.ndarray, tests: np.ndarray, size
     return np.asarray(tests, dtype=np.float64) * np.exp(log_p)
 
 
-def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, int], lookback: int = 3) -> pl.DataFrame:
+def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, int], lookback: int = 3,
+          lone_rank: int | None = None) -> pl.DataFrame:
     """Loci from per-piece hits (columns: query, piece, query_start, query_end, genome, contig, start,
     end, strand, score, x: the score normalised by an :class:`EmbeddingNull`, ambiguous: a hit
     listed on both strands because nothing told its strand; a locus of one such hit has strand ``.``).
@@ -107,25 +109,30 @@ def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, i
     chain's first hit: a locus's target span differs from its query span by at most one stride (so
     at most one stride of indels). Each chain, best first, is a locus; one overlapping a better locus
     of the same query by half is dropped. Loci are ranked by their summed score; ``evalue`` is
-    :func:`chain_evalue` with ``tests`` windows searched per query."""
+    :func:`chain_evalue` with ``tests`` windows searched per query. With ``lone_rank``, a hit that
+    no hit of another piece could chain with is dropped unless its ``rank`` (in its piece's hit list)
+    is within it: deep hit lists then cost little where most deep hits are chance ones."""
+    keys = ["query", "genome", "contig", "strand"]
+    if lone_rank is not None:
+        hits = _chainable_or_top(hits, keys, stride, lone_rank, lookback)
     if hits.is_empty():
         return pl.DataFrame(schema=_SCHEMA)
-    keys = ["query", "genome", "contig", "strand"]
-    hits = hits.sort([*keys, "piece", "score"], descending=[False] * 5 + [True])
-    chain_of = np.full(hits.height, -1, dtype=np.int64)
+    # within a piece, by target position along the strand (so links are found by binary search)
+    hits = hits.with_columns(pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start"))
+                             .alias("_along")).sort([*keys, "piece", "_along"])
     groups = hits.select(keys).with_row_index("row").group_by(keys, maintain_order=True).agg(pl.col("row").min(), pl.len())
-    piece, qs, ts, score = (hits[c].to_numpy() for c in ("piece", "query_start", "start", "score"))
-    minus = (hits["strand"] == "-").to_numpy()
+    # plain Python numbers: the loops below are short, and numpy's per-call cost would dominate them
+    piece, qs, score, along = (hits[c].to_list() for c in ("piece", "query_start", "score", "_along"))
+    hits = hits.drop("_along")
+    chain_of = [-1] * hits.height
     n_chains = 0
     for group_start, n in groups.select("row", "len").iter_rows():
         if n == 1:  # a lone hit is its own chain
             chain_of[group_start] = n_chains
             n_chains += 1
             continue
-        rows = slice(group_start, group_start + n)
-        n_chains = _chain_group(piece[rows], qs[rows], ts[rows], score[rows], bool(minus[group_start]), stride,
-                                lookback, chain_of[rows], n_chains)
-    loci = hits.with_columns(pl.Series("chain", chain_of)).group_by("chain").agg(
+        n_chains = _chain_group(piece, qs, along, score, group_start, group_start + n, stride, lookback, chain_of, n_chains)
+    loci = hits.with_columns(pl.Series("chain", chain_of, dtype=pl.Int64)).group_by("chain").agg(
         *(pl.col(c).first() for c in keys),
         pl.col("query_start").min(), pl.col("query_end").max(), pl.col("start").min(), pl.col("end").max(),
         pl.col("score").mean(), pl.col("score").sum().alias("total"), pl.len().alias("windows"),
@@ -146,33 +153,58 @@ def unverified(loci: pl.DataFrame) -> pl.DataFrame:
                              for c, t in ALIGNMENT_SCHEMA.items() if c != "verified")).select(LOCUS_COLUMNS)
 
 
-def _chain_group(piece: np.ndarray, qs: np.ndarray, ts: np.ndarray, score: np.ndarray, minus: bool, stride: int,
-                 lookback: int, out: np.ndarray, first: int) -> int:
-    """Chain one query's hits on one contig and strand (sorted by piece), writing chain numbers from
-    ``first`` into ``out``; returns the next free number. A link is kept only when the target moved
-    as far as the query did since the chain's first hit, within a stride."""
-    n = len(piece)
-    sign = -1 if minus else 1
-    lo = np.searchsorted(piece, piece - lookback, side="left").tolist()
-    hi = np.searchsorted(piece, piece, side="left").tolist()
-    q, t, s = qs.tolist(), (ts * sign).tolist(), score.astype(np.float64).tolist()  # plain floats: small loops
-    best, pred, head = list(s), [-1] * n, list(range(n))
-    for i in range(n):
+def _chainable_or_top(hits: pl.DataFrame, keys: list[str], stride: int, lone_rank: int, lookback: int) -> pl.DataFrame:
+    """The hits within ``lone_rank`` of their piece's list, and those that a hit of another piece
+    could chain with: within ``lookback`` pieces, a stride off its diagonal at most, and on another
+    window (two pieces that hit the same window do not make a chain of it)."""
+    diagonal = pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start")) - pl.col("query_start")
+    hits = hits.with_row_index("_row").with_columns(diagonal.alias("_diag"))
+    hits = hits.with_columns((pl.col("_diag") // stride).alias("_bin"))
+    deep = hits.filter(pl.col("rank") > lone_rank).select("_row", *keys, "_bin", "_diag", "piece", "start")
+    others = hits.select(*keys, "_bin", "_diag", "piece", "start")
+    linked = pl.concat([deep.with_columns(pl.col("_bin") + off) for off in (-1, 0, 1)]) \
+        .join(others, on=[*keys, "_bin"], suffix="_o") \
+        .filter((pl.col("piece") != pl.col("piece_o")) & ((pl.col("piece") - pl.col("piece_o")).abs() <= lookback)
+                & (pl.col("start") != pl.col("start_o")) & ((pl.col("_diag") - pl.col("_diag_o")).abs() <= stride)) \
+        .select("_row").unique()
+    keep = (pl.col("rank") <= lone_rank) | pl.col("_row").is_in(linked["_row"].implode())
+    return hits.filter(keep).drop("_row", "_diag", "_bin")
+
+
+def _chain_group(piece: list[int], qs: list[int], t: list[int], s: list[float], lo: int, hi: int, stride: int,
+                 lookback: int, out: list[int], first: int) -> int:
+    """Chain one query's hits on one contig and strand, rows ``lo`` to ``hi`` (sorted by piece, then
+    by ``t``, the target position along the strand), writing chain numbers from ``first`` into
+    ``out``; returns the next free number. A link is kept only when the target moved as far as the
+    query did since the chain's first hit, within a stride; the hits a link can reach in a piece
+    are found by binary search, so deep hit lists on one long contig cost n log n, not n squared."""
+    rows_of: dict[int, tuple[int, int]] = {}  # piece -> its rows
+    a = lo
+    for i in range(lo + 1, hi + 1):
+        if i == hi or piece[i] != piece[a]:
+            rows_of[piece[a]] = (a, i)
+            a = i
+    best, pred, head = {}, {}, {}
+    for i in range(lo, hi):
         cand = -1
-        for j in range(lo[i], hi[i]):
-            h = head[j]
-            if abs(t[i] - t[j] - (q[i] - q[j])) <= stride and abs(t[i] - t[h] - (q[i] - q[h])) <= stride \
-                    and (cand < 0 or best[j] > best[cand]):
-                cand = j
+        for back in range(1, lookback + 1):
+            span = rows_of.get(piece[i] - back)
+            if span is None:
+                continue
+            want = t[i] - (qs[i] - qs[span[0]])  # where the target of a collinear hit of that piece sits
+            for j in range(bisect_left(t, want - stride, *span), bisect_right(t, want + stride, *span)):
+                h = head[j]
+                if abs(t[i] - t[h] - (qs[i] - qs[h])) <= stride and (cand < 0 or best[j] > best[cand]):
+                    cand = j
         if cand >= 0:
             best[i], pred[i], head[i] = s[i] + best[cand], cand, head[cand]
-    best = np.array(best)
-    used = np.zeros(n, dtype=bool)
-    for i in np.argsort(-best, kind="stable"):
-        if used[i]:
+        else:
+            best[i], pred[i], head[i] = s[i], -1, i
+    for i in sorted(range(lo, hi), key=lambda r: -best[r]):  # stable: ties keep row order
+        if out[i] >= 0:
             continue
-        while i >= 0 and not used[i]:
-            used[i], out[i] = True, first
+        while i >= 0 and out[i] < 0:
+            out[i] = first
             i = pred[i]
         first += 1
     return first

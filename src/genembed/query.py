@@ -25,6 +25,8 @@ _REGION = re.compile(r"^([^:]+):(.+):(\d[\d,]*)-(\d[\d,]*)$")
 _VALID = re.compile(b"^[" + IUPAC.upper() + b"]+$")
 HIT_COLUMNS = ["query", "rank", "genome", "contig", "start", "end", "score"]
 CANDIDATES = 20  # candidate loci per query that verification aligns
+PIECE_HITS = 10  # hits per query piece, at least, kept for the candidates even where nothing chains with them
+DEEP_HITS = 200  # hits per piece searched for chains: a region with many similar copies needs them all
 WINDOW_COLUMNS = ["query", "query_start", "query_end", "rank", "genome", "contig", "start", "end", "strand", "score"]
 
 
@@ -380,7 +382,10 @@ class Index:
         ids = [str(j) for j in range(len(cut))]
         excluded = {ids[j]: exclude[n] for j, n in enumerate(names) if n in (exclude or {})}
         wanted = k if windows else max(k, candidates if verify else k)
-        per_piece = k if windows or len(cut) == len(queries) and not verify else max(wanted, 10)
+        shallow = k if windows or len(cut) == len(queries) and not verify else max(wanted, PIECE_HITS)
+        # a query of several pieces searches deep: among many similar copies (strains, repeats) the
+        # right one's windows may rank below the others' in each piece, and only chaining tells
+        per_piece = shallow if windows or len(cut) == len(queries) else max(shallow, DEEP_HITS)
         null = None if windows else self.calibration().embedding
         parts = []
         for sign, x in runs:
@@ -399,7 +404,7 @@ class Index:
         if windows:
             return hits.sort(["piece", "rank", "strand"]).select(WINDOW_COLUMNS)
         tests = {name: n * len(runs) for name, n in Counter(names).items()}  # windows searched per query
-        loci = chain(hits, size, step, wanted, tests)
+        loci = chain(hits, size, step, wanted, tests, lone_rank=shallow)
         if not verify:
             return unverified(loci.filter(pl.col("rank") <= k))
         from .verify import verify as verify_loci
@@ -433,15 +438,15 @@ class Index:
         or with ``both`` listed on both strands, for the chaining to tell by the order of the pieces."""
         from .loci import orientation
 
+        alone = pl.col("query").is_in(list(single))
         strands = []
-        for piece, query, genome, contig, start, end in hits.select(
-                "piece", "query", "genome", "contig", "start", "end").iter_rows():
-            if query not in single:
-                strands.append(".")
-                continue
+        for piece, genome, contig, start, end in hits.filter(alone).select(
+                "piece", "genome", "contig", "start", "end").iter_rows():
             target = self.genome(genome).fetch(contig, start, end)
             strands.append(orientation(seqs[piece], target, reverse_complement(target)))
-        hits = hits.with_columns(pl.Series("strand", strands))
+        hits = hits.with_columns(pl.lit(".").alias("strand"))
+        if strands:
+            hits = pl.concat([hits.filter(alone).with_columns(pl.Series("strand", strands)), hits.filter(~alone)])
         if not both:
             return hits
         unknown = hits.filter(pl.col("strand") == ".").with_columns(pl.lit(True).alias("ambiguous"))

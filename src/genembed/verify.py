@@ -134,16 +134,31 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
             todo.setdefault(row["query"], []).append((row, lo, target))
     local = threading.local()
 
-    def align(name: str) -> list[dict | None]:  # one query's candidates, in a worker thread (parasail frees the GIL)
+    def align(name: str) -> list[dict | None | bool]:  # one query's candidates, in a worker thread (parasail frees the GIL)
+        """Per candidate: its alignment; None where it is not significant; False where it is but,
+        below k distinct better loci, cannot be shown (not traced back)."""
         if not hasattr(local, "aligner"):
             local.aligner = Aligner()
-        return [_align(index, local.aligner, sig, row, lo, target, queries[name], evalue)
-                for row, lo, target in todo[name]]
+        query = queries[name]
+        scored = [_score(index, local.aligner, row, lo, target, query) for row, lo, target in todo[name]]
+        out: list[dict | None | bool] = [None] * len(scored)
+        kept: list[tuple[str, str, int, int]] = []
+        significant = [j for j, sc in enumerate(scored) if sig.evalue(sc[2][0], len(query)) <= evalue]
+        for j in sorted(significant, key=lambda j: -scored[j][2][0]):  # best first, traced until k distinct loci
+            if len(kept) >= k and name not in (exclude or {}):  # (all where the query's own region is dropped later)
+                out[j] = False
+                continue
+            row, lo, target = todo[name][j]
+            out[j] = a = _trace(local.aligner, sig, lo, target, query, *scored[j])
+            spot = (row["genome"], row["contig"], a["start"], a["end"])
+            if not any(_overlapping(spot, other) for other in kept):
+                kept.append(spot)
+        return out
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), THREADS))) as pool:
         aligned = dict(zip(todo, pool.map(align, todo)))
     rows = [{**row, "verified": False} if a is None else {**row, **a, "verified": True}
-            for name, items in todo.items() for (row, _, _), a in zip(items, aligned[name])]
+            for name, items in todo.items() for (row, _, _), a in zip(items, aligned[name]) if a is not False]
     rows += [{**row, "verified": False} for row in loci.iter_rows(named=True) if len(queries[row["query"]]) > MAX_VERIFY_BP]
     out = pl.DataFrame(rows, schema={**dict(loci.schema), **ALIGNMENT_SCHEMA}, orient="row")
     for name, region in (exclude or {}).items():  # an alignment may reach back into the query's own region
@@ -179,24 +194,31 @@ def _strand(aligner: Aligner, row: dict, lo: int, target: bytes, query: bytes) -
     return "+" if plus >= minus else "-"
 
 
-def _align(index: "Index", aligner: Aligner, sig: Significance, row: dict, lo: int, target: bytes, query: bytes,
-           evalue: float) -> dict | None:
-    """The best alignment of a query to a candidate's stretch of genome (``target``, starting at
-    ``lo``) on the candidate's strand (where unknown, :func:`_strand`), or None when it is not
-    significant at ``evalue``."""
-    qlen = len(query)
+def _score(index: "Index", aligner: Aligner, row: dict, lo: int, target: bytes, query: bytes
+           ) -> tuple[str, int, tuple[int, int, int]]:
+    """A candidate's strand (where unknown, :func:`_strand`), the start of the stretch of genome
+    (``target``, which starts at ``lo``) its query is aligned against, and :meth:`Aligner.best`."""
     strand = row["strand"] if row["strand"] != "." else _strand(aligner, row, lo, target, query)
+    a, b = _stretch(index, row, len(query), strand)
     q = query if strand == "+" else reverse_complement(query)
-    a, b = _stretch(index, row, qlen, strand)
-    found = aligner.best(q, target[a - lo : b - lo])
-    if sig.evalue(found[0], qlen) > evalue:  # not worth a traceback
-        return None
-    score, qs, qe, ts, te, cigar = aligner.align(q, target[a - lo : b - lo], found)
-    lo = a
+    return strand, a, aligner.best(q, target[a - lo : b - lo])
+
+
+def _trace(aligner: Aligner, sig: Significance, lo: int, target: bytes, query: bytes, strand: str, a: int,
+           found: tuple[int, int, int]) -> dict:
+    """The alignment :func:`_score` found, traced back: coordinates, counts, CIGAR and E-value."""
+    qlen = len(query)
+    q = query if strand == "+" else reverse_complement(query)
+    score, qs, qe, ts, te, cigar = aligner.align(q, target[a - lo :], found)
     if strand == "-":
         qs, qe = qlen - qe, qlen - qs
     matches, mismatches, opens, gaps = cigar_counts(cigar)
-    return {"query_start": qs, "query_end": qe, "start": lo + ts, "end": lo + te, "strand": strand,
+    return {"query_start": qs, "query_end": qe, "start": a + ts, "end": a + te, "strand": strand,
             "evalue": sig.evalue(score, qlen), "aln_score": score, "bitscore": round(sig.bits(score), 1),
             "identity": matches / (matches + mismatches + gaps), "aligned": matches + mismatches + gaps,
             "matches": matches, "mismatches": mismatches, "gap_opens": opens, "gaps": gaps, "cigar": cigar}
+
+
+def _overlapping(x: tuple[str, str, int, int], y: tuple[str, str, int, int]) -> bool:
+    """Whether two loci share a contig and half of the shorter (as :func:`genembed.loci.primary` drops them)."""
+    return x[:2] == y[:2] and min(x[3], y[3]) - max(x[2], y[2]) >= 0.5 * min(x[3] - x[2], y[3] - y[2])
