@@ -144,13 +144,17 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
         out: list[dict | None | bool] = [None] * len(scored)
         kept: list[tuple[str, str, int, int]] = []
         significant = [j for j, sc in enumerate(scored) if sig.evalue(sc[2][0], len(query)) <= evalue]
+        ends: set[tuple] = set()
         for j in sorted(significant, key=lambda j: -scored[j][2][0]):  # best first, traced until k distinct loci
-            if len(kept) >= k and name not in (exclude or {}):  # (all where the query's own region is dropped later)
+            row, lo, target = todo[name][j]
+            strand, stretch, (score, _, t_end) = scored[j]
+            end = (row["genome"], row["contig"], strand, stretch + t_end, score)  # one already traced: a copy of it
+            if end in ends or len(kept) >= k and name not in (exclude or {}):  # (all where the own region is dropped later)
                 out[j] = False
                 continue
-            row, lo, target = todo[name][j]
-            out[j] = a = _trace(local.aligner, sig, lo, target, query, *scored[j])
-            spot = (row["genome"], row["contig"], a["start"], a["end"])
+            ends.add(end)
+            out[j] = traced = _trace(local.aligner, sig, lo, target, query, *scored[j])
+            spot = (row["genome"], row["contig"], traced["start"], traced["end"])
             if not any(_overlapping(spot, other) for other in kept):
                 kept.append(spot)
         return out
