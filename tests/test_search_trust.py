@@ -141,9 +141,10 @@ def test_a_chain_never_maps_a_query_span_onto_a_target_span_outside_its_gap_limi
 
 
 def test_deep_hits_are_kept_only_where_another_piece_could_chain_with_them():
-    """Past ``lone_rank`` in its piece's list, a hit stays only when a hit of another piece lies on
-    its diagonal (within a stride) on another window: a chance hit deep in one list is dropped,
-    the windows of a diverged copy that rank deep in every piece are chained."""
+    """Past ``lone_rank`` in its piece's list, a hit stays only when hits of two other pieces lie on
+    its diagonal (within a stride) on other windows: a chance hit deep in one list is dropped, and
+    so is a chance pair, but the windows of a diverged copy that rank deep in every piece are
+    chained."""
     size, stride = 500, 250
     rows = []
     for piece in range(4):
@@ -152,6 +153,8 @@ def test_deep_hits_are_kept_only_where_another_piece_could_chain_with_them():
     rows.append((2, 180, 90_000))  # a chance hit, deep and alone
     rows.append((1, 190, 70_000))  # two pieces deep on the same window: a stride off each other's diagonal
     rows.append((2, 190, 70_000))
+    rows.append((0, 170, 30_000))  # a chance pair on one diagonal
+    rows.append((1, 170, 30_000 + stride))
     n = len(rows)
     hits = pl.DataFrame({
         "query": ["q"] * n, "piece": [p for p, _, _ in rows], "rank": [r for _, r, _ in rows],
@@ -161,9 +164,9 @@ def test_deep_hits_are_kept_only_where_another_piece_could_chain_with_them():
     loci = chain(hits, size, stride, 50, {"q": 4}, lone_rank=20)
     spans = set(loci.select("start", "end", "windows").rows())
     assert (10_000, 10_000 + 3 * stride + size, 4) in spans  # the deep copy, chained whole
-    assert not any(start in (90_000, 70_000) for start, _, _ in spans)
+    assert not any(start in (90_000, 70_000, 30_000) for start, _, _ in spans)
     assert loci.height == 5  # the copy and the four scattered top hits
-    assert chain(hits, size, stride, 50, {"q": 4}).height == 7  # without lone_rank every hit counts
+    assert chain(hits, size, stride, 50, {"q": 4}).height == 8  # without lone_rank every hit counts
 
 
 def test_a_diverged_query_finds_its_source_among_many_copies_by_searching_deep(tmp_path, genome, monkeypatch):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+DEEP_PARTNERS = 2  # a deep hit is kept when hits of this many other pieces lie on its diagonal
 _SCHEMA = {"query": pl.String, "query_start": pl.Int64, "query_end": pl.Int64, "genome": pl.String,
            "contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String, "score": pl.Float32,
            "windows": pl.Int64, "evalue": pl.Float64, "rank": pl.Int64}
@@ -110,8 +111,9 @@ def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, i
     at most one stride of indels). Each chain, best first, is a locus; one overlapping a better locus
     of the same query by half is dropped. Loci are ranked by their summed score; ``evalue`` is
     :func:`chain_evalue` with ``tests`` windows searched per query. With ``lone_rank``, a hit that
-    no hit of another piece could chain with is dropped unless its ``rank`` (in its piece's hit list)
-    is within it: deep hit lists then cost little where most deep hits are chance ones."""
+    too few hits of other pieces could chain with is dropped unless its ``rank`` (in its piece's hit
+    list) is within it: deep hit lists then cost little where most deep hits are chance ones; and the
+    E-value counts only the hits within it (a locus of deep hits alone gets E = ``tests``)."""
     keys = ["query", "genome", "contig", "strand"]
     if lone_rank is not None:
         hits = _chainable_or_top(hits, keys, stride, lone_rank, lookback)
@@ -132,17 +134,23 @@ def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, i
             n_chains += 1
             continue
         n_chains = _chain_group(piece, qs, along, score, group_start, group_start + n, stride, lookback, chain_of, n_chains)
-    loci = hits.with_columns(pl.Series("chain", chain_of, dtype=pl.Int64)).group_by("chain").agg(
+    # the E-value counts only the hits within lone_rank of their lists: a chain through deep hits is
+    # a candidate to align, but the null (the best of the index's windows for each query window)
+    # does not describe hits picked from 200 per window, which chance (a region of the query's
+    # composition) lines up on a diagonal often enough
+    counted = pl.col("rank") <= lone_rank if lone_rank is not None else pl.lit(True)
+    loci = hits.with_columns(pl.Series("chain", chain_of, dtype=pl.Int64), counted.alias("_counted")).group_by("chain").agg(
         *(pl.col(c).first() for c in keys),
         pl.col("query_start").min(), pl.col("query_end").max(), pl.col("start").min(), pl.col("end").max(),
         pl.col("score").mean(), pl.col("score").sum().alias("total"), pl.len().alias("windows"),
-        pl.col("x").sum(), pl.col("ambiguous").all(),
+        pl.col("x").filter("_counted").sum(), pl.col("_counted").sum().alias("_w"), pl.col("ambiguous").all(),
     ).with_columns(pl.when(pl.col("ambiguous") & (pl.col("windows") == 1)).then(pl.lit("."))
                    .otherwise(pl.col("strand")).alias("strand")) \
         .sort(["query", "total", "windows", "chain"], descending=[False, True, True, False])
     loci = loci.filter(pl.Series(primary(loci, k))).with_columns(pl.int_range(1, pl.len() + 1).over("query").alias("rank"))
-    evalue = chain_evalue(loci["x"].to_numpy(), loci["windows"].to_numpy(),
-                          loci["query"].replace_strict(tests, return_dtype=pl.Int64).to_numpy(), size, stride)
+    searched = loci["query"].replace_strict(tests, return_dtype=pl.Int64).to_numpy()
+    w = loci["_w"].to_numpy()
+    evalue = np.where(w > 0, chain_evalue(loci["x"].to_numpy(), np.maximum(w, 1), searched, size, stride), searched)
     return loci.with_columns(pl.Series("evalue", evalue), pl.col("windows").cast(pl.Int64),
                              pl.col("score").cast(pl.Float32)).select(list(_SCHEMA))
 
@@ -154,9 +162,11 @@ def unverified(loci: pl.DataFrame) -> pl.DataFrame:
 
 
 def _chainable_or_top(hits: pl.DataFrame, keys: list[str], stride: int, lone_rank: int, lookback: int) -> pl.DataFrame:
-    """The hits within ``lone_rank`` of their piece's list, and those that a hit of another piece
-    could chain with: within ``lookback`` pieces, a stride off its diagonal at most, and on another
-    window (two pieces that hit the same window do not make a chain of it)."""
+    """The hits within ``lone_rank`` of their piece's list, and those that hits of
+    :data:`DEEP_PARTNERS` other pieces could chain with: within ``lookback`` pieces, a stride off
+    its diagonal at most, and on another window (two pieces that hit the same window do not make a
+    chain of it). Chance pairs on a diagonal are common among 200 hits per piece; chance triples
+    are rare, and a diverged copy of a query of several windows gives more than three."""
     diagonal = pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start")) - pl.col("query_start")
     hits = hits.with_row_index("_row").with_columns(diagonal.alias("_diag"))
     hits = hits.with_columns((pl.col("_diag") // stride).alias("_bin"))
@@ -166,7 +176,8 @@ def _chainable_or_top(hits: pl.DataFrame, keys: list[str], stride: int, lone_ran
         .join(others, on=[*keys, "_bin"], suffix="_o") \
         .filter((pl.col("piece") != pl.col("piece_o")) & ((pl.col("piece") - pl.col("piece_o")).abs() <= lookback)
                 & (pl.col("start") != pl.col("start_o")) & ((pl.col("_diag") - pl.col("_diag_o")).abs() <= stride)) \
-        .select("_row").unique()
+        .group_by("_row").agg(pl.col("piece_o").n_unique().alias("_pieces")) \
+        .filter(pl.col("_pieces") >= DEEP_PARTNERS).select("_row")
     keep = (pl.col("rank") <= lone_rank) | pl.col("_row").is_in(linked["_row"].implode())
     return hits.filter(keep).drop("_row", "_diag", "_bin")
 
@@ -178,34 +189,39 @@ def _chain_group(piece: list[int], qs: list[int], t: list[int], s: list[float], 
     ``out``; returns the next free number. A link is kept only when the target moved as far as the
     query did since the chain's first hit, within a stride; the hits a link can reach in a piece
     are found by binary search, so deep hit lists on one long contig cost n log n, not n squared."""
+    if piece[lo] == piece[hi - 1]:  # hits of one piece only: nothing to link, each its own chain
+        for i in range(lo, hi):
+            out[i] = first
+            first += 1
+        return first
     rows_of: dict[int, tuple[int, int]] = {}  # piece -> its rows
     a = lo
     for i in range(lo + 1, hi + 1):
         if i == hi or piece[i] != piece[a]:
             rows_of[piece[a]] = (a, i)
             a = i
-    best, pred, head = {}, {}, {}
+    left, right, span_of = bisect_left, bisect_right, rows_of.get
+    best, pred, head = s[lo:hi], [-1] * (hi - lo), list(range(lo, hi))  # indexed by row - lo
     for i in range(lo, hi):
-        cand = -1
+        cand, ti, qi, p = -1, t[i], qs[i], piece[i]
         for back in range(1, lookback + 1):
-            span = rows_of.get(piece[i] - back)
+            span = span_of(p - back)
             if span is None:
                 continue
-            want = t[i] - (qs[i] - qs[span[0]])  # where the target of a collinear hit of that piece sits
-            for j in range(bisect_left(t, want - stride, *span), bisect_right(t, want + stride, *span)):
-                h = head[j]
-                if abs(t[i] - t[h] - (qs[i] - qs[h])) <= stride and (cand < 0 or best[j] > best[cand]):
+            want = ti - (qi - qs[span[0]])  # where the target of a collinear hit of that piece sits
+            for j in range(left(t, want - stride, *span), right(t, want + stride, *span)):
+                h = head[j - lo]
+                if abs(ti - t[h] - (qi - qs[h])) <= stride and (cand < 0 or best[j - lo] > best[cand - lo]):
                     cand = j
         if cand >= 0:
-            best[i], pred[i], head[i] = s[i] + best[cand], cand, head[cand]
-        else:
-            best[i], pred[i], head[i] = s[i], -1, i
-    for i in sorted(range(lo, hi), key=lambda r: -best[r]):  # stable: ties keep row order
+            best[i - lo] += best[cand - lo]
+            pred[i - lo], head[i - lo] = cand, head[cand - lo]
+    for i in sorted(range(lo, hi), key=lambda r: best[r - lo], reverse=True):  # stable: ties keep row order
         if out[i] >= 0:
             continue
         while i >= 0 and out[i] < 0:
             out[i] = first
-            i = pred[i]
+            i = pred[i - lo]
         first += 1
     return first
 
