@@ -1,12 +1,13 @@
-"""Embedding quality on held-out sequence: `genembed evaluate` for the previous default model
-(genembed-dnabert-tiny, masked LM over non-overlapping 6-mers), the current default (genembed-conv,
-contrastive, trained on E. coli only) and any candidate (``--model``, or genembed-conv-div when it
-exists), against forward-strand 4-mer, strand-canonical 4-mer and 6-mer counts and GC content on the
-same windows, with the targets checked. Not a test: it prints numbers.
+"""Embedding quality on held-out sequence: `genembed evaluate` for the earlier defaults
+(genembed-dnabert-tiny, masked LM over non-overlapping 6-mers; genembed-conv-ecoli, contrastive, trained
+on E. coli only), the current default (genembed-conv: genembed-conv-ecoli tuned for divergence) and any
+candidate (``--model``, or genembed-conv-div when it exists), against forward-strand 4-mer,
+strand-canonical 4-mer and 6-mer counts and GC content on the same windows, with the targets checked.
+Not a test: it prints numbers.
 
 Held out: chromosomes IV, V and X of the bundled C. elegans slice and Chr4, Chr5 of the A. thaliana
-slice. No model here was trained on them: genembed-conv saw E. coli only, and the divergence recipe
-(resources/training/README.md) trains on E. coli, C. elegans I-III and A. thaliana Chr1-Chr3.
+slice. No model here was trained on them: genembed-conv-ecoli saw E. coli only, and the divergence
+recipe (resources/training/README.md) trains on E. coli, C. elegans I-III and A. thaliana Chr1-Chr3.
 
     .venv/bin/python benchmarks/quality.py [--windows 2000] [--out results/quality] [--model DIR ...] [--write-card]
 """
@@ -33,7 +34,8 @@ HELD_OUT = {"C.elegans": (REPO / "resources/example/C.elegans.fa.gz", {"IV", "V"
             "A.thaliana": (REPO / "resources/example/A.thaliana.fa.gz", {"Chr4", "Chr5"})}
 DEFAULT = "default (genembed-conv)"
 MODELS = {
-    "previous default (genembed-dnabert-tiny)": (REPO / "resources/models/genembed-dnabert-tiny", TokenizerSpec("kmer", 6)),
+    "first default (genembed-dnabert-tiny)": (REPO / "resources/models/genembed-dnabert-tiny", TokenizerSpec("kmer", 6)),
+    "previous default (genembed-conv-ecoli)": (REPO / "resources/models/genembed-conv-ecoli", TokenizerSpec("kmer", 1)),
     DEFAULT: (REPO / "resources/models/genembed-conv", TokenizerSpec("kmer", 1)),
 }
 CANDIDATE = REPO / "resources/models/genembed-conv-div"
@@ -65,7 +67,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "results/quality"), help="evaluate reports per model go here")
     parser.add_argument("--model", nargs="*", default=[], type=Path,
                         help="candidate genembed-conv model folders (default: genembed-conv-div, when it exists)")
-    parser.add_argument("--write-card", action="store_true", help="put the table in each genembed-conv model's card")
+    parser.add_argument("--write-card", action="store_true", help="put the table in each candidate model's card")
     parser.add_argument("--candidates-only", action="store_true",
                         help="evaluate only the candidates (with the baselines), not the previous and current defaults")
     args = parser.parse_args()
@@ -104,19 +106,19 @@ def main() -> None:
             said = f">= {goal}" if isinstance(target, float) else f"above {target}'s {goal:.3f}"
             met = value >= goal if isinstance(target, float) else value > goal
             print(f"  {measure}: {value:.3f} (target {said}) {'MET' if met else 'NOT MET'}")
+    header = "| measure | " + " | ".join(wide.columns[1:]) + " |"
+    lines = [header, "|" + " --- |" * len(wide.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.iter_rows()]
+    print("\n" + "\n".join(lines))  # the same table in Markdown, for model cards and the README
     if args.write_card:
         from genembed.tune import write_card
 
-        header = "| measure | " + " | ".join(wide.columns[1:]) + " |"
-        lines = [header, "|" + " --- |" * len(wide.columns)]
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.iter_rows()]
         for label, (folder, _) in models.items():
-            if label == DEFAULT or label.startswith("candidate"):
+            if label.startswith("candidate"):
                 write_card(folder, (
                     f"\n## Evaluation (`genembed evaluate`, `benchmarks/quality.py`)\n"
                     f"On held-out sequence ({where}), 500-bp windows every 250 bp, {args.windows} anchor windows;"
                     f" estimate (95% interval):\n\n" + "\n".join(lines) + "\n"))
-
 
 if __name__ == "__main__":
     main()
