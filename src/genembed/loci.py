@@ -233,11 +233,15 @@ def primary(loci: pl.DataFrame, k: int) -> list[bool]:
     kept: dict[str, list[tuple[str, str, int, int]]] = {}
     for query, genome, contig, start, end in loci.select("query", "genome", "contig", "start", "end").iter_rows():
         mine = kept.setdefault(query, [])
-        ok = len(mine) < k and not any(
-            g == genome and c == contig and min(end, e) - max(start, s) >= 0.5 * min(end - start, e - s)
-            for g, c, s, e in mine)
+        spot = (genome, contig, start, end)
+        ok = len(mine) < k and not any(overlapping(spot, other) for other in mine)
         if ok:
-            mine.append((genome, contig, start, end))
+            mine.append(spot)
         keep.append(ok)
     return keep
+
+
+def overlapping(x: tuple[str, str, int, int], y: tuple[str, str, int, int]) -> bool:
+    """Whether two loci (genome, contig, start, end) share a contig and half of the shorter."""
+    return x[:2] == y[:2] and min(x[3], y[3]) - max(x[2], y[2]) >= 0.5 * min(x[3] - x[2], y[3] - y[2])
 

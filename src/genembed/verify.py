@@ -29,7 +29,7 @@ import polars as pl
 
 from .align import BLASTN, Aligner, Significance, cigar_counts, fit_significance
 from .io import write_json
-from .loci import ALIGNMENT_SCHEMA, LOCUS_COLUMNS, EmbeddingNull, primary, unverified
+from .loci import ALIGNMENT_SCHEMA, LOCUS_COLUMNS, EmbeddingNull, overlapping, primary, unverified
 from .tokenize import reverse_complement
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
             ends.add(end)
             out[j] = traced = _trace(local.aligner, sig, lo, target, query, *scored[j])
             spot = (row["genome"], row["contig"], traced["start"], traced["end"])
-            if not any(_overlapping(spot, other) for other in kept):
+            if not any(overlapping(spot, other) for other in kept):
                 kept.append(spot)
         return out
 
@@ -222,7 +222,3 @@ def _trace(aligner: Aligner, sig: Significance, lo: int, target: bytes, query: b
             "identity": matches / (matches + mismatches + gaps), "aligned": matches + mismatches + gaps,
             "matches": matches, "mismatches": mismatches, "gap_opens": opens, "gaps": gaps, "cigar": cigar}
 
-
-def _overlapping(x: tuple[str, str, int, int], y: tuple[str, str, int, int]) -> bool:
-    """Whether two loci share a contig and half of the shorter (as :func:`genembed.loci.primary` drops them)."""
-    return x[:2] == y[:2] and min(x[3], y[3]) - max(x[2], y[2]) >= 0.5 * min(x[3] - x[2], y[3] - y[2])
