@@ -27,6 +27,7 @@ HIT_COLUMNS = ["query", "rank", "genome", "contig", "start", "end", "score"]
 CANDIDATES = 20  # candidate loci per query that verification aligns
 PIECE_HITS = 10  # hits per query piece, at least, kept for the candidates even where nothing chains with them
 DEEP_HITS = 200  # hits per piece searched for chains: a region with many similar copies needs them all
+DEEP_BP = 20_000  # queries up to this long search deep (as long as verification aligns)
 WINDOW_COLUMNS = ["query", "query_start", "query_end", "rank", "genome", "contig", "start", "end", "strand", "score"]
 
 
@@ -383,17 +384,24 @@ class Index:
         excluded = {ids[j]: exclude[n] for j, n in enumerate(names) if n in (exclude or {})}
         wanted = k if windows else max(k, candidates if verify else k)
         shallow = k if windows or len(cut) == len(queries) and not verify else max(wanted, PIECE_HITS)
-        # a query of several pieces searches deep: among many similar copies (strains, repeats) the
-        # right one's windows may rank below the others' in each piece, and only chaining tells
-        per_piece = shallow if windows or len(cut) == len(queries) else max(shallow, DEEP_HITS)
+        # a query of several pieces, up to DEEP_BP, searches deep: among many similar copies (strains,
+        # repeats) the right one's windows may rank below the others' in each piece, and only
+        # chaining tells; a longer query has signal enough in its many pieces
+        pieces_of = Counter(names)
+        deep = np.array([not windows and 1 < pieces_of[n] and len(upper[n]) <= DEEP_BP for n in names], dtype=bool)
         null = None if windows else self.calibration().embedding
         parts = []
         for sign, x in runs:
-            h = self.searcher.search(ids, x, per_piece, genomes, excluded)
-            j = h["query"].cast(pl.Int64).to_numpy()
-            parts.append(h.with_columns(pl.Series("piece", j), pl.lit(sign).alias("strand"), pl.lit(False).alias("ambiguous"),
-                                        pl.Series("x", null.normalise(h["score"].to_numpy()) if null else
-                                                  np.zeros(h.height))).drop("query"))
+            for rows, depth in ((np.flatnonzero(deep), max(shallow, DEEP_HITS)), (np.flatnonzero(~deep), shallow)):
+                if not len(rows):
+                    continue
+                some = [ids[r] for r in rows]
+                h = self.searcher.search(some, np.ascontiguousarray(x[rows]), depth, genomes,
+                                         {i: excluded[i] for i in some if i in excluded})
+                j = h["query"].cast(pl.Int64).to_numpy()
+                parts.append(h.with_columns(pl.Series("piece", j), pl.lit(sign).alias("strand"), pl.lit(False).alias("ambiguous"),
+                                            pl.Series("x", null.normalise(h["score"].to_numpy()) if null else
+                                                      np.zeros(h.height))).drop("query"))
         info = pl.DataFrame({"piece": np.arange(len(cut)), "query": names, "query_start": [a for _, a, _ in cut],
                              "query_end": [b for _, _, b in cut]})
         hits = pl.concat(parts).join(info, on="piece")
