@@ -98,6 +98,11 @@ def chain_evalue(total: np.ndarray, windows: np.ndarray, tests: np.ndarray, size
     return np.asarray(tests, dtype=np.float64) * np.exp(log_p)
 
 
+def _along() -> pl.Expr:
+    """A hit's target start along its strand (negated on ``-``), so that a chain's targets ascend."""
+    return pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start"))
+
+
 def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, int], lookback: int = 3,
           lone_rank: int | None = None) -> pl.DataFrame:
     """Loci from per-piece hits (columns: query, piece, query_start, query_end, genome, contig, start,
@@ -120,8 +125,7 @@ def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, i
     if hits.is_empty():
         return pl.DataFrame(schema=_SCHEMA)
     # within a piece, by target position along the strand (so links are found by binary search)
-    hits = hits.with_columns(pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start"))
-                             .alias("_along")).sort([*keys, "piece", "_along"])
+    hits = hits.with_columns(_along().alias("_along")).sort([*keys, "piece", "_along"])
     groups = hits.select(keys).with_row_index("row").group_by(keys, maintain_order=True).agg(pl.col("row").min(), pl.len())
     # plain Python numbers: the loops below are short, and numpy's per-call cost would dominate them
     piece, qs, score, along = (hits[c].to_list() for c in ("piece", "query_start", "score", "_along"))
@@ -129,10 +133,6 @@ def chain(hits: pl.DataFrame, size: int, stride: int, k: int, tests: dict[str, i
     chain_of = [-1] * hits.height
     n_chains = 0
     for group_start, n in groups.select("row", "len").iter_rows():
-        if n == 1:  # a lone hit is its own chain
-            chain_of[group_start] = n_chains
-            n_chains += 1
-            continue
         n_chains = _chain_group(piece, qs, along, score, group_start, group_start + n, stride, lookback, chain_of, n_chains)
     # the E-value counts only the hits within lone_rank of their lists: a chain through deep hits is
     # a candidate to align, but the null (the best of the index's windows for each query window)
@@ -167,8 +167,7 @@ def _chainable_or_top(hits: pl.DataFrame, keys: list[str], stride: int, lone_ran
     its diagonal at most, and on another window (two pieces that hit the same window do not make a
     chain of it). Chance pairs on a diagonal are common among 200 hits per piece; chance triples
     are rare, and a diverged copy of a query of several windows gives more than three."""
-    diagonal = pl.when(pl.col("strand") == "-").then(-pl.col("start")).otherwise(pl.col("start")) - pl.col("query_start")
-    hits = hits.with_row_index("_row").with_columns(diagonal.alias("_diag"))
+    hits = hits.with_row_index("_row").with_columns((_along() - pl.col("query_start")).alias("_diag"))
     hits = hits.with_columns((pl.col("_diag") // stride).alias("_bin"))
     deep = hits.filter(pl.col("rank") > lone_rank).select("_row", *keys, "_bin", "_diag", "piece", "start")
     others = hits.select(*keys, "_bin", "_diag", "piece", "start")
@@ -189,7 +188,7 @@ def _chain_group(piece: list[int], qs: list[int], t: list[int], s: list[float], 
     ``out``; returns the next free number. A link is kept only when the target moved as far as the
     query did since the chain's first hit, within a stride; the hits a link can reach in a piece
     are found by binary search, so deep hit lists on one long contig cost n log n, not n squared."""
-    if piece[lo] == piece[hi - 1]:  # hits of one piece only: nothing to link, each its own chain
+    if piece[lo] == piece[hi - 1]:  # hits of one piece only (a lone hit too): nothing to link, each its own chain
         for i in range(lo, hi):
             out[i] = first
             first += 1

@@ -22,7 +22,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -143,17 +143,17 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
         scored = [_score(index, local.aligner, row, lo, target, query) for row, lo, target in todo[name]]
         out: list[dict | None | bool] = [None] * len(scored)
         kept: list[tuple[str, str, int, int]] = []
-        significant = [j for j, sc in enumerate(scored) if sig.evalue(sc[2][0], len(query)) <= evalue]
-        ends: set[tuple] = set()
-        for j in sorted(significant, key=lambda j: -scored[j][2][0]):  # best first, traced until k distinct loci
+        traced_ends: set[tuple] = set()
+        significant = [j for j, sc in enumerate(scored) if sig.evalue(sc.best[0], len(query)) <= evalue]
+        for j in sorted(significant, key=lambda j: -scored[j].best[0]):  # best first, traced until k distinct loci
             row, lo, target = todo[name][j]
-            strand, stretch, (score, _, t_end) = scored[j]
-            end = (row["genome"], row["contig"], strand, stretch + t_end, score)  # one already traced: a copy of it
-            if end in ends or len(kept) >= k and name not in (exclude or {}):  # (all where the own region is dropped later)
+            sc = scored[j]
+            end = (row["genome"], row["contig"], sc.strand, sc.start + sc.best[2], sc.best[0])  # traced: a copy of one
+            if end in traced_ends or len(kept) >= k and name not in (exclude or {}):  # (all where the own region is dropped later)
                 out[j] = False
                 continue
-            ends.add(end)
-            out[j] = traced = _trace(local.aligner, sig, lo, target, query, *scored[j])
+            traced_ends.add(end)
+            out[j] = traced = _trace(local.aligner, sig, sc, target[sc.start - lo : sc.end - lo], len(query))
             spot = (row["genome"], row["contig"], traced["start"], traced["end"])
             if not any(overlapping(spot, other) for other in kept):
                 kept.append(spot)
@@ -198,27 +198,33 @@ def _strand(aligner: Aligner, row: dict, lo: int, target: bytes, query: bytes) -
     return "+" if plus >= minus else "-"
 
 
-def _score(index: "Index", aligner: Aligner, row: dict, lo: int, target: bytes, query: bytes
-           ) -> tuple[str, int, tuple[int, int, int]]:
-    """A candidate's strand (where unknown, :func:`_strand`), the start of the stretch of genome
-    (``target``, which starts at ``lo``) its query is aligned against, and :meth:`Aligner.best`."""
+class Scored(NamedTuple):
+    """A candidate scored: the strand it is aligned on, its stretch of genome (``start``-``end``), the
+    query oriented to that strand, and :meth:`Aligner.best` (score, query end, stretch end)."""
+
+    strand: str
+    start: int
+    end: int
+    query: bytes
+    best: tuple[int, int, int]
+
+
+def _score(index: "Index", aligner: Aligner, row: dict, lo: int, target: bytes, query: bytes) -> Scored:
+    """A candidate's best alignment score against its stretch of genome (``target``, which starts at
+    ``lo``), on the candidate's strand (where unknown, :func:`_strand`)."""
     strand = row["strand"] if row["strand"] != "." else _strand(aligner, row, lo, target, query)
     a, b = _stretch(index, row, len(query), strand)
     q = query if strand == "+" else reverse_complement(query)
-    return strand, a, aligner.best(q, target[a - lo : b - lo])
+    return Scored(strand, a, b, q, aligner.best(q, target[a - lo : b - lo]))
 
 
-def _trace(aligner: Aligner, sig: Significance, lo: int, target: bytes, query: bytes, strand: str, a: int,
-           found: tuple[int, int, int]) -> dict:
+def _trace(aligner: Aligner, sig: Significance, sc: Scored, stretch: bytes, qlen: int) -> dict:
     """The alignment :func:`_score` found, traced back: coordinates, counts, CIGAR and E-value."""
-    qlen = len(query)
-    q = query if strand == "+" else reverse_complement(query)
-    score, qs, qe, ts, te, cigar = aligner.align(q, target[a - lo :], found)
-    if strand == "-":
+    score, qs, qe, ts, te, cigar = aligner.align(sc.query, stretch, sc.best)
+    if sc.strand == "-":
         qs, qe = qlen - qe, qlen - qs
     matches, mismatches, opens, gaps = cigar_counts(cigar)
-    return {"query_start": qs, "query_end": qe, "start": a + ts, "end": a + te, "strand": strand,
+    return {"query_start": qs, "query_end": qe, "start": sc.start + ts, "end": sc.start + te, "strand": sc.strand,
             "evalue": sig.evalue(score, qlen), "aln_score": score, "bitscore": round(sig.bits(score), 1),
             "identity": matches / (matches + mismatches + gaps), "aligned": matches + mismatches + gaps,
             "matches": matches, "mismatches": mismatches, "gap_opens": opens, "gaps": gaps, "cigar": cigar}
-
