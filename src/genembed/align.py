@@ -105,6 +105,18 @@ class Aligner:
         score, qe, te = best or self.best(query, target)
         if score <= 0:
             return 0, 0, 0, 0, 0, ""
+        from .banded import extension
+
+        s = self.scoring
+        found = extension(query, target, (qe, te), score, s.match, s.mismatch, s.gap_open, s.gap_extend)
+        if found is not None:
+            qs, ts, cigar = found
+            return score, qs, qe + 1, ts, te + 1, cigar
+        return self._full_align(query, target, score, qe, te)
+
+    def _full_align(self, query: bytes, target: bytes, score: int, qe: int, te: int) -> tuple[int, int, int, int, int, str]:
+        """:meth:`align` without a band: the start from a reverse Smith-Waterman pass, the CIGAR
+        from a full-matrix traceback of the segment (parasail)."""
         bits = 16 if score < 32_000 else 32  # the kernels' width: 16-bit cells hold scores below 32,767
         # the start: the best alignment of the reversed prefixes ends there
         rq, rt = query[: qe + 1][::-1].decode(), target[: te + 1][::-1].decode()
