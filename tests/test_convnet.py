@@ -62,19 +62,24 @@ def test_padding_in_a_batch_does_not_change_a_windows_embedding(conv_model):
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
 
 
-def test_traced_encoder_matches_the_model(conv_model):
-    from genembed.embed import traceable
+def test_traced_encoder_matches_the_model_with_and_without_padding_and_at_window_edges(conv_model):
+    from genembed.embed import trace_encoder
 
     embedder = Embedder(ModelSpec(str(conv_model)), EmbedSettings(precision="fp32"))
     ids = torch.tensor([embedder.tokenizer("ACGT" * 40)["input_ids"]] * 2)
     mask = torch.ones_like(ids)
     mask[1, -13:] = 0
-    traced = torch.jit.trace(traceable(embedder), (ids, mask), check_trace=False)
+    traced = trace_encoder(embedder, ids, mask)
     ids2 = torch.tensor([embedder.tokenizer("GATTACA" * 30)["input_ids"]] * 3)
     mask2 = torch.ones_like(ids2)
     mask2[0, -50:] = 0
+    r = embedder.model.receptive_field
+    edges = torch.from_numpy(np.random.default_rng(0).integers(5, 10, (5, 2 * r)))
     with torch.no_grad():
         torch.testing.assert_close(traced(ids2, mask2), embedder.encode(ids2, mask2))
+        torch.testing.assert_close(traced.plain(ids2), embedder.encode(ids2))
+        torch.testing.assert_close(traced.edge_left(edges), embedder.model.edge_states(edges, r, True))
+        torch.testing.assert_close(traced.edge_right(edges), embedder.model.edge_states(edges, r, False))
 
 
 DEFAULT = DEFAULT_MODEL

@@ -271,6 +271,7 @@ def test_query_pieces_share_one_pass_and_embed_as_each_piece_alone(index, ecoli_
 
     embedder, tokenizer = index.encoder._load()
     assert type(embedder.model).__name__ == "_Traced" and Scanner(embedder, tokenizer, 10_000).reach == 20
+    assert hasattr(embedder.model, "edge_states")  # window edges from the traced edge methods, not whole rows
     queries = {"a": ecoli_sequence[1_000:3_100], "b": ecoli_sequence[7_333:8_333], "c": ecoli_sequence[9_000:9_400]}
     cut = [(name, a, b) for name, seq in queries.items() for a, b in pieces(len(seq), 500, 250)]
     shared = index.encoder.embed_pieces(queries, cut, 500)

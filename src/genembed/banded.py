@@ -28,61 +28,60 @@ def _extend(q: np.ndarray, t: np.ndarray, match: int, mismatch: int, gap_open: i
     read from the far end of the extension back to the anchor."""
     n, m = len(q), len(t)
     first = gap_open + gap_extend  # a gap of length L costs gap_open + L * gap_extend
+    scores = np.zeros(25, np.int32)  # code pair -> score (N, code 4, scores 0)
+    for x in range(4):
+        for y in range(4):
+            scores[5 * x + y] = match if x == y else mismatch
     trace = np.zeros((n + 1, 2 * w + 1), np.uint8)  # bits 0-1: H from diagonal/E/F; 4: E extended; 8: F extended
-    hp = np.full(m + 2, NEG, np.int32)
-    fp = np.full(m + 2, NEG, np.int32)
-    hc = np.full(m + 2, NEG, np.int32)
-    fc = np.full(m + 2, NEG, np.int32)
-    hp[0] = 0
+    h_row = np.full(m + 2, NEG, np.int32)  # H of the previous row, overwritten in place along the current one
+    f_row = np.full(m + 2, NEG, np.int32)
+    h_row[0] = 0
     for j in range(1, min(m, w) + 1):
-        hp[j] = -(gap_open + gap_extend * j)
+        h_row[j] = -(gap_open + gap_extend * j)
         trace[0, j + w] = 1 | 4
     best, bi, bj = 0, 0, 0
     for i in range(1, n + 1):
         a, b = max(0, i - w), min(m, i + w)
         if a > b:
             break
-        if a >= 1:
-            hc[a - 1] = NEG  # left of the band: stale from two rows back
+        row = trace[i]
+        shift = w - i
+        qi = 5 * q[i - 1]
+        if a == 0:
+            diag = h_row[0]
+            h_row[0] = f_row[0] = -(gap_open + gap_extend * i)
+            row[shift] = 2 | 8
+            left = h_row[0]
+            a = 1
+        else:
+            diag = h_row[a - 1]
+            left = NEG
         e = NEG
-        qi = q[i - 1]
         for j in range(a, b + 1):
-            bits = 0
-            fo = hp[j] - first
-            fe = fp[j] - gap_extend
-            if fe > fo:
-                f = fe
-                bits |= 8
-            else:
-                f = fo
-            if j == 0:
-                hc[0] = fc[0] = -(gap_open + gap_extend * i)
-                trace[i, w - i] = 2 | 8
-                continue
-            eo = hc[j - 1] - first
+            up = h_row[j]
+            fo = up - first
+            fe = f_row[j] - gap_extend
+            f = max(fo, fe)
+            eo = left - first
             ee = e - gap_extend
-            if ee > eo:
-                e = ee
-                bits |= 4
-            else:
-                e = eo
-            h = hp[j - 1]
-            tj = t[j - 1]
-            if h > NEG:
-                if qi < 4 and tj < 4:
-                    h += match if qi == tj else mismatch
-            src = 0
-            if e > h:
-                h, src = e, 1
-            if f > h:
-                h, src = f, 2
-            hc[j] = h
-            fc[j] = f
-            trace[i, j - i + w] = bits | src
+            e = max(eo, ee)
+            d = diag + scores[qi + t[j - 1]]
+            h = max(d, e)
+            src = np.int32(e > d)  # ties go to the diagonal, then to E
+            from_f = np.int32(f > h)
+            h = max(h, f)
+            src += from_f * (2 - src)
+            bits = src | (np.int32(ee > eo) << 2) | (np.int32(fe > fo) << 3)
+            diag = up
+            h_row[j] = h
+            f_row[j] = f
+            left = h
+            row[j + shift] = bits
             if h > best:
                 best, bi, bj = h, i, j
-        hp, hc = hc, hp
-        fp, fc = fc, fp
+        if b + 1 <= m:
+            h_row[b + 1] = NEG  # right of the band: never reached from this row
+            f_row[b + 1] = NEG
     ops = np.empty(bi + bj, np.uint8)
     k, i, j, state = 0, bi, bj, 0
     while i > 0 or j > 0:

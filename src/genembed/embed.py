@@ -328,32 +328,71 @@ def disable_triton_flash_attention(model: Any) -> bool:
 
 class _Traced:
     """Calls a traced encoder ``(input_ids, attention_mask) -> hidden states`` as a model is called;
-    ``receptive_field`` is the traced model's, where the export recorded one (see :mod:`genembed.scan`)."""
+    ``receptive_field`` is the traced model's, where the export recorded one (see :mod:`genembed.scan`).
+    An export that also traced ``plain`` (no mask: rows without padding take the faster path) and
+    ``edge_left``/``edge_right`` (the model's ``edge_states`` at its reach) is called through them."""
 
     def __init__(self, module: Any, receptive_field: int | None = None):
         self.module = module
         self.receptive_field = receptive_field
+        if receptive_field and hasattr(module, "edge_left") and hasattr(module, "edge_right"):
+            self.edge_states = self._edge_states
 
     def __call__(self, input_ids, attention_mask=None, output_hidden_states=None):
         import torch
 
+        if attention_mask is None and hasattr(self.module, "plain"):
+            return self.module.plain(input_ids)
         return self.module(input_ids, torch.ones_like(input_ids) if attention_mask is None else attention_mask)
+
+    def _edge_states(self, input_ids, width: int, left: bool, layer: int = -1):
+        """The traced ``edge_states`` (traced at the export's width and layer: the reach and the pooled layer)."""
+        if width != self.receptive_field:
+            raise ValueError(f"the traced edge states are for width {self.receptive_field}, not {width}")
+        return self.module.edge_left(input_ids) if left else self.module.edge_right(input_ids)
 
 
 def traceable(embedder: "Embedder"):
     """The embedder's model as a module ``(input_ids, attention_mask) -> the pooled layer's hidden
-    states`` (what :mod:`genembed.export` traces)."""
+    states`` (what :mod:`genembed.export` traces), with ``plain(input_ids)`` (no padding) and, for a
+    model with ``edge_states`` and a reach, ``edge_left``/``edge_right`` (rows of twice the reach)."""
     import torch
+
+    model = embedder.model
+    reach = getattr(model, "receptive_field", None)
+    layer = embedder.settings.layer
 
     class Encoder(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.model = embedder.model
+            self.model = model
 
         def forward(self, input_ids, attention_mask):
             return embedder.encode(input_ids, attention_mask)
 
+        def plain(self, input_ids):
+            return embedder.encode(input_ids)
+
+        def edge_left(self, input_ids):
+            return model.edge_states(input_ids, reach, True, layer)
+
+        def edge_right(self, input_ids):
+            return model.edge_states(input_ids, reach, False, layer)
+
     return Encoder()
+
+
+def trace_encoder(embedder: "Embedder", ids, mask):
+    """:func:`traceable` traced (TorchScript) on example rows ``ids`` (their ``mask`` with some padding):
+    ``forward`` and ``plain``, and the edge methods where the model has ``edge_states`` and a reach."""
+    import torch
+
+    module = traceable(embedder)
+    methods = {"forward": (ids, mask), "plain": (ids,)}
+    reach = getattr(embedder.model, "receptive_field", None)
+    if isinstance(reach, int) and hasattr(embedder.model, "edge_states") and ids.shape[1] >= 2 * reach:
+        methods["edge_left"] = methods["edge_right"] = (ids[:, : 2 * reach].contiguous(),)
+    return torch.jit.trace_module(module, methods, check_trace=False)
 
 
 def _hidden(result: Any, layer: int):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import EmbedSettings, Embedder, traceable
+from .embed import EmbedSettings, Embedder, trace_encoder
 from .errors import GenembedError
 from .io import atomic_path, ensure_space, write_json
 from .models import ModelSpec, resolve
@@ -85,7 +85,7 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings; the check below decides
-            traced = torch.jit.trace(traceable(embedder), (example[0], mask), check_trace=False)
+            traced = trace_encoder(embedder, example[0], mask)
     except Exception as exc:  # any model code that tracing cannot follow
         log.info("cannot trace %s (%s): queries will load transformers", spec.source, exc)
         return False
@@ -96,6 +96,14 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     copy = Embedder.from_traced(traced, info, settings)
     want, got = embedder.embed_rows(rows), copy.embed_rows(rows)
     cosine = (want * got).sum(1) / np.maximum(np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1), 1e-12)
+    if hasattr(copy.model, "edge_states"):  # the window edges a scan runs on their own
+        r = info["receptive_field"]
+        edges = torch.from_numpy(np.stack([row[: 2 * r] for row in rows if len(row) >= 2 * r]).astype(np.int64))
+        with torch.inference_mode():
+            for left in (True, False):
+                a, b = (m.edge_states(edges, r, left, settings.layer).float().flatten(1)
+                        for m in (embedder.model, copy.model))
+                cosine = np.minimum(cosine.min(), float(torch.nn.functional.cosine_similarity(a, b).min()))
     if cosine.min() < 0.9999:
         log.info("the traced %s differs from the model (cosine %.5f): queries will load transformers",
                  spec.source, cosine.min())
