@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 NEG = -(1 << 28)
+FOLLOW = 16  # half-width of the band that follows the path: indels drift it a few bases at most
 OPS = np.frombuffer(b"=XID", dtype=np.uint8)  # op codes 0-3
 CODES = np.full(256, 4, dtype=np.uint8)  # A, C, G, T in either case; anything else (N, IUPAC) scores 0
 for _i, _b in enumerate(b"ACGT"):
@@ -21,42 +22,53 @@ for _i, _b in enumerate(b"ACGT"):
 
 
 @njit(cache=True, nogil=True)
-def _extend(q: np.ndarray, t: np.ndarray, match: int, mismatch: int, gap_open: int, gap_extend: int, w: int):
+def _extend(q: np.ndarray, t: np.ndarray, match: int, mismatch: int, gap_open: int, gap_extend: int, w: int,
+            follow: bool):
     """Best alignment of ``q`` against ``t`` that starts at both their first positions (their
-    reversed prefixes: the alignment's end), ends anywhere, and keeps within ``w`` diagonals.
-    Returns its score, lengths used of ``q`` and ``t``, and its ops (0 '=', 1 'X', 2 'I', 3 'D'),
-    read from the far end of the extension back to the anchor."""
+    reversed prefixes: the alignment's end) and ends anywhere, within a band of ``2w + 1`` cells per
+    row: about the main diagonal, or with ``follow`` about the path (the band moves one diagonal a
+    row towards the previous row's best cell). Returns its score, the lengths of ``q`` and ``t`` it
+    uses, and its ops (0 '=', 1 'X', 2 'I', 3 'D') from the far end of the extension to the anchor."""
     n, m = len(q), len(t)
     first = gap_open + gap_extend  # a gap of length L costs gap_open + L * gap_extend
     scores = np.zeros(25, np.int32)  # code pair -> score (N, code 4, scores 0)
     for x in range(4):
         for y in range(4):
             scores[5 * x + y] = match if x == y else mismatch
-    trace = np.zeros((n + 1, 2 * w + 1), np.uint8)  # bits 0-1: H from diagonal/E/F; 4: E extended; 8: F extended
+    width = 2 * w + 1
+    trace = np.zeros((n + 1, width), np.uint8)  # bits 0-1: H from diagonal/E/F; 4: E extended; 8: F extended
+    lo = np.empty(n + 1, np.int64)  # each row's first band column (may be negative: the band starts off the matrix)
     h_row = np.full(m + 2, NEG, np.int32)  # H of the previous row, overwritten in place along the current one
-    f_row = np.full(m + 2, NEG, np.int32)
+    f_row = np.full(m + 2, NEG, np.int32)  # (bands only move right, so the cells right of a band are unwritten)
+    lo[0] = -w
     h_row[0] = 0
     for j in range(1, min(m, w) + 1):
         h_row[j] = -(gap_open + gap_extend * j)
         trace[0, j + w] = 1 | 4
     best, bi, bj = 0, 0, 0
+    peak = 0  # the previous row's best column
     for i in range(1, n + 1):
-        a, b = max(0, i - w), min(m, i + w)
+        step = 1
+        if follow:
+            centre = lo[i - 1] + w
+            step += (peak > centre) - (peak < centre)
+        lo[i] = lo[i - 1] + step
+        a, b = max(0, lo[i]), min(m, lo[i] + 2 * w)
         if a > b:
             break
         row = trace[i]
-        shift = w - i
         qi = 5 * q[i - 1]
         if a == 0:
-            diag = h_row[0]
+            diag = h_row[0] if lo[i - 1] <= 0 else NEG
             h_row[0] = f_row[0] = -(gap_open + gap_extend * i)
-            row[shift] = 2 | 8
+            row[-lo[i]] = 2 | 8
             left = h_row[0]
             a = 1
         else:
-            diag = h_row[a - 1]
+            diag = h_row[a - 1] if a - 1 >= lo[i - 1] else NEG  # outside the previous band: stale
             left = NEG
         e = NEG
+        rowbest = NEG
         for j in range(a, b + 1):
             up = h_row[j]
             fo = up - first
@@ -76,16 +88,15 @@ def _extend(q: np.ndarray, t: np.ndarray, match: int, mismatch: int, gap_open: i
             h_row[j] = h
             f_row[j] = f
             left = h
-            row[j + shift] = bits
-            if h > best:
-                best, bi, bj = h, i, j
-        if b + 1 <= m:
-            h_row[b + 1] = NEG  # right of the band: never reached from this row
-            f_row[b + 1] = NEG
+            row[j - lo[i]] = bits
+            if h > rowbest:
+                rowbest, peak = h, j
+        if rowbest > best:
+            best, bi, bj = rowbest, i, peak
     ops = np.empty(bi + bj, np.uint8)
     k, i, j, state = 0, bi, bj, 0
     while i > 0 or j > 0:
-        bits = trace[i, j - i + w]
+        bits = trace[i, j - lo[i]]
         if state == 0:
             state = bits & 3
             if state == 0:
@@ -114,21 +125,39 @@ def extension(query: bytes, target: bytes, end: tuple[int, int], score: int, mat
     qe, te = end
     q = CODES[np.frombuffer(query[: qe + 1], dtype=np.uint8)[::-1]]
     t = CODES[np.frombuffer(target[: te + 1], dtype=np.uint8)[::-1]]
-    w = 32
-    while (len(q) + 1) * (2 * w + 1) <= max_cells:
-        got, n, m, ops = _extend(q, t, match, mismatch, gap_open, gap_extend, w)
+    tries = [(FOLLOW, True)] + [(w, False) for w in (64, 256, 1024) if w < max(len(q), len(t)) + 64]
+    for w, follow in tries:
+        if (len(q) + 1) * (2 * w + 1) > max_cells:
+            break
+        got, n, m, ops = _extend(q, t, match, mismatch, gap_open, gap_extend, w, follow)
         if got >= score:
             return qe + 1 - n, te + 1 - m, _cigar(ops)
-        if w >= max(len(q), len(t)):
-            break
-        w *= 4
     return None
 
 
 def _cigar(ops: np.ndarray) -> str:
-    if not len(ops):
-        return ""
-    cut = np.flatnonzero(ops[1:] != ops[:-1]) + 1
-    starts = np.concatenate([[0], cut])
-    lengths = np.diff(np.concatenate([starts, [len(ops)]]))
-    return "".join(f"{n}{chr(OPS[op])}" for n, op in zip(lengths.tolist(), ops[starts].tolist()))
+    return _cigar_bytes(ops).tobytes().decode()
+
+
+@njit(cache=True, nogil=True)
+def _cigar_bytes(ops: np.ndarray) -> np.ndarray:
+    """Run-length ``=XID`` text of op codes, as ASCII bytes."""
+    out = np.empty(8 * len(ops) + 1, np.uint8)
+    k, i, n = 0, 0, len(ops)
+    digits = np.empty(20, np.uint8)
+    while i < n:
+        j = i
+        while j < n and ops[j] == ops[i]:
+            j += 1
+        run, d = j - i, 0
+        while run > 0:
+            digits[d] = 48 + run % 10
+            run //= 10
+            d += 1
+        for x in range(d - 1, -1, -1):
+            out[k] = digits[x]
+            k += 1
+        out[k] = OPS[ops[i]]
+        k += 1
+        i = j
+    return out[:k]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,9 @@ class Index:
         self.searcher = Searcher(self.dir, self.manifest)
         self.encoder = QueryEncoder(self.dir, self.manifest, model)
         self._genomes: dict[str, Genome] = {}
+        self._local = threading.local()  # per worker thread: its own genome handles (pysam's are not shared)
+        self._handles: list[Genome] = []
+        self._pool = None
         self._calibration = None
 
     @classmethod
@@ -476,6 +480,26 @@ class Index:
             self._genomes[name] = Genome(full)
         return self._genomes[name]
 
+    def genome_here(self, name: str) -> Genome:
+        """:meth:`genome` for the calling thread: worker threads read through handles of their own."""
+        if threading.current_thread() is threading.main_thread():
+            return self.genome(name)
+        mine = self._local.__dict__.setdefault("genomes", {})
+        if name not in mine:
+            mine[name] = Genome(self.genome(name).path)
+            self._handles.append(mine[name])
+        return mine[name]
+
+    def workers(self):
+        """A pool of threads, one per core, kept while the index is open (verification aligns in it)."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from .verify import THREADS
+
+            self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="genembed-verify")
+        return self._pool
+
     def fetch(self, region: Region) -> bytes:
         if region.genome not in self.manifest["genomes"]:
             raise GenembedError(f"region {region}: genome {region.genome!r} is not in this index"
@@ -507,6 +531,10 @@ class Index:
             pl.Series("contig_length", [contigs[k] for k in zip(loci["genome"], loci["contig"])], dtype=pl.Int64))
 
     def close(self) -> None:
-        for genome in self._genomes.values():
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for genome in [*self._genomes.values(), *self._handles]:
             genome.close()
         self._genomes.clear()
+        self._handles.clear()

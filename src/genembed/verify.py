@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
@@ -124,14 +123,11 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
     many = loci.group_by("genome", "contig").len().rows()
     whole = {(g, c): index.genome(g).fetch(c, 0, index.genome(g).contigs[c]) for g, c, n in many
              if n * 10_000 >= index.genome(g).contigs[c]}
-    todo: dict[str, list[tuple[dict, int, bytes]]] = {}  # per query: its candidates, their stretches of genome
+    todo: dict[str, list[tuple[dict, int, int]]] = {}  # per query: its candidates, their stretches of genome
     for row in loci.iter_rows(named=True):
         query = queries[row["query"]]
         if len(query) <= MAX_VERIFY_BP:
-            lo, hi = _stretch(index, row, len(query))
-            seq = whole.get((row["genome"], row["contig"]))
-            target = seq[lo:hi] if seq is not None else index.genome(row["genome"]).fetch(row["contig"], lo, hi)
-            todo.setdefault(row["query"], []).append((row, lo, target))
+            todo.setdefault(row["query"], []).append((row, *_stretch(index, row, len(query))))
     local = threading.local()
 
     def align(name: str) -> list[dict | None | bool]:  # one query's candidates, in a worker thread (parasail frees the GIL)
@@ -140,13 +136,16 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
         if not hasattr(local, "aligner"):
             local.aligner = Aligner()
         query = queries[name]
-        scored = [_score(index, local.aligner, row, lo, target, query) for row, lo, target in todo[name]]
+        targets = [whole[row["genome"], row["contig"]][lo:hi] if (row["genome"], row["contig"]) in whole
+                   else index.genome_here(row["genome"]).fetch(row["contig"], lo, hi) for row, lo, hi in todo[name]]
+        scored = [_score(index, local.aligner, row, lo, target, query)
+                  for (row, lo, _), target in zip(todo[name], targets)]
         out: list[dict | None | bool] = [None] * len(scored)
         kept: list[tuple[str, str, int, int]] = []
         traced_ends: set[tuple] = set()
         significant = [j for j, sc in enumerate(scored) if sig.evalue(sc.best[0], len(query)) <= evalue]
         for j in sorted(significant, key=lambda j: -scored[j].best[0]):  # best first, traced until k distinct loci
-            row, lo, target = todo[name][j]
+            (row, lo, _), target = todo[name][j], targets[j]
             sc = scored[j]
             end = (row["genome"], row["contig"], sc.strand, sc.start + sc.best[2], sc.best[0])  # traced: a copy of one
             if end in traced_ends or len(kept) >= k and name not in (exclude or {}):  # (all where the own region is dropped later)
@@ -159,8 +158,7 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
                 kept.append(spot)
         return out
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), THREADS))) as pool:
-        aligned = dict(zip(todo, pool.map(align, todo)))
+    aligned = dict(zip(todo, index.workers().map(align, todo)))
     rows = [{**row, "verified": False} if a is None else {**row, **a, "verified": True}
             for name, items in todo.items() for (row, _, _), a in zip(items, aligned[name]) if a is not False]
     rows += [{**row, "verified": False} for row in loci.iter_rows(named=True) if len(queries[row["query"]]) > MAX_VERIFY_BP]
