@@ -65,3 +65,31 @@ def test_the_banded_traceback_gives_the_full_matrix_alignments_score_and_ends(ca
     assert score == full[0] == best[0] > 0
     assert (qe, te) == (full[2], full[4])
     assert _spelled(cigar, query[qs:qe], target[ts:te]) == (score, qe - qs, te - ts)
+
+
+def test_the_packed_genome_copy_reads_as_the_fasta_does_with_other_letters_as_n(tmp_path, ecoli_sequence):
+    import pysam
+
+    from genembed.genome import Genome
+    from genembed.packed import PackedGenome, packed
+
+    rng = np.random.default_rng(11)
+    odd = bytearray(ecoli_sequence[:20_003].lower())  # soft-masked, a length that is no multiple of 4
+    odd[100:350] = b"N" * 250
+    odd[5_000:5_003] = b"RYK"
+    records = {"chr1": bytes(odd), "chr2": ecoli_sequence[40_000:47_001], "tiny": b"ACG", "gap": b"NNNNNNN"}
+    fasta = tmp_path / "g.fa"
+    fasta.write_bytes(b"".join(b">%s\n%s\n" % (name.encode(), seq) for name, seq in records.items()))
+    pysam.faidx(str(fasta))
+    genome = Genome(fasta)
+    pack = packed(genome)
+    assert pack is not None and (tmp_path / "g.fa.packed").stat().st_size == (20_003 + 3) // 4 + 7_001 // 4 + 1 + 1 + 2
+    for name, seq in records.items():
+        for _ in range(200):
+            a = int(rng.integers(0, len(seq)))
+            b = int(rng.integers(a + 1, len(seq) + 1))
+            want = bytes(x if x in b"ACGT" else ord("N") for x in genome.fetch(name, a, b))
+            assert pack.fetch(name, a, b) == want, (name, a, b)
+    # a changed copy is not read through its old pack
+    fasta.write_bytes(fasta.read_bytes().replace(b">tiny\nACG", b">tiny\nACT"))
+    assert PackedGenome.open(fasta) is None

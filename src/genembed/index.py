@@ -307,6 +307,8 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         export_query_model(out, manifest)
         opened = Index.open(out)
         try:
+            for name in manifest["genomes"]:  # the copies verification reads, packed two bits a base
+                opened.packed(name)
             opened.calibration()
         finally:
             opened.close()

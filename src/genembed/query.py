@@ -287,6 +287,7 @@ class Index:
         self._genomes: dict[str, Genome] = {}
         self._local = threading.local()  # per worker thread: its own genome handles (pysam's are not shared)
         self._handles: list[Genome] = []
+        self._packed: dict[str, Any] = {}
         self._pool = None
         self._calibration = None
 
@@ -480,6 +481,15 @@ class Index:
             self._genomes[name] = Genome(full)
         return self._genomes[name]
 
+    def packed(self, name: str):
+        """The packed copy of a genome (:mod:`genembed.packed`; made now where it is missing and the
+        folder is writable), or None."""
+        if name not in self._packed:
+            from .packed import packed
+
+            self._packed[name] = packed(self.genome(name))
+        return self._packed[name]
+
     def genome_here(self, name: str) -> Genome:
         """:meth:`genome` for the calling thread: worker threads read through handles of their own."""
         if threading.current_thread() is threading.main_thread():
@@ -538,3 +548,4 @@ class Index:
             genome.close()
         self._genomes.clear()
         self._handles.clear()
+        self._packed.clear()

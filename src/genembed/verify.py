@@ -119,10 +119,19 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
     if loci.is_empty():
         return unverified(loci)
     sig = index.calibration().alignment
-    # a contig with many candidates is read whole, once (reading 10 kb of it costs about one fetch)
+    # stretches are read from the packed copies; where a genome has none, a contig with many
+    # candidates is read whole, once (reading 10 kb of it costs about one fetch)
+    packs = {g: index.packed(g) for g in loci["genome"].unique().to_list()}
     many = loci.group_by("genome", "contig").len().rows()
     whole = {(g, c): index.genome(g).fetch(c, 0, index.genome(g).contigs[c]) for g, c, n in many
-             if n * 10_000 >= index.genome(g).contigs[c]}
+             if packs[g] is None and n * 10_000 >= index.genome(g).contigs[c]}
+
+    def read(genome: str, contig: str, lo: int, hi: int) -> bytes:
+        if packs[genome] is not None:
+            return packs[genome].fetch(contig, lo, hi)
+        if (genome, contig) in whole:
+            return whole[genome, contig][lo:hi]
+        return index.genome_here(genome).fetch(contig, lo, hi)
     todo: dict[str, list[tuple[dict, int, int]]] = {}  # per query: its candidates, their stretches of genome
     for row in loci.iter_rows(named=True):
         query = queries[row["query"]]
@@ -136,8 +145,7 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
         if not hasattr(local, "aligner"):
             local.aligner = Aligner()
         query = queries[name]
-        targets = [whole[row["genome"], row["contig"]][lo:hi] if (row["genome"], row["contig"]) in whole
-                   else index.genome_here(row["genome"]).fetch(row["contig"], lo, hi) for row, lo, hi in todo[name]]
+        targets = [read(row["genome"], row["contig"], lo, hi) for row, lo, hi in todo[name]]
         scored = [_score(index, local.aligner, row, lo, target, query)
                   for (row, lo, _), target in zip(todo[name], targets)]
         out: list[dict | None | bool] = [None] * len(scored)
