@@ -4,14 +4,18 @@ A locus the embedding search proposes is checked by aligning the query to the ca
 of genome (with flanks) by Smith-Waterman with affine gaps (parasail's striped SIMD kernels), scored
 as blastn scores: match +2, mismatch -3, gap of length L costs 5 + 2L. Every candidate gets a
 score-only pass (the query profile is made once per strand and reused); only the significant ones
-are aligned again with traceback, on the local alignment's own segment, for the CIGAR and counts.
+are aligned again with traceback, for the CIGAR and counts: leftwards from where the best alignment
+ends, in a band that follows the path (:mod:`genembed.banded`), with parasail's full-matrix
+traceback where the band cannot reach the score.
 
 Chosen by measurement on 2-kb E. coli queries against 3-kb targets (2 cores, ``benchmarks/search.py``
 has the search-level numbers): at 30% divergence the true target scores a median 751 against at
 most 36 for an unrelated stretch, so the alignment tells homologs from chance far past where the
 embedding does; minimap2 (mappy) found only 8 of 40 such targets (its minimizer seeds need longer
 exact matches) and edlib aligns end to end by edit distance (no local alignment, no affine gaps).
-Score-only Smith-Waterman costs 0.6 ms per candidate, traceback on the segment 2-5 ms.
+Score-only Smith-Waterman of a 2-kb query against 2.4 kb costs 0.24 ms (8-bit; 0.6 ms more in 16-bit
+when it saturates, as every real homolog does); the traceback 0.35 ms in the band (parasail's
+reverse pass plus full-matrix traceback took 2-6 ms).
 
 Significance follows Karlin and Altschul: an alignment of score S between a query of m bp and a
 database of N bp is expected by chance ``E = K m N exp(-lambda S)`` times. lambda and K are not
