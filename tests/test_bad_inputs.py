@@ -50,7 +50,7 @@ def _embed(t: Path, fasta: bytes | str, model: Path, window: str = "1000", blame
     argv = ["embed", "--fasta", str(src), "--genome", "g", "--out", str(t / "emb"), "--model", str(model),
             "--window", window, "--tokenizer", "kmer"]
     named = {"fasta": src, "model": model, "weights": model / "model.safetensors"}[blame]
-    return argv, named, [t / "emb/genomes/g/genome.fa.gz", t / "emb/windows", t / "emb/embeddings"]
+    return argv, named, [t / "emb/genomes/g/genome.fa.gz", t / "emb/windows", t / "emb/embeddings", t / "emb/model"]
 
 
 def _corrupt_model(t: Path, tiny_bert: Path) -> Path:
@@ -144,6 +144,43 @@ def _symlink_loop(t: Path):
     return ["prepare", str(t / "a.fa"), str(t / "out/g.fa.gz")], t / "a.fa", [t / "out"]
 
 
+def _embed_as(t: Path, model: Path, *extra: str):
+    """genembed embed of a good genome with other options; the error need not name a file."""
+    src = _write(t / "in.fa", ">c\n" + "ACGTTGCAAGCT" * 300 + "\n")
+    argv = ["embed", "--fasta", str(src), "--out", str(t / "emb"), "--model", str(model), "--window", "1000",
+            "--tokenizer", "kmer", *extra]
+    return argv, None, [t / "emb"]
+
+
+def _out_of_vocab(t: Path, tiny_bert: Path) -> Path:
+    """The tiny BERT with one 6-mer's token id moved past its vocab_size (a tokenizer of another model)."""
+    import json
+
+    folder = t / "model"
+    shutil.copytree(tiny_bert, folder)
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["model"]["vocab"]["AAAAAA"] = 9_999
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    return folder
+
+
+def _foreign_faiss(index: Path) -> None:
+    import faiss
+
+    other = faiss.IndexIDMap(faiss.IndexFlatIP(int(faiss.read_index(str(index / "index.faiss")).d)))
+    faiss.write_index(other, str(index / "index.faiss"))
+
+
+def _hf_tokenizer_removed(index: Path) -> None:
+    """An index whose traced encoder uses the model's own tokenizer, with that tokenizer's file gone."""
+    import json
+
+    info = json.loads((index / "query_model.json").read_text())
+    info["tokenizer"] = {"kind": "hf"}
+    (index / "query_model.json").write_text(json.dumps(info))
+    (index / "query_tokenizer.json").unlink(missing_ok=True)
+
+
 CASES = {
     # FASTA (genembed prepare, which genembed embed and the workflow's prepare_genome run too)
     "fasta without a header": (lambda t, **_: _prepare(t, "ACGT\n>c\nACGT\n"), ["line 1: sequence before the first '>' header"]),
@@ -219,6 +256,24 @@ CASES = {
         t, embedded, lambda e, s: _truncate(e / "windows/g/00000.parquet")), ["00000.parquet: unreadable window table"]),
     "genome ids whose hashes collide": (lambda t, embedded, tiny_bert, **_: _colliding(t, embedded, tiny_bert),
                                         ["hash alike"]),
+    # round three
+    "genome id that is a path": (lambda t, tiny_bert, **_: _embed_as(t, tiny_bert, "--genome", ".."),
+                                 ["genome id '..': not a valid id"]),
+    "genome id of 300 characters": (lambda t, tiny_bert, **_: _embed_as(t, tiny_bert, "--genome", "g" * 300),
+                                    ["not a valid id (longer than 128 characters)"]),
+    "device that is not one genembed runs on": (lambda t, tiny_bert, **_: _embed_as(
+        t, tiny_bert, "--genome", "g", "--device", "tpu:7"), ["embed.device 'tpu:7' is not a device genembed runs on"]),
+    "the meta device": (lambda t, tiny_bert, **_: _embed_as(t, tiny_bert, "--genome", "g", "--device", "meta"),
+                        ["embed.device 'meta' is not a device"]),
+    "token ids past the model's vocabulary": (lambda t, tiny_bert, **_: _embed(
+        t, ">c\n" + "A" * 3000 + "\n", _out_of_vocab(t, tiny_bert), blame="model"),
+        ["token id 9999 exceeds the model's vocab_size"]),
+    "index.faiss of another index": (lambda t, embedded, **_: _query(
+        t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
+        ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),
+    "index without its query tokenizer": (lambda t, embedded, **_: _query(
+        t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG",
+        index=_index_copy(t, embedded, _hf_tokenizer_removed)), ["query_tokenizer.json: missing"]),
 }
 
 

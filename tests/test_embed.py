@@ -116,6 +116,6 @@ def test_fp16_is_refused_on_a_cpu_and_auto_picks_bf16_where_the_cpu_has_it(tiny_
 def test_embedding_processes_keep_freed_memory_for_the_next_batch():
     """glibc hands freed blocks back to the system unless told not to; every batch would then fault
     its pages in again (a third of a genembed embed's time went to the kernel)."""
-    from genembed.embed import keep_freed_memory
+    from genembed.memory import keep_freed_memory
 
     assert keep_freed_memory() is True

@@ -1,7 +1,5 @@
 """genembed: genome-scale DNA language-model embeddings, similarity search and reports."""
 
-import os as _os
-
 from .memory import keep_freed_memory as _keep_freed_memory
 
 __version__ = "0.1.0"
@@ -9,5 +7,4 @@ __version__ = "0.1.0"
 #: Version of the on-disk formats (windows Parquet, token arrays, HDF5 shards, index manifest).
 SCHEMA_VERSION = 1
 
-if _os.environ.get("GENEMBED_MALLOC", "") != "default":  # before torch is imported (see genembed.memory)
-    _keep_freed_memory()
+_keep_freed_memory()  # before torch is imported (see genembed.memory)

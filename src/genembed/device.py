@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,8 +46,14 @@ def pick_device(name: str = "auto", env: Mapping[str, str] | None = None) -> str
     (``cpu`` embeds there anyway). ``cuda:N`` is checked against the visible devices."""
     import torch
 
-    if name != "auto" and not name.startswith("cuda"):
+    if name == "cpu":
         return name
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise GenembedError("embed.device is 'mps' but this machine or torch build has no Apple GPU; use auto or cpu")
+        return name
+    if name != "auto" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise GenembedError(f"embed.device {name!r} is not a device genembed runs on: use auto, cpu, cuda, cuda:N or mps")
     given = allocated_gpus(env)
     if not torch.cuda.is_available():
         if name != "auto":

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .device import is_out_of_memory, pick_device, pick_dtype
+from .memory import keep_freed_memory
 from .errors import GenembedError
 from .layout import ShardFiles
 from .models import ModelSpec, load_model, load_tokenizer, resolve
@@ -129,23 +130,6 @@ def mean_pool(hidden, ids, real, special):
     return (hidden.float() * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed memory for reuse instead of handing it back to the system
-    at once (blocks up to 32 MB from the heap, no trimming): each batch then reuses the last one's
-    pages instead of faulting fresh ones in (measured: a 8,192-window ``genembed embed`` spent a
-    third of its time in the kernel doing so). False where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
-
-
 class Embedder:
     """A loaded model plus the pooling settings; turns token rows into pooled vectors."""
 
@@ -160,6 +144,7 @@ class Embedder:
         self._attach(model, settings, device, dtype, self.tokenizer.pad_token_id or 0, special_token_ids(self.tokenizer),
                      _accepts(model.forward, "attention_mask"), _accepts(model.forward, "output_hidden_states"))
         cfg = model.config
+        self.source, self.vocab_size = spec.source, getattr(cfg, "vocab_size", None)
         layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
         if layers and not -(layers + 1) <= settings.layer <= layers:
             raise GenembedError(f"embed.layer {settings.layer} is out of range for a model with {layers} layers"
@@ -183,6 +168,7 @@ class Embedder:
         self.budget, self.pad_id = settings.token_budget, int(pad_id)
         self.special = torch.tensor(list(special), dtype=torch.long, device=device)
         self.takes_mask, self.takes_hidden_states = takes_mask, takes_hidden_states
+        self.source, self.vocab_size = getattr(self, "source", "the traced encoder"), getattr(self, "vocab_size", None)
 
     def _output_width(self) -> int:
         """Width of the pooled vectors, read off one forward pass (not the config: Caduceus-PS
@@ -233,6 +219,10 @@ class Embedder:
         import torch
 
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        top = max((int(r.max()) for r in rows if len(r)), default=-1)
+        if isinstance(self.vocab_size, int) and top >= self.vocab_size:
+            raise GenembedError(f"{self.source}: token id {top} exceeds the model's vocab_size {self.vocab_size}"
+                                " (its tokenizer and its weights do not belong together)")
         out = np.zeros((len(rows), self.hidden_size), dtype=np.float32)
         batches = list(token_batches(lengths, self.budget, not self.takes_mask))
         with torch.inference_mode():

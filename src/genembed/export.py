@@ -147,7 +147,14 @@ def load_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> 
         return embedder, KmerTokenizer.from_json(info["tokenizer"])
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(index_dir / QUERY_TOKENIZER))
+    if not (index_dir / QUERY_TOKENIZER).is_file():
+        raise GenembedError(f"{index_dir / QUERY_TOKENIZER}: missing (the tokenizer of the traced query encoder"
+                            f" {QUERY_INFO} names); rebuild the index, or query with --model")
+    try:
+        tok = Tokenizer.from_file(str(index_dir / QUERY_TOKENIZER))
+    except Exception as exc:  # the tokenizers library raises plain Exception
+        raise GenembedError(f"{index_dir / QUERY_TOKENIZER}: unreadable tokenizer ({str(exc).splitlines()[0]});"
+                            " rebuild the index, or query with --model") from None
     tok.no_padding()
     tok.no_truncation()
     return embedder, HFTokenizer(tok)

@@ -126,8 +126,8 @@ def remove_empty(folders: list[Path]) -> None:
             continue
         try:
             folder.rmdir()
-        except OSError:  # not empty: neither are the folders above it
-            return
+        except OSError:  # not empty (so are the folders above it, whose rmdir fails alike)
+            continue
 
 
 @contextlib.contextmanager

@@ -60,30 +60,36 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
     from .genome import prepare_fasta
     from .io import missing_folders, remove_empty
     from .store import is_complete
-    from .windows import shard_count
+    from .windows import check_genome_id, shard_count
 
     root = Path(root)
+    check_genome_id(genome)
     embedder = embedder or plan.embedder()
     prepared = root / GENOME.format(genome=genome)
-    existed = prepared.is_file()
+    existed, planned = prepared.is_file(), (root / PLAN).is_file()
+    files = []
     made = missing_folders(prepared.parent)
-    contigs = prepare_fasta(fasta, prepared)
     try:
+        contigs = prepare_fasta(fasta, prepared)
         n_shards = shard_count(contigs, plan.windows.spec(contigs), fasta)
+        files = [ShardFiles.at(root, genome, shard_name(i)) for i in range(n_shards)]
+        for folder in {p.parent for f in files[:1] for p in (f.windows, f.tokens, f.out, root / PLAN)}:
+            made += missing_folders(folder)
+        plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
+        tokenizer = plan.make_tokenizer(embedder.tokenizer)
+        attrs = plan.shard_attrs(embedder)
+        kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
+        todo = [f for f in files if f.out not in kept]
+        n = embed_stage(plan, todo, embedder, lambda f: prepare_stage(plan, genome, prepared, f, tokenizer))
     except GenembedError:
-        if not existed:  # leave nothing behind for a genome that cannot be embedded
-            for f in (prepared, Path(f"{prepared}.fai"), Path(f"{prepared}.gzi")):
-                f.unlink(missing_ok=True)
-            remove_empty(made)
+        if not existed and not any(f.out.is_file() for f in files):  # a new genome that could not be embedded
+            for f in files:  # at all leaves nothing behind
+                for path in (f.windows, f.tokens, f.offsets):
+                    path.unlink(missing_ok=True)
+            for path in (prepared, Path(f"{prepared}.fai"), Path(f"{prepared}.gzi"), *([] if planned else [root / PLAN])):
+                path.unlink(missing_ok=True)
+            remove_empty(sorted(set(made), key=lambda p: len(p.parts), reverse=True))
         raise
-    plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
-    tokenizer = plan.make_tokenizer(embedder.tokenizer)
-    attrs = plan.shard_attrs(embedder)
-    files = [ShardFiles.at(root, genome, shard_name(i)) for i in range(n_shards)]
-    kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
-    todo = [f for f in files if f.out not in kept]
-
-    n = embed_stage(plan, todo, embedder, lambda f: prepare_stage(plan, genome, prepared, f, tokenizer))
     return GenomeInputs(genome, prepared, None, [f.windows for f in files], [f.out for f in files]), kept, n
 
 

@@ -17,7 +17,7 @@ from .embed import Embedder, embed_sequences
 from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .io import read_table
-from .index import IDENTITY_KEYS, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
+from .index import IDENTITY_KEYS, INDEX_FILE, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
 from .models import fingerprint
 from .scan import Scanner
 from .tokenize import TokenizerSpec, make_tokenizer, reverse_complement
@@ -154,6 +154,10 @@ class Searcher:
         # compact in memory: names as categories, coordinates as 32-bit (contigs are under 4 Gbp)
         self.table = read_table(index_dir / TABLE_FILE).with_columns(
             pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
+        if self.faiss.ntotal != self.table.height:
+            raise GenembedError(f"{index_dir / INDEX_FILE}: {self.faiss.ntotal:,} vectors, but"
+                                f" {index_dir / TABLE_FILE} lists {self.table.height:,} windows (files of different"
+                                " indexes?); rebuild the index")
         self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
         self._vectors = None
 

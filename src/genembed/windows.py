@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -82,6 +83,19 @@ def plan_windows(cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str
         )
     stride = max(1, size // 2) if cfg.get("stride", "auto") == "auto" else int(cfg["stride"])
     return {**cfg, "size": size, "stride": stride, "max_bp": max_bp}
+
+
+GENOME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # as workflow/schemas/genomes.schema.yaml
+
+
+def check_genome_id(genome: str) -> str:
+    """A genome id as the genome sheet allows it (it names folders and files), else refused in one line."""
+    if not GENOME_ID.fullmatch(genome):
+        shown = genome if len(genome) <= 40 else genome[:37] + "..."
+        why = "longer than 128 characters" if len(genome) > 128 else \
+            "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+        raise GenembedError(f"genome id {shown!r}: not a valid id ({why}); it names the genome's folders")
+    return genome
 
 
 def genome_code(genome: str) -> int:
