@@ -164,6 +164,18 @@ def _out_of_vocab(t: Path, tiny_bert: Path) -> Path:
     return folder
 
 
+def _without_layer(t: Path, tiny_bert: Path) -> Path:
+    """The tiny BERT with its last encoder layer's weights cut out of model.safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    folder = t / "model"
+    shutil.copytree(tiny_bert, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".layer.1." not in k}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    return folder
+
+
 def _foreign_faiss(index: Path) -> None:
     import faiss
 
@@ -268,6 +280,9 @@ CASES = {
     "token ids past the model's vocabulary": (lambda t, tiny_bert, **_: _embed(
         t, ">c\n" + "A" * 3000 + "\n", _out_of_vocab(t, tiny_bert), blame="model"),
         ["token id 9999 exceeds the model's vocab_size"]),
+    "model weights with a layer missing": (lambda t, tiny_bert, **_: _embed(
+        t, ">c\n" + "ACGT" * 500 + "\n", _without_layer(t, tiny_bert), blame="model"),
+        ["the weights file lacks weights the model needs (encoder.layer.1."]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,17 +113,38 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
     auto_map = read_config(folder).get("auto_map") or {}
     masked_lm_only = bool(auto_map) and "AutoModel" not in auto_map and "AutoModelForMaskedLM" in auto_map
     loader = AutoModelForMaskedLM if masked_lm_only else AutoModel
-    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": dtype or torch.float32}
+    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code, "dtype": dtype or torch.float32,
+                              "output_loading_info": True}
     try:
         try:
-            model = loader.from_pretrained(folder, attn_implementation="sdpa", **kwargs)
+            model, info = loader.from_pretrained(folder, attn_implementation="sdpa", **kwargs)
         except (ValueError, ImportError):
-            model = loader.from_pretrained(folder, **kwargs)
+            model, info = loader.from_pretrained(folder, **kwargs)
     except Exception as exc:
         raise GenembedError(f"{folder}: cannot load model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    check_loaded_keys(folder, info)
     if masked_lm_only:
         model = model.base_model
     return model.eval()
+
+
+# weights a base encoder may lack (it pools itself) or a checkpoint may hold beyond it (a
+# pre-training head): anything else missing would run randomly initialised, anything else unexpected
+# belongs to another architecture
+UNUSED_PARTS = re.compile(r"(^|\.)pooler\.")
+HEAD_PARTS = re.compile(r"^(cls|lm_head|mlm_head|predictions|head|heads|classifier|decoder|qa_outputs)\.|(^|\.)pooler\.")
+
+
+def check_loaded_keys(folder: Path, info: dict[str, Any]) -> None:
+    """Refuse a model whose weights file lacks some of its layers' weights (they would run randomly
+    initialised) or holds weights it has no layer for, naming a few of them."""
+    missing = sorted(k for k in info.get("missing_keys", ()) if not UNUSED_PARTS.search(k))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not HEAD_PARTS.search(k))
+    for keys, what in ((missing, "lacks weights the model needs"), (unexpected, "holds weights the model has no layer for")):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise GenembedError(f"{folder}: the weights file {what} ({shown}); it belongs to another model or is"
+                                " incomplete: fetch it again")
 
 
 def check_weights(folder: Path) -> None:
