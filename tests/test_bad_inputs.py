@@ -283,6 +283,9 @@ CASES = {
     "model weights with a layer missing": (lambda t, tiny_bert, **_: _embed(
         t, ">c\n" + "ACGT" * 500 + "\n", _without_layer(t, tiny_bert), blame="model"),
         ["the weights file lacks weights the model needs (encoder.layer.1."]),
+    "promoter BED of two promoters": (lambda t, embedded, **_: _report(
+        t, embedded, "chrA\t1000\t1001\t.\t0\t+\nchrA\t20000\t20001\t.\t0\t-\n", "--promoters"),
+        ["windows are all of one class (too few promoters for a"]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

@@ -53,6 +53,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def report_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``out`` to write a report into; on success its files move
+    into ``out`` (replacing those of the same name), on failure it is removed: a report is there
+    whole or not at all."""
+    import shutil
+
+    out = Path(out)
+    made = missing_folders(out.parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        yield work
+        out.mkdir(exist_ok=True)
+        for item in work.iterdir():
+            if item.is_dir() and (out / item.name).is_dir():
+                shutil.rmtree(out / item.name)
+            os.replace(item, out / item.name)
+        work.rmdir()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        remove_empty(made)
+        raise
+
+
 def disk_full(exc: OSError, folder: Path) -> bool:
     """Whether a failed write ran out of space (numpy and HDF5 do not always say ENOSPC)."""
     import errno

@@ -15,7 +15,7 @@ import polars as pl
 
 from ..errors import GenembedError
 from ..genome import Genome
-from ..io import atomic_path, read_table
+from ..io import atomic_path, read_table, report_folder
 from ..layout import GenomeInputs
 from ..store import read_track
 from ..windows import kmer_frequencies, window_sequences
@@ -160,11 +160,17 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     each stored window's score stands on its central ``stride`` bp. ``tracks``: per genome, a file of
     the dense track's windows already embedded (:func:`stored_track`), scored instead of a scan."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream,
                              stride if settings.labels == "centre" else None)
     if not any(labelers.values()):
         raise GenembedError("promoter report: no genome has an annotation or a promoter BED (add one to the genome sheet)")
+    with report_folder(out) as work:  # all of the report or none of it
+        return _report(genomes, labelers, work, settings, stride, scan, window_size, tracks)
+
+
+def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: PromoterSettings, stride: int,
+            scan: "Scanner | None", window_size: int | None, tracks: dict[str, Path] | None) -> pl.DataFrame:
+    """:func:`promoter_report`'s work, into ``out`` (a folder of its own)."""
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
     try:
@@ -226,7 +232,8 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
         raise GenembedError("promoter report: no annotated window falls in the training part; check the annotation")
     y_train = np.concatenate(y).astype(np.int8)
     if len(np.unique(y_train)) < 2:
-        raise GenembedError("promoter report: the training windows are all of one class; check the annotation")
+        raise GenembedError(f"{_label_files(genomes)}: the training windows are all of one class (too few promoters"
+                            " for a training and a held-out part); check the annotation")
     models = {n: fit_calibrated(np.concatenate(x[n]), y_train, seed=settings.seed) for n in names}
     return models, y_train, n_train
 
@@ -280,8 +287,15 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
         raise GenembedError("promoter report: no window falls in the held-out part; lower the window size or raise test_fraction")
     y = np.concatenate(truth)
     if len(np.unique(y)) < 2:
-        raise GenembedError("promoter report: the held-out windows are all of one class")
+        raise GenembedError(f"{_label_files(genomes)}: the held-out windows are all of one class (too few promoters"
+                            " for a held-out part); add promoters or raise promoters.test_fraction")
     return y, {n: np.concatenate(s) for n, s in scores.items()}, np.concatenate(blocks), counts
+
+
+def _label_files(genomes: list[GenomeInputs]) -> str:
+    """The files the report's labels come from (promoter BEDs, else annotations), for an error."""
+    return ", ".join(str(g.promoters or g.annotation) for g in genomes if g.promoters or g.annotation) \
+        or "promoter report"
 
 
 def dense_scores(fasta: Genome, size: int, step: int, scan: "Scanner", model: Calibrated,
