@@ -44,11 +44,24 @@ def prepare_stage(plan: RunPlan, genome: str, fasta: str | os.PathLike, files: S
 
 
 def embed_stage(plan: RunPlan, shards: Sequence[ShardFiles], embedder: Any, prepare: Any = None,
-                vectors_of: Any = None) -> int:
-    """Shards' tokens through the model into HDF5 (one model load; see :func:`genembed.embed.embed_shards`)."""
+                vectors_of: Any = None, extra: dict[str, Any] | None = None) -> int:
+    """Shards' tokens through the model into HDF5 (one model load; see :func:`genembed.embed.embed_shards`);
+    ``extra`` attrs join the plan's."""
     from .embed import embed_shards
 
-    return embed_shards(list(shards), embedder, plan.shard_attrs(embedder), prepare, vectors_of)
+    return embed_shards(list(shards), embedder, {**plan.shard_attrs(embedder), **(extra or {})}, prepare, vectors_of)
+
+
+def sequence_checksum(prepared: str | os.PathLike) -> str:
+    """A checksum of a prepared genome copy (its bgzip bytes: the same sequence prepares alike), which
+    the CLI's shards carry so that a FASTA changed under the same genome id is embedded again."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    with open(prepared, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str | os.PathLike,
@@ -77,10 +90,13 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
             made += missing_folders(folder)
         plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
         tokenizer = plan.make_tokenizer(embedder.tokenizer)
-        attrs = plan.shard_attrs(embedder)
+        sequence = {"genome_checksum": sequence_checksum(prepared)}
+        attrs = {**plan.shard_attrs(embedder), **sequence}
         kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
         todo = [f for f in files if f.out not in kept]
-        n = embed_stage(plan, todo, embedder, lambda f: prepare_stage(plan, genome, prepared, f, tokenizer))
+        _remove_other_shards(files)  # a genome that changed may have fewer shards now
+        n = embed_stage(plan, todo, embedder, lambda f: prepare_stage(plan, genome, prepared, f, tokenizer),
+                        extra=sequence)
     except GenembedError:
         if not existed and not any(f.out.is_file() for f in files):  # a new genome that could not be embedded
             for f in files:  # at all leaves nothing behind
@@ -91,6 +107,17 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
             remove_empty(sorted(set(made), key=lambda p: len(p.parts), reverse=True))
         raise
     return GenomeInputs(genome, prepared, None, [f.windows for f in files], [f.out for f in files]), kept, n
+
+
+def _remove_other_shards(files: list[ShardFiles]) -> None:
+    """Delete a genome's shard files (embeddings, windows, tokens) that are not among ``files``."""
+    wanted = {f.out.name for f in files}
+    for f in files[:1]:
+        for old in f.out.parent.glob("[0-9]*.h5"):
+            if old.name not in wanted:
+                stale = ShardFiles.at(f.out.parents[2], f.out.parent.name, old.stem)
+                for path in (stale.out, stale.windows, stale.tokens, stale.offsets):
+                    path.unlink(missing_ok=True)
 
 
 def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | os.PathLike,
