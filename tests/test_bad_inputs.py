@@ -176,6 +176,20 @@ def _without_layer(t: Path, tiny_bert: Path) -> Path:
     return folder
 
 
+def _second_genome(t: Path, embedded: Path, tiny_bert: Path):
+    """A second genome embedded into a copy of the results folder with other windows."""
+    shutil.copytree(embedded / "emb", t / "emb")
+    argv, _, _ = _embed_as(t, tiny_bert, "--genome", "h", "--window", "500")
+    return argv, t / "emb/model/model.json", [t / "emb/genomes/h", t / "emb/embeddings/h"]
+
+
+def _fifo(t: Path):
+    import os
+
+    os.mkfifo(t / "in.fa")
+    return ["prepare", str(t / "in.fa"), str(t / "out/g.fa.gz")], t / "in.fa", [t / "out"]
+
+
 def _foreign_faiss(index: Path) -> None:
     import faiss
 
@@ -286,6 +300,21 @@ CASES = {
     "promoter BED of two promoters": (lambda t, embedded, **_: _report(
         t, embedded, "chrA\t1000\t1001\t.\t0\t+\nchrA\t20000\t20001\t.\t0\t-\n", "--promoters"),
         ["windows are all of one class (too few promoters for a"]),
+    "second genome with another window size": (lambda t, embedded, tiny_bert, **_: _second_genome(t, embedded, tiny_bert),
+                                               ["holds genomes embedded with another window size, window stride (g)"]),
+    "query --out naming a directory": (lambda t, embedded, **_: (
+        ["query", "--index", str(embedded / "index"), "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", "--out", str(t)],
+        t, []), ["a directory; name a file to write the hits to"]),
+    "export of a genome the folder lacks": (lambda t, embedded, **_: (
+        ["export", "--embeddings", str(embedded / "emb"), "--genome", "nope", "--h5ad", str(t / "x.h5ad")],
+        embedded / "emb", [t / "x.h5ad"]), ["no genome 'nope' (it has g)"]),
+    "FASTA through a pipe": (lambda t, **_: _fifo(t), ["a pipe or device, not a FASTA file (pipes are not supported"]),
+    "IVF-PQ index over too few windows": (lambda t, embedded, **_: (
+        ["index", "--embeddings", str(embedded / "emb"), "--out", str(t / "idx"), "--type", "ivfpq"], None, [t / "idx"]),
+        ["index.type ivfpq: OPQ4,IVF16,PQ4 needs at least 9,984 windows to train on, and this collection has 30"]),
+    "index without its stored vectors": (lambda t, embedded, **_: _query(
+        t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG",
+        index=_index_copy(t, embedded, lambda i: (i / "vectors.npy").unlink())), ["vectors.npy: missing"]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

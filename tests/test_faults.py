@@ -190,3 +190,24 @@ def test_stitching_notices_a_shard_cut_short_even_with_its_old_mtime(tmp_path, b
     with pytest.raises(GenembedError, match=f"{shards[1].name}: .*(truncated|cannot read)"):
         stitch(shards, tmp_path / "all.h5")
     assert not (tmp_path / "all.h5").exists()
+
+
+def test_ctrl_c_is_one_line_and_leaves_whole_shards_only(tmp_path, ecoli_sequence):
+    """SIGINT (Ctrl-C) in the middle of an embedding: "genembed: interrupted" and exit code 130, not a
+    KeyboardInterrupt traceback; the shards written are whole (every one of them reads)."""
+    import signal
+
+    from genembed.store import read_shard
+
+    fasta = _genome(tmp_path, ecoli_sequence, 200)
+    out = tmp_path / "emb"
+    cmd = [sys.executable, "-m", "genembed.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
+           "--shard-size", "100", *EMBED]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shards = out / "embeddings/eco"
+    while not (shards.is_dir() and any(shards.glob("*.h5"))):
+        assert run.poll() is None, run.communicate()
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and err == "genembed: interrupted\n", err
+    assert all(read_shard(p).embeddings.shape[0] for p in shards.glob("*.h5"))

@@ -195,5 +195,5 @@ def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built
     assert again.select("query", "start").rows() == exact.select("query", "start").rows()
     assert (tmp_path / "pq1/vectors.npy").is_file()  # kept by every index: region queries and E-values read it
     (moved / "vectors.npy").unlink()
-    with pytest.raises(GenembedError, match=r"vectors.npy: not found; this index re-scores its hits from it"):
+    with pytest.raises(GenembedError, match=r"vectors.npy: missing \(the index.s stored vectors"):
         Index.open(moved).search_vectors(queries, k=5)

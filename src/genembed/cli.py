@@ -111,6 +111,8 @@ def cmd_query(args: argparse.Namespace) -> None:
         raise GenembedError(f"-k must be at least 1, not {args.k}")
     if args.format in LOCUS_ONLY and (args.windows or args.embeddings):
         raise GenembedError(f"--format {args.format} writes loci: not with --windows or --embeddings")
+    if args.out and Path(args.out).is_dir():
+        raise GenembedError(f"--out {args.out}: a directory; name a file to write the hits to")
     index = Index.open(args.index, args.model)
     genomes = args.genome or None
 
@@ -245,6 +247,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     genomes = discover(args.embeddings)
     if args.genome:
+        unknown = sorted(set(args.genome) - {g.name for g in genomes})
+        if unknown:
+            raise GenembedError(f"{args.embeddings}: no genome {', '.join(map(repr, unknown))} (it has"
+                                f" {', '.join(g.name for g in genomes)})")
         genomes = [g for g in genomes if g.name in set(args.genome)]
     if not (args.vds or args.h5ad):
         raise GenembedError("nothing to export: give --vds DIR and/or --h5ad FILE")
@@ -432,7 +438,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model")
     _tokenizer_args(p)
     p.add_argument("--window", type=_size, default=WINDOWS.size, help="bp, or auto: the longest the model takes")
-    p.add_argument("--stride", type=_size, default=WINDOWS.stride, help="bp, or auto: half the window")
+    p.add_argument("--stride", type=_size, default="auto", help="bp, or auto (the default): half the window")
     p.add_argument("--max-n-fraction", type=float, default=WINDOWS.max_n_fraction)
     p.add_argument("--pooling", choices=["mean", "cls", "max"], default=EMBED.pooling)
     p.add_argument("--strands", choices=["forward", "average"], default=EMBED.strands,
@@ -452,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     except (GenembedError, OSError) as exc:  # OSError: what no check foresaw (a failing disk, a vanished file)
         print(f"genembed: error: {one_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outputs are written atomically: an interrupted command leaves none half-written
+        print("genembed: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -139,6 +139,10 @@ def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, setting
     dim = int(identity["dim"])
     trained_on = _count(windows)
     factory = settings.factory_for(trained_on, dim)
+    least = {"ivf": 16 * 39, "ivfpq": 256 * 39}.get(family(factory))  # 39 training points per list or PQ code
+    if least and not settings.factory and trained_on < least:
+        raise GenembedError(f"index.type {settings.type}: {factory} needs at least {least:,} windows to train on, and"
+                            f" this collection has {trained_on:,}; use auto, flat or hnsw")
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:

@@ -135,6 +135,8 @@ def check_input(path: str | os.PathLike, what: str) -> None:
         raise GenembedError(f"{p}: cannot read the {what} ({exc.strerror})") from None
     if stat.S_ISDIR(mode):
         raise GenembedError(f"{p}: a directory, not a {what}")
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):  # read more than once, from the start
+        raise GenembedError(f"{p}: a pipe or device, not a {what} (pipes are not supported: write it to a file first)")
     if not os.access(p, os.R_OK):
         raise GenembedError(f"{p}: permission denied (cannot read the {what})")
 

@@ -154,6 +154,9 @@ class Searcher:
         # compact in memory: names as categories, coordinates as 32-bit (contigs are under 4 Gbp)
         self.table = read_table(index_dir / TABLE_FILE).with_columns(
             pl.col("genome", "contig").cast(pl.Categorical), pl.col("start", "end").cast(pl.UInt32))
+        if not (index_dir / VECTORS_FILE).is_file():
+            raise GenembedError(f"{index_dir / VECTORS_FILE}: missing (the index's stored vectors: region queries,"
+                                " re-scoring and E-values read them); rebuild the index")
         if self.faiss.ntotal != self.table.height:
             raise GenembedError(f"{index_dir / INDEX_FILE}: {self.faiss.ntotal:,} vectors, but"
                                 f" {index_dir / TABLE_FILE} lists {self.table.height:,} windows (files of different"

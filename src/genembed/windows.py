@@ -53,7 +53,8 @@ class WindowSpec:
         """From the config's ``windows`` section. ``shard_size: auto`` is sized for a genome with these
         ``contigs``: about ``SHARDS_PER_GENOME`` shards at most, a multiple of ``MIN_SHARD_SIZE``
         windows each (2,500 for a bacterium, 25,000 for a human genome at 500/250 bp)."""
-        size, stride = int(cfg["size"]), int(cfg["stride"])
+        size = int(cfg["size"])
+        stride = max(1, size // 2) if cfg.get("stride", "auto") == "auto" else int(cfg["stride"])
         shard_size = cfg.get("shard_size", "auto")
         if shard_size == "auto":
             if contigs is None:

@@ -54,7 +54,7 @@ def default_config() -> dict[str, Any]:
         "model": {"revision": None, "trust_remote_code": False,
                   "pretrain": {"enabled": False, **{k: getattr(tune, k) for k in PRETRAIN_KEYS}}},
         "tokenizer": without(TokenizerSpec()),
-        "windows": {**without(WindowPlan(), "max_bp"), "pack_bp": PACK_BP},
+        "windows": {**without(WindowPlan(), "max_bp"), "stride": "auto", "pack_bp": PACK_BP},  # half the size
         "embed": without(EmbedSettings()),
         "index": {**without(IndexSettings(), "seed"), "gpu": False},
         "clusters": without(ClusterSettings(), "upstream", "downstream", "seed"),

@@ -106,8 +106,9 @@ def pack_fastas(wildcards):
 
 def window_plan():
     """The run plan's windows; the config's while it has no auto size (so the DAG needs no model)."""
-    if not Path(PLAN).is_file() and "auto" not in (WINDOW_CONFIG["size"], WINDOW_CONFIG["stride"]):
-        return WindowPlan(**WINDOW_CONFIG)
+    if not Path(PLAN).is_file() and WINDOW_CONFIG["size"] != "auto":
+        stride = WINDOW_CONFIG["stride"]
+        return WindowPlan(**{**WINDOW_CONFIG, "stride": max(1, int(WINDOW_CONFIG["size"]) // 2) if stride == "auto" else stride})
     return RunPlan.read(checkpoints.describe_model.get().output[0]).windows
 
 
