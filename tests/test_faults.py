@@ -211,3 +211,23 @@ def test_ctrl_c_is_one_line_and_leaves_whole_shards_only(tmp_path, ecoli_sequenc
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130 and err == "genembed: interrupted\n", err
     assert all(read_shard(p).embeddings.shape[0] for p in shards.glob("*.h5"))
+
+
+def test_an_index_build_killed_before_its_end_leaves_no_manifest(tmp_path, ecoli_sequence):
+    """kill -9 of `genembed index` once the traced query encoder is written (while E-values are being
+    calibrated): the folder has no manifest.json, so it is not taken for a whole index."""
+    import signal
+    import time
+
+    fasta = _genome(tmp_path, ecoli_sequence, 100)
+    emb, idx = tmp_path / "emb", tmp_path / "idx"
+    assert main(["embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(emb), *EMBED]) == 0
+    run = subprocess.Popen([sys.executable, "-m", "genembed.cli", "index", "--embeddings", str(emb), "--out", str(idx)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (idx / "query_model.json").is_file():
+        assert run.poll() is None, "the build ended before its query encoder was written"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert (idx / "index.faiss").is_file() and not (idx / "manifest.json").exists()
+    assert main(["query", "--index", str(idx), "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG"]) == 1  # "not a genembed index"

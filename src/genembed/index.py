@@ -271,6 +271,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     index = _with_ids(read_index_file(trained))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # no index until this one is whole: its manifest comes last
     if is_ivf(index):
         for part in parts:
             if info["factory"] != json.loads(_sidecar(Path(part)).read_text())["factory"]:
@@ -303,19 +304,19 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
         "genomes": {g.name: _keep_genome(g, out) for g in genomes},
     }
-    write_json(out / MANIFEST_FILE, manifest)
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
     if query_model:  # what queries need: the traced encoder, and the nulls their E-values come from
         from .query import Index
 
         export_query_model(out, manifest)
-        opened = Index.open(out)
+        opened = Index(out, manifest=manifest)
         try:
             for name in manifest["genomes"]:  # the copies verification reads, packed two bits a base
                 opened.packed(name)
             opened.calibration()
         finally:
             opened.close()
+    write_json(out / MANIFEST_FILE, manifest)  # last: a killed build leaves no folder that looks complete
     return manifest
 
 

@@ -286,9 +286,9 @@ class Index:
     """A built genembed index: ``Index.open(dir).search({"q": b"ACGT..."}, k=10)``; a query encoder
     beside a searcher, over the index folder."""
 
-    def __init__(self, index_dir: str | os.PathLike, model: str | None = None):
+    def __init__(self, index_dir: str | os.PathLike, model: str | None = None, manifest: dict[str, Any] | None = None):
         self.dir = Path(index_dir)
-        self.manifest = read_manifest(self.dir)
+        self.manifest = manifest or read_manifest(self.dir)
         self.searcher = Searcher(self.dir, self.manifest)
         self.encoder = QueryEncoder(self.dir, self.manifest, model)
         self._genomes: dict[str, Genome] = {}
