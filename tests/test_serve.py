@@ -117,7 +117,9 @@ def test_the_api_answers_regions_sequences_and_fasta_text(server, ecoli_sequence
     ({"sequence": "ACGT" * 200, "genomes": ["../../etc"]}, 400, "genome ../../etc is not in this index"),
     ({"region": "../../../../etc/passwd:x:0-10"}, 400, "genome '../../../../etc/passwd' is not in this index"),
     ({"region": "eco:../genomes/eco/genome.fa.gz:0-10"}, 400, "unknown contig '../genomes/eco/genome.fa.gz'"),
-    ({"region": f"eco:{CONTIG}:0-999999999"}, 400, "longer than 10,000,000 bp"),
+    ({"region": f"eco:{CONTIG}:0-999999999"}, 400, "longer than 1,000,000 bp"),
+    ({"sequence": "ACGT" * 200, "exclude_self": True}, 400, "exclude_self needs a region"),
+    ({"region": f"eco:nope:0-500"}, 400, "index/genomes/eco/genome.fa.gz: unknown contig 'nope'"),
     ({"region": f"eco:{CONTIG}:199000-201000"}, 400, "outside 0-200000"),
     ({"fasta": "ACGT\n"}, 400, "sequence before the first '>' header"),
     ({"sequence": "N" * 600}, 400, "query 'query': no A, C, G or T"),
@@ -126,9 +128,10 @@ def test_the_api_answers_regions_sequences_and_fasta_text(server, ecoli_sequence
     ({"fasta": ">ok\n" + "ACGT" * 200 + "\n>y\nACGU\n", "strict": True}, 400,
      "query 'y': characters that are not IUPAC nucleotides: 'U' (1 of 2 records cannot be searched)"),
 ])
-def test_bad_requests_get_a_4xx_with_one_line_and_the_server_stays_up(server, body, status, message):
+def test_bad_requests_get_a_4xx_with_one_line_and_the_server_stays_up(server, body, status, message, tmp_path):
     got, reply = call(server, body)
     assert got == status and message in reply["detail"] and "\n" not in reply["detail"], reply
+    assert "/tmp" not in reply["detail"]  # no path of the server's
     assert call(server, {"region": f"eco:{CONTIG}:0-500", "k": 1})[0] == 200
 
 
@@ -259,6 +262,19 @@ def test_workers_that_cannot_open_the_index_stop_the_server_with_one_line(defaul
                           str(_free_port()), "--workers", "2"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "corrupt or unreadable FAISS index" in run.stderr, run.stderr
     assert run.stderr.splitlines()[-1] == f"genembed: error: {broken}: the server stopped: a worker could not start"
+
+
+def test_a_port_in_use_is_one_line_before_anything_loads(default_index):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "genembed.cli", "serve", "--index", str(default_index["dir"]),
+                              "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stdout == "", run.stdout
+    assert run.stderr == f"genembed: error: 127.0.0.1:{port}: cannot serve there (Address already in use)\n", run.stderr
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")

@@ -22,7 +22,7 @@ from .index import read_manifest
 from .query import Index
 
 log = logging.getLogger(__name__)
-MAX_QUERY_BP = 10_000_000  # per request
+MAX_QUERY_BP = 1_000_000  # per request: about 20 s on 2 cores, so no request holds a worker for minutes
 WORKER_ENV = "GENEMBED_SERVE"  # what a worker process opens: {"index", "model", "log_level"} as JSON
 
 
@@ -56,9 +56,14 @@ def create_app(index: Index):
     lock = threading.Lock()  # one search at a time: the model and the genome readers are shared
     settings = index.manifest["settings"]
 
+    where = [str(index.dir.resolve()), str(index.dir)]  # the server's own paths are not the client's business
+
     @app.exception_handler(GenembedError)
     async def refused(request: Request, exc: GenembedError):
-        return JSONResponse({"detail": str(exc).splitlines()[0]}, status_code=400)
+        detail = str(exc).splitlines()[0]
+        for path in where:
+            detail = detail.replace(path, "index")
+        return JSONResponse({"detail": detail}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -87,6 +92,8 @@ def create_app(index: Index):
         given = [x for x in (req.sequence, req.fasta, req.region) if x]
         if len(given) != 1:
             raise GenembedError("give exactly one of sequence, fasta or region")
+        if req.exclude_self and not req.region:
+            raise GenembedError("exclude_self needs a region (a sequence has no region of its own)")
         if sum(len(x) for x in given) > 2 * MAX_QUERY_BP:
             raise GenembedError(f"the request holds more than {MAX_QUERY_BP:,} bp; split it")
         skipped: list[dict] = []
@@ -142,6 +149,7 @@ def serve(index_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 800
 
     if workers < 1:
         raise GenembedError(f"--workers must be at least 1, not {workers}")
+    _check_address(host, port)
     if workers == 1:
         index = open_index(index_dir, model)
         print(f"genembed: serving {index_dir} at http://{host}:{port}/", flush=True)
@@ -167,6 +175,22 @@ def serve(index_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 800
     supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         raise GenembedError(f"{index_dir}: the server stopped: a worker could not start")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse, in one line before anything is loaded, an address the server cannot listen on (a port
+    in use, a host that is not this machine's)."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise GenembedError(f"--port {port}: not a port (1-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as exc:
+        raise GenembedError(f"{host}:{port}: cannot serve there ({exc.strerror or exc})") from None
 
 
 PAGE = """<!doctype html>
