@@ -119,7 +119,7 @@ def test_report_is_built_from_registered_outputs(run):
 
 
 @pytest.mark.parametrize("sheet, message", [
-    ("genome\tfasta\n../escape\tx.fa\n", "does not match"),
+    ("genome\tfasta\n../escape\tx.fa\n", "line 2: genome id '../escape': not a valid id"),
     ("genome\tfasta\na\tx.fa\na\ty.fa\n", "duplicate genome ids: a"),
 ])
 def test_bad_genome_sheets_are_refused_before_anything_runs(tmp_path, sheet, message):
@@ -239,6 +239,12 @@ def test_a_setting_no_shard_job_reads_does_not_redo_the_shards(small_workflow_ru
     ("genome sheet without a fasta column", "genome\tpath\neco\t{fasta}\n", "genomes.tsv: no fasta column"),
     ("empty genome sheet", "genome\tfasta\n", "genomes.tsv: no genomes (the sheet has a header but no rows)"),
     ("garbage .fai beside the FASTA", "genome\tfasta\neco\t{garbage}\n", "in.fa.fai: not a samtools .fai index"),
+    ("more fields than the header", "genome\tfasta\neco\t{fasta}\textra\n",
+     "genomes.tsv: line 2: 3 tab-separated fields, but the header has 2"),
+    ("genome id with a trailing space", "genome\tfasta\neco \t{fasta}\n",
+     "genomes.tsv: line 2: genome id 'eco ': not a valid id"),
+    ("relative FASTA path that is not there", "genome\tfasta\neco\tdata/eco.fa\n",
+     "genomes.tsv: line 2: FASTA data/eco.fa not found (a relative path is read from the working directory"),
 ])
 def test_a_bad_sheet_is_refused_naming_it_before_any_job(tmp_path, ecoli_slice, case, sheet, message):
     garbage = tmp_path / "in.fa"

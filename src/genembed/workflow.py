@@ -80,8 +80,9 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
     two genomes share an id, or when their ids hash alike (window ids carry a 31-bit hash of it)."""
     import polars as pl
 
-    from .windows import check_codes
+    from .windows import check_codes, check_genome_id
 
+    line_of = _check_fields(path)
     try:
         sheet = pl.read_csv(path, separator="\t", comment_prefix="#", schema_overrides={"genome": pl.String})
     except (OSError, pl.exceptions.PolarsError) as exc:
@@ -99,8 +100,36 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
         dup = sheet.filter(pl.col("genome").is_duplicated())["genome"].unique().sort().to_list()
         raise GenembedError(f"{path}: duplicate genome ids: {', '.join(dup)}")
     rows = sheet.to_dicts()
+    for i, row in enumerate(rows):
+        where = f"{path}: line {line_of[i]}"
+        try:
+            check_genome_id(str(row["genome"]))
+        except GenembedError as exc:
+            raise GenembedError(f"{where}: {exc}") from None
+        fasta = Path(str(row["fasta"]))
+        if row["fasta"] and not fasta.exists():
+            raise GenembedError(f"{where}: FASTA {fasta} not found" + (
+                f" (a relative path is read from the working directory, {Path.cwd()})" if not fasta.is_absolute() else ""))
     check_codes([str(r.get("genome")) for r in rows], str(path))
     return rows
+
+
+def _check_fields(path: str | os.PathLike) -> list[int]:
+    """Refuse a sheet row with more or fewer tab-separated fields than its header, naming the line;
+    the line number of each row."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenembedError(f"{path}: cannot read the genome sheet ({exc})") from None
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+    if not numbered:
+        return []
+    width = len(numbered[0][1].split("\t"))
+    for n, line in numbered[1:]:
+        fields = len(line.split("\t"))
+        if fields > width:
+            raise GenembedError(f"{path}: line {n}: {fields} tab-separated fields, but the header has {width}")
+    return [n for n, _ in numbered[1:]]
 
 
 def estimated_contigs(fasta: str | os.PathLike) -> list[tuple[str, int]]:
