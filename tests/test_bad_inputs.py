@@ -315,6 +315,10 @@ CASES = {
     "index without its stored vectors": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG",
         index=_index_copy(t, embedded, lambda i: (i / "vectors.npy").unlink())), ["vectors.npy: missing"]),
+    "tune views longer than the model takes": (lambda t, tiny_bert, **_: (
+        ["tune", "--fasta", str(_write(t / "in.fa", ">c\n" + "ACGT" * 5000 + "\n")), "--out", str(t / "tuned"),
+         "--model", str(tiny_bert), "--tokenizer", "kmer", "--seq-bp", "50000", "--steps", "2"], tiny_bert, [t / "tuned"]),
+        ["tune: views of 50000 bp take about 8336 tokens", "takes at most 512; lower --seq-bp"]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

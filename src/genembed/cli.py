@@ -52,7 +52,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
     tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
     with tempfile.TemporaryDirectory() as tmp:
-        stats = tune(_prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
+        stats = tune(lambda: _prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
                      args.trust_remote_code, args.device, args.revision, args.checkpoint)
     print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
           f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -75,7 +75,9 @@ class ViewSampler:
         self.span = cfg.seq_bp + cfg.max_shift + margin
         self.regions = [(g, c, n) for g in genomes for c, n in g.contigs.items() if n >= self.span]
         if not self.regions:
-            raise GenembedError(f"no contig is as long as a training locus ({self.span} bp: seq_bp + max_shift + {margin})")
+            names = ", ".join(Path(g.path).name for g in genomes)
+            raise GenembedError(f"{names}: no contig is as long as a training locus ({self.span} bp: seq_bp + max_shift"
+                                f" + {margin}); lower --seq-bp")
         # each genome drawn as often as the others (a small one is not drowned by a large one), its contigs by length
         weights = np.array([n - self.span + 1 for _, _, n in self.regions], dtype=float)
         owner = np.array([id(g) for g, _, _ in self.regions])
@@ -184,12 +186,15 @@ def nt_xent(a, b, temperature: float):
     return loss, accuracy
 
 
-def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneConfig(), model: str | None = None,
+def tune(fastas: Sequence[str | Path] | Callable[[], Sequence[Path]], out: str | Path, cfg: TuneConfig = TuneConfig(),
+         model: str | None = None,
          tokenizer: Any = None, trust_remote_code: bool = False, device: str = "auto", revision: str | None = None,
          checkpoint: str | Path | None = None) -> dict:
     """Train (``model``: a folder or hub id to start from; None: a new genembed encoder) and save
     the tuned model with its tokenizer, ``training.json`` and a model card to ``out``.
     ``tokenizer`` is a :class:`~genembed.tokenize.TokenizerSpec` (default: the model's own).
+    ``fastas``: prepared (bgzip + faidx) genomes, or a function giving them, called once the model
+    and the options are checked (the CLI prepares its copies then).
     ``checkpoint``: a folder where the run's state is saved every :data:`CHECKPOINT_EVERY` steps
     and when it stops; a run given a folder holding a state of the same configuration resumes it
     (``max_minutes`` then bounds each run, ``steps`` the whole)."""
@@ -223,6 +228,11 @@ def tune(fastas: Sequence[str | Path], out: str | Path, cfg: TuneConfig = TuneCo
     takes_mask = _accepts(net.forward, "attention_mask")
     special = torch.tensor(special_token_ids(hf_tok), dtype=torch.long, device=dev)
     pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
+    longest = len(tok.encode_batch([b"ACGT" * (cfg.seq_bp // 4 + 1)])[0])  # a clean view, before any genome is read
+    if longest > limit:
+        raise GenembedError(f"tune: views of {cfg.seq_bp} bp take about {longest} tokens, but {spec.source} takes at most"
+                            f" {limit}; lower --seq-bp")
+    fastas = list(fastas() if callable(fastas) else fastas)
     genomes = [Genome(Path(f)) for f in fastas]
     sampler = ViewSampler(genomes, cfg, rng)
     lr = cfg.learning_rate or (NEW_LR if model is None else TUNE_LR)
