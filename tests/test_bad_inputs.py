@@ -190,6 +190,29 @@ def _fifo(t: Path):
     return ["prepare", str(t / "in.fa"), str(t / "out/g.fa.gz")], t / "in.fa", [t / "out"]
 
 
+def _resized(t: Path, tiny_bert: Path) -> Path:
+    """The tiny BERT with a config.json whose feed-forward width is not its weights' (48, not 64)."""
+    import json
+
+    folder = t / "model"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    return folder
+
+
+def _nan_weights(t: Path, tiny_bert: Path) -> Path:
+    """The tiny BERT with every weight NaN."""
+    from safetensors.torch import load_file, save_file
+
+    folder = t / "model"
+    shutil.copytree(tiny_bert, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+              folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
 def _foreign_faiss(index: Path) -> None:
     import faiss
 
@@ -319,6 +342,13 @@ CASES = {
         ["tune", "--fasta", str(_write(t / "in.fa", ">c\n" + "ACGT" * 5000 + "\n")), "--out", str(t / "tuned"),
          "--model", str(tiny_bert), "--tokenizer", "kmer", "--seq-bp", "50000", "--steps", "2"], tiny_bert, [t / "tuned"]),
         ["tune: views of 50000 bp take about 8336 tokens", "takes at most 512; lower --seq-bp"]),
+    "config that contradicts the weights": (lambda t, tiny_bert, **_: _embed(
+        t, ">c\n" + "ACGT" * 500 + "\n", _resized(t, tiny_bert), blame="model"),
+        ["config.json does not match the weights: encoder.layer.0.intermediate.dense.bias is [64] in the weights file"
+         " but [48] by the config (and 5 more)"]),
+    "model weights that are NaN": (lambda t, tiny_bert, **_: _embed(
+        t, ">c\n" + "ACGT" * 500 + "\n", _nan_weights(t, tiny_bert), blame="model"),
+        ["weight tensors hold NaN or infinity (", "the weights file is damaged: fetch it again"]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

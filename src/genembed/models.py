@@ -121,8 +121,15 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
         except (ValueError, ImportError):
             model, info = loader.from_pretrained(folder, **kwargs)
     except Exception as exc:
+        if "ignore_mismatched_sizes" in str(exc):  # the report transformers refers to was logged, not raised: make it
+            raise GenembedError(_size_mismatch(folder, loader, kwargs)) from None
         raise GenembedError(f"{folder}: cannot load model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     check_loaded_keys(folder, info)
+    with torch.no_grad():
+        broken = [name for name, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if broken:
+        raise GenembedError(f"{folder}: {len(broken)} weight tensors hold NaN or infinity ({', '.join(broken[:3])}"
+                            f"{' ...' if len(broken) > 3 else ''}); the weights file is damaged: fetch it again")
     if masked_lm_only:
         model = model.base_model
     return model.eval()
@@ -133,6 +140,21 @@ def load_model(folder: Path, spec: ModelSpec, dtype: Any = None):
 # belongs to another architecture
 UNUSED_PARTS = re.compile(r"(^|\.)pooler\.")
 HEAD_PARTS = re.compile(r"^(cls|lm_head|mlm_head|predictions|head|heads|classifier|decoder|qa_outputs)\.|(^|\.)pooler\.")
+
+
+def _size_mismatch(folder: Path, loader: Any, kwargs: dict[str, Any]) -> str:
+    """One line naming the weights whose shapes config.json contradicts."""
+    try:
+        _, info = loader.from_pretrained(folder, ignore_mismatched_sizes=True, **kwargs)
+        wrong = sorted(info.get("mismatched_keys", ()), key=lambda m: m[0])
+    except Exception:  # noqa: BLE001  (the first error stands)
+        wrong = []
+    if not wrong:
+        return f"{folder}: config.json does not match the weights' shapes"
+    key, stored, wanted = wrong[0]
+    more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+    return (f"{folder}: config.json does not match the weights: {key} is {list(stored)} in the weights file but"
+            f" {list(wanted)} by the config{more}; fix config.json or fetch the model again")
 
 
 def check_loaded_keys(folder: Path, info: dict[str, Any]) -> None:

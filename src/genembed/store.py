@@ -46,10 +46,12 @@ def write_shard(path: str | os.PathLike, embeddings: np.ndarray, window_id: np.n
     embeddings = embeddings.astype(np.float16)
     bad = ~np.isfinite(embeddings).all(1) if embeddings.ndim == 2 else np.zeros(0, dtype=bool)
     if bad.any():
+        advice = ("The model computed them in float32, so this is no overflow of reduced precision: check the model"
+                  if str(attrs.get("precision")) == "float32" else
+                  "An overflow in reduced precision: try embed.precision: fp32, or another layer/pooling")
         raise GenembedError(
             f"{path}: {int(bad.sum())} of {len(bad)} windows embed to NaN or infinity in float16 (window ids"
-            f" {', '.join(map(str, window_id[bad][:3]))}...); nothing written. An overflow in reduced precision:"
-            " try embed.precision: fp32, or another layer/pooling")
+            f" {', '.join(map(str, window_id[bad][:3]))}...); nothing written. {advice}")
     ensure_space(path, embeddings.nbytes + window_id.nbytes + (64 << 10))
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
