@@ -349,6 +349,11 @@ CASES = {
     "model weights that are NaN": (lambda t, tiny_bert, **_: _embed(
         t, ">c\n" + "ACGT" * 500 + "\n", _nan_weights(t, tiny_bert), blame="model"),
         ["weight tensors hold NaN or infinity (", "the weights file is damaged: fetch it again"]),
+    "N filter that is not a fraction": (lambda t, tiny_bert, **_: _embed_as(t, tiny_bert, "--genome", "g",
+                                                                          "--max-n-fraction", "nan"),
+                                        ["windows.max_n_fraction must be between 0 and 1, not nan"]),
+    "server port out of range": (lambda t, embedded, **_: (
+        ["serve", "--index", str(embedded / "index"), "--port", "70000"], None, []), ["--port 70000: not a port (1-65535)"]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

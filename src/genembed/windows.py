@@ -66,6 +66,8 @@ class WindowSpec:
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1 or self.shard_size < 1:
             raise GenembedError(f"window size, stride and shard size must be positive: {self}")
+        if not 0 <= self.max_n_fraction <= 1:  # NaN fails this too
+            raise GenembedError(f"windows.max_n_fraction must be between 0 and 1, not {self.max_n_fraction}")
 
 
 def plan_windows(cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str, max_tokens: int) -> dict:
