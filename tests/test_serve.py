@@ -119,6 +119,7 @@ def test_the_api_answers_regions_sequences_and_fasta_text(server, ecoli_sequence
     ({"region": "eco:../genomes/eco/genome.fa.gz:0-10"}, 400, "unknown contig '../genomes/eco/genome.fa.gz'"),
     ({"region": f"eco:{CONTIG}:0-999999999"}, 400, "longer than 1,000,000 bp"),
     ({"sequence": "ACGT" * 200, "exclude_self": True}, 400, "exclude_self needs a region"),
+    ({"sequence": "ACGT" * 300_000}, 400, "the request holds 1,200,000 bp, more than 1,000,000; split it"),
     ({"region": f"eco:nope:0-500"}, 400, "index/genomes/eco/genome.fa.gz: unknown contig 'nope'"),
     ({"region": f"eco:{CONTIG}:199000-201000"}, 400, "outside 0-200000"),
     ({"fasta": "ACGT\n"}, 400, "sequence before the first '>' header"),

@@ -46,3 +46,12 @@ def keep_freed_memory() -> bool:
     if not _done:
         log.debug("mallopt refused the thresholds; allocator defaults kept")
     return _done
+
+
+def release_freed_memory() -> bool:
+    """Hand the freed heap back to the system now (glibc's ``malloc_trim``): a server does so after a
+    large request, so that one big query does not leave its worker at its peak size."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

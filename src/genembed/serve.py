@@ -18,10 +18,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .errors import GenembedError, one_line
+from .memory import release_freed_memory
 from .index import read_manifest
 from .query import Index
 
 log = logging.getLogger(__name__)
+RELEASE_AFTER_BP = 100_000  # after a request this large, freed memory goes back to the system
 MAX_QUERY_BP = 1_000_000  # per request: about 20 s on 2 cores, so no request holds a worker for minutes
 WORKER_ENV = "GENEMBED_SERVE"  # what a worker process opens: {"index", "model", "log_level"} as JSON
 
@@ -97,18 +99,25 @@ def create_app(index: Index):
         if sum(len(x) for x in given) > 2 * MAX_QUERY_BP:
             raise GenembedError(f"the request holds more than {MAX_QUERY_BP:,} bp; split it")
         skipped: list[dict] = []
+        bp = sum(len(x) for x in given)
         with lock:
             if req.region:
                 region = Region.parse(req.region)
-                if region.end - region.start > MAX_QUERY_BP:
+                bp = region.end - region.start
+                if bp > MAX_QUERY_BP:
                     raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
                 hits = index.search_region(region, req.k, req.genomes, req.exclude_self, req.strand, req.windows,
                                            req.verify)
             else:
                 queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
                     {"query": "".join(req.sequence.split()).upper().encode()}
+                bp = sum(len(q) for q in queries.values())
+                if bp > MAX_QUERY_BP:
+                    raise GenembedError(f"the request holds {bp:,} bp, more than {MAX_QUERY_BP:,}; split it")
                 queries, skipped = index.screen(queries, req.strict)
                 hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows, verify=req.verify)
+        if bp > RELEASE_AFTER_BP:
+            release_freed_memory()  # a large request does not leave the worker at its peak size
         for bad in skipped:
             log.warning("query %r skipped: %s", bad["query"], bad["reason"])
         hits = hits.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))  # JSON has no NaN (E-values of old indexes)
