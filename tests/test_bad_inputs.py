@@ -354,6 +354,12 @@ CASES = {
                                         ["windows.max_n_fraction must be between 0 and 1, not nan"]),
     "server port out of range": (lambda t, embedded, **_: (
         ["serve", "--index", str(embedded / "index"), "--port", "70000"], None, []), ["--port 70000: not a port (1-65535)"]),
+    "AnnData export to a directory": (lambda t, embedded, **_: (
+        ["export", "--embeddings", str(embedded / "emb"), "--h5ad", str(t)], t, []),
+        ["a directory; name a file to write"]),
+    "index --out naming a file": (lambda t, embedded, **_: (
+        ["index", "--embeddings", str(embedded / "emb"), "--out", str(_write(t / "afile", "x"))], t / "afile", []),
+        ["a file; the index is a folder"]),
     "index.faiss of another index": (lambda t, embedded, **_: _query(
         t, embedded, "--sequence", "ACGTAGCTAGCTAGCATCGATCGACTAG", index=_index_copy(t, embedded, _foreign_faiss)),
         ["index.faiss: 0 vectors, but", "windows.parquet lists 30 windows"]),

@@ -67,3 +67,12 @@ def test_embedding_again_after_the_fasta_changed_embeds_the_new_sequence(tmp_pat
     assert main(["query", "--index", str(tmp_path / "idx"), "--sequence", new, "-k", "1", "--no-verify"]) == 0
     top = capsys.readouterr().out.splitlines()[1].split("\t")
     assert top[3:7] == ["g", "chrA", "10000", "11000"]
+
+
+def test_a_window_size_without_a_stride_gets_half_of_it(tmp_path, ecoli_sequence, tiny_bert):
+    fasta = tmp_path / "g.fa"
+    fasta.write_bytes(b">chrA\n" + ecoli_sequence[:2_000] + b"\n")
+    assert main(["embed", "--fasta", str(fasta), "--genome", "g", "--out", str(tmp_path / "emb"), "--model", str(tiny_bert),
+                 "--window", "120", "--tokenizer", "kmer"]) == 0
+    with h5py.File(next((tmp_path / "emb/embeddings/g").glob("*.h5"))) as f:
+        assert f.attrs["window_stride"] == 60 and f["embeddings"].shape[0] == (2_000 - 120) // 60 + 1

@@ -269,6 +269,8 @@ def cmd_index(args: argparse.Namespace) -> None:
     from .layout import PLAN, discover
     from .plan import RunPlan
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise GenembedError(f"--out {args.out}: a file; the index is a folder (name a new or existing folder)")
     genomes = discover(args.embeddings)
     plan = RunPlan.read(Path(args.embeddings) / PLAN)
     settings = IndexSettings(args.type, args.factory, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)

@@ -37,6 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     A killed writer leaves ``path`` untouched (old or absent); its temporary is removed by the
     next writer of the same path."""
     path = Path(path)
+    if path.is_dir():
+        raise GenembedError(f"{path}: a directory; name a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -47,6 +49,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         if disk_full(exc, path.parent):
             raise GenembedError(f"{path}: no space left on device") from None
+        if exc.filename and str(tmp) in (str(exc.filename), str(exc.filename2)):  # name the file the user gave
+            raise GenembedError(f"{path}: cannot write it ({exc.strerror or exc})") from None
         raise
     finally:
         if tmp.exists():
