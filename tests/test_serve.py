@@ -324,3 +324,21 @@ def test_the_page_searches_a_region_and_sorts_the_loci_in_chromium(server, brows
     assert browser.find_elements(By.CSS_SELECTOR, "#loci tbody tr")[0].find_elements(By.TAG_NAME, "td")[-1].text \
         == f"{CONTIG}:30001-31000"
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "api/search" not in e["message"]]
+
+
+def test_a_client_that_gives_up_stops_its_request_and_the_next_is_answered_soon(server, ecoli_sequence):
+    """450 queries of 2 kb (900 kb, about 10 s of work, searched 100 kb at a time) whose client leaves
+    after 2 s: the worker stops at its next batch and says so, and a query sent then is answered."""
+    import socket
+
+    records = "".join(f">r{i}\n{ecoli_sequence[i * 400 : i * 400 + 2_000].decode()}\n" for i in range(450))
+    body = json.dumps({"fasta": records, "k": 3}).encode()
+    with socket.create_connection(("127.0.0.1", server["port"])) as sock:
+        sock.sendall(b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(2)
+    started = time.monotonic()
+    assert call(server, {"region": f"eco:{CONTIG}:0-500", "k": 1})[0] == 200
+    waited = time.monotonic() - started
+    assert "client gone: request of 900000 bp stopped after" in server["log"].read_text(), server["log"].read_text()[-2000:]
+    assert waited < 8, waited

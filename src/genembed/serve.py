@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request  # module level: FastAPI resolves the endpoints' annotations here
 
 from .errors import GenembedError, one_line
 from .memory import release_freed_memory
@@ -24,6 +25,7 @@ from .query import Index
 
 log = logging.getLogger(__name__)
 RELEASE_AFTER_BP = 100_000  # after a request this large, freed memory goes back to the system
+BATCH_BP = 100_000  # a request's queries are searched this much at a time; a client gone stops it between batches
 MAX_QUERY_BP = 1_000_000  # per request: about 20 s on 2 cores, so no request holds a worker for minutes
 WORKER_ENV = "GENEMBED_SERVE"  # what a worker process opens: {"index", "model", "log_level"} as JSON
 
@@ -45,7 +47,7 @@ class SearchRequest(BaseModel):
 
 def create_app(index: Index):
     """The web application over an open index."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -90,7 +92,11 @@ def create_app(index: Index):
                 "window_stride": int(settings["window_stride"]), "pid": os.getpid()}
 
     @app.post("/api/search")
-    def search(req: SearchRequest) -> dict:
+    async def search(req: SearchRequest, request: Request) -> dict:
+        """The loci of one request, computed in batches of about BATCH_BP (one at a time per worker);
+        a client that disconnects stops its request at the next batch."""
+        from starlette.concurrency import run_in_threadpool
+
         given = [x for x in (req.sequence, req.fasta, req.region) if x]
         if len(given) != 1:
             raise GenembedError("give exactly one of sequence, fasta or region")
@@ -98,24 +104,37 @@ def create_app(index: Index):
             raise GenembedError("exclude_self needs a region (a sequence has no region of its own)")
         if sum(len(x) for x in given) > 2 * MAX_QUERY_BP:
             raise GenembedError(f"the request holds more than {MAX_QUERY_BP:,} bp; split it")
+
+        def locked(work):
+            with lock:
+                return work()
+
         skipped: list[dict] = []
-        bp = sum(len(x) for x in given)
-        with lock:
-            if req.region:
-                region = Region.parse(req.region)
-                bp = region.end - region.start
-                if bp > MAX_QUERY_BP:
-                    raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
-                hits = index.search_region(region, req.k, req.genomes, req.exclude_self, req.strand, req.windows,
-                                           req.verify)
-            else:
-                queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
-                    {"query": "".join(req.sequence.split()).upper().encode()}
-                bp = sum(len(q) for q in queries.values())
-                if bp > MAX_QUERY_BP:
-                    raise GenembedError(f"the request holds {bp:,} bp, more than {MAX_QUERY_BP:,}; split it")
-                queries, skipped = index.screen(queries, req.strict)
-                hits = index.search_loci(queries, req.k, req.genomes, req.strand, windows=req.windows, verify=req.verify)
+        if req.region:
+            region = Region.parse(req.region)
+            bp = region.end - region.start
+            if bp > MAX_QUERY_BP:
+                raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
+            hits = await run_in_threadpool(locked, lambda: index.search_region(
+                region, req.k, req.genomes, req.exclude_self, req.strand, req.windows, req.verify))
+        else:
+            queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
+                {"query": "".join(req.sequence.split()).upper().encode()}
+            bp = sum(len(q) for q in queries.values())
+            if bp > MAX_QUERY_BP:
+                raise GenembedError(f"the request holds {bp:,} bp, more than {MAX_QUERY_BP:,}; split it")
+            queries, skipped = index.screen(queries, req.strict)
+            parts = []
+            for batch in _batches(queries, BATCH_BP):
+                if await request.is_disconnected():
+                    log.warning("client gone: request of %d bp stopped after %d of %d queries", bp,
+                                sum(p.select("query").n_unique() for p in parts), len(queries))
+                    break
+                parts.append(await run_in_threadpool(locked, lambda b=batch: index.search_loci(
+                    b, req.k, req.genomes, req.strand, windows=req.windows, verify=req.verify)))
+            if not parts:  # the client left before the first batch
+                return {"columns": [], "rows": [], "skipped": skipped}
+            hits = pl.concat(parts, how="vertical_relaxed")
         if bp > RELEASE_AFTER_BP:
             release_freed_memory()  # a large request does not leave the worker at its peak size
         for bad in skipped:
@@ -124,6 +143,20 @@ def create_app(index: Index):
         return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
 
     return app
+
+
+def _batches(queries: dict[str, bytes], size: int):
+    """Queries in dicts of about ``size`` bp (a longer query alone)."""
+    batch: dict[str, bytes] = {}
+    total = 0
+    for name, seq in queries.items():
+        if batch and total + len(seq) > size:
+            yield batch
+            batch, total = {}, 0
+        batch[name] = seq
+        total += len(seq)
+    if batch:
+        yield batch
 
 
 def open_index(index_dir: str | os.PathLike, model: str | None = None) -> Index:
