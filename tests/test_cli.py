@@ -42,37 +42,3 @@ def test_cli_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
     assert not (tmp_path / "out.fa.gz").exists()
     assert main(["query", "--index", str(tmp_path), "--sequence", "ACGT"]) == 1
     assert "not a genembed index" in capsys.readouterr().err
-
-
-def test_embedding_again_after_the_fasta_changed_embeds_the_new_sequence(tmp_path, ecoli_sequence, tiny_bert, capsys):
-    """The same genome id over a FASTA whose sequence changed: the shards are made again from the new
-    sequence (a shard names the checksum of the sequence it was made from), and the shards the
-    shorter genome no longer has are removed; the index then finds the new sequence, not the old."""
-    fasta, out = tmp_path / "g.fa", tmp_path / "emb"
-    embed = ["embed", "--fasta", str(fasta), "--genome", "g", "--out", str(out), "--model", str(tiny_bert),
-             "--window", "1000", "--stride", "1000", "--shard-size", "20", "--tokenizer", "kmer"]
-    fasta.write_bytes(b">chrA\n" + ecoli_sequence[:50_000] + b"\n")
-    assert main(embed) == 0
-    assert len(list((out / "embeddings/g").glob("*.h5"))) == 3  # 50 windows in shards of 20
-    capsys.readouterr()
-    assert main(embed) == 0  # unchanged: nothing to do
-    assert "0 windows embedded now" in capsys.readouterr().out
-    fasta.write_bytes(b">chrA\n" + ecoli_sequence[100_000:130_000] + b"\n")
-    assert main(embed) == 0
-    assert "30 windows embedded now" in capsys.readouterr().out
-    assert len(list((out / "embeddings/g").glob("*.h5"))) == 2 and len(list((out / "windows/g").glob("*.parquet"))) == 2
-    assert main(["index", "--embeddings", str(out), "--out", str(tmp_path / "idx")]) == 0
-    capsys.readouterr()
-    new = ecoli_sequence[110_000:111_000].decode()
-    assert main(["query", "--index", str(tmp_path / "idx"), "--sequence", new, "-k", "1", "--no-verify"]) == 0
-    top = capsys.readouterr().out.splitlines()[1].split("\t")
-    assert top[3:7] == ["g", "chrA", "10000", "11000"]
-
-
-def test_a_window_size_without_a_stride_gets_half_of_it(tmp_path, ecoli_sequence, tiny_bert):
-    fasta = tmp_path / "g.fa"
-    fasta.write_bytes(b">chrA\n" + ecoli_sequence[:2_000] + b"\n")
-    assert main(["embed", "--fasta", str(fasta), "--genome", "g", "--out", str(tmp_path / "emb"), "--model", str(tiny_bert),
-                 "--window", "120", "--tokenizer", "kmer"]) == 0
-    with h5py.File(next((tmp_path / "emb/embeddings/g").glob("*.h5"))) as f:
-        assert f.attrs["window_stride"] == 60 and f["embeddings"].shape[0] == (2_000 - 120) // 60 + 1
