@@ -145,3 +145,27 @@ def test_centred_labels_need_a_promoter_in_the_windows_central_bin(tmp_path):
     centre = WindowLabeler(features, {"chr1": 7000}, 200, 50, centre=250).label(w)["promoter"].to_list()
     # the region is [800, 1050): window 0 holds it at its edge, window 1 in its central 250 bp [925, 1175)
     assert edge == [True, True, True] and centre == [False, True, False]
+
+
+OPERONS = "".join(
+    f"chr1\tsrc\tgene\t{a}\t{b}\t.\t{strand}\t.\tID={name}\n" for name, a, b, strand in [
+        ("a1", 1001, 2000, "+"), ("a2", 2021, 3000, "+"), ("a3", 3001, 3500, "+"),  # an operon: gaps 20 and 0 bp
+        ("b1", 3601, 4000, "-"), ("b2", 4031, 5000, "-"),  # an operon on -: its first gene is b2 (gap 30 bp)
+        ("c1", 5101, 6000, "+"),  # 100 bp past b2, on the other strand: its own promoter
+        ("c2", 6201, 7000, "+"),  # 200 bp after c1: too far for one operon
+        ("d1", 7021, 8000, "-"), ("d2", 8011, 9000, "+"),  # 10 bp apart but on opposite strands
+    ])
+
+
+def test_operon_aware_labels_give_a_promoter_to_each_operons_first_gene_only(tmp_path):
+    (tmp_path / "a.gff").write_text("##gff-version 3\n" + OPERONS)
+    features = read_annotation(tmp_path / "a.gff")
+    every = gene_starts(features)
+    heads = gene_starts(features, operon_gap=50)
+    assert len(every) == 9
+    # a1 (+, first), b2 (-, its tss is its last base), c1, c2, d1, d2
+    assert heads.rows() == [("chr1", 1000, "+"), ("chr1", 4999, "-"), ("chr1", 5100, "+"), ("chr1", 6200, "+"),
+                            ("chr1", 7999, "-"), ("chr1", 8010, "+")]
+    labels = WindowLabeler(features, {"chr1": 10_000}, 200, 50, operon_gap=50).label(pl.DataFrame(
+        {"contig": ["chr1"] * 3, "start": [1900, 2900, 4900], "end": [2100, 3100, 5100]}))
+    assert labels["promoter"].to_list() == [False, False, True]  # a2 and a3 start inside an operon; b2 and c1 head theirs

@@ -165,17 +165,39 @@ def with_classes(features: pl.DataFrame) -> pl.DataFrame:
     return features.with_columns(pl.coalesce(_rna_class(pl.col("type")), _rna_class(pl.col("biotype"))).alias("rna_class"))
 
 
-def gene_starts(features: pl.DataFrame) -> pl.DataFrame:
+def gene_starts(features: pl.DataFrame, operon_gap: int = 0) -> pl.DataFrame:
     """Starts of genes and transcripts (alternative TSSs included; pseudogenes left out):
     contig, tss, strand. ``tss`` is the first transcribed base: ``start`` on the + strand,
-    ``end - 1`` on the - strand."""
+    ``end - 1`` on the - strand. With ``operon_gap`` (bacteria), only the first gene of each run
+    of same-strand genes whose intergenic gaps are at most that many bp: the genes of an operon
+    after its first are transcribed from its promoter, not from one of their own."""
     genes = features.filter(pl.col("type").is_in(list(_GENE_TYPES))
                             & ~pl.col("biotype").fill_null("").str.contains("pseudogene"))
-    return genes.filter(pl.col("strand").is_in(["+", "-"])).select(
+    genes = genes.filter(pl.col("strand").is_in(["+", "-"]))
+    if operon_gap > 0:
+        genes = operon_heads(genes, operon_gap)
+    return genes.select(
         "contig",
         pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1).alias("tss"),
         "strand",
     ).unique(maintain_order=True)
+
+
+def operon_heads(genes: pl.DataFrame, gap: int) -> pl.DataFrame:
+    """The genes that start an operon: on each contig, in coordinate order, a gene is in the operon
+    of the gene before it when both are on the same strand with at most ``gap`` bp between them and
+    no gene of the other strand in between; the head is the upstream end (the first on +, the last
+    on -). Overlapping genes count as gap 0."""
+    g = genes.sort("contig", "start", "end").with_columns(
+        pl.col("strand").shift(1).over("contig").alias("_prev_strand"),
+        pl.col("end").shift(1).over("contig").alias("_prev_end"),
+        pl.col("strand").shift(-1).over("contig").alias("_next_strand"),
+        pl.col("start").shift(-1).over("contig").alias("_next_start"),
+    )
+    joined_before = (pl.col("_prev_strand") == pl.col("strand")) & (pl.col("start") - pl.col("_prev_end") <= gap)
+    joined_after = (pl.col("_next_strand") == pl.col("strand")) & (pl.col("_next_start") - pl.col("end") <= gap)
+    head = pl.when(pl.col("strand") == "+").then(~joined_before.fill_null(False)).otherwise(~joined_after.fill_null(False))
+    return g.filter(head).drop("_prev_strand", "_prev_end", "_next_strand", "_next_start")
 
 
 def _around(starts: pl.DataFrame, upstream: int, downstream: int, contigs: dict[str, int]) -> pl.DataFrame:
@@ -193,9 +215,10 @@ def _around(starts: pl.DataFrame, upstream: int, downstream: int, contigs: dict[
 
 
 def promoter_regions(features: pl.DataFrame, upstream: int, downstream: int,
-                     contigs: dict[str, int]) -> pl.DataFrame:
-    """Regions from ``upstream`` bp before to ``downstream`` bp after each gene start, strand-aware."""
-    return _around(gene_starts(features), upstream, downstream, contigs)
+                     contigs: dict[str, int], operon_gap: int = 0) -> pl.DataFrame:
+    """Regions from ``upstream`` bp before to ``downstream`` bp after each gene start (with
+    ``operon_gap``: each operon's first gene, :func:`operon_heads`), strand-aware."""
+    return _around(gene_starts(features, operon_gap), upstream, downstream, contigs)
 
 
 class Coverage:
@@ -242,12 +265,12 @@ class WindowLabeler:
     annotation's gene starts; without ``features`` every window's class is ``unannotated``."""
 
     def __init__(self, features: pl.DataFrame | None, contigs: dict[str, int], upstream: int, downstream: int,
-                 promoters: pl.DataFrame | None = None, centre: int | None = None):
+                 promoters: pl.DataFrame | None = None, centre: int | None = None, operon_gap: int = 0):
         self.centre = centre
         if promoters is None:
             if features is None:
                 raise ValueError("WindowLabeler needs an annotation or promoter regions")
-            promoters = promoter_regions(features, upstream, downstream, contigs)
+            promoters = promoter_regions(features, upstream, downstream, contigs, operon_gap)
         self.promoters = Coverage(promoters)
         self.classes: dict[str, Coverage] | None = None
         if features is not None:

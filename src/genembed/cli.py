@@ -232,7 +232,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"{out / 'clusters/clusters.html'}")
         if any(g.annotation or g.promoters for g in genomes):
             plan = RunPlan.read(Path(args.embeddings) / PLAN)
-            settings = PromoterSettings(track_step=args.track_step, seed=args.seed)
+            settings = PromoterSettings(track_step=args.track_step, operon_gap=args.operon_gap, seed=args.seed)
             run_promoter_report(genomes, out / "promoters", settings, plan)
             print(f"{out / 'promoters/promoters.html'}")
     finally:
@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BED of known promoters or TSSs of a genome; takes precedence over its annotation")
     r.add_argument("--method", choices=["kmeans", "hdbscan"], default=CLUSTERS.method)
     r.add_argument("--k", type=_size, default=CLUSTERS.k, help="k-means clusters, or auto: the best silhouette (default)")
+    r.add_argument("--operon-gap", type=int, default=PROMOTERS.operon_gap,
+                   help="bacteria: only the first gene of same-strand runs with gaps up to this many bp gets a promoter (0: every gene)")
     r.add_argument("--track-step", type=int, default=PROMOTERS.track_step,
                    help="bp between promoter-track values (a dense scan with the shards' model); at or above the"
                         " stride, one value per window")

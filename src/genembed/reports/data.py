@@ -18,9 +18,10 @@ from ..store import read_shard
 
 
 def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int,
-                  centre: int | None = None) -> dict[str, WindowLabeler | None]:
+                  centre: int | None = None, operon_gap: int = 0) -> dict[str, WindowLabeler | None]:
     """A labeler per genome with an annotation or a promoter BED (both checked against the genome's
-    contigs); with ``centre``, a window is a promoter when its central ``centre`` bp overlap a promoter."""
+    contigs); with ``centre``, a window is a promoter when its central ``centre`` bp overlap a promoter;
+    with ``operon_gap``, only operons' first genes have promoters (:func:`genembed.annotation.operon_heads`)."""
     out: dict[str, WindowLabeler | None] = {}
     for g in genomes:
         if g.annotation is None and g.promoters is None:
@@ -32,7 +33,8 @@ def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int,
             features = read_annotation(g.annotation)
             check_contigs(features, contigs, g.annotation)
         bed = read_promoter_bed(g.promoters, contigs, upstream, downstream) if g.promoters is not None else None
-        out[g.name] = WindowLabeler(features, contigs, upstream, downstream, promoters=bed, centre=centre)
+        out[g.name] = WindowLabeler(features, contigs, upstream, downstream, promoters=bed, centre=centre,
+                                    operon_gap=operon_gap)
     return out
 
 

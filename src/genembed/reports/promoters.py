@@ -43,6 +43,7 @@ class PromoterSettings:
     bootstrap: int = 1000  # block-bootstrap resamples for the confidence intervals
     block_bp: int = 10_000  # bootstrap block length
     labels: str = "centre"  # centre: the window's central stride bp overlap a promoter; overlap: any 1 bp of it
+    operon_gap: int = 0  # > 0 (bacteria): only the first gene of same-strand runs with gaps up to this many bp has a promoter
     track_step: int = 100  # bp between track values (windows re-embedded every step bp); >= the stride: one per window
     max_n_fraction: float = 0.1  # track windows with more N are not scored (as the run skips them)
     seed: int = 0
@@ -50,6 +51,8 @@ class PromoterSettings:
     def __post_init__(self) -> None:
         if self.labels not in ("centre", "overlap"):
             raise GenembedError(f"promoters.labels must be 'centre' or 'overlap', not {self.labels!r}")
+        if self.operon_gap < 0:
+            raise GenembedError(f"promoters.operon_gap must be 0 (off) or a number of bp, not {self.operon_gap}")
 
 
 def held_out(genome: GenomeInputs, settings: PromoterSettings) -> dict[str, tuple[int, int]]:
@@ -161,7 +164,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     the dense track's windows already embedded (:func:`stored_track`), scored instead of a scan."""
     out = Path(out_dir)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream,
-                             stride if settings.labels == "centre" else None)
+                             stride if settings.labels == "centre" else None, settings.operon_gap)
     if not any(labelers.values()):
         raise GenembedError("promoter report: no genome has an annotation or a promoter BED (add one to the genome sheet)")
     with report_folder(out) as work:  # all of the report or none of it
