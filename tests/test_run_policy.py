@@ -37,8 +37,12 @@ def test_the_sheet_refuses_duplicate_and_colliding_genome_ids_naming_them(tmp_pa
     sheet.write_text(f"genome\tfasta\n{a}\ta.fa\n{b}\tb.fa\n")
     with pytest.raises(GenembedError, match=f"genome ids {a} and {b} hash alike .*; rename one"):
         read_sheet(sheet)
-    sheet.write_text("genome\tfasta\n007\ta.fa\n")  # ids stay text; optional columns are added
-    assert read_sheet(sheet) == [{"genome": "007", "fasta": "a.fa", "annotation": None, "promoters": None}]
+    fasta = tmp_path / "a.fa"
+    sheet.write_text(f"genome\tfasta\n007\t{fasta}\n")  # ids stay text; optional columns are added
+    with pytest.raises(GenembedError, match=f"{sheet}: line 2: FASTA {fasta} not found$"):
+        read_sheet(sheet)
+    fasta.write_text(">c\nACGT\n")
+    assert read_sheet(sheet) == [{"genome": "007", "fasta": str(fasta), "annotation": None, "promoters": None}]
     with pytest.raises(GenembedError, match="cannot read the genome sheet"):
         read_sheet(tmp_path / "missing.tsv")
 

@@ -101,16 +101,16 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise GenembedError(f"{path}: duplicate genome ids: {', '.join(dup)}")
     rows = sheet.to_dicts()
     for i, row in enumerate(rows):
-        where = f"{path}: line {line_of[i]}"
         try:
             check_genome_id(str(row["genome"]))
         except GenembedError as exc:
-            raise GenembedError(f"{where}: {exc}") from None
+            raise GenembedError(f"{path}: line {line_of[i]}: {exc}") from None
+    check_codes([str(r.get("genome")) for r in rows], str(path))
+    for i, row in enumerate(rows):
         fasta = Path(str(row["fasta"]))
         if row["fasta"] and not fasta.exists():
-            raise GenembedError(f"{where}: FASTA {fasta} not found" + (
+            raise GenembedError(f"{path}: line {line_of[i]}: FASTA {fasta} not found" + (
                 f" (a relative path is read from the working directory, {Path.cwd()})" if not fasta.is_absolute() else ""))
-    check_codes([str(r.get("genome")) for r in rows], str(path))
     return rows
 
 
