@@ -13,12 +13,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .windows import encode  # base codes 0-3; 4 (N, IUPAC) scores 0
+
 NEG = -(1 << 28)
 FOLLOW = 16  # half-width of the band that follows the path: indels drift it a few bases at most
 OPS = np.frombuffer(b"=XID", dtype=np.uint8)  # op codes 0-3
-CODES = np.full(256, 4, dtype=np.uint8)  # A, C, G, T in either case; anything else (N, IUPAC) scores 0
-for _i, _b in enumerate(b"ACGT"):
-    CODES[_b] = CODES[_b + 32] = _i
 
 
 @njit(cache=True, nogil=True)
@@ -123,8 +122,7 @@ def extension(query: bytes, target: bytes, end: tuple[int, int], score: int, mat
     its query and target starts and CIGAR (``=XID``); None when no band within ``max_cells`` reaches
     the score."""
     qe, te = end
-    q = CODES[np.frombuffer(query[: qe + 1], dtype=np.uint8)[::-1]]
-    t = CODES[np.frombuffer(target[: te + 1], dtype=np.uint8)[::-1]]
+    q, t = encode(query[: qe + 1])[::-1].copy(), encode(target[: te + 1])[::-1].copy()
     tries = [(FOLLOW, True)] + [(w, False) for w in (64, 256, 1024) if w < max(len(q), len(t)) + 64]
     for w, follow in tries:
         if (len(q) + 1) * (2 * w + 1) > max_cells:

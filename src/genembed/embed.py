@@ -133,6 +133,9 @@ def mean_pool(hidden, ids, real, special):
 class Embedder:
     """A loaded model plus the pooling settings; turns token rows into pooled vectors."""
 
+    source: str = "the traced encoder"  # what errors name (a loaded model: its folder or hub id)
+    vocab_size: int | None = None  # token ids must stay below it (a traced encoder: checked at export)
+
     def __init__(self, spec: ModelSpec, settings: EmbedSettings):
         keep_freed_memory()
         device = pick_device(settings.device)
@@ -168,7 +171,6 @@ class Embedder:
         self.budget, self.pad_id = settings.token_budget, int(pad_id)
         self.special = torch.tensor(list(special), dtype=torch.long, device=device)
         self.takes_mask, self.takes_hidden_states = takes_mask, takes_hidden_states
-        self.source, self.vocab_size = getattr(self, "source", "the traced encoder"), getattr(self, "vocab_size", None)
 
     def _output_width(self) -> int:
         """Width of the pooled vectors, read off one forward pass (not the config: Caduceus-PS

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .io import atomic_path, write_json
+from .windows import encode
 
 if TYPE_CHECKING:
     from .genome import Genome
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 VERSION = 1
 SUFFIX, INFO_SUFFIX = ".packed", ".packed.json"
-_CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _b in enumerate(b"ACGT"):
-    _CODE[_b] = _CODE[_b + 32] = _i
 _UNPACK = np.frombuffer(b"ACGT", dtype=np.uint8)[
     (np.arange(256, dtype=np.uint8)[:, None] >> np.array([6, 4, 2, 0], dtype=np.uint8)) & 3]  # byte -> 4 bases
 
@@ -79,7 +77,7 @@ def pack(genome: "Genome") -> PackedGenome:
     contigs, n_runs, offset = {}, {}, 0
     with atomic_path(Path(f"{fasta}{SUFFIX}")) as tmp, open(tmp, "wb") as out:
         for name, length in genome.contigs.items():
-            codes = _CODE[np.frombuffer(genome.fetch(name, 0, length), dtype=np.uint8)]
+            codes = encode(genome.fetch(name, 0, length))
             other = np.flatnonzero(np.diff(np.concatenate([[0], (codes == 4).astype(np.int8), [0]])))
             n_runs[name] = other.reshape(-1, 2).tolist()
             codes = np.concatenate([codes & 3, np.zeros(-length % 4, dtype=np.uint8)]).reshape(-1, 4)

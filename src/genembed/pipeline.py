@@ -88,11 +88,11 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
         files = [ShardFiles.at(root, genome, shard_name(i)) for i in range(n_shards)]
         for folder in {p.parent for f in files[:1] for p in (f.windows, f.tokens, f.out, root / PLAN)}:
             made += missing_folders(folder)
-        _check_same_plan(plan, root, genome)
-        plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
-        tokenizer = plan.make_tokenizer(embedder.tokenizer)
         sequence = {"genome_checksum": sequence_checksum(prepared)}
         attrs = {**plan.shard_attrs(embedder), **sequence}
+        _check_same_identity(attrs, root, genome)
+        plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
+        tokenizer = plan.make_tokenizer(embedder.tokenizer)
         kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
         todo = [f for f in files if f.out not in kept]
         _remove_other_shards(files)  # a genome that changed may have fewer shards now
@@ -110,22 +110,19 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
     return GenomeInputs(genome, prepared, None, [f.windows for f in files], [f.out for f in files]), kept, n
 
 
-def _check_same_plan(plan: RunPlan, root: Path, genome: str) -> None:
-    """Refuse to embed a genome into a results folder whose other genomes were embedded with another
-    plan (model, tokenizer, windows or embedding settings): its plan would be overwritten and the
-    folder's shards could no longer be indexed together."""
-    if not (root / PLAN).is_file():
-        return
-    def identity(p: RunPlan) -> dict[str, Any]:  # not where or how fast it runs (device, token budget)
-        return {"model": p.fingerprint, "tokenizer": p.tokenizer.describe(), "window size": p.windows.size,
-                "window stride": p.windows.stride, "N filter": p.windows.max_n_fraction, "pooling": p.embed.pooling,
-                "layer": p.embed.layer, "precision": p.embed.precision, "strands": p.embed.strands}
+def _check_same_identity(attrs: dict[str, Any], root: Path, genome: str) -> None:
+    """Refuse to embed a genome into a results folder whose other genomes' shards differ from these
+    ``attrs`` where ``genembed index`` needs them alike (:data:`genembed.store.IDENTITY_KEYS`,
+    precision, width): the run plan would be overwritten and the folder could not be indexed."""
+    from .store import IDENTITY_KEYS, read_attrs
 
-    before, now = identity(RunPlan.read(root / PLAN)), identity(plan)
-    changed = [k for k in now if before[k] != now[k]]
-    others = [p.name for p in (root / "embeddings").glob("*") if p.is_dir() and p.name != genome and any(p.glob("*.h5"))]
-    if changed and others:
-        raise GenembedError(f"{root / PLAN}: {root} holds genomes embedded with another {', '.join(changed)} ({', '.join(others[:3])});"
+    keys = (*IDENTITY_KEYS, "precision", "dim")
+    others = sorted(p for p in (root / "embeddings").glob("*/[0-9]*.h5") if p.parent.name != genome)
+    changed = [k for k in keys if others and str(read_attrs(others[0]).get(k)) != str(attrs.get(k))]
+    if changed:
+        names = sorted({p.parent.name for p in others})
+        raise GenembedError(f"{root / PLAN}: {root} holds genomes embedded with another"
+                            f" {', '.join(k.replace('_', ' ') for k in changed)} ({', '.join(names[:3])});"
                             " embed into another --out, or with the same settings")
 
 

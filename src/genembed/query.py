@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,9 +240,7 @@ class Searcher:
     def _stored(self) -> np.ndarray:
         """The index's vectors (float16, id-table order), memory-mapped: only the rows read are loaded."""
         if self._vectors is None:
-            path = self.dir / VECTORS_FILE
-            if not path.is_file():
-                raise GenembedError(f"{path}: not found; this index re-scores its hits from it (rebuild the index)")
+            path = self.dir / VECTORS_FILE  # there: checked when the index was opened
             try:
                 vectors = np.load(path, mmap_mode="r")
             except ValueError as exc:
@@ -292,10 +289,7 @@ class Index:
         self.searcher = Searcher(self.dir, self.manifest)
         self.encoder = QueryEncoder(self.dir, self.manifest, model)
         self._genomes: dict[str, Genome] = {}
-        self._local = threading.local()  # per worker thread: its own genome handles (pysam's are not shared)
-        self._handles: list[Genome] = []
         self._packed: dict[str, Any] = {}
-        self._pool = None
         self._calibration = None
 
     @classmethod
@@ -497,26 +491,6 @@ class Index:
             self._packed[name] = packed(self.genome(name))
         return self._packed[name]
 
-    def genome_here(self, name: str) -> Genome:
-        """:meth:`genome` for the calling thread: worker threads read through handles of their own."""
-        if threading.current_thread() is threading.main_thread():
-            return self.genome(name)
-        mine = self._local.__dict__.setdefault("genomes", {})
-        if name not in mine:
-            mine[name] = Genome(self.genome(name).path)
-            self._handles.append(mine[name])
-        return mine[name]
-
-    def workers(self):
-        """A pool of threads, one per core, kept while the index is open (verification aligns in it)."""
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            from .verify import THREADS
-
-            self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="genembed-verify")
-        return self._pool
-
     def fetch(self, region: Region) -> bytes:
         if region.genome not in self.manifest["genomes"]:
             raise GenembedError(f"region {region}: genome {region.genome!r} is not in this index"
@@ -548,11 +522,7 @@ class Index:
             pl.Series("contig_length", [contigs[k] for k in zip(loci["genome"], loci["contig"])], dtype=pl.Int64))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-        for genome in [*self._genomes.values(), *self._handles]:
+        for genome in self._genomes.values():
             genome.close()
         self._genomes.clear()
-        self._handles.clear()
         self._packed.clear()

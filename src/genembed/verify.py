@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
@@ -119,8 +120,9 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
     if loci.is_empty():
         return unverified(loci)
     sig = index.calibration().alignment
-    # stretches are read from the packed copies; where a genome has none, a contig with many
-    # candidates is read whole, once (reading 10 kb of it costs about one fetch)
+    # stretches come from the packed copies (a slice each); where a genome has none (an older index
+    # in a read-only folder), from its FASTA copy, a contig with many candidates read whole, once
+    # (reading 10 kb of it costs about one fetch)
     packs = {g: index.packed(g) for g in loci["genome"].unique().to_list()}
     many = loci.group_by("genome", "contig").len().rows()
     whole = {(g, c): index.genome(g).fetch(c, 0, index.genome(g).contigs[c]) for g, c, n in many
@@ -131,12 +133,14 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
             return packs[genome].fetch(contig, lo, hi)
         if (genome, contig) in whole:
             return whole[genome, contig][lo:hi]
-        return index.genome_here(genome).fetch(contig, lo, hi)
-    todo: dict[str, list[tuple[dict, int, int]]] = {}  # per query: its candidates, their stretches of genome
+        return index.genome(genome).fetch(contig, lo, hi)
+
+    todo: dict[str, list[tuple[dict, int, bytes]]] = {}  # per query: its candidates, their stretches of genome
     for row in loci.iter_rows(named=True):
         query = queries[row["query"]]
         if len(query) <= MAX_VERIFY_BP:
-            todo.setdefault(row["query"], []).append((row, *_stretch(index, row, len(query))))
+            lo, hi = _stretch(index, row, len(query))
+            todo.setdefault(row["query"], []).append((row, lo, read(row["genome"], row["contig"], lo, hi)))
     local = threading.local()
 
     def align(name: str) -> list[dict | None | bool]:  # one query's candidates, in a worker thread (parasail frees the GIL)
@@ -145,15 +149,13 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
         if not hasattr(local, "aligner"):
             local.aligner = Aligner()
         query = queries[name]
-        targets = [read(row["genome"], row["contig"], lo, hi) for row, lo, hi in todo[name]]
-        scored = [_score(index, local.aligner, row, lo, target, query)
-                  for (row, lo, _), target in zip(todo[name], targets)]
+        scored = [_score(index, local.aligner, row, lo, target, query) for row, lo, target in todo[name]]
         out: list[dict | None | bool] = [None] * len(scored)
         kept: list[tuple[str, str, int, int]] = []
         traced_ends: set[tuple] = set()
         significant = [j for j, sc in enumerate(scored) if sig.evalue(sc.best[0], len(query)) <= evalue]
         for j in sorted(significant, key=lambda j: -scored[j].best[0]):  # best first, traced until k distinct loci
-            (row, lo, _), target = todo[name][j], targets[j]
+            row, lo, target = todo[name][j]
             sc = scored[j]
             end = (row["genome"], row["contig"], sc.strand, sc.start + sc.best[2], sc.best[0])  # traced: a copy of one
             if end in traced_ends or len(kept) >= k and name not in (exclude or {}):  # (all where the own region is dropped later)
@@ -166,7 +168,8 @@ def verify(index: "Index", loci: pl.DataFrame, queries: Mapping[str, bytes], k: 
                 kept.append(spot)
         return out
 
-    aligned = dict(zip(todo, index.workers().map(align, todo)))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), THREADS))) as pool:
+        aligned = dict(zip(todo, pool.map(align, todo)))
     rows = [{**row, "verified": False} if a is None else {**row, **a, "verified": True}
             for name, items in todo.items() for (row, _, _), a in zip(items, aligned[name]) if a is not False]
     rows += [{**row, "verified": False} for row in loci.iter_rows(named=True) if len(queries[row["query"]]) > MAX_VERIFY_BP]

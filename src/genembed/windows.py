@@ -54,7 +54,7 @@ class WindowSpec:
         ``contigs``: about ``SHARDS_PER_GENOME`` shards at most, a multiple of ``MIN_SHARD_SIZE``
         windows each (2,500 for a bacterium, 25,000 for a human genome at 500/250 bp)."""
         size = int(cfg["size"])
-        stride = max(1, size // 2) if cfg.get("stride", "auto") == "auto" else int(cfg["stride"])
+        stride = stride_of(size, cfg.get("stride", "auto"))
         shard_size = cfg.get("shard_size", "auto")
         if shard_size == "auto":
             if contigs is None:
@@ -84,8 +84,12 @@ def plan_windows(cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str
             f"windows.size {size} bp does not fit {model}: it takes at most {max_tokens} tokens, which hold"
             f" {max_bp} bp with this tokenizer; set windows.size to {max_bp} or less (or auto)"
         )
-    stride = max(1, size // 2) if cfg.get("stride", "auto") == "auto" else int(cfg["stride"])
-    return {**cfg, "size": size, "stride": stride, "max_bp": max_bp}
+    return {**cfg, "size": size, "stride": stride_of(size, cfg.get("stride", "auto")), "max_bp": max_bp}
+
+
+def stride_of(size: int, stride: int | str) -> int:
+    """``windows.stride`` resolved: ``auto`` is half the window size."""
+    return max(1, int(size) // 2) if stride == "auto" else int(stride)
 
 
 GENOME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # as workflow/schemas/genomes.schema.yaml
@@ -181,11 +185,11 @@ def shard_segments(contigs: Sequence[tuple[str, int]], spec: WindowSpec, shard: 
 
 _CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate(b"ACGT"):
-    _CODE[_b] = _i
+    _CODE[_b] = _CODE[_b + 32] = _i
 
 
 def encode(seq: bytes) -> np.ndarray:
-    """Bases as codes 0..3 for A, C, G, T and 4 for anything else (upper-case input)."""
+    """Bases as codes 0..3 for A, C, G, T (either case) and 4 for anything else (N, IUPAC codes)."""
     return _CODE[np.frombuffer(seq, dtype=np.uint8)]
 
 

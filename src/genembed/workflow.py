@@ -115,8 +115,8 @@ def read_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _check_fields(path: str | os.PathLike) -> list[int]:
-    """Refuse a sheet row with more or fewer tab-separated fields than its header, naming the line;
-    the line number of each row."""
+    """Refuse a sheet row with more tab-separated fields than its header, naming the line (fewer
+    leave optional columns empty); the line number of each row."""
     try:
         lines = Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:

@@ -10,7 +10,7 @@ from genembed import layout
 from genembed.genome import read_fai, sidecar_fai
 from genembed.index import IndexSettings
 from genembed.plan import RunPlan, WindowPlan
-from genembed.windows import shard_count, window_count
+from genembed.windows import shard_count, stride_of, window_count
 from genembed.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
                                with_defaults)
 
@@ -107,8 +107,7 @@ def pack_fastas(wildcards):
 def window_plan():
     """The run plan's windows; the config's while it has no auto size (so the DAG needs no model)."""
     if not Path(PLAN).is_file() and WINDOW_CONFIG["size"] != "auto":
-        stride = WINDOW_CONFIG["stride"]
-        return WindowPlan(**{**WINDOW_CONFIG, "stride": max(1, int(WINDOW_CONFIG["size"]) // 2) if stride == "auto" else stride})
+        return WindowPlan(**{**WINDOW_CONFIG, "stride": stride_of(WINDOW_CONFIG["size"], WINDOW_CONFIG["stride"])})
     return RunPlan.read(checkpoints.describe_model.get().output[0]).windows
 
 
