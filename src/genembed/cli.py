@@ -52,8 +52,15 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
     tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
     with tempfile.TemporaryDirectory() as tmp:
-        stats = tune(lambda: _prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
-                     args.trust_remote_code, args.device, args.revision, args.checkpoint)
+        if args.kmer_channels:
+            from .kmerbranch import tune_branch
+
+            if not args.model:
+                raise GenembedError("tune --kmer-channels: give the genembed-conv encoder to fuse the branch into (--model)")
+            stats = tune_branch(_prepared(args.fasta, Path(tmp)), args.model, args.out, _from_args(TuneConfig, args))
+        else:
+            stats = tune(lambda: _prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
+                         args.trust_remote_code, args.device, args.revision, args.checkpoint)
     print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
           f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")
 
@@ -312,7 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden-size", type=int, default=TUNE.hidden_size, help="new encoder only")
     t.add_argument("--layers", type=int, default=TUNE.layers, help="new encoder only")
     t.add_argument("--kmer-size", type=int, default=TUNE.kmer_size,
-                   help="new encoder only: a k-mer branch over centred k-mers (odd k, e.g. 5; default 0: none)")
+                   help="new encoder only: a k-mer branch over centred k-mers (odd k, e.g. 5; default 0: none);"
+                        " with --kmer-channels, the fused branch's k")
+    t.add_argument("--kmer-channels", type=int, default=TUNE.kmer_channels,
+                   help="train only a k-mer branch of this many channels, fused beside --model's (a genembed-conv"
+                        " encoder; frozen): see genembed.kmerbranch")
+    t.add_argument("--kmer-share", type=float, default=TUNE.kmer_share,
+                   help="the fused k-mer block's share of a window vector's squared length (default 0.5)")
     t.add_argument("--device", default=EMBED.device)
     t.add_argument("--seed", type=int, default=TUNE.seed)
     t.set_defaults(func=cmd_tune)

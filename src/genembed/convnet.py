@@ -36,7 +36,8 @@ class GenembedConvConfig(PretrainedConfig):
                  kernel_size: int = 9, num_hidden_layers: int = 4, intermediate_size: int = 256,
                  complement: Sequence[int] | None = None, rc_invariant: bool = True,
                  max_position_embeddings: int = 4096, pad_token_id: int = 0, layer_norm_eps: float = 1e-5,
-                 kmer_size: int = 0, base_ids: Sequence[int] | None = None, **kwargs):
+                 kmer_size: int = 0, base_ids: Sequence[int] | None = None, kmer_channels: int = 0,
+                 hidden_scale: float = 1.0, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size, self.hidden_size, self.embedding_size = vocab_size, hidden_size, embedding_size
         self.stem_kernel, self.kernel_size = stem_kernel, kernel_size
@@ -46,11 +47,16 @@ class GenembedConvConfig(PretrainedConfig):
         self.rc_invariant = rc_invariant
         self.max_position_embeddings = max_position_embeddings
         self.layer_norm_eps = layer_norm_eps
-        # the k-mer branch (0: none): each position's centred k-mer (odd k) looked up in a table of 4^k
-        # vectors, added to the last layer's states; base_ids are the token ids of A, C, G and T
-        if kmer_size and (kmer_size % 2 == 0 or not base_ids or len(base_ids) != 4):
-            raise ValueError("kmer_size must be odd, with base_ids naming the token ids of A, C, G and T")
+        # the k-mer branch (kmer_size 0: none): each position's centred k-mer looked up in a table of 4^k
+        # vectors; base_ids are the token ids of A, C, G and T. With kmer_channels 0 the vectors are added
+        # to the last layer's states (k odd); otherwise they are channels of their own after the
+        # convolutional ones, which are scaled by hidden_scale: mean-pooled, that block is the window's
+        # k-mer frequencies times the table (the fused design of issue 28)
+        if kmer_size and (not base_ids or len(base_ids) != 4 or (kmer_size % 2 == 0 and not kmer_channels)):
+            raise ValueError("kmer_size needs base_ids naming the token ids of A, C, G and T, and must be odd"
+                             " unless the k-mer branch has channels of its own (kmer_channels)")
         self.kmer_size, self.base_ids = kmer_size, list(base_ids or [])
+        self.kmer_channels, self.hidden_scale = kmer_channels, hidden_scale
 
 
 class _Block(nn.Module):
@@ -137,7 +143,8 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
         self.center = _Center(c)
         if config.kmer_size:
             k = config.kmer_size
-            self.kmer = nn.Embedding(4**k + 1, c, padding_idx=4**k)  # the last row: a k-mer with another token in it
+            # the last row: a k-mer with another token in it
+            self.kmer = nn.Embedding(4**k + 1, config.kmer_channels or c, padding_idx=4**k)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -153,11 +160,11 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
     def _kmer_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Each position's centred k-mer as a number below 4^k; 4^k where the k-mer holds another
         token or runs past the row (so that a window's own ends cut it, as they cut the convolutions)."""
-        k, h = self.config.kmer_size, self.config.kmer_size // 2
+        k = self.config.kmer_size
         codes = torch.full_like(ids, 4)  # compared, not looked up: a buffer would not survive from_pretrained's meta init
         for j, token in enumerate(self.config.base_ids):
             codes = torch.where(ids == token, j, codes)
-        codes = nn.functional.pad(codes, (h, h), value=4)
+        codes = nn.functional.pad(codes, (k // 2, (k - 1) // 2), value=4)
         windows = codes.unfold(1, k, 1)  # [rows, positions, k]
         powers = 4 ** torch.arange(k - 1, -1, -1, device=ids.device)
         number = (windows.clamp(max=3) * powers).sum(-1)
@@ -184,9 +191,12 @@ class GenembedConvModel(GenembedConvPreTrainedModel):
             h = block(h, keep, crop)
             states.append(h)
         last = self.norm(h)
-        if self.config.kmer_size:
+        if self.config.kmer_size and not self.config.kmer_channels:
             last = last + self.kmer(self._kmer_ids(ids))[:, crops[-1]].to(last.dtype)
         states[-1] = self.center(last, keep)
+        if self.config.kmer_channels:  # padding and k-mers with other tokens look up the zero row
+            kmers = self.kmer(self._kmer_ids(ids))[:, crops[-1]].to(last.dtype)
+            states[-1] = torch.cat([states[-1] * self.config.hidden_scale, kmers], -1)
         return states
 
     def edge_states(self, input_ids: torch.Tensor, width: int, left: bool, layer: int = -1) -> torch.Tensor:

@@ -53,6 +53,8 @@ class TuneConfig:
     layers: int = 4
     kernel_size: int = 9
     kmer_size: int = 0  # a new encoder's k-mer branch (odd k; 0: none), see genembed.convnet
+    kmer_channels: int = 0  # >0: train only a k-mer branch of this many channels fused beside --model (genembed.kmerbranch)
+    kmer_share: float = 0.5  # the fused k-mer block's share of a window vector's squared length
 
     def __post_init__(self) -> None:
         if self.max_shift is None:
@@ -341,7 +343,7 @@ DNA window embeddings for similarity search, trained by `genembed tune` (base: {
 - Loss {stats['first_loss']} at step 1 -> {stats['final_loss']} (mean of the last 50 steps; chance is
   {stats['chance_loss']}); in-batch top-1 {stats['final_in_batch_top1']}.
 - Tokenizer: {stats['tokenizer']}; pooling: mean over real tokens.
-{_architecture(stats)}
+{_fused(c)}{_architecture(stats)}
 ## Training data
 {data}
 {evaluation}"""
@@ -360,6 +362,15 @@ def _extras(c: dict[str, Any]) -> str:
 def _branch(c: dict[str, Any]) -> str:
     k = c.get("kmer_size")
     return f", and a {k}-mer branch (a learned vector per centred {k}-mer, added to the last layer)" if k else ""
+
+
+def _fused(c: dict[str, Any]) -> str:
+    if not c.get("kmer_channels"):
+        return ""
+    return (f"- Only the fused k-mer branch was trained (`genembed.kmerbranch`), the encoder frozen: a table of "
+            f"{c['kmer_channels']} channels per strand-canonical {c['kmer_size']}-mer, looked up at every position beside the "
+            f"convolutional channels; mean-pooled, that block is the window's {c['kmer_size']}-mer frequencies times the "
+            f"table, and it carries {c['kmer_share']:.0%} of a typical window vector's squared length.\n")
 
 
 def _architecture(stats: dict[str, Any]) -> str:
