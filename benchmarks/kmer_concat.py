@@ -5,11 +5,14 @@ windows (C. elegans IV, V, X; A. thaliana Chr4, Chr5: no bundled model saw them)
 the baselines are in quality.py's table. Not a test: it prints numbers.
 
 With ``--project D`` the k-mer block is first projected onto D random directions (Gaussian, seeded):
-what a model block of D channels could hold of it. With ``--table FILE`` the projection is a learned one
-(`benchmarks/kmer_table.py`). ``--mismatch W`` counts each k-mer W toward its one-substitution neighbours
-(the mismatch kernel); a share of 1.0 scores the k-mer block alone.
+what a model block of D channels could hold of it. With ``--table MODEL`` the projection is the
+learned table of a model fused by `genembed tune --kmer-channels`. ``--mismatch W`` counts each k-mer
+W toward its one-substitution neighbours (the mismatch kernel); ``--fixed-scales`` scales each block by
+its median norm instead of each window's (what a fused model can do); a share of 1.0 scores the k-mer
+block alone.
 
     .venv/bin/python benchmarks/kmer_concat.py [--k 6] [--weights 0.3,0.5,0.7] [--windows 2000] [--project 128]
+        [--table MODEL] [--mismatch 0.05] [--fixed-scales]
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ def _canonical_columns(k: int) -> np.ndarray:
     return np.unique(np.minimum(np.arange(4**k), rc))
 
 
+def learned_table(folder: Path, k: int) -> np.ndarray:
+    """The k-mer table of a model fused by `genembed tune --kmer-channels` (one row per canonical k-mer)."""
+    from safetensors.numpy import load_file
+
+    from genembed.kmerbranch import canonical_columns
+
+    rows = load_file(folder / "model.safetensors")["kmer.weight"][:-1].astype(np.float64)
+    cols = canonical_columns(k)
+    table = np.zeros((cols.max() + 1, rows.shape[1]))
+    table[cols] = rows
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "resources/models/genembed-conv"))
@@ -64,7 +80,7 @@ def main() -> None:
     parser.add_argument("--project", type=int, default=0, help="random projection of the k-mer block to this many dims")
     parser.add_argument("--mismatch", type=float, default=0.0,
                         help="each k-mer also counts this much toward its one-substitution neighbours")
-    parser.add_argument("--table", help="a learned projection of the k-mer block (.npy from benchmarks/kmer_table.py)")
+    parser.add_argument("--table", help="a model folder fused by `genembed tune --kmer-channels`: its learned k-mer table")
     parser.add_argument("--fixed-scales", action="store_true",
                         help="scale each block by its median norm over the windows, not each window to unit length"
                              " (what a model's mean-pooled channels can do)")
@@ -72,7 +88,7 @@ def main() -> None:
     n_kmers = canonical_kmer_frequencies([b"ACGT" * 10], args.k).shape[1]
     projection = np.random.default_rng(0).standard_normal((n_kmers, args.project)) if args.project else None
     if args.table:
-        projection = np.load(args.table).astype(np.float64)
+        projection = learned_table(Path(args.table), args.k)
         args.project = projection.shape[1]
     evaluation.BASELINES = {}  # the hybrid only (quality.py scores the baselines on the same windows)
     with tempfile.TemporaryDirectory() as tmp:
