@@ -28,7 +28,7 @@ the bundled genomes plus copies mutated at 15% (written as FASTA under ``--work`
 20%-mutated queries against each for genembed (verified) and blastn dc-megablast.
 
     .venv/bin/python benchmarks/search.py [--queries 40] [--nulls 100] [--fasta A.fa.gz ...]
-        [--index DIR] [--work benchmarks/logs/search-work] [--scale] [--scale-sizes 10,100]
+        [--index DIR] [--work benchmarks/logs/search-work] [--scale] [--scale-sizes 10,100] [--model DIR]
 """
 
 from __future__ import annotations
@@ -408,6 +408,7 @@ def scale(index: Any, fasta: Path, ids: dict[str, tuple[str, str]], queries: lis
 
 
 def main() -> None:
+    global MODEL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fasta", nargs="+", type=Path, default=QUERIED, help="genomes the queries are cut from")
     parser.add_argument("--queries", type=int, default=40, help="queries per mutation rate")
@@ -417,9 +418,12 @@ def main() -> None:
                         help="built indexes, FASTA copies and BLAST databases are kept here for reruns")
     parser.add_argument("--scale", action="store_true", help="also time searches against larger databases (slow)")
     parser.add_argument("--scale-sizes", default="10,100", help="database sizes for --scale, Mbp")
+    parser.add_argument("--model", type=Path, default=MODEL,
+                        help="the model to index with (default: the bundled default); give another model its own --work")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="timing of genembed and BLAST: the fastest of this many runs")
     args = parser.parse_args()
+    MODEL = args.model.resolve()
     import mappy
 
     from genembed.query import Index
