@@ -77,3 +77,4 @@ def test_stranded_labels_mark_bins_a_start_lies_downstream_of():
     assert bins[plus].tolist() == [90, 100, 110, 120, 130, 140, 150]
     minus = stranded_labels(np.array([150]), bins, "-", 60)
     assert bins[minus].tolist() == [150, 160, 170, 180, 190, 200, 210]
+    assert not stranded_labels(np.array([], dtype=np.int64), bins, "+", 60).any()  # a contig without genes

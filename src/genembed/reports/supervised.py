@@ -47,6 +47,8 @@ def stranded_labels(starts: np.ndarray, bins: np.ndarray, strand: str, reach: in
     """True where a start (sorted or not; first transcribed bases on ``strand``) lies 0-``reach`` bp
     downstream of a bin on that strand."""
     tss = np.sort(starts)
+    if len(tss) == 0:
+        return np.zeros(len(bins), dtype=bool)
     lo, hi = (bins, bins + reach) if strand == "+" else (bins - reach, bins)
     i = np.searchsorted(tss, lo)
     return (i < len(tss)) & (tss[np.minimum(i, len(tss) - 1)] <= hi)
