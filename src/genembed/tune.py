@@ -329,7 +329,9 @@ def _same_run(saved: dict[str, Any], now: dict[str, Any]) -> bool:
 def model_card(stats: dict[str, Any], evaluation: str = "") -> str:
     c = stats["config"]
     data = "\n".join(f"- `{name}`: {n:,} bp" for name, n in stats["genomes"].items())
-    return f"""# {'genembed-conv' if stats['base_model'].startswith('new') else Path(stats['base_model']).name + ' (tuned)'}
+    title = ("genembed-conv" if stats["base_model"].startswith("new") else Path(stats["base_model"]).name
+             + (f" + a fused {c['kmer_size']}-mer branch" if c.get("kmer_channels") else " (tuned)"))
+    return f"""# {title}
 
 DNA window embeddings for similarity search, trained by `genembed tune` (base: {stats['base_model']}).
 
