@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--weights", default="0.3,0.5,0.7", help="the k-mer block's shares of the cosine")
     parser.add_argument("--windows", type=int, default=2000)
     parser.add_argument("--project", type=int, default=0, help="random projection of the k-mer block to this many dims")
+    parser.add_argument("--hash", type=int, default=0,
+                        help="feature-hash the k-mer block into this many dims (one signed bucket per k-mer)")
     parser.add_argument("--mismatch", type=float, default=0.0,
                         help="each k-mer also counts this much toward its one-substitution neighbours")
     parser.add_argument("--table", help="a model folder fused by `genembed tune --kmer-channels`: its learned k-mer table")
@@ -87,6 +89,11 @@ def main() -> None:
     args = parser.parse_args()
     n_kmers = canonical_kmer_frequencies([b"ACGT" * 10], args.k).shape[1]
     projection = np.random.default_rng(0).standard_normal((n_kmers, args.project)) if args.project else None
+    if args.hash:
+        rng = np.random.default_rng(0)
+        projection = np.zeros((n_kmers, args.hash), dtype=np.float32)
+        projection[np.arange(n_kmers), rng.integers(args.hash, size=n_kmers)] = rng.choice([-1.0, 1.0], size=n_kmers)
+        args.project = args.hash
     if args.table:
         projection = learned_table(Path(args.table), args.k)
         args.project = projection.shape[1]
@@ -119,6 +126,7 @@ def main() -> None:
             results, _ = evaluate(genomes, hybrid, 500, 250, EvalSettings(windows=args.windows), 0.1)
             shown = f" projected to {args.project} dims" if args.project else ""
             shown += " (learned)" if args.table else ""
+            shown += " (hashed)" if args.hash else ""
             shown += ", blocks at fixed scales" if args.fixed_scales else ""
             shown += f" with one-mismatch weight {args.mismatch}" if args.mismatch else ""
             print(f"canonical {args.k}-mers{shown} at share {w}:", ", ".join(

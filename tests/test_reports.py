@@ -208,3 +208,27 @@ def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path,
     assert bw.chroms() == contigs
     bw.close()
     assert "dense scan" in (tmp_path / "promoters.html").read_text()
+
+
+def test_stranded_promoter_outputs_are_plus_minus_bigwigs_and_a_narrowpeak_with_strand_peak_and_gene(tmp_path, model_org_inputs):
+    import pyBigWig
+
+    genome = model_org_inputs[0]  # C. elegans slices with their GFF3
+    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20), stride=1000)
+    contigs = genome_contigs(genome.fasta)
+    stranded = pl.read_csv(tmp_path / "stranded.tsv", separator="\t")
+    assert stranded["model"].to_list()[:3] == ["supervised CNN", "4-mer LR", "AT content"]
+    assert "embedding probe (windows, strand-blind)" in stranded["model"].to_list()
+    assert ((stranded["roc_auc"] > 0) & (stranded["roc_auc"] < 1)).all() and stranded["test_examples"][0] > 1000
+    for name in ("plus", "minus"):
+        bw = pyBigWig.open(str(tmp_path / f"C.elegans.{name}.bw"))
+        contig = max(contigs, key=contigs.get)
+        values = np.array(bw.values(contig, 0, contigs[contig]))
+        assert bw.chroms() == contigs and np.isfinite(values).mean() > 0.99 and ((values >= 0) & (values <= 1)).all()
+        bw.close()
+    peaks = [line.split("\t") for line in (tmp_path / "C.elegans.stranded.narrowPeak").read_text().splitlines()[1:]]
+    assert peaks and all(len(p) == 10 and p[5] in "+-" and 0 <= int(p[9]) < int(p[2]) - int(p[1]) for p in peaks)
+    assert {p[5] for p in peaks} == {"+", "-"} and any(p[3] != "." for p in peaks)  # both strands; genes named
+    html = (tmp_path / "promoters.html").read_text()
+    assert re.search(r"At [\d.]+% recall of the held-out part's known transcription starts, \d+% of the predicted"
+                     r" promoters there lie within 60 bp of a known start", html)

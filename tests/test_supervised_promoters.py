@@ -1,6 +1,6 @@
 """The supervised, stranded promoter model (issue 29): on a genome with a planted promoter motif it
 learns where the motif sits and on which strand, which a strand-blind composition probe of the same
-sequence cannot tell."""
+sequence cannot tell; one pass along a contig scores every bin exactly as its own example."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from genembed.reports.supervised import CnnSettings, PromoterModel, contexts, stranded_labels
+from genembed.reports.supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, padded, strand_codes,
+                                         to_strand)
 from genembed.tokenize import reverse_complement
 from genembed.windows import canonical_kmer_frequencies
 
@@ -36,45 +37,60 @@ def planted(n: int = 60_000, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarr
 
 @pytest.fixture(scope="module")
 def trained():
+    """The model trained on the first 70% of the genome (both strands); examples of the last 30%."""
     seq, plus, minus = planted()
-    bins = np.arange(0, len(seq), SETTINGS.step)
-    data = {strand: (contexts(seq, bins, strand, SETTINGS), stranded_labels(starts, bins, strand, SETTINGS.reach))
-            for strand, starts in (("+", plus), ("-", minus))}
-    train = bins < 0.7 * len(seq) - SETTINGS.context
-    test = bins >= 0.7 * len(seq)
-    seqs = [s for strand in "+-" for s, t in zip(data[strand][0], train) if t]
-    labels = np.concatenate([data[strand][1][train] for strand in "+-"])
-    model = PromoterModel.fit(seqs, labels, SETTINGS)
-    return model, data, train, test, seq, plus, minus
+    n, parts = len(seq), []
+    for strand, starts in (("+", plus), ("-", minus)):
+        codes = strand_codes(seq, strand)
+        bins = np.arange(n_bins(n)) * STEP
+        genomic = to_strand(bins, n, strand)
+        labels = bin_labels(to_strand(starts, n, strand), n, SETTINGS.reach)
+        parts.append((padded(codes, SETTINGS), labels, genomic))
+    base = np.cumsum([0, len(parts[0][0])])
+    sequence = np.concatenate([p[0] for p in parts])
+    offsets = np.concatenate([b + STEP * np.arange(len(p[1])) for b, p in zip(base, parts)])
+    labels = np.concatenate([p[1] for p in parts])
+    genomic = np.concatenate([p[2] for p in parts])
+    train = np.flatnonzero(genomic < 0.7 * n - SETTINGS.context)
+    test = np.flatnonzero(genomic >= 0.7 * n + SETTINGS.context)
+    model = PromoterModel.fit(sequence, offsets[train], labels[train], SETTINGS)
+    examples = sequence[offsets[:, None] + np.arange(SETTINGS.context)]
+    return model, examples, labels, train, test, seq, plus, minus
 
 
 def test_the_supervised_model_places_a_planted_motif_by_strand_where_a_strand_blind_probe_cannot(trained):
-    model, data, train, test, *_ = trained
-    x_test = [s for strand in "+-" for s, t in zip(data[strand][0], test) if t]
-    y_test = np.concatenate([data[strand][1][test] for strand in "+-"])
-    cnn = roc_auc_score(y_test, model.score(x_test))
-    x_train = [s for strand in "+-" for s, t in zip(data[strand][0], train) if t]
-    y_train = np.concatenate([data[strand][1][train] for strand in "+-"])
-    probe = LogisticRegression(max_iter=2000).fit(canonical_kmer_frequencies(x_train, 4), y_train)
-    blind = roc_auc_score(y_test, probe.decision_function(canonical_kmer_frequencies(x_test, 4)))
+    model, examples, labels, train, test, *_ = trained
+    cnn = roc_auc_score(labels[test], model.score(examples[test]))
+    as_bytes = lambda rows: [np.frombuffer(b"ACGTN", np.uint8)[r].tobytes() for r in rows]  # noqa: E731
+    probe = LogisticRegression(max_iter=2000).fit(canonical_kmer_frequencies(as_bytes(examples[train]), 4), labels[train])
+    blind = roc_auc_score(labels[test], probe.decision_function(canonical_kmer_frequencies(as_bytes(examples[test]), 4)))
     assert cnn >= 0.95 and blind <= 0.8, (cnn, blind)
+
+
+def test_one_pass_along_a_contig_scores_every_bin_as_its_own_example(trained):
+    model, examples, labels, *_ , seq, _, _ = trained
+    n = len(seq)
+    one_pass = np.concatenate([model.strand_track(strand_codes(seq, strand), chunk_bins=1000) for strand in "+-"])
+    assert len(one_pass) == 2 * n_bins(n)
+    assert np.allclose(one_pass, model.score(examples), atol=1e-4)
 
 
 def test_stranded_tracks_put_a_minus_strand_promoter_on_minus(trained):
     model, *_, seq, plus, minus = trained
-    bins, up, down = model.track(seq)
-    held = len(seq) * 0.7
-    for starts, mine, other in ((plus, up, down), (minus, down, up)):
-        starts = starts[starts > held]
-        near = [np.flatnonzero(np.abs(bins - s) <= SETTINGS.reach) for s in starts]
-        wins = [mine[i].max() > other[i].max() for i in near]
-        assert np.mean(wins) >= 0.9
+    n = len(seq)
+    tracks = {s: model.strand_track(strand_codes(seq, s)) for s in "+-"}
+    positions = {s: to_strand(np.arange(n_bins(n)) * STEP, n, s) for s in "+-"}
+    for strand, other, starts in (("+", "-", plus), ("-", "+", minus)):
+        starts = starts[starts > 0.7 * n]
+        wins = [tracks[strand][np.abs(positions[strand] - s) <= SETTINGS.reach].max()
+                > tracks[other][np.abs(positions[other] - s) <= SETTINGS.reach].max() for s in starts]
+        assert np.mean(wins) >= 0.9, (strand, np.mean(wins))
 
 
-def test_stranded_labels_mark_bins_a_start_lies_downstream_of():
-    bins = np.arange(0, 300, 10)
-    plus = stranded_labels(np.array([150]), bins, "+", 60)
-    assert bins[plus].tolist() == [90, 100, 110, 120, 130, 140, 150]
-    minus = stranded_labels(np.array([150]), bins, "-", 60)
-    assert bins[minus].tolist() == [150, 160, 170, 180, 190, 200, 210]
-    assert not stranded_labels(np.array([], dtype=np.int64), bins, "+", 60).any()  # a contig without genes
+def test_bin_labels_mark_bins_a_start_lies_downstream_of_on_each_strand():
+    n = 300
+    plus = bin_labels(np.array([150]), n, 60)
+    assert (np.flatnonzero(plus) * STEP).tolist() == [96, 104, 112, 120, 128, 136, 144]
+    minus = bin_labels(to_strand(np.array([150]), n, "-"), n, 60)  # strand coordinates: 149
+    assert to_strand(np.flatnonzero(minus) * STEP, n, "-").tolist() == [203, 195, 187, 179, 171, 163, 155]
+    assert not bin_labels(np.array([], dtype=np.int64), n, 60).any()  # a contig without genes on a strand

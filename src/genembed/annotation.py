@@ -15,7 +15,7 @@ from .errors import GenembedError
 from .io import check_input, open_text
 
 FEATURE_SCHEMA = {"contig": pl.String, "type": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String,
-                  "biotype": pl.String}
+                  "biotype": pl.String, "name": pl.String}
 RNA_CLASSES = ("rRNA", "tRNA", "ncRNA")
 CLASSES = (*RNA_CLASSES, "upstream", "CDS", "UTR/intron", "intergenic")
 # Feature types (GFF3 / SO) and biotypes (GTF gene_biotype / gene_type, Ensembl and GENCODE) per RNA class.
@@ -58,6 +58,15 @@ def biotype_of(field: bytes) -> str | None:
     return next((found[k] for k in _BIOTYPE_KEYS if found.get(k)), None)
 
 
+_NAME_KEYS = ("Name", "gene_name", "gene", "locus_tag", "gene_id", "transcript_id", "ID")
+
+
+def name_of(field: bytes) -> str | None:
+    """A gene's name from column 9: ``Name``, ``gene_name``, ``gene``, ``locus_tag``, ``gene_id``... (the first present)."""
+    found = attributes(field.decode(errors="replace"))
+    return next((found[k] for k in _NAME_KEYS if found.get(k)), None)
+
+
 def read_annotation(path: str | os.PathLike) -> pl.DataFrame:
     """Features of a GFF3 or GTF file (plain or gzip) with 0-based half-open coordinates and the
     biotype attribute where there is one (``gene_biotype``, ``biotype``, ``gene_type``...)."""
@@ -94,6 +103,7 @@ def _parse(path: Path) -> pl.DataFrame:
             cols["end"].append(end)
             cols["strand"].append(f[6].decode())
             cols["biotype"].append(biotype_of(f[8]))
+            cols["name"].append(name_of(f[8]) if cols["type"][-1] in _GENE_TYPES else None)
     return pl.DataFrame(cols, schema=FEATURE_SCHEMA)
 
 

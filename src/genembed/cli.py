@@ -239,7 +239,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"{out / 'clusters/clusters.html'}")
         if any(g.annotation or g.promoters for g in genomes):
             plan = RunPlan.read(Path(args.embeddings) / PLAN)
-            settings = PromoterSettings(track_step=args.track_step, operon_gap=args.operon_gap, seed=args.seed)
+            settings = PromoterSettings(track_step=args.track_step, operon_gap=args.operon_gap, seed=args.seed,
+                                        stranded=args.stranded, call_precision=args.call_precision)
             run_promoter_report(genomes, out / "promoters", settings, plan)
             print(f"{out / 'promoters/promoters.html'}")
     finally:
@@ -380,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--track-step", type=int, default=PROMOTERS.track_step,
                    help="bp between promoter-track values (a dense scan with the shards' model); at or above the"
                         " stride, one value per window")
+    r.add_argument("--stranded", action=argparse.BooleanOptionalAction, default=PROMOTERS.stranded,
+                   help="also the supervised, stranded promoter model (+/- bigWigs, narrowPeak calls)")
+    r.add_argument("--call-precision", type=float, default=PROMOTERS.call_precision,
+                   help="stranded calls: the threshold reaching this precision on validation examples (lower: more calls)")
     r.add_argument("--seed", type=int, default=CLUSTERS.seed)
     r.set_defaults(func=cmd_report)
 

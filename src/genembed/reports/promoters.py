@@ -46,11 +46,16 @@ class PromoterSettings:
     operon_gap: int = 0  # > 0 (bacteria): only the first gene of same-strand runs with gaps up to this many bp has a promoter
     track_step: int = 100  # bp between track values (windows re-embedded every step bp); >= the stride: one per window
     max_n_fraction: float = 0.1  # track windows with more N are not scored (as the run skips them)
+    stranded: bool = True  # also the supervised, stranded model (genembed.reports.stranded): +/- tracks, narrowPeak calls
+    call_precision: float = 0.5  # the stranded calls' threshold: this precision on validation examples
+    stranded_epochs: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.labels not in ("centre", "overlap"):
             raise GenembedError(f"promoters.labels must be 'centre' or 'overlap', not {self.labels!r}")
+        if not 0 < self.call_precision < 1:
+            raise GenembedError(f"promoters.call_precision must be between 0 and 1, not {self.call_precision}")
         if self.operon_gap < 0:
             raise GenembedError(f"promoters.operon_gap must be 0 (off) or a number of bp, not {self.operon_gap}")
 
@@ -181,8 +186,10 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
         threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
         tracks = tracks or {}
         dense = settings.track_step < stride and (scan is not None or bool(tracks))
+        track_bins: dict[str, pl.DataFrame] = {}
         truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
-                                               scan if dense else None, window_size, tracks if dense else {})
+                                               scan if dense else None, window_size, tracks if dense else {}, track_bins)
+        stranded = _stranded(genomes, tests, fastas, out, settings, track_bins) if settings.stranded else None
     finally:
         for f in fastas.values():
             f.close()
@@ -195,8 +202,29 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
         comparison.write_csv(t, separator="\t", float_precision=4)
     figs = _curves(truth, scores, out)
     _write_html(out / "promoters.html", metrics, comparison, figs, settings, tests, genomes, threshold, counts,
-                len(np.unique(blocks)), len(draws[f"{EMBEDDINGS}:roc_auc"]), settings.track_step if dense else None)
+                len(np.unique(blocks)), len(draws[f"{EMBEDDINGS}:roc_auc"]), settings.track_step if dense else None, stranded)
     return metrics
+
+
+def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, track_bins: dict[str, pl.DataFrame]):
+    """The supervised, stranded model's part of the report (:mod:`.stranded`), its tables written."""
+    from ..device import native_bf16, pick_device
+    from .stranded import stranded_report
+    from .supervised import CnnSettings
+
+    device = pick_device("auto")
+    try:
+        result = stranded_report(genomes, tests, fastas, out, settings.operon_gap, settings.recall, settings.call_precision,
+                             min(settings.bootstrap, 200), settings.block_bp, settings.seed, track_bins,
+                                 CnnSettings(epochs=settings.stranded_epochs, seed=settings.seed), device, native_bf16(device))
+    except GenembedError as exc:  # the window-level report stands without it
+        log.warning("%s", exc)
+        return str(exc)
+    with atomic_path(out / "stranded.tsv") as t:
+        result.metrics.write_csv(t, separator="\t", float_precision=4)
+    with atomic_path(out / "stranded_comparison.tsv") as t:
+        result.comparison.write_csv(t, separator="\t", float_precision=4)
+    return result
 
 
 def _features(name: str, table: pl.DataFrame, emb: np.ndarray, fasta: Genome, settings: PromoterSettings) -> np.ndarray:
@@ -243,7 +271,7 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
            out: Path, scan: "Scanner | None" = None, window_size: int | None = None,
-           tracks: dict[str, Path] | None = None
+           tracks: dict[str, Path] | None = None, track_bins: dict[str, pl.DataFrame] | None = None
            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
@@ -281,6 +309,8 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
             bins = called = score_bins(dense, settings.track_step)  # predicted promoters at the track's resolution
         else:
             bins, called = score_bins(windows, stride), windows
+        if track_bins is not None:
+            track_bins[g.name] = bins
         write_bedgraph(bins, out / f"{g.name}.bedgraph", title, what)
         write_bigwig(bins, fastas[g.name].contigs, out / f"{g.name}.bw")
         counts[g.name] = write_predictions(called, threshold, out / f"{g.name}.promoters.bed",
@@ -412,9 +442,51 @@ def _readable(metrics: pl.DataFrame, settings: PromoterSettings) -> pl.DataFrame
         pl.col("train_windows").alias("training windows"))
 
 
+def _stranded_html(r, settings: PromoterSettings, genomes: list[GenomeInputs]) -> str:
+    """The supervised, stranded model's section: the sentence a biologist reads first, its table against
+    the baselines on the same examples, and its files."""
+    from .stranded import NEAR
+    from .supervised import STEP, CnnSettings
+
+    if isinstance(r, str):
+        return f"<p class='note'>The supervised, stranded model was not trained: {html.esc(r)}.</p>"
+    s = CnnSettings()
+    table = r.metrics.select(
+        "model", *[pl.format("{} ({}-{})", *(pl.col(c).round(3) for c in (m, f"{m}_lo", f"{m}_hi"))).alias(label)
+                   for m, label in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"),
+                                    ("precision_at_recall", f"precision at recall {settings.recall:g}"))],
+        pl.col("test_examples").alias("test examples"), pl.col("test_positive_fraction").round(3).alias("positive fraction"))
+    better = r.comparison.filter(pl.col("metric").is_in(["roc_auc", "pr_auc"])).group_by("baseline", maintain_order=True).agg(
+        (pl.col("supervised_is") == "better").all().alias("beats"))
+    beaten = [b for b, ok in better.iter_rows() if ok]
+    files = "".join(f"<li><code>{html.esc(g.name)}.plus.bw</code>, <code>{html.esc(g.name)}.minus.bw</code>: the "
+                    f"probability of a transcription start 0-{s.reach} bp downstream, every {STEP} bp on each strand; "
+                    f"<code>{html.esc(g.name)}.stranded.narrowPeak</code>: {r.counts[g.name]:,} predicted promoters "
+                    "(strand; name = the nearest gene downstream; peak = the predicted start)</li>" for g in genomes)
+    return (
+        f"<p class='good'>At {r.tss_recall:.1%} recall of the held-out part's known transcription starts, "
+        f"{r.tss_precision:.0%} of the predicted promoters there lie within {NEAR} bp of a known start "
+        f"(on the same strand).</p>"
+        f"<p>A small convolutional network reads the {s.context} bp around every {STEP}-bp bin on each strand and "
+        f"predicts whether a transcription start lies 0-{s.reach} bp downstream (on that strand). It is trained on the "
+        f"run's own starts ({'operon heads, gap ' + str(settings.operon_gap) + ' bp' if settings.operon_gap else 'every gene start'}"
+        f", or the promoter BED) outside the held-out part above, calibrated (Platt) on every tenth 10-kb block of the "
+        f"training part, in {r.seconds:.0f} s. It does not use the language model: it is the same for every model. "
+        f"Baselines on the same held-out examples: AT content of the {s.context} bp, a 4-mer logistic regression on them, "
+        f"and the embedding probe above (its window track at the bin, the same on both strands). "
+        + (f"It beats {', '.join(html.esc(b) for b in beaten)} on ROC-AUC and PR-AUC (95% paired block bootstrap). "
+           if beaten else "It does not clearly beat every baseline. ") + "</p>"
+        + html.table(table)
+        + html.table(r.comparison)
+        + f"<p>Predicted promoters are runs of bins at or above probability {r.threshold:.3f}, the threshold at which "
+          f"the validation examples reach precision {r.precision_target:g} (<code>promoters.call_precision</code>; lower it "
+          f"for more, less certain calls).</p><ul>{files}</ul>")
+
+
 def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],
                 settings: PromoterSettings, tests: dict[str, dict[str, tuple[int, int]]], genomes: list[GenomeInputs],
-                threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int, dense_step: int | None) -> None:
+                threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int, dense_step: int | None,
+                stranded=None) -> None:
     held = "; ".join(f"{html.esc(g)}: " + ", ".join(f"{html.esc(c)}:{lo:,}-{hi:,}" for c, (lo, hi) in t.items())
                      for g, t in tests.items())
     sources = "; ".join(f"{html.esc(g.name)}: " + ("promoter BED " + html.esc(g.promoters.name) if g.promoters
@@ -455,6 +527,7 @@ def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, fig
         ("Embeddings against the baselines", "<p class='muted'>Embeddings minus baseline; paired block bootstrap.</p>"
          + html.table(comparison)),
         ("Curves", html.grid(figs["roc"], figs["pr"], figs["calibration"])),
+        *([("Stranded promoter model", _stranded_html(stranded, settings, genomes))] if stranded is not None else []),
         ("Tracks", f"<p>Load these in IGV or the UCSC browser (contigs sorted by name, sizes from the genome). "
          f"Predicted promoters are merged {'track bins' if dense_step else 'windows'} whose probability is at least {threshold:.3f}, the threshold that "
          f"reaches recall {settings.recall:g} on out-of-fold training predictions.</p><ul>{tracks}</ul>"),

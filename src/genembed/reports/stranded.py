@@ -1,0 +1,327 @@
+"""The stranded part of the promoter report: the supervised model of :mod:`.supervised` trained on the
+run's own transcription starts, scored on every bin of every genome on both strands, measured on the
+report's held-out part against AT content, a 4-mer logistic regression and the window-level embedding
+probe on the same examples, and written as ``+``/``-`` bigWigs and a narrowPeak of predicted promoters
+(strand, peak = the predicted start, nearest downstream gene)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..annotation import _GENE_TYPES, gene_starts, read_annotation
+from ..errors import GenembedError
+from ..genome import Genome
+from ..io import atomic_path
+from ..layout import GenomeInputs
+from .evaluation import block_bootstrap, interval, verdict
+from .supervised import STEP, CnnSettings, PromoterModel, bin_labels, n_bins, padded, strand_codes, to_strand
+from .tracks import write_bigwig
+
+log = logging.getLogger(__name__)
+
+MODEL = "supervised CNN"
+NEAR = 60  # bp: a predicted start this close to a known one is right (the report's sentence)
+
+
+def known_starts(genome: GenomeInputs, operon_gap: int) -> pl.DataFrame | None:
+    """Transcription starts (contig, tss, strand): from the promoter BED when the sheet gives one (a
+    1-bp interval is a start, on both strands without one; a longer one is a promoter ending at its
+    start), else the annotation's gene starts (operon heads with ``operon_gap``); None without either."""
+    if genome.promoters is not None:
+        from ..annotation import open_text
+
+        rows = []
+        with open_text(genome.promoters) as fh:  # already checked by the window labels' reader
+            for raw in fh:
+                if not raw.strip() or raw.startswith((b"#", b"track", b"browser")):
+                    continue
+                f = raw.rstrip(b"\r\n").split(b"\t")
+                contig, start, end = f[0].decode(), int(f[1]), int(f[2])
+                strand = f[5].decode() if len(f) >= 6 else "."
+                for s in ("+", "-") if strand not in ("+", "-") else (strand,):
+                    rows.append((contig, start if end - start == 1 else (end - 1 if s == "+" else start), s))
+        return pl.DataFrame(rows, schema={"contig": pl.String, "tss": pl.Int64, "strand": pl.String}, orient="row")
+    if genome.annotation is None:
+        return None
+    return gene_starts(read_annotation(genome.annotation), operon_gap)
+
+
+def gene_names(genome: GenomeInputs) -> pl.DataFrame:
+    """Every gene's start (contig, tss, strand, name) for naming the gene downstream of a prediction."""
+    empty = pl.DataFrame(schema={"contig": pl.String, "tss": pl.Int64, "strand": pl.String, "name": pl.String})
+    if genome.annotation is None:
+        return empty
+    f = read_annotation(genome.annotation).filter(pl.col("type").is_in(list(_GENE_TYPES)) & pl.col("strand").is_in(["+", "-"]))
+    return f.select("contig", pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1).alias("tss"),
+                    "strand", pl.col("name").fill_null(".")).unique(["contig", "tss", "strand"], maintain_order=True)
+
+
+@dataclass
+class _Part:
+    """One contig read on one strand."""
+    genome: str
+    contig: str
+    strand: str
+    length: int
+    codes: np.ndarray
+    labels: np.ndarray | None  # per bin; None: the genome has no labels
+    split: np.ndarray | None  # per bin: 1 test, 0 train, 2 validation, -1 straddles the held-out border
+
+
+@dataclass
+class StrandedResult:
+    metrics: pl.DataFrame
+    comparison: pl.DataFrame
+    counts: dict[str, int]
+    threshold: float
+    precision_target: float
+    tss_recall: float
+    tss_precision: float
+    seconds: float
+    examples: dict[str, int] = field(default_factory=dict)
+
+
+def _split(length: int, strand: str, s: CnnSettings, test: tuple[int, int] | None) -> np.ndarray:
+    """Per bin: where its example lies on the contig relative to the held-out interval ``test``;
+    training examples in every tenth 10-kb block are kept for validation (calibration, threshold)."""
+    b = np.arange(n_bins(length)) * STEP
+    lo, hi = (b - s.before, b + s.after) if strand == "+" else (length - b - s.after, length - b + s.before)
+    lo, hi = np.clip(lo, 0, length), np.clip(hi, 0, length)
+    out = np.where((lo // 10_000) % 10 == 9, 2, 0).astype(np.int8)
+    if test is not None:
+        t0, t1 = test
+        out[(hi > t0) & (lo < t1)] = -1
+        out[(lo >= t0) & (hi <= t1)] = 1
+    return out
+
+
+def _kmer_frequencies(examples: np.ndarray, k: int = 4) -> np.ndarray:
+    """k-mer frequencies of [rows, length] codes (k-mers with N skipped)."""
+    rows, length = examples.shape
+    ids = np.zeros((rows, length - k + 1), dtype=np.int64)
+    bad = np.zeros_like(ids, dtype=bool)
+    for j in range(k):
+        part = examples[:, j : j + length - k + 1]
+        ids = ids * 4 + np.minimum(part, 3)
+        bad |= part == 4
+    ids = np.where(bad, 4**k, ids) + (np.arange(rows) * (4**k + 1))[:, None]
+    counts = np.bincount(ids.ravel(), minlength=rows * (4**k + 1)).reshape(rows, 4**k + 1)[:, :-1].astype(np.float32)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
+
+
+def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
+                    fastas: dict[str, Genome], out: Path, operon_gap: int, recall: float, precision: float,
+                    n_boot: int, block_bp: int, seed: int, window_scores: dict[str, pl.DataFrame],
+                    settings: CnnSettings = CnnSettings(), device: str = "cpu", bf16: bool = False) -> StrandedResult:
+    """Train, score, measure and write the stranded outputs (``{genome}.plus.bw``, ``{genome}.minus.bw``,
+    ``{genome}.stranded.narrowPeak``) into ``out``. ``window_scores``: per genome the window-level
+    embedding probe's track (contig, start, end, score), scored on the same held-out examples."""
+    import time
+
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.monotonic()
+    parts: list[_Part] = []
+    starts_of: dict[str, pl.DataFrame | None] = {}
+    for g in genomes:
+        starts = starts_of[g.name] = known_starts(g, operon_gap)
+        for contig, length in fastas[g.name].contigs.items():
+            seq = fastas[g.name].fetch(contig, 0, length)
+            for strand in "+-":
+                labels = split = None
+                if starts is not None:
+                    tss = starts.filter((pl.col("contig") == contig) & (pl.col("strand") == strand))["tss"].to_numpy()
+                    labels = bin_labels(to_strand(tss, length, strand), length, settings.reach)
+                    split = _split(length, strand, settings, tests.get(g.name, {}).get(contig))
+                parts.append(_Part(g.name, contig, strand, length, strand_codes(seq, strand), labels, split))
+    labeled = [p for p in parts if p.labels is not None]
+    if not labeled:
+        raise GenembedError("promoter report: no genome has transcription starts for the supervised model")
+
+    # training examples: every bin of the labeled parts, as offsets into one padded sequence
+    pads = [padded(p.codes, settings) for p in labeled]
+    base = np.cumsum([0] + [len(x) for x in pads])[:-1]
+    sequence = np.concatenate(pads)
+    offsets = np.concatenate([b + STEP * np.arange(n_bins(p.length)) for b, p in zip(base, labeled)])
+    labels = np.concatenate([p.labels for p in labeled])
+    split = np.concatenate([p.split for p in labeled])
+    train = np.flatnonzero(split == 0)
+    if labels[train].sum() == 0 or labels[split == 2].sum() == 0 or labels[split == 1].sum() == 0:
+        raise GenembedError(f"{', '.join(str(g.promoters or g.annotation) for g in genomes if starts_of[g.name] is not None)}:"
+                            " too few transcription starts for training, validation and held-out examples")
+    log.info("stranded promoters: %d examples read in %.1f s", len(labels), time.monotonic() - started)
+    model = PromoterModel.fit(sequence, offsets[train], labels[train], settings, device, bf16)
+    log.info("stranded promoters: trained in %.1f s", model.seconds)
+
+    logits = {id(p): model.strand_track(p.codes) for p in parts}
+    flat = np.concatenate([logits[id(p)] for p in labeled])
+    log.info("stranded promoters: scored both strands of every contig at %.1f s", time.monotonic() - started)
+    valid = split == 2
+    platt = LogisticRegression().fit(flat[valid, None], labels[valid])
+    prob = {k: platt.predict_proba(v[:, None])[:, 1] for k, v in logits.items()}
+    threshold = _threshold(labels[valid], platt.predict_proba(flat[valid, None])[:, 1], precision)
+
+    # held-out examples: the model and the baselines on the same bins and strands
+    test = np.flatnonzero(split == 1)
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(train, min(len(train), 50_000), replace=False)
+    window = np.arange(settings.context)
+    x_train = _kmer_frequencies(sequence[offsets[sample][:, None] + window])
+    kmer = LogisticRegression(max_iter=1000).fit(x_train, labels[sample])
+    test_codes = sequence[offsets[test][:, None] + window]
+    real = np.maximum((test_codes < 4).sum(1), 1)
+    scores = {MODEL: np.concatenate([prob[id(p)] for p in labeled])[test],
+              "4-mer LR": np.concatenate([kmer.predict_proba(_kmer_frequencies(test_codes[i : i + 50_000]))[:, 1]
+                                          for i in range(0, len(test), 50_000)]),
+              "AT content": ((test_codes == 0) | (test_codes == 3)).sum(1) / real}
+    positions = np.concatenate([to_strand(np.arange(n_bins(p.length)) * STEP, p.length, p.strand) for p in labeled])
+    keys = np.concatenate([np.full(n_bins(p.length), f"{p.genome}\0{p.contig}", dtype=object) for p in labeled])
+    if all(g in window_scores for g in {p.genome for p in labeled}):
+        scores["embedding probe (windows, strand-blind)"] = _lookup(window_scores, labeled, positions)[test]
+    blocks = (keys[test] + "\0" + (positions[test] // block_bp).astype(str)).astype(str)
+    log.info("stranded promoters: baselines at %.1f s", time.monotonic() - started)
+    point, draws = block_bootstrap(labels[test], scores, blocks, recall, n_boot, seed)
+    metrics = pl.DataFrame([{"model": name, **{m: vals[m] for m in ("roc_auc", "pr_auc", "precision_at_recall")},
+                             **{f"{m}_{side}": interval(draws[f"{name}:{m}"])[i] for m in ("roc_auc", "pr_auc", "precision_at_recall")
+                                for i, side in enumerate(("lo", "hi"))},
+                             "test_examples": len(test), "test_positive_fraction": float(labels[test].mean()),
+                             "train_examples": len(train)} for name, vals in point.items()])
+    comparison = pl.DataFrame([{"baseline": base, "metric": m, "difference": point[MODEL][m] - point[base][m],
+                                "lo": (ci := interval(draws[f"{MODEL}:{m}"] - draws[f"{base}:{m}"]))[0], "hi": ci[1],
+                                "supervised_is": verdict(*ci)}
+                               for base in list(point)[1:] for m in ("roc_auc", "pr_auc", "precision_at_recall")])
+
+    log.info("stranded promoters: bootstrap done at %.1f s", time.monotonic() - started)
+    # tracks and calls
+    counts, calls = {}, []
+    for g in genomes:
+        mine = [p for p in parts if p.genome == g.name]
+        for strand, name in (("+", "plus"), ("-", "minus")):
+            bins = pl.concat([_bins(p, prob[id(p)]) for p in mine if p.strand == strand]).sort("contig", "start")
+            write_bigwig(bins, fastas[g.name].contigs, out / f"{g.name}.{name}.bw")
+        peaks = pl.concat([_calls(p, prob[id(p)], threshold, settings) for p in mine])
+        peaks = _name_genes(peaks, gene_names(g))
+        counts[g.name] = _write_peaks(peaks, out / f"{g.name}.stranded.narrowPeak")
+        calls.append(peaks.with_columns(pl.lit(g.name).alias("genome")))
+    tss_recall, tss_precision = _tss_agreement(pl.concat(calls), starts_of, tests)
+    return StrandedResult(metrics, comparison, counts, threshold, precision, tss_recall, tss_precision,
+                          time.monotonic() - started, {"train": len(train), "test": len(test)})
+
+
+def _threshold(truth: np.ndarray, prob: np.ndarray, precision: float) -> float:
+    """The lowest probability at which the validation examples' precision reaches ``precision``;
+    where it never does, the one with the best F1."""
+    from sklearn.metrics import precision_recall_curve
+
+    p, r, t = precision_recall_curve(truth, prob)
+    ok = np.flatnonzero(p[:-1] >= precision)
+    if len(ok):
+        return float(t[ok[0]])
+    f1 = 2 * p[:-1] * r[:-1] / np.maximum(p[:-1] + r[:-1], 1e-12)
+    log.warning("stranded promoters: validation precision never reaches %.2f; calling at the best F1", precision)
+    return float(t[int(np.argmax(f1))])
+
+
+def _lookup(window_scores: dict[str, pl.DataFrame], parts: list[_Part], positions: np.ndarray) -> np.ndarray:
+    """The window-level track's value at each bin's position (0 where no window covers it)."""
+    out, i = np.zeros(len(positions)), 0
+    for p in parts:
+        n = n_bins(p.length)
+        track = window_scores[p.genome].filter(pl.col("contig") == p.contig).sort("start")
+        starts, ends, vals = (track[c].to_numpy() for c in ("start", "end", "score"))
+        at = np.searchsorted(starts, positions[i : i + n], side="right") - 1
+        ok = (at >= 0) & (positions[i : i + n] < ends[np.maximum(at, 0)]) if len(starts) else np.zeros(n, bool)
+        out[i : i + n] = np.where(ok, vals[np.maximum(at, 0)] if len(starts) else 0, 0)
+        i += n
+    return out
+
+
+def _bins(p: _Part, prob: np.ndarray) -> pl.DataFrame:
+    """A strand's values as contig intervals of STEP bp (on ``-`` a bin's interval ends at its base)."""
+    pos = to_strand(np.arange(n_bins(p.length)) * STEP, p.length, p.strand)
+    start = pos if p.strand == "+" else np.maximum(pos - STEP + 1, 0)
+    end = np.minimum(pos + STEP, p.length) if p.strand == "+" else pos + 1
+    return pl.DataFrame({"contig": p.contig, "start": start, "end": end, "score": prob.astype(np.float32)})
+
+
+def _calls(p: _Part, prob: np.ndarray, threshold: float, s: CnnSettings) -> pl.DataFrame:
+    """Runs of bins at or above ``threshold`` on one strand: region (the bins and the reach downstream
+    of them, on the contig), predicted start (``reach / 2`` downstream of the best bin) and its probability."""
+    hit = np.flatnonzero(prob >= threshold)
+    schema = {"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String, "tss": pl.Int64,
+              "probability": pl.Float64}
+    if len(hit) == 0:
+        return pl.DataFrame(schema=schema)
+    runs = np.split(hit, np.flatnonzero(np.diff(hit) > 1) + 1)
+    rows = []
+    for run in runs:
+        best = run[np.argmax(prob[run])]
+        a, b = run[0] * STEP, min(run[-1] * STEP + s.reach, p.length - 1)  # strand coordinates, inclusive
+        tss = min(best * STEP + s.reach // 2, p.length - 1)
+        lo, hi = sorted(to_strand(np.array([a, b]), p.length, p.strand))
+        rows.append((p.contig, int(lo), int(hi) + 1, p.strand, int(to_strand(np.array([tss]), p.length, p.strand)[0]),
+                     float(prob[best])))
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _name_genes(peaks: pl.DataFrame, genes: pl.DataFrame) -> pl.DataFrame:
+    """The nearest gene starting at or downstream of each predicted start on its strand ('.' when none)."""
+    names = []
+    for (contig, strand), rows in peaks.group_by(["contig", "strand"], maintain_order=True):
+        g = genes.filter((pl.col("contig") == contig) & (pl.col("strand") == strand))
+        sign = 1 if strand == "+" else -1
+        gs = np.sort(sign * g["tss"].to_numpy())
+        order = np.argsort(sign * g["tss"].to_numpy())
+        gn = g["name"].to_numpy()[order]
+        i = np.searchsorted(gs, sign * rows["tss"].to_numpy() - NEAR)
+        names.append(rows.with_columns(pl.Series("gene", np.where(i < len(gs), gn[np.minimum(i, max(len(gs) - 1, 0))], ".")
+                                                 if len(gs) else np.full(rows.height, "."), dtype=pl.String)))
+    return pl.concat(names).sort("contig", "start") if names else peaks.with_columns(pl.lit(".").alias("gene"))
+
+
+def _write_peaks(peaks: pl.DataFrame, path: Path) -> int:
+    """narrowPeak (BED6+4): name = the gene downstream, score = probability x 1000, signalValue = the
+    probability, peak = the predicted start's offset from the region's start."""
+    bed = peaks.select("contig", "start", "end", "gene", (pl.col("probability") * 1000).round().cast(pl.Int32).alias("score"),
+                       "strand", pl.col("probability").round(4), pl.lit(-1).alias("p"), pl.lit(-1).alias("q"),
+                       (pl.col("tss") - pl.col("start")).alias("peak"))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write('track type=narrowPeak name="predicted promoters (stranded)" description="genembed supervised'
+                     ' promoter model: name = nearest downstream gene, peak = predicted transcription start"\n')
+            bed.write_csv(fh, separator="\t", include_header=False)
+    return bed.height
+
+
+def _tss_agreement(calls: pl.DataFrame, starts_of: dict[str, pl.DataFrame | None],
+                   tests: dict[str, dict[str, tuple[int, int]]]) -> tuple[float, float]:
+    """On the held-out part: the share of known starts with a predicted start within NEAR bp on the
+    same strand (recall), and the share of predicted starts within NEAR bp of a known one (precision)."""
+    found = known = right = called = 0
+    for genome, held in tests.items():
+        starts = starts_of.get(genome)
+        if starts is None:
+            continue
+        for contig, (lo, hi) in held.items():
+            for strand in "+-":
+                k = np.sort(starts.filter((pl.col("contig") == contig) & (pl.col("strand") == strand)
+                                          & pl.col("tss").is_between(lo, hi - 1))["tss"].to_numpy())
+                c = np.sort(calls.filter((pl.col("genome") == genome) & (pl.col("contig") == contig)
+                                         & (pl.col("strand") == strand) & pl.col("tss").is_between(lo, hi - 1))["tss"].to_numpy())
+                known, called = known + len(k), called + len(c)
+                found += int(_within(k, c).sum())
+                right += int(_within(c, k).sum())
+    return found / max(known, 1), right / max(called, 1)
+
+
+def _within(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each of sorted ``a``: is some value of sorted ``b`` within NEAR?"""
+    if len(b) == 0:
+        return np.zeros(len(a), dtype=bool)
+    i = np.clip(np.searchsorted(b, a), 1, len(b) - 1) if len(b) > 1 else np.zeros(len(a), dtype=np.int64)
+    return np.minimum(np.abs(b[i] - a), np.abs(b[np.maximum(i - 1, 0)] - a)) <= NEAR
