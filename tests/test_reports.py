@@ -213,8 +213,8 @@ def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path,
 def test_stranded_promoter_outputs_are_plus_minus_bigwigs_and_a_narrowpeak_with_strand_peak_and_gene(tmp_path, model_org_inputs):
     import pyBigWig
 
-    genome = model_org_inputs[0]  # C. elegans slices with their GFF3
-    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20), stride=1000)
+    genome = model_org_inputs[0]  # C. elegans slices with their GFF3; calls down to 2% precision (few are more certain)
+    promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20, call_precision=0.02), stride=1000)
     contigs = genome_contigs(genome.fasta)
     stranded = pl.read_csv(tmp_path / "stranded.tsv", separator="\t")
     assert stranded["model"].to_list()[:3] == ["supervised CNN", "4-mer LR", "AT content"]
@@ -232,3 +232,13 @@ def test_stranded_promoter_outputs_are_plus_minus_bigwigs_and_a_narrowpeak_with_
     html = (tmp_path / "promoters.html").read_text()
     assert re.search(r"At [\d.]+% recall of the held-out part's known transcription starts, \d+% of the predicted"
                      r" promoters there lie within 60 bp of a known start", html)
+
+
+def test_stranded_calls_need_the_chosen_precision_on_validation_examples_or_none_are_made():
+    from genembed.reports.stranded import _threshold
+
+    truth = np.array([0, 0, 1, 0, 1, 1, 1, 0])
+    prob = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    assert _threshold(truth, prob, 0.7)[0] == 0.5  # from 0.5 up: 3 of 4 right
+    threshold, best = _threshold(truth, prob, 0.99)
+    assert threshold == float("inf") and best == 0.75  # never 0.99: no calls

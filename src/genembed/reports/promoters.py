@@ -463,10 +463,13 @@ def _stranded_html(r, settings: PromoterSettings, genomes: list[GenomeInputs]) -
                     f"probability of a transcription start 0-{s.reach} bp downstream, every {STEP} bp on each strand; "
                     f"<code>{html.esc(g.name)}.stranded.narrowPeak</code>: {r.counts[g.name]:,} predicted promoters "
                     "(strand; name = the nearest gene downstream; peak = the predicted start)</li>" for g in genomes)
+    called = (f"<p class='good'>At {r.tss_recall:.1%} recall of the held-out part's known transcription starts, "
+              f"{r.tss_precision:.0%} of the predicted promoters there lie within {NEAR} bp of a known start "
+              f"(on the same strand).</p>") if np.isfinite(r.threshold) else (
+        f"<p class='note'>No promoter was called: the validation examples never reach precision {r.precision_target:g} "
+        f"(the best is {r.best_precision:.2f}); lower <code>promoters.call_precision</code> for calls.</p>")
     return (
-        f"<p class='good'>At {r.tss_recall:.1%} recall of the held-out part's known transcription starts, "
-        f"{r.tss_precision:.0%} of the predicted promoters there lie within {NEAR} bp of a known start "
-        f"(on the same strand).</p>"
+        called +
         f"<p>A small convolutional network reads the {s.context} bp around every {STEP}-bp bin on each strand and "
         f"predicts whether a transcription start lies 0-{s.reach} bp downstream (on that strand). It is trained on the "
         f"run's own starts ({'operon heads, gap ' + str(settings.operon_gap) + ' bp' if settings.operon_gap else 'every gene start'}"

@@ -80,6 +80,7 @@ class StrandedResult:
     counts: dict[str, int]
     threshold: float
     precision_target: float
+    best_precision: float  # on validation examples, at recall >= 1%
     tss_recall: float
     tss_precision: float
     seconds: float
@@ -164,7 +165,7 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     valid = split == 2
     platt = LogisticRegression().fit(flat[valid, None], labels[valid])
     prob = {k: platt.predict_proba(v[:, None])[:, 1] for k, v in logits.items()}
-    threshold = _threshold(labels[valid], platt.predict_proba(flat[valid, None])[:, 1], precision)
+    threshold, best_precision = _threshold(labels[valid], platt.predict_proba(flat[valid, None])[:, 1], precision)
 
     # held-out examples: the model and the baselines on the same bins and strands
     test = np.flatnonzero(split == 1)
@@ -209,22 +210,23 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
         counts[g.name] = _write_peaks(peaks, out / f"{g.name}.stranded.narrowPeak")
         calls.append(peaks.with_columns(pl.lit(g.name).alias("genome")))
     tss_recall, tss_precision = _tss_agreement(pl.concat(calls), starts_of, tests)
-    return StrandedResult(metrics, comparison, counts, threshold, precision, tss_recall, tss_precision,
+    return StrandedResult(metrics, comparison, counts, threshold, precision, best_precision, tss_recall, tss_precision,
                           time.monotonic() - started, {"train": len(train), "test": len(test)})
 
 
-def _threshold(truth: np.ndarray, prob: np.ndarray, precision: float) -> float:
-    """The lowest probability at which the validation examples' precision reaches ``precision``;
-    where it never does, the one with the best F1."""
+def _threshold(truth: np.ndarray, prob: np.ndarray, precision: float) -> tuple[float, float]:
+    """The lowest probability at which the validation examples' precision reaches ``precision``
+    (infinity where it never does: no calls), and the best precision they reach at recall >= 1%."""
     from sklearn.metrics import precision_recall_curve
 
     p, r, t = precision_recall_curve(truth, prob)
+    best = float(p[:-1][r[:-1] >= 0.01].max()) if (r[:-1] >= 0.01).any() else 0.0
     ok = np.flatnonzero(p[:-1] >= precision)
     if len(ok):
-        return float(t[ok[0]])
-    f1 = 2 * p[:-1] * r[:-1] / np.maximum(p[:-1] + r[:-1], 1e-12)
-    log.warning("stranded promoters: validation precision never reaches %.2f; calling at the best F1", precision)
-    return float(t[int(np.argmax(f1))])
+        return float(t[ok[0]]), best
+    log.warning("stranded promoters: validation precision never reaches %.2f (best %.2f); no promoters called",
+                precision, best)
+    return float("inf"), best
 
 
 def _lookup(window_scores: dict[str, pl.DataFrame], parts: list[_Part], positions: np.ndarray) -> np.ndarray:
