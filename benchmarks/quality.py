@@ -39,9 +39,11 @@ MODELS = {
     DEFAULT: (REPO / "resources/models/genembed-conv", TokenizerSpec("kmer", 1)),
 }
 CANDIDATE = REPO / "resources/models/genembed-conv-div"
-# issue 28's targets: (measure, what it must reach: a number, or a baseline to beat)
+# issue 28's targets: (measure, what it must reach: a number, or a baseline to beat). The 2-kb queries are
+# checked as `genembed query` ranks loci without alignment (pieces' hits chained on the grid); the best
+# single window ("2-kb query mutated 30% top-1") is printed beside it
 TARGETS = [("neighbour top-10", "canonical 6-mer"), ("neighbour top-10", "4-mer"),
-           ("2-kb query mutated 30% top-1", 0.6), ("2-kb query mutated 20% top-1", 0.95),
+           ("2-kb query mutated 30%, loci top-1", 0.6), ("2-kb query mutated 20%, loci top-1", 0.95),
            ("mutated 10% top-1", 0.99), ("reverse complement top-1", 0.99), ("genome ARI", "canonical 4-mer")]
 
 

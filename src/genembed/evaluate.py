@@ -60,6 +60,7 @@ class EvalSettings:
     divergence_queries: int = 200  # 2-kb queries of the divergence curve (0: none)
     divergence_rates: tuple[float, ...] = (0.0, 0.10, 0.20, 0.30)
     query_bp: int = 2000
+    loci_windows: int = 50_000  # grid windows the divergence curve's locus search (as genembed query) searches (0: off)
     indel_share: float = 0.1
     bootstrap: int = 1000
     seed: int = 0
@@ -150,6 +151,7 @@ class Divergence:
     table: pl.DataFrame
     seqs: list[bytes]
     right: list[np.ndarray]
+    sources: list[tuple[str, str, int]]
 
 
 def divergence_setup(genomes: Mapping[str, Genome], sample: Sample, size: int, stride: int,
@@ -193,7 +195,81 @@ def divergence_setup(genomes: Mapping[str, Genome], sample: Sample, size: int, s
         overlap = np.minimum(every["end"].to_numpy(), start + q) - np.maximum(every["start"].to_numpy(), start)
         right.append(np.flatnonzero((every["genome"] == name).to_numpy() & (every["contig"] == contig).to_numpy()
                                     & (overlap >= size // 2)))
-    return Divergence(queries, table, seqs, right)
+    return Divergence(queries, table, seqs, right, sources)
+
+
+@dataclass
+class Grid:
+    """Every window of the run's grid on the genomes' contigs (up to a cap): what ``genembed query``
+    searches, so that its locus ranking can be measured (:func:`divergence_loci`)."""
+
+    table: pl.DataFrame  # genome, contig, start, end
+    seqs: list[bytes]
+
+
+def grid_windows(genomes: Mapping[str, Genome], size: int, stride: int, cap: int, first: set[tuple[str, str]],
+                 max_n_fraction: float, seed: int) -> Grid:
+    """The grid windows of whole contigs, the ``first`` (genome, contig) pairs first and the others in a
+    seeded random order, until ``cap`` windows; windows over the N limit are left out, as the run leaves them."""
+    contigs = [(name, c, n) for name, g in genomes.items() for c, n in g.contigs.items() if n >= size]
+    order = np.random.default_rng(seed + 4).permutation(len(contigs))
+    order = sorted(order, key=lambda i: (contigs[i][0], contigs[i][1]) not in first)  # stable: sources' contigs first
+    rows, seqs = [], []
+    for i in order:
+        name, contig, n = contigs[i]
+        starts = list(range(0, n - size + 1, stride))
+        if len(rows) + len(starts) > cap:
+            continue
+        whole = genomes[name].fetch(contig, 0, n)
+        for w in starts:
+            seq = whole[w : w + size]
+            if n_fraction(seq) <= max_n_fraction:
+                rows.append((name, contig, w))
+                seqs.append(seq)
+    table = pl.DataFrame(rows, schema={"genome": pl.String, "contig": pl.String, "start": pl.Int64}, orient="row")
+    return Grid(table.with_columns((pl.col("start") + size).alias("end")), seqs)
+
+
+def divergence_loci(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], grid: Grid, db: np.ndarray,
+                    size: int, stride: int, query_bp: int) -> dict[float, np.ndarray]:
+    """Per rate, 1 where a query's top locus overlaps its source by half a window, loci ranked as
+    ``genembed query`` ranks them without alignment: each query piece's best windows of the grid
+    (:data:`genembed.query.DEEP_HITS`, the ``PIECE_HITS`` best counted alone), chained along a
+    diagonal on either strand (:func:`genembed.loci.chain`), by summed cosine. Sources whose contig
+    the grid lacks count as misses."""
+    from .loci import chain, pieces
+    from .query import DEEP_HITS, PIECE_HITS
+
+    db = normalise(db)
+    depth = min(DEEP_HITS, len(db))
+    genome, contig = grid.table["genome"].to_numpy(), grid.table["contig"].to_numpy()
+    start, end = grid.table["start"].to_numpy(), grid.table["end"].to_numpy()
+    out = {}
+    for rate, queries in div.queries.items():
+        cut = [(i, a, b) for i, seq in enumerate(queries) for a, b in pieces(len(seq), size, stride)]
+        x = normalise(featurize([queries[i][a:b] for i, a, b in cut]))
+        scores = x @ db.T
+        top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth] if depth < len(db) else np.tile(np.arange(len(db)), (len(cut), 1))
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
+        top = np.take_along_axis(top, order, 1)
+        piece = np.repeat(np.arange(len(cut)), depth)
+        w = top.ravel()
+        hits = pl.DataFrame({
+            "query": [str(cut[j][0]) for j in piece], "piece": piece, "query_start": [cut[j][1] for j in piece],
+            "query_end": [cut[j][2] for j in piece], "genome": genome[w], "contig": contig[w], "start": start[w],
+            "end": end[w], "score": scores[piece, w].astype(np.float32), "rank": np.tile(np.arange(1, depth + 1), len(cut)),
+        })
+        hits = pl.concat([hits.with_columns(pl.lit(s).alias("strand")) for s in "+-"]).with_columns(
+            pl.col("score").alias("x"), pl.lit(True).alias("ambiguous"))
+        tests = {str(i): 2 * sum(1 for c in cut if c[0] == i) for i in range(len(queries))}
+        best = chain(hits, size, stride, 1, tests, lone_rank=min(PIECE_HITS, depth)).filter(pl.col("rank") == 1)
+        found = np.zeros(len(queries))
+        for row in best.iter_rows(named=True):
+            name, ctg, s0 = div.sources[int(row["query"])]
+            overlap = min(row["end"], s0 + query_bp) - max(row["start"], s0)
+            found[int(row["query"])] = float(row["genome"] == name and row["contig"] == ctg and overlap >= size // 2)
+        out[rate] = found
+    return out
 
 
 def divergence_hits(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], db: np.ndarray,
@@ -311,6 +387,11 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
     overlap[np.arange(len(sample.anchors)), sample.nexts] = False
     labels = sample.table["genome"].to_numpy()
     div = divergence_setup(genomes, sample, size, stride, settings)
+    grid = None
+    if div is not None and settings.loci_windows:
+        grid = grid_windows(genomes, size, stride, settings.loci_windows, {(n, c) for n, c, _ in div.sources},
+                            max_n_fraction, settings.seed)
+        log.info("evaluate: %d grid windows for the locus search", grid.table.height)
     values: dict[str, dict[str, np.ndarray]] = {}  # measure -> method -> per-query hits
     clusters: dict[str, np.ndarray] = {}
     for method, featurize in features.items():
@@ -326,6 +407,12 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
         if div is not None and method != "GC":  # the divergence curve: embeddings and k-mer counts
             for rate, hits in divergence_hits(div, featurize, db, size, stride).items():
                 values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%} top-1", {})[method] = hits
+            if grid is not None and grid.table.height:
+                vectors = (_stored_or_embedded(stored, grid, embed) if stored and method == "embeddings"
+                           else featurize(grid.seqs))
+                for rate, hits in divergence_loci(div, featurize, grid, vectors, size, stride, settings.query_bp).items():
+                    values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%}, loci top-1",
+                                      {})[method] = hits
         if len(np.unique(labels)) > 1:
             clusters[method] = adjusted_rand(db, labels, method, settings.seed)
         log.info("evaluate: %s scored", method)
@@ -353,8 +440,8 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
             pl.DataFrame(diffs, schema=COMPARISON_SCHEMA, orient="row"))
 
 
-def _stored_or_embedded(stored: Sequence["GenomeInputs"], sample: Sample, embed: Embed) -> np.ndarray:
-    """The sampled windows' vectors from the run's shards; the few the run dropped are embedded."""
+def _stored_or_embedded(stored: Sequence["GenomeInputs"], sample: "Sample | Grid", embed: Embed) -> np.ndarray:
+    """The sampled (or grid) windows' vectors from the run's shards; the few the run dropped are embedded."""
     vectors, found = stored_vectors(stored, sample.table)
     missing = np.flatnonzero(~found)
     log.info("evaluate: %d sampled windows read from the run's shards, %d embedded", found.sum(), len(missing))
@@ -507,7 +594,10 @@ METHOD = (
     "at each rate (substitutions plus indels at a tenth of it), every second one reverse-complemented, cut into "
     "windows of the run's size and stride; each searched window (the sample plus the grid windows over the sources) "
     "scores as its best query piece, and the query is right when its best window overlaps its source by half a "
-    "window (the embeddings' ranking alone, no chaining or alignment). 4-mer counts are frequencies of the 256 4-mers of the forward strand; "
+    "window (the embeddings' ranking alone, no chaining or alignment). Loci: the same queries searched as genembed "
+    "query ranks loci without alignment: each piece's 200 best windows of the run's grid (whole contigs, up to "
+    "50,000 windows), hits chained along a diagonal on either strand, the top locus by summed cosine; right when it "
+    "overlaps the source by half a window. 4-mer counts are frequencies of the 256 4-mers of the forward strand; "
     "canonical 4-mer and 6-mer counts add each k-mer to its reverse complement (136 and 2,080 columns), so they are "
     "strand-invariant, as the default model is."
 )
