@@ -82,7 +82,7 @@ def test_identical_copies_score_one_and_sequence_blind_vectors_score_chance(two_
     def blind(seqs):
         return rng.normal(size=(len(seqs), 32)).astype(np.float32)
 
-    settings = EvalSettings(windows=200, mutation_rates=(0.0,), bootstrap=200)
+    settings = EvalSettings(windows=200, mutation_rates=(0.0,), bootstrap=200, loci_depth=50)
     results, comparison = evaluate(two_genomes, blind, 500, 250, settings)
     assert estimate(results, "mutated 0% top-1", "4-mer") == 1.0
     searched = results.filter(pl.col("measure") == "genome ARI")["n"][0]
@@ -113,7 +113,8 @@ def test_evaluate_cli_scores_a_model_and_writes_the_report(tmp_path, ecoli_slice
     new_encoder(model, TuneConfig(hidden_size=16, layers=1))
     out = tmp_path / "eval"
     proc = subprocess.run([sys.executable, "-m", "genembed.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
-                           "--model", str(model), "--windows", "100", "--out", str(out)],
+                           "--model", str(model), "--windows", "100", "--divergence-queries", "60", "--loci-depth", "50",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "reverse complement top-1" in proc.stdout and "evaluate.html" in proc.stdout
@@ -150,14 +151,14 @@ def test_non_finite_embeddings_are_refused_not_scored(two_genomes):
         return x
 
     with pytest.raises(GenembedError, match="not finite"):
-        evaluate(two_genomes, overflowing, 500, 250, EvalSettings(windows=40, bootstrap=10))
+        evaluate(two_genomes, overflowing, 500, 250, EvalSettings(windows=40, bootstrap=10, loci_windows=0))
 
 
 def test_a_genome_too_short_for_two_windows_is_skipped_not_fatal(tmp_path, two_genomes):
     (tmp_path / "plasmid.fa").write_text(">p\n" + "ACGTTGCA" * 50 + "\n")  # 400 bp: no 500-bp window
     prepare_fasta(tmp_path / "plasmid.fa", tmp_path / "plasmid.fa.gz")
     genomes = {"eco": two_genomes["eco"], "plasmid": Genome(tmp_path / "plasmid.fa.gz")}
-    results, _ = evaluate(genomes, kmer_frequencies, 500, 250, EvalSettings(windows=40, bootstrap=10))
+    results, _ = evaluate(genomes, kmer_frequencies, 500, 250, EvalSettings(windows=40, bootstrap=10, loci_windows=0))
     assert "genome ARI" not in set(results["measure"])  # one genome left
     assert results.filter(pl.col("measure") == "neighbour top-1")["n"][0] == 20
 
@@ -172,7 +173,7 @@ def test_a_run_is_evaluated_on_its_stored_vectors_with_the_same_results(tmp_path
     inputs = embed_genome("eco", ecoli_slice[0], tmp_path, tiny_bert, size=500, shard_size=150)
     assert len(inputs.shards) > 1
     embed = kmer_plan(tiny_bert, size=500).sequence_embedder()
-    settings = EvalSettings(windows=60, mutation_rates=(0.05,), bootstrap=50)
+    settings = EvalSettings(windows=60, mutation_rates=(0.05,), bootstrap=50, divergence_queries=50, loci_depth=50)
     genomes = {"eco": Genome(inputs.fasta)}
     with caplog.at_level(logging.INFO, logger="genembed.evaluate"):
         from_shards, _ = evaluate(genomes, embed, 500, 500, settings, stored=[inputs])

@@ -35,7 +35,7 @@ def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice, tiny_
 
     plan = kmer_plan(tiny_bert, 500, "auto")
     evaluate_model({"ecoli": prepared_slice}, replace(plan, windows=replace(plan.windows, stride=250)), root / "evaluate",
-                   EvalSettings(windows=60, bootstrap=100), promoter_dir=root / "promoters")
+                   EvalSettings(windows=60, bootstrap=100, divergence_queries=50, loci_depth=50), promoter_dir=root / "promoters")
     return root
 
 
@@ -85,6 +85,11 @@ def page_problems(driver, path: str | Path) -> list[str]:
     driver.get_log("browser")  # drop what earlier pages logged
     driver.get(path.as_uri())
     problems = []
+    import time
+
+    deadline = time.monotonic() + 30  # a large page (the promoter report inlines igv.js) may still be parsing
+    while driver.execute_script("return document.readyState") != "complete" and time.monotonic() < deadline:
+        time.sleep(0.2)
     state = driver.execute_script("return document.readyState")
     if state != "complete":
         problems.append(f"document.readyState is {state!r}, not 'complete'")
@@ -136,3 +141,27 @@ def test_a_report_with_a_corrupted_image_is_reported_as_broken(browser, report_d
     problems = page_problems(browser, tmp_path / "clusters.html")
     broken_images = [p for p in problems if p.startswith("image ")]
     assert len(broken_images) == 1 and broken_images[0].startswith("image 1 "), problems  # the first, and only it
+
+
+def test_the_promoter_report_embeds_a_genome_browser_that_draws_its_tracks_offline(browser, report_dir):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    path = report_dir / "promoters" / "promoters.html"  # console errors and fetches: the test above, on every page
+    browser.get_log("browser")
+    browser.get(path.resolve().as_uri())
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "const e=document.getElementById('igv-view'); return document.readyState==='complete' && e && e.dataset.ready==='1'"))
+    names = [n for n in browser.execute_script("return window.genembedIgv.trackViews.map(v=>v.track.name)") if n]
+    for wanted in ("+ strand promoter probability", "- strand promoter probability", "predicted promoters", "genes",
+                   "known starts"):
+        assert any(n.startswith(wanted) for n in names), names
+    assert browser.execute_script("return document.getElementById('igv-view').shadowRoot.querySelectorAll('canvas').length") > 5
+    buttons = browser.find_elements("css selector", "button.igv-locus")
+    assert len(buttons) >= 2
+    target = buttons[1].get_attribute("data-locus").split(":")[0] + ":"
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click()", buttons[1])  # buttons move the view
+    current = "const c=window.genembedIgv.currentLoci(); return Array.isArray(c) ? c[0] : c"  # igv 3.1: one string
+    WebDriverWait(browser, 10).until(lambda d: str(d.execute_script(current)).startswith(target))
+    assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e=>e.name)")
+    assert not [u for u in fetched if re.match(r"(https?|wss?|ftp):", u, re.I)]

@@ -17,7 +17,9 @@ def inputs(built_index, prepared_slice, ecoli_slice):
 
 
 def _self_contained(html: str) -> None:
-    assert not re.search(r"(src|href)=[\"']?(https?:)?//", html)
+    # links in the page itself (the inline igv.js holds URL templates it never fetches here: the Chromium test
+    # of the report checks that nothing is requested)
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", re.sub(r"<script>.*?</script>", "", html, flags=re.S))
     assert html.count("data:image/png;base64,") >= 2
 
 

@@ -77,7 +77,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     plan = _plan(args)
     with tempfile.TemporaryDirectory() as tmp:
         fastas = dict(zip(names, _prepared(args.fasta, Path(tmp))))
-        results, _ = evaluate_model(fastas, plan, args.out, EvalSettings(windows=args.windows, seed=args.seed),
+        results, _ = evaluate_model(fastas, plan, args.out, EvalSettings(windows=args.windows, seed=args.seed,
+                                                                             divergence_queries=args.divergence_queries,
+                                                                             loci_depth=args.loci_depth),
                                     args.promoters_report)
     import polars as pl
 
@@ -337,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="folder for evaluate.html, evaluate.tsv and comparison.tsv")
     _run_args(v)
     v.add_argument("--windows", type=int, default=EVAL.windows, help="anchor windows sampled, shared among genomes")
+    v.add_argument("--divergence-queries", type=int, default=EVAL.divergence_queries,
+                   help="2-kb queries per mutation rate of the divergence curve (0: none)")
+    v.add_argument("--loci-depth", type=int, default=EVAL.loci_depth,
+                   help="hits per query piece the curve's locus search chains (as genembed query: 200)")
     v.add_argument("--promoters-report", help="a promoter report folder: its metrics join the table")
     v.add_argument("--seed", type=int, default=EVAL.seed)
     v.set_defaults(func=cmd_evaluate)

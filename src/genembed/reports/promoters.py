@@ -483,7 +483,10 @@ def _stranded_html(r, settings: PromoterSettings, genomes: list[GenomeInputs]) -
         + html.table(r.comparison)
         + f"<p>Predicted promoters are runs of bins at or above probability {r.threshold:.3f}, the threshold at which "
           f"the validation examples reach precision {r.precision_target:g} (<code>promoters.call_precision</code>; lower it "
-          f"for more, less certain calls).</p><ul>{files}</ul>")
+          f"for more, less certain calls).</p><ul>{files}</ul>"
+        + "<h3>Genome browser</h3><p class='muted'>igv.js at the best calls and at a few known starts of the held-out "
+          "part (2 kb each; the buttons move between them): both strands' probability, the calls, the genes and the "
+          "known starts.</p>" + r.view)
 
 
 def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],

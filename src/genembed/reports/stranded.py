@@ -18,6 +18,7 @@ from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path
 from ..layout import GenomeInputs
+from .browser import Locus, Track, igv_view
 from .evaluation import block_bootstrap, interval, verdict
 from .supervised import STEP, CnnSettings, PromoterModel, bin_labels, n_bins, padded, strand_codes, to_strand
 from .tracks import write_bigwig
@@ -85,6 +86,7 @@ class StrandedResult:
     tss_precision: float
     seconds: float
     examples: dict[str, int] = field(default_factory=dict)
+    view: str = ""  # the genome-browser view (igv.js) of the best calls and a few known starts
 
 
 def _split(length: int, strand: str, s: CnnSettings, test: tuple[int, int] | None) -> np.ndarray:
@@ -210,8 +212,9 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
         counts[g.name] = _write_peaks(peaks, out / f"{g.name}.stranded.narrowPeak")
         calls.append(peaks.with_columns(pl.lit(g.name).alias("genome")))
     tss_recall, tss_precision = _tss_agreement(pl.concat(calls), starts_of, tests)
+    view = _view(genomes, parts, prob, pl.concat(calls), starts_of, tests, fastas, seed)
     return StrandedResult(metrics, comparison, counts, threshold, precision, best_precision, tss_recall, tss_precision,
-                          time.monotonic() - started, {"train": len(train), "test": len(test)})
+                          time.monotonic() - started, {"train": len(train), "test": len(test)}, view)
 
 
 def _threshold(truth: np.ndarray, prob: np.ndarray, precision: float) -> tuple[float, float]:
@@ -327,3 +330,51 @@ def _within(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros(len(a), dtype=bool)
     i = np.clip(np.searchsorted(b, a), 1, len(b) - 1) if len(b) > 1 else np.zeros(len(a), dtype=np.int64)
     return np.minimum(np.abs(b[i] - a), np.abs(b[np.maximum(i - 1, 0)] - a)) <= NEAR
+
+
+VIEW_CALLS, VIEW_KNOWN, VIEW_FLANK = 4, 3, 1000  # the browser view: best calls, known starts, bp each side
+
+
+def _view(genomes: list[GenomeInputs], parts: list[_Part], prob: dict[int, np.ndarray], calls: pl.DataFrame,
+          starts_of: dict[str, pl.DataFrame | None], tests: dict[str, dict[str, tuple[int, int]]],
+          fastas: dict[str, Genome], seed: int) -> str:
+    """igv.js at the best calls and at a few known starts of the held-out part: both strands' tracks,
+    the calls, the genes and the known starts."""
+    picks = [(r["genome"], r["contig"], r["tss"], f"call {r['genome']} {r['contig']}:{r['tss'] + 1:,} ({r['strand']},"
+              f" {r['probability']:.2f}, {r['gene']})")
+             for r in calls.sort("probability", descending=True).head(VIEW_CALLS).iter_rows(named=True)]
+    known = [(g, c, int(t), f"known start {g} {c}:{int(t) + 1:,} ({s})")
+             for g, held in tests.items() if starts_of.get(g) is not None for c, (lo, hi) in held.items()
+             for t, s in starts_of[g].filter((pl.col("contig") == c) & pl.col("tss").is_between(lo, hi - 1))
+             .select("tss", "strand").iter_rows()]
+    rng = np.random.default_rng(seed)
+    picks += [known[i] for i in sorted(rng.choice(len(known), min(VIEW_KNOWN, len(known)), replace=False))] if known else []
+    loci = []
+    for g, c, t, label in picks:
+        n = fastas[g].contigs[c]
+        a, b = max(0, t - VIEW_FLANK), min(n, t + VIEW_FLANK)
+        loci.append(Locus(label, f"{g}\0{c}", a, b, fastas[g].fetch(c, a, b)))
+    wanted = {lo.contig for lo in loci}
+    tracks = {"+": Track("+ strand promoter probability", "wig", color="#1f77b4"),
+              "-": Track("- strand promoter probability", "wig", color="#d62728")}
+    for p in parts:
+        key = f"{p.genome}\0{p.contig}"
+        if key not in wanted:
+            continue
+        bins = _bins(p, prob[id(p)])
+        for lo in (x for x in loci if x.contig == key):
+            near = bins.filter((pl.col("end") > lo.start) & (pl.col("start") < lo.end))
+            tracks[p.strand].rows += [(key, *r) for r in near.select("start", "end", "score").iter_rows()]
+    called = Track("predicted promoters (name: gene downstream)", "bed", color="#2ca02c")
+    called.rows = [(f"{r['genome']}\0{r['contig']}", r["start"], r["end"], r["gene"], int(r["probability"] * 1000), r["strand"])
+                   for r in calls.iter_rows(named=True) if f"{r['genome']}\0{r['contig']}" in wanted]
+    genes, starts = Track("genes", "bed", color="#555555"), Track("known starts", "bed", color="#9467bd")
+    for g in genomes:
+        if g.annotation is not None:
+            f = read_annotation(g.annotation).filter(pl.col("type").is_in(list(_GENE_TYPES)))
+            genes.rows += [(f"{g.name}\0{c}", a, b, n or ".", 0, s) for c, a, b, s, n in
+                           f.select("contig", "start", "end", "strand", "name").iter_rows() if f"{g.name}\0{c}" in wanted]
+        if starts_of.get(g.name) is not None:
+            starts.rows += [(f"{g.name}\0{c}", t, t + 1, "start", 0, s) for c, t, s in
+                            starts_of[g.name].select("contig", "tss", "strand").iter_rows() if f"{g.name}\0{c}" in wanted]
+    return igv_view(loci, [tracks["+"], tracks["-"], called, genes, starts])
