@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from genembed.evaluate import EvalSettings, evaluate_model
+from genembed.evaluate import KMER_BASELINES, EvalSettings, evaluate_model
 from genembed.genome import prepare_fasta
 from genembed.models import ModelSpec
 from genembed.plan import RunPlan
@@ -83,7 +83,8 @@ def main() -> None:
         for label, (folder, tok) in models.items():
             started = time.monotonic()
             plan = RunPlan.make(ModelSpec(str(folder)), tok, {"size": 500, "stride": 250})
-            results, _ = evaluate_model(fastas, plan, Path(args.out) / folder.name, EvalSettings(windows=args.windows))
+            results, _ = evaluate_model(fastas, plan, Path(args.out) / folder.name, EvalSettings(windows=args.windows, loci_depth=200,
+                                                                                                    loci_baselines=KMER_BASELINES))
             tables[label] = results
             print(f"{label}: evaluated in {time.monotonic() - started:.0f} s")
     first = next(iter(tables.values()))

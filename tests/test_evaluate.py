@@ -82,7 +82,8 @@ def test_identical_copies_score_one_and_sequence_blind_vectors_score_chance(two_
     def blind(seqs):
         return rng.normal(size=(len(seqs), 32)).astype(np.float32)
 
-    settings = EvalSettings(windows=200, mutation_rates=(0.0,), bootstrap=200, loci_depth=50)
+    settings = EvalSettings(windows=200, mutation_rates=(0.0,), bootstrap=200, loci_depth=50,
+                            loci_baselines=("canonical 6-mer",))
     results, comparison = evaluate(two_genomes, blind, 500, 250, settings)
     assert estimate(results, "mutated 0% top-1", "4-mer") == 1.0
     searched = results.filter(pl.col("measure") == "genome ARI")["n"][0]

@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--divergence-queries", type=int, default=EVAL.divergence_queries,
                    help="2-kb queries per mutation rate of the divergence curve (0: none)")
     v.add_argument("--loci-depth", type=int, default=EVAL.loci_depth,
-                   help="hits per query piece the curve's locus search chains (as genembed query: 200)")
+                   help="hits per query piece the curve's locus search chains (genembed query: 200)")
     v.add_argument("--promoters-report", help="a promoter report folder: its metrics join the table")
     v.add_argument("--seed", type=int, default=EVAL.seed)
     v.set_defaults(func=cmd_evaluate)

@@ -61,8 +61,9 @@ class EvalSettings:
     divergence_rates: tuple[float, ...] = (0.0, 0.10, 0.20, 0.30)
     query_bp: int = 2000
     loci_windows: int = 50_000  # grid windows the divergence curve's locus search (as genembed query) searches (0: off)
-    loci_depth: int = 200  # hits per query piece it chains (genembed query: DEEP_HITS, 200; 50 is 2.5x faster, and
-    #                        finds fewer diverged copies: the default 0.695 against 0.78 at 30%)
+    loci_depth: int = 50  # hits per query piece it chains (genembed query: DEEP_HITS, 200, 2.5x slower here; 50 finds
+    #                       fewer diverged copies: the default model 0.695 against 0.78 at 30%)
+    loci_baselines: tuple[str, ...] = ()  # k-mer baselines it also ranks (canonical 6-mers: 17 s more on the example)
     indel_share: float = 0.1
     bootstrap: int = 1000
     seed: int = 0
@@ -232,23 +233,22 @@ def grid_windows(genomes: Mapping[str, Genome], size: int, stride: int, cap: int
     return Grid(table.with_columns((pl.col("start") + size).alias("end")), seqs)
 
 
-def divergence_loci(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], grid: Grid, db: np.ndarray,
-                    size: int, stride: int, query_bp: int, depth: int = 200) -> dict[float, np.ndarray]:
+def divergence_loci(div: Divergence, cut_pieces: Pieces, grid: Grid, db: np.ndarray, size: int, stride: int,
+                    query_bp: int, depth: int = 200) -> dict[float, np.ndarray]:
     """Per rate, 1 where a query's top locus overlaps its source by half a window, loci ranked as
     ``genembed query`` ranks them without alignment: each query piece's ``depth`` best windows
     of the grid (the ``PIECE_HITS`` best counted alone), chained along a diagonal on either strand
     (:func:`genembed.loci.chain`), by summed cosine. Sources whose contig the grid lacks count as misses."""
-    from .loci import chain, pieces
+    from .loci import chain
     from .query import PIECE_HITS
 
-    db = normalise(db)
+    db = normalise(np.asarray(db, dtype=np.float32))
     depth = min(depth, len(db))
     genome, contig = grid.table["genome"].to_numpy(), grid.table["contig"].to_numpy()
     start, end = grid.table["start"].to_numpy(), grid.table["end"].to_numpy()
     out = {}
     for rate, queries in div.queries.items():
-        cut = [(i, a, b) for i, seq in enumerate(queries) for a, b in pieces(len(seq), size, stride)]
-        x = normalise(featurize([queries[i][a:b] for i, a, b in cut]))
+        cut, x = cut_pieces[rate]
         scores = x @ db.T
         top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth] if depth < len(db) else np.tile(np.arange(len(db)), (len(cut), 1))
         order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
@@ -273,17 +273,30 @@ def divergence_loci(div: Divergence, featurize: Callable[[Sequence[bytes]], np.n
     return out
 
 
-def divergence_hits(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], db: np.ndarray,
-                    size: int, stride: int) -> dict[float, np.ndarray]:
-    """Per rate, 1 where a query's best window (its pieces of ``size`` bp every ``stride``, each
-    scored against every searched window; a window's score is its best piece's) overlaps its source."""
+Pieces = dict[float, tuple[list[tuple[int, int, int]], np.ndarray]]
+
+
+def divergence_pieces(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], size: int,
+                      stride: int) -> Pieces:
+    """Per rate, the queries cut into pieces of ``size`` bp every ``stride`` ((query, start, end)) and
+    their unit vectors: featurized once for both rankings."""
     from .loci import pieces
 
     out = {}
-    db = normalise(np.concatenate([db, featurize(div.seqs)]))
     for rate, queries in div.queries.items():
         cut = [(i, a, b) for i, seq in enumerate(queries) for a, b in pieces(len(seq), size, stride)]
-        x = normalise(featurize([queries[i][a:b] for i, a, b in cut]))
+        out[rate] = cut, normalise(np.asarray(featurize([queries[i][a:b] for i, a, b in cut]), dtype=np.float32))
+    return out
+
+
+def divergence_hits(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], db: np.ndarray,
+                    cut_pieces: Pieces) -> dict[float, np.ndarray]:
+    """Per rate, 1 where a query's best window (its pieces, each scored against every searched
+    window; a window's score is its best piece's) overlaps its source."""
+    out = {}
+    db = normalise(np.concatenate([db, featurize(div.seqs)]))
+    for rate, queries in div.queries.items():
+        cut, x = cut_pieces[rate]
         owner = np.array([i for i, _, _ in cut])
         scores = x @ db.T
         best = np.full((len(queries), len(db)), -np.inf)
@@ -406,12 +419,13 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
         for measure, seqs in queries.items():
             values.setdefault(f"{measure} top-1", {})[method] = hit_rates(sim(featurize(seqs), db), sample.anchors, (1,))[1]
         if div is not None and method != "GC":  # the divergence curve: embeddings and k-mer counts
-            for rate, hits in divergence_hits(div, featurize, db, size, stride).items():
+            cut_pieces = divergence_pieces(div, featurize, size, stride)
+            for rate, hits in divergence_hits(div, featurize, db, cut_pieces).items():
                 values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%} top-1", {})[method] = hits
-            if grid is not None and grid.table.height:
+            if grid is not None and grid.table.height and (method == "embeddings" or method in settings.loci_baselines):
                 vectors = (_stored_or_embedded(stored, grid, embed) if stored and method == "embeddings"
                            else featurize(grid.seqs))
-                for rate, hits in divergence_loci(div, featurize, grid, vectors, size, stride, settings.query_bp,
+                for rate, hits in divergence_loci(div, cut_pieces, grid, vectors, size, stride, settings.query_bp,
                                                      settings.loci_depth).items():
                     values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%}, loci top-1",
                                       {})[method] = hits
