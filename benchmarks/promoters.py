@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--operon-gap", type=int, default=50, help="E. coli: operon heads only (0: every gene)")
     parser.add_argument("--epochs", type=int, default=PromoterSettings.stranded_epochs)
     parser.add_argument("--width", type=int, default=CnnSettings.width)
+    parser.add_argument("--max-positives", type=int, default=CnnSettings.max_positives)
     parser.add_argument("--precision", type=float, default=PromoterSettings.call_precision)
     args = parser.parse_args()
     rows = []
@@ -53,7 +54,7 @@ def main() -> None:
             out.mkdir()
             started = time.monotonic()
             r = stranded_report([genome], tests, fastas, out, args.operon_gap if bacterium else 0, 0.5, args.precision,
-                                200, 10_000, 0, {}, CnnSettings(epochs=args.epochs, width=args.width),
+                                200, 10_000, 0, {}, CnnSettings(epochs=args.epochs, width=args.width, max_positives=args.max_positives),
                                 "cpu", native_bf16("cpu"))
             print(f"{name}: {r.examples['train']:,} training and {r.examples['test']:,} held-out examples"
                   f" ({r.metrics['test_positive_fraction'][0]:.1%} positive); {time.monotonic() - started:.0f} s in all;"
