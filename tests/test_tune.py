@@ -53,10 +53,21 @@ def test_tune_trains_a_new_encoder_that_the_pipeline_loads(tmp_path, prepared_sl
     assert {"config.json", "model.safetensors", "tokenizer.json", "training.json", "README.md"} <= {
         p.name for p in out.iterdir()}
     assert "contrastive" in (out / "README.md").read_text().lower()
+    # every file as readable as any file the user makes (the weights used to come out 600: a shared model
+    # folder could not be read by the cluster's other accounts)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~_umask() for p in out.iterdir())
     embedder = Embedder(ModelSpec(str(out)), EmbedSettings(precision="fp32"))
     tok = make_tokenizer(TokenizerSpec("kmer", 1), embedder.tokenizer)
     x = embedder.embed_rows(tok.encode_batch([b"ACGT" * 50, b"GGCA" * 50]))
     assert x.shape == (2, 16) and np.isfinite(x).all()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 ZOO = {

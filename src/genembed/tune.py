@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -456,6 +457,10 @@ def _save_folder(model, tokenizer, out: Path, stats: dict, card: str) -> None:
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(stats, indent=2) + "\n")
     (tmp / "README.md").write_text(card)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in tmp.iterdir():  # as any new file (the weights came out 600: written through a private temporary file)
+        f.chmod(0o666 & ~umask)
     if out.exists():
         out.rename(old)
     tmp.rename(out)
