@@ -113,6 +113,26 @@ def read_promoter_bed(path: str | os.PathLike, contigs: dict[str, int], upstream
     A 1-bp interval is a TSS and becomes the region ``upstream`` bp before to ``downstream`` bp
     after it (strand from column 6; without a strand, both orientations). Longer intervals are
     promoter regions and are used as they are."""
+    bed = read_bed(path, contigs)
+    regions = pl.concat([bed.filter(pl.col("end") - pl.col("start") > 1).select("contig", "start", "end"),
+                         _around(bed_starts(bed.filter(pl.col("end") - pl.col("start") == 1)), upstream, downstream, contigs)])
+    return regions.sort("contig", "start")
+
+
+def bed_starts(bed: pl.DataFrame) -> pl.DataFrame:
+    """Transcription starts (contig, tss, strand) of BED intervals: a 1-bp interval is a start; a longer
+    one a promoter, whose start is its downstream end; an interval without a strand counts on both."""
+    both = bed.filter(~pl.col("strand").is_in(["+", "-"]))
+    stranded = pl.concat([bed.filter(pl.col("strand").is_in(["+", "-"])), both.with_columns(pl.lit("+").alias("strand")),
+                          both.with_columns(pl.lit("-").alias("strand"))])
+    tss = (pl.when(pl.col("end") - pl.col("start") == 1).then(pl.col("start"))
+           .when(pl.col("strand") == "+").then(pl.col("end") - 1).otherwise(pl.col("start")))
+    return stranded.select("contig", tss.alias("tss"), "strand")
+
+
+def read_bed(path: str | os.PathLike, contigs: dict[str, int]) -> pl.DataFrame:
+    """The intervals of a BED file (plain or gzip), checked against the genome's contigs: contig,
+    start, end, strand (``.`` without column 6)."""
     path = Path(path)
     check_input(path, "promoter BED file")
     rows: list[tuple[str, int, int, str]] = []
@@ -142,16 +162,8 @@ def read_promoter_bed(path: str | os.PathLike, contigs: dict[str, int], upstream
         raise GenembedError(f"{path}: not a text BED file (undecodable bytes)") from None
     if not rows:
         raise GenembedError(f"{path}: no intervals")
-    bed = pl.DataFrame(rows, schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String},
-                       orient="row")
-    tss = bed.filter(pl.col("end") - pl.col("start") == 1)
-    stranded = tss.filter(pl.col("strand").is_in(["+", "-"]))
-    both = tss.filter(~pl.col("strand").is_in(["+", "-"]))
-    starts = pl.concat([stranded, both.with_columns(pl.lit("+").alias("strand")),
-                        both.with_columns(pl.lit("-").alias("strand"))]).select("contig", pl.col("start").alias("tss"), "strand")
-    regions = pl.concat([bed.filter(pl.col("end") - pl.col("start") > 1).select("contig", "start", "end"),
-                         _around(starts, upstream, downstream, contigs)])
-    return regions.sort("contig", "start")
+    return pl.DataFrame(rows, schema={"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "strand": pl.String},
+                        orient="row")
 
 
 def check_contigs(features: pl.DataFrame, contigs: dict[str, int], path: str | os.PathLike) -> None:
@@ -175,6 +187,9 @@ def with_classes(features: pl.DataFrame) -> pl.DataFrame:
     return features.with_columns(pl.coalesce(_rna_class(pl.col("type")), _rna_class(pl.col("biotype"))).alias("rna_class"))
 
 
+TSS = pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1)  # a feature's first transcribed base
+
+
 def gene_starts(features: pl.DataFrame, operon_gap: int = 0) -> pl.DataFrame:
     """Starts of genes and transcripts (alternative TSSs included; pseudogenes left out):
     contig, tss, strand. ``tss`` is the first transcribed base: ``start`` on the + strand,
@@ -186,11 +201,7 @@ def gene_starts(features: pl.DataFrame, operon_gap: int = 0) -> pl.DataFrame:
     genes = genes.filter(pl.col("strand").is_in(["+", "-"]))
     if operon_gap > 0:
         genes = operon_heads(genes, operon_gap)
-    return genes.select(
-        "contig",
-        pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1).alias("tss"),
-        "strand",
-    ).unique(maintain_order=True)
+    return genes.select("contig", TSS.alias("tss"), "strand").unique(maintain_order=True)
 
 
 def operon_heads(genes: pl.DataFrame, gap: int) -> pl.DataFrame:

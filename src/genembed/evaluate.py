@@ -262,7 +262,8 @@ def divergence_loci(div: Divergence, cut_pieces: Pieces, grid: Grid, db: np.ndar
         })
         hits = pl.concat([hits.with_columns(pl.lit(s).alias("strand")) for s in "+-"]).with_columns(
             pl.col("score").alias("x"), pl.lit(True).alias("ambiguous"))
-        tests = {str(i): 2 * sum(1 for c in cut if c[0] == i) for i in range(len(queries))}
+        per_query = np.bincount([c[0] for c in cut], minlength=len(queries))
+        tests = {str(i): 2 * int(n) for i, n in enumerate(per_query)}  # windows searched: pieces x strands
         best = chain(hits, size, stride, 1, tests, lone_rank=min(PIECE_HITS, depth)).filter(pl.col("rank") == 1)
         found = np.zeros(len(queries))
         for row in best.iter_rows(named=True):

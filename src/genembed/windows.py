@@ -200,18 +200,36 @@ def n_fraction(seq: bytes) -> float:
 
 def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
     """Frequencies of the 4^k k-mers (A/C/G/T only; k-mers holding other characters are skipped)
-    of each sequence, vectorised per sequence."""
+    of each sequence; sequences of one length are counted together (:func:`code_kmer_frequencies`)."""
     out = np.zeros((len(seqs), 4**k), dtype=np.float32)
-    powers = 4 ** np.arange(k - 1, -1, -1)
+    by_length: dict[int, list[int]] = {}
     for i, seq in enumerate(seqs):
-        codes = encode(seq)
-        if len(codes) < k:
+        by_length.setdefault(len(seq), []).append(i)
+    for length, rows in by_length.items():
+        if length < k:
             continue
-        view = np.lib.stride_tricks.sliding_window_view(codes, k)
-        view = view[(view < 4).all(axis=1)]
-        counts = np.bincount(view.astype(np.int64) @ powers, minlength=4**k)
-        out[i] = counts / max(counts.sum(), 1)
+        for j in range(0, len(rows), 8192):  # bounded memory: 8192 rows of k-mer ids at a time
+            part = rows[j : j + 8192]
+            codes = _CODE[np.frombuffer(b"".join(seqs[i] for i in part), dtype=np.uint8)].reshape(len(part), length)
+            out[part] = code_kmer_frequencies(codes, k)
     return out
+
+
+def code_kmer_frequencies(codes: np.ndarray, k: int = 4) -> np.ndarray:
+    """k-mer frequencies of the rows of ``[rows, length]`` base codes (:func:`encode`; k-mers holding a
+    4 are skipped), all rows in one pass."""
+    rows, length = codes.shape
+    if length < k:
+        return np.zeros((rows, 4**k), dtype=np.float32)
+    ids = np.zeros((rows, length - k + 1), dtype=np.int64)
+    bad = np.zeros(ids.shape, dtype=bool)
+    for j in range(k):
+        part = codes[:, j : j + length - k + 1]
+        ids = ids * 4 + np.minimum(part, 3)
+        bad |= part == 4
+    ids = np.where(bad, 4**k, ids) + (np.arange(rows) * (4**k + 1))[:, None]
+    counts = np.bincount(ids.ravel(), minlength=rows * (4**k + 1)).reshape(rows, 4**k + 1)[:, :-1]
+    return (counts / np.maximum(counts.sum(1, keepdims=True), 1)).astype(np.float32)
 
 
 def canonical_kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..annotation import _GENE_TYPES, gene_starts, read_annotation
+from ..annotation import _GENE_TYPES, TSS, bed_starts, gene_starts, read_annotation, read_bed
 from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path
 from ..layout import GenomeInputs
+from ..windows import code_kmer_frequencies
 from .browser import Locus, Track, igv_view
 from .evaluation import block_bootstrap, interval, verdict
 from .supervised import STEP, CnnSettings, PromoterModel, bin_labels, n_bins, padded, strand_codes, to_strand
@@ -29,37 +30,23 @@ MODEL = "supervised CNN"
 NEAR = 60  # bp: a predicted start this close to a known one is right (the report's sentence)
 
 
-def known_starts(genome: GenomeInputs, operon_gap: int) -> pl.DataFrame | None:
-    """Transcription starts (contig, tss, strand): from the promoter BED when the sheet gives one (a
-    1-bp interval is a start, on both strands without one; a longer one is a promoter ending at its
-    start), else the annotation's gene starts (operon heads with ``operon_gap``); None without either."""
+def known_starts(genome: GenomeInputs, features: pl.DataFrame | None, contigs: dict[str, int],
+                 operon_gap: int) -> pl.DataFrame | None:
+    """Transcription starts (contig, tss, strand): from the promoter BED when the sheet gives one
+    (:func:`genembed.annotation.bed_starts`), else the annotation's gene starts (operon heads with
+    ``operon_gap``); None without either."""
     if genome.promoters is not None:
-        from ..annotation import open_text
-
-        rows = []
-        with open_text(genome.promoters) as fh:  # already checked by the window labels' reader
-            for raw in fh:
-                if not raw.strip() or raw.startswith((b"#", b"track", b"browser")):
-                    continue
-                f = raw.rstrip(b"\r\n").split(b"\t")
-                contig, start, end = f[0].decode(), int(f[1]), int(f[2])
-                strand = f[5].decode() if len(f) >= 6 else "."
-                for s in ("+", "-") if strand not in ("+", "-") else (strand,):
-                    rows.append((contig, start if end - start == 1 else (end - 1 if s == "+" else start), s))
-        return pl.DataFrame(rows, schema={"contig": pl.String, "tss": pl.Int64, "strand": pl.String}, orient="row")
-    if genome.annotation is None:
-        return None
-    return gene_starts(read_annotation(genome.annotation), operon_gap)
+        return bed_starts(read_bed(genome.promoters, contigs))
+    return None if features is None else gene_starts(features, operon_gap)
 
 
-def gene_names(genome: GenomeInputs) -> pl.DataFrame:
+def gene_names(features: pl.DataFrame | None) -> pl.DataFrame:
     """Every gene's start (contig, tss, strand, name) for naming the gene downstream of a prediction."""
-    empty = pl.DataFrame(schema={"contig": pl.String, "tss": pl.Int64, "strand": pl.String, "name": pl.String})
-    if genome.annotation is None:
-        return empty
-    f = read_annotation(genome.annotation).filter(pl.col("type").is_in(list(_GENE_TYPES)) & pl.col("strand").is_in(["+", "-"]))
-    return f.select("contig", pl.when(pl.col("strand") == "+").then(pl.col("start")).otherwise(pl.col("end") - 1).alias("tss"),
-                    "strand", pl.col("name").fill_null(".")).unique(["contig", "tss", "strand"], maintain_order=True)
+    if features is None:
+        return pl.DataFrame(schema={"contig": pl.String, "tss": pl.Int64, "strand": pl.String, "name": pl.String})
+    f = features.filter(pl.col("type").is_in(list(_GENE_TYPES)) & pl.col("strand").is_in(["+", "-"]))
+    return f.select("contig", TSS.alias("tss"), "strand", pl.col("name").fill_null(".")).unique(
+        ["contig", "tss", "strand"], maintain_order=True)
 
 
 @dataclass
@@ -103,20 +90,6 @@ def _split(length: int, strand: str, s: CnnSettings, test: tuple[int, int] | Non
     return out
 
 
-def _kmer_frequencies(examples: np.ndarray, k: int = 4) -> np.ndarray:
-    """k-mer frequencies of [rows, length] codes (k-mers with N skipped)."""
-    rows, length = examples.shape
-    ids = np.zeros((rows, length - k + 1), dtype=np.int64)
-    bad = np.zeros_like(ids, dtype=bool)
-    for j in range(k):
-        part = examples[:, j : j + length - k + 1]
-        ids = ids * 4 + np.minimum(part, 3)
-        bad |= part == 4
-    ids = np.where(bad, 4**k, ids) + (np.arange(rows) * (4**k + 1))[:, None]
-    counts = np.bincount(ids.ravel(), minlength=rows * (4**k + 1)).reshape(rows, 4**k + 1)[:, :-1].astype(np.float32)
-    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
-
-
 def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
                     fastas: dict[str, Genome], out: Path, operon_gap: int, recall: float, precision: float,
                     n_boot: int, block_bp: int, seed: int, window_scores: dict[str, pl.DataFrame],
@@ -131,8 +104,9 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     started = time.monotonic()
     parts: list[_Part] = []
     starts_of: dict[str, pl.DataFrame | None] = {}
+    features = {g.name: read_annotation(g.annotation) if g.annotation is not None else None for g in genomes}
     for g in genomes:
-        starts = starts_of[g.name] = known_starts(g, operon_gap)
+        starts = starts_of[g.name] = known_starts(g, features[g.name], fastas[g.name].contigs, operon_gap)
         for contig, length in fastas[g.name].contigs.items():
             seq = fastas[g.name].fetch(contig, 0, length)
             for strand in "+-":
@@ -167,19 +141,20 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     valid = split == 2
     platt = LogisticRegression().fit(flat[valid, None], labels[valid])
     prob = {k: platt.predict_proba(v[:, None])[:, 1] for k, v in logits.items()}
-    threshold, best_precision = _threshold(labels[valid], platt.predict_proba(flat[valid, None])[:, 1], precision)
+    labeled_prob = np.concatenate([prob[id(p)] for p in labeled])
+    threshold, best_precision = _threshold(labels[valid], labeled_prob[valid], precision)
 
     # held-out examples: the model and the baselines on the same bins and strands
     test = np.flatnonzero(split == 1)
     rng = np.random.default_rng(seed)
     sample = rng.choice(train, min(len(train), 50_000), replace=False)
     window = np.arange(settings.context)
-    x_train = _kmer_frequencies(sequence[offsets[sample][:, None] + window])
+    x_train = code_kmer_frequencies(sequence[offsets[sample][:, None] + window])
     kmer = LogisticRegression(max_iter=1000).fit(x_train, labels[sample])
     test_codes = sequence[offsets[test][:, None] + window]
     real = np.maximum((test_codes < 4).sum(1), 1)
-    scores = {MODEL: np.concatenate([prob[id(p)] for p in labeled])[test],
-              "4-mer LR": np.concatenate([kmer.predict_proba(_kmer_frequencies(test_codes[i : i + 50_000]))[:, 1]
+    scores = {MODEL: labeled_prob[test],
+              "4-mer LR": np.concatenate([kmer.predict_proba(code_kmer_frequencies(test_codes[i : i + 50_000]))[:, 1]
                                           for i in range(0, len(test), 50_000)]),
               "AT content": ((test_codes == 0) | (test_codes == 3)).sum(1) / real}
     positions = np.concatenate([to_strand(np.arange(n_bins(p.length)) * STEP, p.length, p.strand) for p in labeled])
@@ -202,17 +177,18 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     log.info("stranded promoters: bootstrap done at %.1f s", time.monotonic() - started)
     # tracks and calls
     counts, calls = {}, []
+    bins = {id(p): _bins(p, prob[id(p)]) for p in parts}
     for g in genomes:
         mine = [p for p in parts if p.genome == g.name]
         for strand, name in (("+", "plus"), ("-", "minus")):
-            bins = pl.concat([_bins(p, prob[id(p)]) for p in mine if p.strand == strand]).sort("contig", "start")
-            write_bigwig(bins, fastas[g.name].contigs, out / f"{g.name}.{name}.bw")
+            track = pl.concat([bins[id(p)] for p in mine if p.strand == strand]).sort("contig", "start")
+            write_bigwig(track, fastas[g.name].contigs, out / f"{g.name}.{name}.bw")
         peaks = pl.concat([_calls(p, prob[id(p)], threshold, settings) for p in mine])
-        peaks = _name_genes(peaks, gene_names(g))
+        peaks = _name_genes(peaks, gene_names(features[g.name]))
         counts[g.name] = _write_peaks(peaks, out / f"{g.name}.stranded.narrowPeak")
         calls.append(peaks.with_columns(pl.lit(g.name).alias("genome")))
     tss_recall, tss_precision = _tss_agreement(pl.concat(calls), starts_of, tests)
-    view = _view(genomes, parts, prob, pl.concat(calls), starts_of, tests, fastas, seed)
+    view = _view(parts, bins, pl.concat(calls), starts_of, features, tests, fastas, seed)
     return StrandedResult(metrics, comparison, counts, threshold, precision, best_precision, tss_recall, tss_precision,
                           time.monotonic() - started, {"train": len(train), "test": len(test)}, view)
 
@@ -335,9 +311,9 @@ def _within(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 VIEW_CALLS, VIEW_KNOWN, VIEW_FLANK = 4, 3, 1000  # the browser view: best calls, known starts, bp each side
 
 
-def _view(genomes: list[GenomeInputs], parts: list[_Part], prob: dict[int, np.ndarray], calls: pl.DataFrame,
-          starts_of: dict[str, pl.DataFrame | None], tests: dict[str, dict[str, tuple[int, int]]],
-          fastas: dict[str, Genome], seed: int) -> str:
+def _view(parts: list[_Part], bins: dict[int, pl.DataFrame], calls: pl.DataFrame,
+          starts_of: dict[str, pl.DataFrame | None], features: dict[str, pl.DataFrame | None],
+          tests: dict[str, dict[str, tuple[int, int]]], fastas: dict[str, Genome], seed: int) -> str:
     """igv.js at the best calls and at a few known starts of the held-out part: both strands' tracks,
     the calls, the genes and the known starts."""
     picks = [(r["genome"], r["contig"], r["tss"], f"call {r['genome']} {r['contig']}:{r['tss'] + 1:,} ({r['strand']},"
@@ -361,20 +337,19 @@ def _view(genomes: list[GenomeInputs], parts: list[_Part], prob: dict[int, np.nd
         key = f"{p.genome}\0{p.contig}"
         if key not in wanted:
             continue
-        bins = _bins(p, prob[id(p)])
         for lo in (x for x in loci if x.contig == key):
-            near = bins.filter((pl.col("end") > lo.start) & (pl.col("start") < lo.end))
+            near = bins[id(p)].filter((pl.col("end") > lo.start) & (pl.col("start") < lo.end))
             tracks[p.strand].rows += [(key, *r) for r in near.select("start", "end", "score").iter_rows()]
     called = Track("predicted promoters (name: gene downstream)", "bed", color="#2ca02c")
     called.rows = [(f"{r['genome']}\0{r['contig']}", r["start"], r["end"], r["gene"], int(r["probability"] * 1000), r["strand"])
                    for r in calls.iter_rows(named=True) if f"{r['genome']}\0{r['contig']}" in wanted]
     genes, starts = Track("genes", "bed", color="#555555"), Track("known starts", "bed", color="#9467bd")
-    for g in genomes:
-        if g.annotation is not None:
-            f = read_annotation(g.annotation).filter(pl.col("type").is_in(list(_GENE_TYPES)))
-            genes.rows += [(f"{g.name}\0{c}", a, b, n or ".", 0, s) for c, a, b, s, n in
-                           f.select("contig", "start", "end", "strand", "name").iter_rows() if f"{g.name}\0{c}" in wanted]
-        if starts_of.get(g.name) is not None:
-            starts.rows += [(f"{g.name}\0{c}", t, t + 1, "start", 0, s) for c, t, s in
-                            starts_of[g.name].select("contig", "tss", "strand").iter_rows() if f"{g.name}\0{c}" in wanted]
+    for name, f in features.items():
+        if f is not None:
+            f = f.filter(pl.col("type").is_in(list(_GENE_TYPES)))
+            genes.rows += [(f"{name}\0{c}", a, b, n or ".", 0, s) for c, a, b, s, n in
+                           f.select("contig", "start", "end", "strand", "name").iter_rows() if f"{name}\0{c}" in wanted]
+        if starts_of.get(name) is not None:
+            starts.rows += [(f"{name}\0{c}", t, t + 1, "start", 0, s) for c, t, s in
+                            starts_of[name].select("contig", "tss", "strand").iter_rows() if f"{name}\0{c}" in wanted]
     return igv_view(loci, [tracks["+"], tracks["-"], called, genes, starts])
