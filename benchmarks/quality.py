@@ -1,7 +1,7 @@
 """Embedding quality on held-out sequence: `genembed evaluate` for the earlier defaults
 (genembed-dnabert-tiny, masked LM over non-overlapping 6-mers; genembed-conv-ecoli, contrastive, trained
-on E. coli only), the current default (genembed-conv: genembed-conv-ecoli tuned for divergence) and any
-candidate (``--model``, or genembed-conv-div when it exists), against forward-strand 4-mer,
+on E. coli only; genembed-conv, genembed-conv-ecoli tuned for divergence), the current default
+(genembed-conv-6mer: genembed-conv plus an IDF-weighted 6-mer projection block) and any candidate (``--model``, or genembed-conv-div when it exists), against forward-strand 4-mer,
 strand-canonical 4-mer and 6-mer counts and GC content on the same windows, with the targets checked.
 Not a test: it prints numbers.
 
@@ -32,11 +32,12 @@ from genembed.tokenize import TokenizerSpec
 REPO = Path(__file__).resolve().parents[1]
 HELD_OUT = {"C.elegans": (REPO / "resources/example/C.elegans.fa.gz", {"IV", "V", "X"}),
             "A.thaliana": (REPO / "resources/example/A.thaliana.fa.gz", {"Chr4", "Chr5"})}
-DEFAULT = "default (genembed-conv)"
+DEFAULT = "default (genembed-conv-6mer)"
 MODELS = {
     "first default (genembed-dnabert-tiny)": (REPO / "resources/models/genembed-dnabert-tiny", TokenizerSpec("kmer", 6)),
-    "previous default (genembed-conv-ecoli)": (REPO / "resources/models/genembed-conv-ecoli", TokenizerSpec("kmer", 1)),
-    DEFAULT: (REPO / "resources/models/genembed-conv", TokenizerSpec("kmer", 1)),
+    "second default (genembed-conv-ecoli)": (REPO / "resources/models/genembed-conv-ecoli", TokenizerSpec("kmer", 1)),
+    "previous default (genembed-conv)": (REPO / "resources/models/genembed-conv", TokenizerSpec("kmer", 1)),
+    DEFAULT: (REPO / "resources/models/genembed-conv-6mer", TokenizerSpec("kmer", 1)),
 }
 CANDIDATE = REPO / "resources/models/genembed-conv-div"
 # issue 28's targets: (measure, what it must reach: a number, or a baseline to beat). The 2-kb queries are

@@ -15,7 +15,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FASTA = REPO / "resources/example/ecoli_k12_mg1655.fna.gz"
 EXAMPLE_GFF = REPO / "resources/example/ecoli_k12_mg1655.gff.gz"
-DEFAULT_MODEL = REPO / "resources/models/genembed-conv"
+DEFAULT_MODEL = REPO / "resources/models/genembed-conv"  # the encoder: what most tests embed with
+SHIPPED_MODEL = REPO / yaml.safe_load((REPO / "config/config.yaml").read_text())["model"]["path"]  # the default config's
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

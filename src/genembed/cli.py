@@ -51,6 +51,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from .tune import tune
 
     tok = TokenizerSpec(args.tokenizer, args.k, args.overlap)
+    if args.kmer_projection and not args.kmer_channels:
+        raise GenembedError("tune --kmer-projection: give the branch's width with --kmer-channels")
     with tempfile.TemporaryDirectory() as tmp:
         if args.kmer_channels:
             from .kmerbranch import tune_branch
@@ -61,6 +63,10 @@ def cmd_tune(args: argparse.Namespace) -> None:
         else:
             stats = tune(lambda: _prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
                          args.trust_remote_code, args.device, args.revision, args.checkpoint)
+    if "first_loss" not in stats:
+        print(f"saved {args.out}: a {args.kmer_size}-mer projection branch, weighted on {stats['projection_windows']:,}"
+              f" training windows in {stats['seconds']} s")
+        return
     print(f"saved {args.out}: {stats['steps']} steps in {stats['seconds']} s, loss {stats['first_loss']} ->"
           f" {stats['final_loss']} (chance {stats['chance_loss']}), in-batch top-1 {stats['final_in_batch_top1']}")
 
@@ -329,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                         " encoder; frozen): see genembed.kmerbranch")
     t.add_argument("--kmer-share", type=float, default=TUNE.kmer_share,
                    help="the fused k-mer block's share of a window vector's squared length (default 0.5)")
+    t.add_argument("--kmer-projection", action="store_true",
+                   help="with --kmer-channels: the branch is a fixed random projection of the canonical k-mer"
+                        " frequencies, IDF-weighted, not trained (genembed.kmerbranch.projection_table)")
     t.add_argument("--device", default=EMBED.device)
     t.add_argument("--seed", type=int, default=TUNE.seed)
     t.set_defaults(func=cmd_tune)

@@ -22,6 +22,8 @@ from .errors import GenembedError
 
 log = logging.getLogger(__name__)
 PROBE_WINDOWS = 512  # unmutated training windows that set the blocks' scales
+PROJECTION_WINDOWS = 10_000  # training windows whose mean k-mer frequencies weight a projection's rows
+IDF_POWER = 0.5  # a projection's row for a k-mer is weighted by (its mean frequency / the mean) ** -IDF_POWER
 
 
 def canonical_columns(k: int) -> np.ndarray:
@@ -76,6 +78,23 @@ def train_table(sampler: Any, k: int, channels: int, steps: int, batch_size: int
              "chance_loss": round(math.log(2 * batch_size - 1), 4),
              "loss_curve": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, len(losses), 50)]}
     return table.weight.detach().numpy().T.copy(), stats
+
+
+def projection_table(seqs: Sequence[bytes], k: int, channels: int, seed: int,
+                     power: float = IDF_POWER) -> np.ndarray:
+    """A fixed table (canonical k-mers x ``channels``): Gaussian random rows, each k-mer's row weighted
+    by (its mean frequency in ``seqs`` / the mean frequency) ** -``power``, an IDF-like weight. Common
+    k-mers (poly-A, a genome's composition) then count less than rare ones, which tell two loci
+    apart: held out, an overlapping window's top-10 rate goes from 0.968 (unweighted, 256 channels)
+    to 0.987, above the full canonical 6-mer profile's 0.970 (resources/training/README.md)."""
+    from .windows import canonical_kmer_frequencies
+
+    if not seqs:
+        raise GenembedError("tune --kmer-projection: no training windows to weight the k-mers with")
+    mean = canonical_kmer_frequencies(list(seqs), k).mean(0)
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((len(mean), channels)) / math.sqrt(channels)
+    return table * (((mean + 1e-6) / mean.mean()) ** -power)[:, None]
 
 
 def fuse(net: Any, tokenizer: Any, table: np.ndarray, k: int, share: float, probe: Sequence[bytes]) -> Any:
@@ -133,12 +152,20 @@ def tune_branch(fastas: Sequence[Path], model: str, out: str | Path, cfg: Any) -
     genomes = [Genome(Path(f)) for f in fastas]
     sampler = ViewSampler(genomes, cfg, rng)
     lr = cfg.learning_rate or 3e-3
-    table, stats = train_table(sampler, cfg.kmer_size, cfg.kmer_channels, cfg.steps, cfg.batch_size, lr,
-                               cfg.temperature, cfg.max_minutes)
+    if cfg.kmer_projection:
+        started = time.monotonic()
+        seqs = sampler.pairs(PROJECTION_WINDOWS)[0]
+        table = projection_table(seqs, cfg.kmer_size, cfg.kmer_channels, cfg.seed)
+        stats = {"steps": 0, "seconds": round(time.monotonic() - started, 1), "finished": True,
+                 "projection_windows": len(seqs), "idf_power": IDF_POWER}
+        objective = "none: the k-mer branch is a fixed, IDF-weighted random projection; the encoder unchanged"
+    else:
+        table, stats = train_table(sampler, cfg.kmer_size, cfg.kmer_channels, cfg.steps, cfg.batch_size, lr,
+                                   cfg.temperature, cfg.max_minutes)
+        objective = "contrastive (NT-Xent, in-batch negatives); only the k-mer branch trained, the encoder frozen"
     probe = sampler.pairs(PROBE_WINDOWS, 0)[0]
     fused = fuse(net, tok, table, cfg.kmer_size, cfg.kmer_share, probe)
-    stats = {"objective": "contrastive (NT-Xent, in-batch negatives); only the k-mer branch trained, the encoder frozen",
-             "base_model": model, "tokenizer": "kmer (k=1)", **stats,
+    stats = {"objective": objective, "base_model": model, "tokenizer": "kmer (k=1)", **stats,
              "genomes": {Path(g.path).name: sum(g.contigs.values()) for g in genomes},
              "config": asdict(cfg) | {"learning_rate": lr}, "bf16_autocast": False, "device": "cpu"}
     for g in genomes:

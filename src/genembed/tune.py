@@ -56,6 +56,7 @@ class TuneConfig:
     kmer_size: int = 0  # a new encoder's k-mer branch (odd k; 0: none), see genembed.convnet
     kmer_channels: int = 0  # >0: train only a k-mer branch of this many channels fused beside --model (genembed.kmerbranch)
     kmer_share: float = 0.5  # the fused k-mer block's share of a window vector's squared length
+    kmer_projection: bool = False  # with kmer_channels: the branch is a fixed IDF-weighted random projection, not trained
 
     def __post_init__(self) -> None:
         if self.max_shift is None:
@@ -330,6 +331,8 @@ def _same_run(saved: dict[str, Any], now: dict[str, Any]) -> bool:
 def model_card(stats: dict[str, Any], evaluation: str = "") -> str:
     c = stats["config"]
     data = "\n".join(f"- `{name}`: {n:,} bp" for name, n in stats["genomes"].items())
+    if c.get("kmer_projection"):
+        return _projection_card(stats, data, evaluation)
     title = ("genembed-conv" if stats["base_model"].startswith("new") else Path(stats["base_model"]).name
              + (f" + a fused {c['kmer_size']}-mer branch" if c.get("kmer_channels") else " (tuned)"))
     return f"""# {title}
@@ -348,6 +351,30 @@ DNA window embeddings for similarity search, trained by `genembed tune` (base: {
 - Tokenizer: {stats['tokenizer']}; pooling: mean over real tokens.
 {_fused(c)}{_architecture(stats)}
 ## Training data
+{data}
+{evaluation}"""
+
+
+def _projection_card(stats: dict[str, Any], data: str, evaluation: str) -> str:
+    c, k = stats["config"], stats["config"]["kmer_size"]
+    return f"""# {Path(stats['base_model']).name} + a {k}-mer projection
+
+DNA window embeddings for similarity search, made by `genembed tune --kmer-projection` (base: {stats['base_model']}).
+
+## Recipe
+- The base encoder's convolutional channels, unchanged, beside a block of {c['kmer_channels']} channels: a table with
+  one row per strand-canonical {k}-mer, looked up at every position. Mean-pooled, that block is the window's
+  {k}-mer frequencies times the table.
+- The table is not trained. It is a Gaussian random projection (seed {c['seed']}), each k-mer's row weighted by
+  (its mean frequency / the mean) ** -{stats['idf_power']}, an IDF-like weight. The frequencies come from
+  {stats['projection_windows']:,} {c['seq_bp']}-bp windows of the genomes below. Common k-mers then count less than
+  rare ones, which tell two loci apart (`genembed.kmerbranch.projection_table`).
+- The k-mer block carries {c['kmer_share']:.0%} of a typical window vector's squared length, the convolutional
+  block the rest.
+- Tokenizer: {stats['tokenizer']}; pooling: mean over real tokens. Strand-invariant (canonical k-mers, and the
+  encoder reads both strands).
+
+## Data (for the k-mer weights and the blocks' scales)
 {data}
 {evaluation}"""
 
