@@ -27,7 +27,7 @@ def _gappy(ecoli_sequence: bytes, n: int = 30_000) -> bytes:
 @pytest.mark.parametrize("embed", [{}, {"strands": "average"}, {"layer": -3}], ids=["last layer", "both strands",
                                                                                     "inner layer"])
 def test_a_dense_scan_with_the_bundled_model_equals_embedding_each_window(ecoli_sequence, embed):
-    """genembed-conv's states are local (20 bp each side), so the scan runs it once along the sequence
+    """The bundled model's states are local (20 bp each side), so the scan runs it once along the sequence
     and again on window edges only; the vectors are those of each window embedded alone."""
     from helpers import default_plan
 
@@ -39,7 +39,7 @@ def test_a_dense_scan_with_the_bundled_model_equals_embedding_each_window(ecoli_
     starts = np.r_[np.arange(0, len(block) - 500 + 1, 100), 1, 29_500 - 7]  # the ends, and starts off the step
     got = scan(block, starts, 500)
     want = reference([block[s : s + 500] for s in starts])
-    assert got.shape == want.shape == (len(starts), 128)
+    assert got.shape == want.shape == (len(starts), scan.embedder.hidden_size)
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)  # float16 values: one unit in the last place
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() > 0.9999
@@ -108,7 +108,7 @@ def test_tokens_that_are_not_one_per_base_are_embedded_window_by_window():
     assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])) is None
     stitched = np.concatenate([rows[0], rng.integers(5, 9, 500)])
     rows = [stitched[s : s + 500] for s in (0, 250, 500)]
-    assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])).shape == (3, 128)
+    assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])).shape == (3, embedder.hidden_size)
 
 
 def _gappy_fasta(path, ecoli_sequence):
@@ -223,7 +223,7 @@ def test_a_genome_whose_track_windows_are_all_filtered_gets_an_empty_track(tmp_p
     embed_pack(plan, {"g": tmp_path / "g.fa"}, tmp_path / "pack", track_step=100)
     assert len(read_shard(tmp_path / "pack/embeddings/g/00000.h5").window_id) == 1
     windows, vectors, _ = read_track(tmp_path / "pack/embeddings/g/track.h5")
-    assert windows.height == 0 and vectors.shape == (0, 128)
+    assert windows.height == 0 and vectors.shape == (0, plan.embedder().hidden_size)
 
 
 def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without_a_track(tmp_path, ecoli_sequence,
