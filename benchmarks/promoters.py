@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=CnnSettings.width)
     parser.add_argument("--max-positives", type=int, default=CnnSettings.max_positives)
     parser.add_argument("--precision", type=float, default=PromoterSettings.call_precision)
+    parser.add_argument("--coding-share", default=str(CnnSettings.coding_share),
+                        help="share of the training negatives from coding bins ('none': as the genome has them)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,8 +56,10 @@ def main() -> None:
             out.mkdir()
             started = time.monotonic()
             r = stranded_report([genome], tests, fastas, out, args.operon_gap if bacterium else 0, 0.5, args.precision,
-                                200, 10_000, 0, {}, CnnSettings(epochs=args.epochs, width=args.width, max_positives=args.max_positives),
+                                200, 10_000, 0, {}, CnnSettings(epochs=args.epochs, width=args.width, max_positives=args.max_positives,
+                                            coding_share=None if args.coding_share == "none" else float(args.coding_share)),
                                 "cpu", native_bf16("cpu"))
+            print(r.negatives)
             print(f"{name}: {r.examples['train']:,} training and {r.examples['test']:,} held-out examples"
                   f" ({r.metrics['test_positive_fraction'][0]:.1%} positive); {time.monotonic() - started:.0f} s in all;"
                   f" {r.counts[name]:,} calls at probability {r.threshold:.3f} (validation precision {args.precision:g}):"

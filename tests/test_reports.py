@@ -234,6 +234,8 @@ def test_stranded_promoter_outputs_are_plus_minus_bigwigs_and_a_narrowpeak_with_
     html = (tmp_path / "promoters.html").read_text()
     assert re.search(r"At [\d.]+% recall of the held-out part's known transcription starts, \d+% of the predicted"
                      r" promoters there lie within 60 bp of a known start", html)
+    assert re.search(r"Negatives are drawn 50% from coding bins \(inside a CDS\) and 50% from the rest \(intergenic, UTR,"
+                     r" intron\); as the genomes come, \d+% of the negative bins are coding", html)
 
 
 def test_stranded_calls_need_the_chosen_precision_on_validation_examples_or_none_are_made():

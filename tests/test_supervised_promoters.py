@@ -94,3 +94,34 @@ def test_bin_labels_mark_bins_a_start_lies_downstream_of_on_each_strand():
     minus = bin_labels(to_strand(np.array([150]), n, "-"), n, 60)  # strand coordinates: 149
     assert to_strand(np.flatnonzero(minus) * STEP, n, "-").tolist() == [203, 195, 187, 179, 171, 163, 155]
     assert not bin_labels(np.array([], dtype=np.int64), n, 60).any()  # a contig without genes on a strand
+
+
+def test_negatives_are_drawn_from_coding_and_other_bins_in_the_stated_ratio():
+    from genembed.reports.supervised import draw_negatives
+
+    rng = np.random.default_rng(0)
+    negatives = np.arange(10_000)
+    coding = np.arange(10_000) < 9_000  # 90% coding, as in a bacterium
+    drawn = draw_negatives(negatives, coding, 2_000, 0.5, rng)
+    assert len(np.unique(drawn)) == 2_000 and coding[drawn].mean() == 0.5
+    assert coding[draw_negatives(negatives, coding, 1_000, 0.2, rng)].mean() == pytest.approx(0.2)
+    # a group that runs short is topped up from the other: 1,000 non-coding bins, 3,000 asked at 50%
+    drawn = draw_negatives(negatives, coding, 3_000, 0.5, rng)
+    assert len(np.unique(drawn)) == 3_000 and (~coding[drawn]).sum() == 1_000
+    # no ratio: drawn as they come
+    assert 0.85 < coding[draw_negatives(negatives, coding, 2_000, None, rng)].mean() < 0.95
+    assert 0.85 < coding[draw_negatives(negatives, None, 2_000, 0.5, rng)].mean() < 0.95
+
+
+def test_a_bin_is_coding_when_its_base_lies_in_a_cds_on_either_strand():
+    import polars as pl
+
+    from genembed.annotation import Coverage
+    from genembed.reports.stranded import coding_bins
+
+    cds = Coverage(pl.DataFrame({"contig": ["c"], "start": [100], "end": [200]}))
+    plus = coding_bins(cds, "c", 400, "+")
+    assert np.flatnonzero(plus).tolist() == list(range(13, 25))  # bins at 104 .. 192
+    minus = coding_bins(cds, "c", 400, "-")  # bin j sits at base 399 - 8 j
+    assert minus.tolist() == [100 <= 399 - STEP * j < 200 for j in range(n_bins(400))]  # bins at 199 .. 103
+    assert coding_bins(None, "c", 400, "+") is None

@@ -42,6 +42,16 @@ def _prepared(fastas: list[str], workdir: Path) -> list[Path]:
     return out
 
 
+def _share_or_none(text: str) -> float | None:
+    """A share from 0 to 1, or none."""
+    if text.lower() in ("none", "null"):
+        return None
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share from 0 to 1 (or none), not {text}")
+    return value
+
+
 def _from_args(cls, args: argparse.Namespace):
     """A settings dataclass from the options of the same names (the others keep their defaults)."""
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
@@ -248,7 +258,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         if any(g.annotation or g.promoters for g in genomes):
             plan = RunPlan.read(Path(args.embeddings) / PLAN)
             settings = PromoterSettings(track_step=args.track_step, operon_gap=args.operon_gap, seed=args.seed,
-                                        stranded=args.stranded, call_precision=args.call_precision)
+                                        stranded=args.stranded, call_precision=args.call_precision,
+                                        negative_coding_share=args.negative_coding_share)
             run_promoter_report(genomes, out / "promoters", settings, plan)
             print(f"{out / 'promoters/promoters.html'}")
     finally:
@@ -400,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also the supervised, stranded promoter model (+/- bigWigs, narrowPeak calls)")
     r.add_argument("--call-precision", type=float, default=PROMOTERS.call_precision,
                    help="stranded calls: the threshold reaching this precision on validation examples (lower: more calls)")
+    r.add_argument("--negative-coding-share", type=_share_or_none, default=PROMOTERS.negative_coding_share,
+                   help="stranded model: share of its training negatives drawn from coding bins (in a CDS), the rest"
+                        " from the others; 'none': drawn as the genome has them")
     r.add_argument("--seed", type=int, default=CLUSTERS.seed)
     r.set_defaults(func=cmd_report)
 

@@ -49,6 +49,7 @@ class PromoterSettings:
     stranded: bool = True  # also the supervised, stranded model (genembed.reports.stranded): +/- tracks, narrowPeak calls
     call_precision: float = 0.5  # the stranded calls' threshold: this precision on validation examples
     stranded_epochs: int = 2
+    negative_coding_share: float | None = 0.5  # the stranded model's negatives: this share from coding bins; None: as they come
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +57,8 @@ class PromoterSettings:
             raise GenembedError(f"promoters.labels must be 'centre' or 'overlap', not {self.labels!r}")
         if not 0 < self.call_precision < 1:
             raise GenembedError(f"promoters.call_precision must be between 0 and 1, not {self.call_precision}")
+        if self.negative_coding_share is not None and not 0 <= self.negative_coding_share <= 1:
+            raise GenembedError(f"promoters.negative_coding_share must be from 0 to 1 (or null), not {self.negative_coding_share}")
         if self.operon_gap < 0:
             raise GenembedError(f"promoters.operon_gap must be 0 (off) or a number of bp, not {self.operon_gap}")
 
@@ -216,7 +219,8 @@ def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, tra
     try:
         result = stranded_report(genomes, tests, fastas, out, settings.operon_gap, settings.recall, settings.call_precision,
                              min(settings.bootstrap, 200), settings.block_bp, settings.seed, track_bins,
-                                 CnnSettings(epochs=settings.stranded_epochs, seed=settings.seed), device, native_bf16(device))
+                                 CnnSettings(epochs=settings.stranded_epochs, seed=settings.seed,
+                                             coding_share=settings.negative_coding_share), device, native_bf16(device))
     except GenembedError as exc:  # the window-level report stands without it
         log.warning("%s", exc)
         return str(exc)
@@ -474,7 +478,8 @@ def _stranded_html(r, settings: PromoterSettings, genomes: list[GenomeInputs]) -
         f"predicts whether a transcription start lies 0-{s.reach} bp downstream (on that strand). It is trained on the "
         f"run's own starts ({'operon heads, gap ' + str(settings.operon_gap) + ' bp' if settings.operon_gap else 'every gene start'}"
         f", or the promoter BED) outside the held-out part above, calibrated (Platt) on every tenth 10-kb block of the "
-        f"training part, in {r.seconds:.0f} s. It does not use the language model: it is the same for every model. "
+        f"training part, in {r.seconds:.0f} s. {html.esc(r.negatives)} (<code>promoters.negative_coding_share</code>; "
+        f"the held-out examples are every bin, as the genome has them.) It does not use the language model: it is the same for every model. "
         f"Baselines on the same held-out examples: AT content of the {s.context} bp, a 4-mer logistic regression on them, "
         f"and the embedding probe above (its window track at the bin, the same on both strands). "
         + (f"It beats {', '.join(html.esc(b) for b in beaten)} on ROC-AUC and PR-AUC (95% paired block bootstrap). "

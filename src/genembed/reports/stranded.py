@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..annotation import _GENE_TYPES, TSS, bed_starts, gene_starts, read_annotation, read_bed
+from ..annotation import _GENE_TYPES, TSS, Coverage, bed_starts, gene_starts, read_annotation, read_bed
 from ..errors import GenembedError
 from ..genome import Genome
 from ..io import atomic_path
@@ -59,6 +59,7 @@ class _Part:
     codes: np.ndarray
     labels: np.ndarray | None  # per bin; None: the genome has no labels
     split: np.ndarray | None  # per bin: 1 test, 0 train, 2 validation, -1 straddles the held-out border
+    coding: np.ndarray | None = None  # per bin: its base lies in a CDS (either strand); None: no annotation
 
 
 @dataclass
@@ -73,7 +74,33 @@ class StrandedResult:
     tss_precision: float
     seconds: float
     examples: dict[str, int] = field(default_factory=dict)
+    negatives: str = ""  # how the training negatives were drawn, in words
     view: str = ""  # the genome-browser view (igv.js) of the best calls and a few known starts
+
+
+def coding_bins(cds: Coverage | None, contig: str, length: int, strand: str) -> np.ndarray | None:
+    """Per bin of a contig read on ``strand``: whether the bin's base lies in a CDS (on either strand)."""
+    if cds is None:
+        return None
+    pos = to_strand(np.arange(n_bins(length)) * STEP, length, strand)
+    return cds.overlap(np.full(len(pos), contig, dtype=object), pos, pos + 1) > 0
+
+
+def _cds(features: pl.DataFrame | None) -> Coverage | None:
+    if features is None:
+        return None
+    cds = features.filter(pl.col("type") == "CDS").select("contig", "start", "end")
+    return Coverage(cds) if cds.height else None
+
+
+def negatives_said(coding: np.ndarray | None, labels: np.ndarray, share: float | None) -> str:
+    """How the training negatives were drawn, for the report: the stated ratio and the genomes' own."""
+    if coding is None or share is None:
+        why = "" if share is None else " (a genome without CDS annotation)"
+        return f"Negatives are drawn from all negative bins alike{why}."
+    natural = float(coding[~labels].mean()) if (~labels).any() else 0.0
+    return (f"Negatives are drawn {share:.0%} from coding bins (inside a CDS) and {1 - share:.0%} from the rest "
+            f"(intergenic, UTR, intron); as the genomes come, {natural:.0%} of the negative bins are coding.")
 
 
 def _split(length: int, strand: str, s: CnnSettings, test: tuple[int, int] | None) -> np.ndarray:
@@ -107,15 +134,17 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     features = {g.name: read_annotation(g.annotation) if g.annotation is not None else None for g in genomes}
     for g in genomes:
         starts = starts_of[g.name] = known_starts(g, features[g.name], fastas[g.name].contigs, operon_gap)
+        cds = _cds(features[g.name])
         for contig, length in fastas[g.name].contigs.items():
             seq = fastas[g.name].fetch(contig, 0, length)
             for strand in "+-":
-                labels = split = None
+                labels = split = coding = None
                 if starts is not None:
                     tss = starts.filter((pl.col("contig") == contig) & (pl.col("strand") == strand))["tss"].to_numpy()
                     labels = bin_labels(to_strand(tss, length, strand), length, settings.reach)
                     split = _split(length, strand, settings, tests.get(g.name, {}).get(contig))
-                parts.append(_Part(g.name, contig, strand, length, strand_codes(seq, strand), labels, split))
+                    coding = coding_bins(cds, contig, length, strand)
+                parts.append(_Part(g.name, contig, strand, length, strand_codes(seq, strand), labels, split, coding))
     labeled = [p for p in parts if p.labels is not None]
     if not labeled:
         raise GenembedError("promoter report: no genome has transcription starts for the supervised model")
@@ -131,8 +160,10 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     if labels[train].sum() == 0 or labels[split == 2].sum() == 0 or labels[split == 1].sum() == 0:
         raise GenembedError(f"{', '.join(str(g.promoters or g.annotation) for g in genomes if starts_of[g.name] is not None)}:"
                             " too few transcription starts for training, validation and held-out examples")
+    coding = None if any(p.coding is None for p in labeled) else np.concatenate([p.coding for p in labeled])
     log.info("stranded promoters: %d examples read in %.1f s", len(labels), time.monotonic() - started)
-    model = PromoterModel.fit(sequence, offsets[train], labels[train], settings, device, bf16)
+    model = PromoterModel.fit(sequence, offsets[train], labels[train], settings, device, bf16,
+                              None if coding is None else coding[train])
     log.info("stranded promoters: trained in %.1f s", model.seconds)
 
     logits = {id(p): model.strand_track(p.codes) for p in parts}
@@ -190,7 +221,8 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     tss_recall, tss_precision = _tss_agreement(pl.concat(calls), starts_of, tests)
     view = _view(parts, bins, pl.concat(calls), starts_of, features, tests, fastas, seed)
     return StrandedResult(metrics, comparison, counts, threshold, precision, best_precision, tss_recall, tss_precision,
-                          time.monotonic() - started, {"train": len(train), "test": len(test)}, view)
+                          time.monotonic() - started, {"train": len(train), "test": len(test)},
+                          negatives_said(None if coding is None else coding[train], labels[train], settings.coding_share), view)
 
 
 def _threshold(truth: np.ndarray, prob: np.ndarray, precision: float) -> tuple[float, float]:

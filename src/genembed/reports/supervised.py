@@ -34,6 +34,7 @@ class CnnSettings:
     width: int = 32  # convolution channels
     epochs: int = 3
     negatives: int = 4  # negatives per positive drawn in each epoch
+    coding_share: float | None = 0.5  # of those, the share drawn from coding bins (the rest: the others); None: all alike
     max_positives: int = 20_000  # positives drawn per epoch at most (all when fewer)
     batch_size: int = 256
     learning_rate: float = 2e-3
@@ -42,6 +43,24 @@ class CnnSettings:
     @property
     def before(self) -> int:
         return self.context - self.after
+
+
+def draw_negatives(negatives: np.ndarray, coding: np.ndarray | None, n: int, share: float | None,
+                   rng: np.random.Generator) -> np.ndarray:
+    """``n`` of the example indices ``negatives`` (without replacement): ``share`` of them from those
+    where ``coding`` (per example) is true, the rest from the others; a group that runs short is
+    topped up from the other. All alike when ``coding`` or ``share`` is None."""
+    n = min(n, len(negatives))
+    if coding is None or share is None:
+        return rng.choice(negatives, n, replace=False)
+    inside = np.asarray(coding, dtype=bool)[negatives]
+    groups = negatives[inside], negatives[~inside]
+    want = int(round(share * n))
+    take = [min(want, len(groups[0])), min(n - want, len(groups[1]))]
+    short = n - sum(take)
+    take[0] += min(short, len(groups[0]) - take[0])
+    take[1] += n - sum(take)
+    return np.concatenate([rng.choice(g, t, replace=False) for g, t in zip(groups, take)])
 
 
 def strand_codes(seq: bytes, strand: str) -> np.ndarray:
@@ -108,10 +127,12 @@ class PromoterModel:
 
     @classmethod
     def fit(cls, sequence: np.ndarray, offsets: np.ndarray, labels: np.ndarray,
-            settings: CnnSettings = CnnSettings(), device: str = "cpu", bf16: bool = False) -> "PromoterModel":
+            settings: CnnSettings = CnnSettings(), device: str = "cpu", bf16: bool = False,
+            coding: np.ndarray | None = None) -> "PromoterModel":
         """Train on examples ``sequence[offsets[i] : offsets[i] + context]`` (codes; see :func:`padded`):
         each epoch all positives (at most ``max_positives``) and ``negatives`` times as many negatives,
-        drawn afresh; binary cross-entropy, AdamW; ``bf16``: autocast (CPUs with AVX-512 BF16, GPUs)."""
+        drawn afresh (``coding_share`` of them where ``coding``, per example, is true: :func:`draw_negatives`);
+        binary cross-entropy, AdamW; ``bf16``: autocast (CPUs with AVX-512 BF16, GPUs)."""
         import torch
 
         torch.manual_seed(settings.seed)
@@ -128,7 +149,7 @@ class PromoterModel:
         net.train()
         for _ in range(settings.epochs):
             p = rng.choice(pos, min(len(pos), settings.max_positives), replace=False)
-            drawn = rng.choice(neg, min(len(neg), settings.negatives * len(p)), replace=False)
+            drawn = draw_negatives(neg, coding, settings.negatives * len(p), settings.coding_share, rng)
             order = rng.permutation(np.concatenate([p, drawn]))
             for i in range(0, len(order), settings.batch_size):
                 batch = order[i : i + settings.batch_size]
