@@ -1,8 +1,8 @@
-"""Snakemake adapter: embed one shard into HDF5."""
+"""Snakemake adapter: embed one shard into HDF5, and its part of the dense promoter track when asked."""
 from pathlib import Path
 
 from genembed.layout import ShardFiles
-from genembed.pipeline import embed_stage
+from genembed.pipeline import embed_shard_track, embed_stage
 from genembed.plan import RunPlan
 from genembed.workflow import run_logged
 
@@ -12,9 +12,12 @@ def step():
 
     torch.set_num_threads(snakemake.threads)
     plan = RunPlan.read(snakemake.input.plan)
-    i = snakemake.input
-    files = ShardFiles(Path(i.windows), Path(i.tokens), Path(i.offsets), Path(snakemake.output[0]))
-    embed_stage(plan, [files], plan.embedder(**snakemake.params.runtime))
+    i, o = snakemake.input, snakemake.output
+    files = ShardFiles(Path(i.windows), Path(i.tokens), Path(i.offsets), Path(o.embeddings))
+    embedder = plan.embedder(**snakemake.params.runtime)
+    embed_stage(plan, [files], embedder)
+    if snakemake.params.track_step:
+        embed_shard_track(plan, embedder, i.fasta, snakemake.wildcards.shard, snakemake.params.track_step, o.track)
 
 
 run_logged(snakemake.log[0], step)

@@ -1,4 +1,4 @@
-"""Snakemake adapter: promoter-prediction report (tracks embedded by the packs, or a dense scan with the run's model)."""
+"""Snakemake adapter: promoter-prediction report (tracks embedded by the packs and the shard jobs; a dense scan with the run's model where a genome has none)."""
 from pathlib import Path
 
 from genembed.layout import group_shards, with_tracks

@@ -128,7 +128,7 @@ def test_the_bundled_default_model_finds_diverged_copies_on_chromosomes_it_never
     embed = default_plan().sequence_embedder()  # the bundled model as the default config runs it
     g = Genome(tmp_path / "held-out.fa.gz")
     results, _ = evaluate({"ce": g}, embed, 500, 250, EvalSettings(
-        windows=300, mutation_rates=(0.10,), divergence_queries=60, divergence_rates=(0.3,), bootstrap=50))
+        windows=300, mutation_rates=(0.10,), divergence_queries=60, divergence_rates=(0.3,), bootstrap=50, loci_windows=0))
     g.close()
     est = {(m, meth): v for m, meth, v in results.select("measure", "method", "estimate").iter_rows()}
     got = {m: v for (m, meth), v in est.items() if meth == "embeddings"}

@@ -102,7 +102,7 @@ def test_the_bundled_kmer_model_finds_copies_diverged_20_and_30_percent_on_chrom
     embed = RunPlan.make(ModelSpec(str(folder)), TokenizerSpec("kmer", 1), {"size": 500, "stride": 250}).sequence_embedder()
     g = Genome(tmp_path / "held-out.fa.gz")
     results, _ = evaluate({"ce": g}, embed, 500, 250, EvalSettings(
-        windows=300, mutation_rates=(0.10,), divergence_queries=60, divergence_rates=(0.2, 0.3), bootstrap=50))
+        windows=300, mutation_rates=(0.10,), divergence_queries=60, divergence_rates=(0.2, 0.3), bootstrap=50, loci_windows=0))
     g.close()
     got = {m: v for m, meth, v in results.select("measure", "method", "estimate").iter_rows() if meth == "embeddings"}
     assert got["reverse complement top-1"] == 1.0

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import polars as pl
 import pytest
 
 from genembed.embed import embed_sequences
@@ -258,3 +259,57 @@ def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without
     want = reference([seqs[c][s : s + 500] for c, s in table.select("contig", "start").iter_rows()])
     np.testing.assert_allclose(read_shard(tmp_path / "pack/embeddings/g/00000.h5").embeddings.astype(np.float32), want,
                                rtol=2e-3, atol=2e-4)
+
+
+def test_a_shards_track_span_runs_from_its_first_window_to_the_next_shards_so_the_shards_tile_the_genome():
+    from genembed.windows import WindowSpec, shard_count, shard_track_spans
+
+    contigs = [("a", 2_600), ("b", 400), ("c", 1_900), ("d", 750)]  # b is shorter than a window: no track
+    spec = WindowSpec(500, 250, 0.1, 4)  # a: 9 windows (0 .. 2,000), c: 6, d: 2
+    owners: dict[tuple[str, int], list[int]] = {}
+    for shard in range(shard_count(contigs, spec)):
+        for contig, (lo, hi) in shard_track_spans(contigs, spec, shard).items():
+            for t in range(0, dict(contigs)[contig] - 500 + 1, 100):
+                if lo <= t < hi:
+                    owners.setdefault((contig, t), []).append(shard)
+    every = {(c, t) for c, n in contigs for t in range(0, n - 500 + 1, 100)}
+    assert set(owners) == every and all(len(s) == 1 for s in owners.values())  # each track window made once
+    assert shard_track_spans(contigs, spec, 0) == {"a": (0, 1_000)}  # windows 0 .. 750; the next shard's first at 1,000
+    assert shard_track_spans(contigs, spec, 2) == {"a": (2_000, 2_600), "c": (0, 750)}  # a's last window: to a's end
+
+
+def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_no_model(tmp_path, ecoli_slice,
+                                                                                          monkeypatch):
+    """Each shard job embeds the track windows of its own span; together they are the dense scan's
+    track, and the report scores them without loading the model (issue 29)."""
+    from genembed.genome import Genome
+    from genembed.layout import TRACK_PART, group_shards
+    from genembed.pipeline import embed_genome, embed_shard_track
+    from genembed.plan import RunPlan
+    from genembed.reports.promoters import PromoterSettings, run_promoter_report
+    from genembed.scan import scan_with_track
+    from genembed.store import read_track
+    from helpers import default_plan
+
+    plan = default_plan()
+    plan = replace(plan, windows=replace(plan.windows, shard_size=300))
+    root = tmp_path / "results"
+    genome = embed_genome(plan, ecoli_slice[0], "eco", root)[0]
+    assert len(genome.shards) == 3
+    embedder = plan.embedder()
+    parts = [root / TRACK_PART.format(genome="eco", shard=s.stem) for s in genome.shards]
+    for shard, part in zip(genome.shards, parts):
+        embed_shard_track(plan, embedder, genome.fasta, shard.stem, 100, part)
+    got = [read_track(p) for p in parts]
+    fasta = Genome(genome.fasta)
+    none = np.zeros(0, dtype=np.int64)
+    _, windows, whole = scan_with_track(plan.scanner(), fasta, none.astype(str), none, 500, 100, 0.1)
+    fasta.close()
+    assert pl.concat([w for w, _, _ in got]).equals(windows) and all(len(w) for w, _, _ in got)
+    np.testing.assert_allclose(np.concatenate([v for _, v, _ in got]), whole.astype(np.float32), rtol=2e-3, atol=2e-4)
+
+    found = group_shards(genome.shards, {"eco": {"annotation": str(ecoli_slice[1])}})
+    assert found[0].track_parts == parts
+    monkeypatch.setattr(RunPlan, "scanner", lambda self: pytest.fail("the model was loaded"))
+    run_promoter_report(found, tmp_path / "report", PromoterSettings(bootstrap=20, track_step=100, stranded=False), plan)
+    assert "dense scan" in (tmp_path / "report/promoters.html").read_text()

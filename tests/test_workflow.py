@@ -23,7 +23,7 @@ def run(tmp_path_factory, ecoli_slice):
         d, f"genome\tfasta\tannotation\necoli\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
         model={"path": "unused-when-pretraining", "pretrain": {"enabled": True, "steps": 6, "hidden_size": 16,
                                                                 "layers": 1, "seq_bp": 300, "batch_size": 8}},
-        windows={"size": 500, "stride": 500, "shard_size": 120, "pack_bp": 0},
+        windows={"size": 500, "stride": 500, "shard_size": 200, "pack_bp": 0},
         clusters={"k": 4, "umap_sample": 300},
     )
     res = snakemake(d, "--cores", "2")
@@ -186,7 +186,7 @@ def test_windows_longer_than_the_model_takes_stop_the_run_naming_both_numbers(tm
 def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collection_outgrows_the_index(tmp_path):
     sheet = "genome\tfasta\n" + f"first\t{slice_fasta(tmp_path / 'first.fa', 'chrA', 0, 200_000)}\n"
     config = dict(model={"path": str(REPO / "resources/models/genembed-conv")},
-                  windows={"size": 500, "stride": 500, "shard_size": 120, "pack_bp": 0},
+                  windows={"size": 500, "stride": 500, "shard_size": 200, "pack_bp": 0},
                   index={"type": "ivf", "retrain_factor": 1.6, "nprobe": 4})
     write_config(tmp_path, sheet, **config)
     index = ["results/index"]
@@ -233,6 +233,20 @@ def test_a_setting_no_shard_job_reads_does_not_redo_the_shards(small_workflow_ru
     extra.write_text("model: {pretrain: {steps: 7, hidden_size: 32}}\nclusters: {k: 4}\n")
     rules = {rule for rule, _ in dry_run_jobs(small_workflow_run, "--configfile", str(extra))}
     assert rules == {"cluster_report", "all"}, rules
+
+
+def test_a_sharded_genomes_promoter_track_comes_from_its_shard_jobs_and_the_report_loads_no_model(small_workflow_run):
+    """Every genome sharded (windows.pack_bp 0): each embedding job writes the track windows of its own
+    span, and the promoter report reads them (one thread, no model: it never scans a genome)."""
+    from genembed.store import track_attrs
+
+    parts = sorted((small_workflow_run / "results/embeddings/eco/track").glob("*.h5"))
+    shards = sorted((small_workflow_run / "results/embeddings/eco").glob("[0-9]*.h5"))
+    assert [p.name for p in parts] == [s.name for s in shards] and len(parts) == 2
+    assert [track_attrs(p)["shard"] for p in parts] == [s.stem for s in shards]
+    log = (small_workflow_run / "logs/promoter_report.log").read_text()
+    assert "genembed.embed: model" not in log and "dense scan" in (
+        small_workflow_run / "results/reports/promoters/promoters.html").read_text()
 
 
 @pytest.mark.parametrize("case, sheet, message", [

@@ -19,6 +19,7 @@ EMBEDDINGS = "embeddings/{genome}/{shard}.h5"
 PACK = "packs/{pack}"  # small genomes embedded in one job, laid out as a results folder of their own
 PACK_RECORD = "pack.json"  # in a pack's folder: its genomes, in the order they were embedded (written last)
 TRACK = "embeddings/{genome}/track.h5"  # a pack's dense promoter-track windows (genembed.scan.scan_with_track)
+TRACK_PART = "embeddings/{genome}/track/{shard}.h5"  # a shard's part of them (genembed.pipeline.embed_shard_track)
 STITCHED = "embeddings/{genome}/all.h5"  # a genome's shards as one virtual HDF5 file, inside its own folder:
 # no genome id can name another's file (as eco.h5 could name eco's stitched file beside the folders)
 
@@ -54,6 +55,7 @@ class GenomeInputs:
     shards: list[Path] = field(default_factory=list)
     promoters: Path | None = None  # BED of known promoters or TSSs; takes precedence over the annotation
     track: Path | None = None  # vectors of dense-track windows made with the embeddings (genembed.store.write_track)
+    track_parts: list[Path] = field(default_factory=list)  # the same, one file per shard (made by the shard jobs)
 
 
 def group_shards(shards: Sequence[str | os.PathLike], sheet: Mapping[str, Mapping[str, Any]] | None = None
@@ -73,10 +75,12 @@ def group_shards(shards: Sequence[str | os.PathLike], sheet: Mapping[str, Mappin
         row = rows.get(genome, {})
         root = roots.get(genome, Path("results"))
         files = [ShardFiles.at(root, genome, s.stem) for s in found.get(genome, [])]
+        parts = [root / TRACK_PART.format(genome=genome, shard=s.stem) for s in found.get(genome, [])]
         out.append(GenomeInputs(genome, root / GENOME.format(genome=genome),
                                 Path(row["annotation"]) if row.get("annotation") else None,
                                 [f.windows for f in files], [f.out for f in files],
-                                Path(row["promoters"]) if row.get("promoters") else None))
+                                Path(row["promoters"]) if row.get("promoters") else None,
+                                track_parts=[p for p in parts if p.is_file()]))
     return out
 
 

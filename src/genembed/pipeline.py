@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from .errors import GenembedError
 from .layout import GENOME, PLAN, GenomeInputs, ShardFiles, shard_name
 from .plan import RunPlan
@@ -183,6 +185,40 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     return total
 
 
+def track_attrs_of(plan: RunPlan, embedder: Any, step: int) -> dict[str, Any]:
+    """What makes a track file self-describing: the shards' attrs, its step and N limit."""
+    return {**plan.shard_attrs(embedder), "track_step": step, "max_n_fraction": plan.windows.max_n_fraction}
+
+
+def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, shard: str, step: int,
+                      out: str | os.PathLike) -> int:
+    """A sharded genome's dense promoter track, the part ``shard`` owns
+    (:func:`genembed.windows.shard_track_spans`): windows every ``step`` bp in its span, embedded as
+    the report would scan them (one pass along the span for a local model, else window by window),
+    written to ``out`` (:func:`genembed.store.write_track`). Returns the number of track windows."""
+    import json
+
+    from .genome import Genome
+    from .scan import Scanner, scan_with_track
+    from .store import write_track
+    from .windows import shard_track_spans
+
+    w = plan.windows
+    scan = Scanner(embedder, plan.make_tokenizer(embedder.tokenizer), plan.max_tokens)
+    g = Genome(Path(fasta))
+    try:
+        contigs = list(g.contigs.items())
+        owned = shard_track_spans(contigs, w.spec(contigs), int(shard))
+        empty = np.zeros(0, dtype=np.int64)
+        _, windows, track = scan_with_track(scan, g, empty.astype(str), empty, w.size, step, w.max_n_fraction, owned)
+        write_track(out, track, windows, {**track_attrs_of(plan, embedder, step), "shard": shard,
+                                          "contig_lengths": json.dumps(g.contigs)})
+    finally:
+        g.close()
+    log.info("shard %s: %d track windows (every %d bp) in its span", shard, len(track), step)
+    return len(track)
+
+
 def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome_of: dict[Path, str], step: int
                  ) -> Any:
     """``(files, table, rows) -> vectors`` of a pack's shard that also writes its genome's track
@@ -202,7 +238,7 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
     if scan.reach is None:
         return None
     w = plan.windows
-    attrs = {**plan.shard_attrs(embedder), "track_step": step, "max_n_fraction": w.max_n_fraction}
+    attrs = track_attrs_of(plan, embedder, step)
 
     def vectors_of(files: ShardFiles, table: Any, rows: Any) -> Any:
         genome = genome_of[files.out]

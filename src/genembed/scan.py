@@ -47,21 +47,26 @@ class Scanner:
 
 
 def scan_genome(scan: Scanner, fasta: "Genome", size: int, step: int, max_n_fraction: float,
-                stored: Mapping[str, np.ndarray] | None = None, chunk: int = 4096
+                stored: Mapping[str, np.ndarray] | None = None, chunk: int = 4096,
+                owned: Mapping[str, tuple[int, int]] | None = None
                 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """A dense scan: windows of ``size`` bp every ``step`` bp along every contig, those with at most
     ``max_n_fraction`` N (as a run's windows are filtered), ``chunk`` at a time; the ``stored``
     windows (per contig, their starts, ascending) come from the same pass, so that a run's windows and
-    a track cost one pass together. Yields per block: contig, the track's starts, their vectors, and
-    the vectors of the stored windows whose starts fall in the block (float32 of float16 values)."""
+    a track cost one pass together. ``owned`` (a shard's :func:`genembed.windows.shard_track_spans`):
+    only the track windows starting in these spans. Yields per block: contig, the track's starts, their
+    vectors, and the vectors of the stored windows whose starts fall in the block (float32 of float16
+    values)."""
     from .windows import encode, window_sums
 
     stored = stored or {}
     for contig, length in fasta.contigs.items():
         mine = np.asarray(stored.get(contig, np.zeros(0, dtype=np.int64)), dtype=np.int64)
-        if length < size:
+        if length < size or (owned is not None and contig not in owned):
             continue
         starts = np.arange(0, length - size + 1, step)
+        if owned is not None:
+            starts = starts[(starts >= owned[contig][0]) & (starts < owned[contig][1])]
         for lo in range(0, len(starts), chunk):
             part = starts[lo : lo + chunk]
             upto = starts[lo + chunk] if lo + chunk < len(starts) else length
@@ -77,10 +82,11 @@ def scan_genome(scan: Scanner, fasta: "Genome", size: int, step: int, max_n_frac
 
 
 def scan_with_track(scan: Scanner, fasta: "Genome", contigs: np.ndarray, starts: np.ndarray, size: int, step: int,
-                    max_n_fraction: float) -> tuple[np.ndarray, "pl.DataFrame", np.ndarray]:
+                    max_n_fraction: float, owned: Mapping[str, tuple[int, int]] | None = None
+                    ) -> tuple[np.ndarray, "pl.DataFrame", np.ndarray]:
     """A run's windows (``contigs``, ``starts``; any order) and a dense track's windows (see
-    :func:`scan_genome`) in one pass: the windows' float16 vectors in their order, the track's
-    windows (contig, start, end) and their float16 vectors."""
+    :func:`scan_genome`; ``owned``: a shard's spans) in one pass: the windows' float16 vectors in their
+    order, the track's windows (contig, start, end) and their float16 vectors."""
     import polars as pl
 
     contigs, starts = np.asarray(contigs).astype(str), np.asarray(starts, dtype=np.int64)
@@ -91,7 +97,7 @@ def scan_with_track(scan: Scanner, fasta: "Genome", contigs: np.ndarray, starts:
     names, at, parts = [], [], []
     done = {c: 0 for c in rows}
     for contig, track, vectors, mine in scan_genome(scan, fasta, size, step, max_n_fraction,
-                                                     {c: starts[r] for c, r in rows.items()}):
+                                                     {c: starts[r] for c, r in rows.items()}, owned=owned):
         if len(mine):
             out[rows[contig][done[contig] : done[contig] + len(mine)]] = mine
             done[contig] += len(mine)

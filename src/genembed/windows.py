@@ -183,6 +183,21 @@ def shard_segments(contigs: Sequence[tuple[str, int]], spec: WindowSpec, shard: 
     return segments
 
 
+def shard_track_spans(contigs: Sequence[tuple[str, int]], spec: WindowSpec, shard: int) -> dict[str, tuple[int, int]]:
+    """The dense-track positions ``shard`` owns, per contig it has windows on: ``[lo, hi)`` from its
+    first window's start (0 where it holds the contig's first window) to the next shard's first start
+    (the contig's end where it holds the last). Over a genome's shards these spans tile every contig
+    that has a window, so each track window is made by exactly one shard job."""
+    lengths = dict(contigs)
+    counts = dict(zip(lengths, windows_per_contig(list(lengths.values()), spec)))
+    spans = {}
+    for seg in shard_segments(contigs, spec, shard):
+        last = int(seg.starts[-1])
+        hi = lengths[seg.contig] if last // spec.stride == counts[seg.contig] - 1 else last + spec.stride
+        spans[seg.contig] = (int(seg.starts[0]), int(hi))
+    return spans
+
+
 _CODE = np.full(256, 4, dtype=np.uint8)
 for _i, _b in enumerate(b"ACGT"):
     _CODE[_b] = _CODE[_b + 32] = _i

@@ -22,10 +22,10 @@ for row in read_sheet(config["genomes"]):
     validate(row, "../schemas/genomes.schema.yaml")
     SHEET[row["genome"]] = row
 
-PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS, STITCHED, PACK = (
+PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS, STITCHED, PACK, TRACK_PART = (
     f"results/{p}"
     for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS, layout.STITCHED,
-              layout.PACK)
+              layout.PACK, layout.TRACK_PART)
 )
 INDEX_DIR = "results/index"
 # what the index build keeps between runs (the trained, empty index; one part per genome)
@@ -177,10 +177,14 @@ def track_packs(wildcards):
     return [PACK.format(pack=p) for p in PACKS] if track_step() else []
 
 
-def promoter_threads(wildcards):
-    """1 when every genome is packed (its track comes from its pack: no model in the report), else 2
-    (a dense scan of the sharded genomes)."""
-    return 2 if SHARDED else 1
+def shard_track_output():
+    """The embed rule's second output, where a dense track is made: the shard's part of it."""
+    return {"track": TRACK_PART} if track_step() else {}
+
+
+def track_parts(wildcards):
+    """The sharded genomes' track parts, one per shard job (see track_step)."""
+    return shard_files(TRACK_PART, lambda w: [g for g in SHEET if g in SHARDED])(wildcards) if track_step() else []
 
 
 def final_outputs():

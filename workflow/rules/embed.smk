@@ -1,4 +1,6 @@
-# One embedding job per shard, on a GPU where there is one (CPU otherwise): HDF5 float16.
+# One embedding job per shard, on a GPU where there is one (CPU otherwise): HDF5 float16. Where a
+# promoter report runs a dense track, the job also embeds the track windows of its own span (one
+# file per shard): the report then reads tracks and loads no model.
 
 
 rule embed:
@@ -9,10 +11,14 @@ rule embed:
         tokens=TOKENS,
         offsets=OFFSETS,
         plan=PLAN,
+        fasta=GENOME,
+        fai=f"{GENOME}.fai",
     output:
-        EMBEDDINGS,
+        embeddings=EMBEDDINGS,
+        **shard_track_output(),
     params:
         runtime={k: config["embed"][k] for k in ("token_budget", "device")},  # the rest is in the plan
+        track_step=track_step,  # the promoter track's windows in the shard's span
     log:
         "logs/embed/{genome}/{shard}.log",
     benchmark:

@@ -52,6 +52,7 @@ rule promoter_report:
         unpack(report_inputs),
         plan=PLAN,
         packs=track_packs,  # their genomes' track windows, embedded with the genomes
+        track_parts=track_parts,  # the sharded genomes' track windows, one file per shard job
     output:
         html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
         metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
@@ -76,7 +77,7 @@ rule promoter_report:
         "benchmarks/logs/promoter_report.tsv"
     conda:
         "../../envs/cpu.yaml"
-    threads: promoter_threads  # 2 where the model runs here (a dense scan of genomes not in a pack)
+    threads: 1  # tracks come from the embedding jobs: no model here (but packs of a model without a shared pass)
     resources:
         mem_mb=grow(8000),
         runtime=grow(60),

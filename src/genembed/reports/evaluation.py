@@ -20,6 +20,8 @@ class Calibrated:
     oof: np.ndarray  # calibrated out-of-fold probabilities of the training windows
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:  # a shard's track part may hold no window
+            return np.zeros(0)
         score = self.model.decision_function(x).reshape(-1, 1)
         return self.platt.predict_proba(score)[:, 1]
 

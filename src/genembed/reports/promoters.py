@@ -112,7 +112,8 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
                         plan: "RunPlan") -> pl.DataFrame:
     """The promoter report of a run: its windows' size, stride and N limit, and, with a ``track_step``
     below the stride, a dense track: the track windows embedded with a genome's shards where it has
-    them (``GenomeInputs.track``, made by a pack), else a dense scan with the plan's model (refused
+    them (``GenomeInputs.track``, made by a pack, or ``track_parts``, one per shard job), else a dense
+    scan with the plan's model (refused
     when its files changed)."""
     from dataclasses import replace
 
@@ -132,34 +133,44 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
     return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks)
 
 
-def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float) -> Path | None:
-    """A genome's track file (dense-track windows embedded with its shards), when it was made for
-    this step, window size and N limit, from the same sequence, and agrees with the genome's shards
-    (model, tokenizer, pooling...); else None (the report scans the genome)."""
+def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float) -> list[Path] | None:
+    """A genome's track files (dense-track windows embedded with its shards: a pack's one file, else
+    one part per shard), when they were made for this step, window size and N limit, from the same
+    sequence, and agree with the genome's shards (model, tokenizer, pooling...); else None (the
+    report scans the genome)."""
     import json
 
     from ..store import IDENTITY_KEYS, read_attrs, track_attrs
 
-    if genome.track is None or not genome.track.is_file() or not genome.shards:
+    if genome.track is not None and genome.track.is_file():
+        files = [genome.track]
+    elif genome.shards and len(genome.track_parts) == len(genome.shards):
+        files = list(genome.track_parts)
+    else:
         return None
-    try:
-        attrs, shard = track_attrs(genome.track), read_attrs(genome.shards[0])
-        same_sequence = json.loads(attrs.get("contig_lengths", "{}")) == genome_contigs(genome.fasta)
-    except (GenembedError, ValueError) as exc:
-        log.warning("%s: its track file cannot be used (%s); scanning", genome.name, exc)
+    if not genome.shards:
         return None
     wanted = {"track_step": step, "window_size": size, "max_n_fraction": max_n_fraction}
-    if not same_sequence or any(str(attrs.get(k)) != str(shard.get(k)) for k in IDENTITY_KEYS) or \
-            any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
-        log.info("%s: its track file %s was made otherwise (another sequence, step, model or window); scanning",
-                 genome.name, genome.track)
+    try:
+        shard = read_attrs(genome.shards[0])
+        contigs = genome_contigs(genome.fasta)
+        for path in files:
+            attrs = track_attrs(path)
+            if json.loads(attrs.get("contig_lengths", "{}")) != contigs or \
+                    any(str(attrs.get(k)) != str(shard.get(k)) for k in IDENTITY_KEYS) or \
+                    any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
+                log.info("%s: its track file %s was made otherwise (another sequence, step, model or window); scanning",
+                         genome.name, path)
+                return None
+    except (GenembedError, ValueError) as exc:
+        log.warning("%s: its track files cannot be used (%s); scanning", genome.name, exc)
         return None
-    return genome.track
+    return files
 
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
                     stride: int, scan: "Scanner | None" = None, window_size: int | None = None,
-                    tracks: dict[str, Path] | None = None) -> pl.DataFrame:
+                    tracks: dict[str, list[Path]] | None = None) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
@@ -180,7 +191,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
 
 
 def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: PromoterSettings, stride: int,
-            scan: "Scanner | None", window_size: int | None, tracks: dict[str, Path] | None) -> pl.DataFrame:
+            scan: "Scanner | None", window_size: int | None, tracks: dict[str, list[Path]] | None) -> pl.DataFrame:
     """:func:`promoter_report`'s work, into ``out`` (a folder of its own)."""
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
@@ -275,7 +286,7 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
 
 def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
            out: Path, scan: "Scanner | None" = None, window_size: int | None = None,
-           tracks: dict[str, Path] | None = None, track_bins: dict[str, pl.DataFrame] | None = None
+           tracks: dict[str, list[Path]] | None = None, track_bins: dict[str, pl.DataFrame] | None = None
            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
@@ -302,9 +313,9 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
         title = f"{g.name} promoter probability"
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
         dense = None  # windows every track_step bp, scored: embedded by the pack (read one genome at a time) or scanned
-        if tracks and g.name in tracks:
-            track, vectors, _ = read_track(tracks[g.name])
-            dense = track.with_columns(pl.Series("score", models[EMBEDDINGS].predict(vectors)))
+        if tracks and g.name in tracks:  # scored one file at a time: only the scores are kept
+            dense = pl.concat([t.with_columns(pl.Series("score", models[EMBEDDINGS].predict(v)))
+                               for t, v, _ in map(read_track, tracks[g.name])])
         elif scan is not None and (window_size or windows.height):
             size = window_size or int((windows["end"] - windows["start"]).max())
             dense = dense_scores(fastas[g.name], size, settings.track_step, scan, models[EMBEDDINGS],
