@@ -241,7 +241,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def bench_model(name: str, folder: Path, seqs: list[bytes], n_naive: int, device: str,
-                peaks: dict[str, float], dnallm_packages: Path | None = None) -> list[Result]:
+                peaks: dict[str, float], dnallm_packages: Path | None = None, process: bool = True) -> list[Result]:
     from transformers import AutoConfig, AutoTokenizer
 
     cfg = AutoConfig.from_pretrained(folder)
@@ -269,6 +269,8 @@ def bench_model(name: str, folder: Path, seqs: list[bytes], n_naive: int, device
         print(f"| {r.mode} | {r.windows / r.seconds:,.1f} | {r.bp / r.seconds:,.0f} | {gflops:,.1f} |"
               f" {100 * gflops / peaks[r.dtype]:.0f}% | {100 * gflops / peaks['bf16']:.0f}% |")
     rate = {r.mode[:3]: r.windows / r.seconds for r in results}
+    if not process:
+        return results
     seconds = end_to_end(folder, seqs, device)
     fixed = end_to_end(folder, seqs[:STARTUP_WINDOWS], device)
     inner = len(seqs) / engine(folder, seqs, device)[0]  # (c) again, right after (d): this machine's speed drifts
@@ -298,6 +300,8 @@ def main() -> None:
     p.add_argument("--fasta", type=Path, nargs="+", default=[EXAMPLE],
                    help="genomes to take the windows from (default: the bundled E. coli, which genembed-conv was"
                         " trained on; resources/example/C.elegans.fa.gz and A.thaliana.fa.gz were held out)")
+    p.add_argument("--no-process", action="store_true", help="skip (d), the whole `genembed embed` process (a smoke run)")
+    p.add_argument("--peak-seconds", type=float, default=1.5, help="time spent measuring each matmul peak")
     p.add_argument("--dnallm", type=Path, help="a folder DNALLM was installed into (see the module doc): adds row (e)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -305,9 +309,10 @@ def main() -> None:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"# embedding benchmark on {name}; torch {torch.__version__}")
-    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    peaks = {"fp32": matmul_peak(torch.float32, device, args.peak_seconds),
+             "bf16": matmul_peak(torch.bfloat16, device, args.peak_seconds)}
     if device.startswith("cuda"):
-        peaks["fp16"] = matmul_peak(torch.float16, device)
+        peaks["fp16"] = matmul_peak(torch.float16, device, args.peak_seconds)
     print("matmul peak measured now: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items())
           + f"; bf16 : fp32 = {peaks['bf16'] / peaks['fp32']:.2f}")
     seqs = genome_windows(args.windows, args.window_bp, args.fasta)
@@ -317,7 +322,7 @@ def main() -> None:
                     "bert-110m": lambda: bert(Path(tmp) / "bert-110m", 768, 12)}
         folders = {m: builders[m]() for m in args.models.split(",")}
         for model in args.models.split(","):
-            bench_model(model, folders[model], seqs, args.naive_windows, device, peaks, args.dnallm)
+            bench_model(model, folders[model], seqs, args.naive_windows, device, peaks, args.dnallm, not args.no_process)
 
 
 if __name__ == "__main__":

@@ -291,7 +291,7 @@ def pinned_memory(tmp: Path) -> dict[str, Any]:
 
 
 def embed_benchmark(tmp: Path) -> dict[str, Any]:
-    size = ["--models", "default", "--windows", "32", "--naive-windows", "4"] if SMOKE else \
+    size = ["--models", "default", "--windows", "32", "--naive-windows", "4", "--no-process", "--peak-seconds", "0.3"] if SMOKE else \
         ["--models", "default,bert-110m", "--windows", "8192", "--naive-windows", "64"]
     res = subprocess.run([sys.executable, str(REPO / "benchmarks/embed.py"), "--device", device(), *size],
                          capture_output=True, text=True, timeout=240)

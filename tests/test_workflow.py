@@ -23,7 +23,7 @@ def run(tmp_path_factory, ecoli_slice):
         d, f"genome\tfasta\tannotation\necoli\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
         model={"path": "unused-when-pretraining", "pretrain": {"enabled": True, "steps": 6, "hidden_size": 16,
                                                                 "layers": 1, "seq_bp": 300, "batch_size": 8}},
-        windows={"size": 500, "stride": 500, "shard_size": 200, "pack_bp": 0},
+        windows={"size": 500, "stride": 500, "shard_size": 120, "pack_bp": 0},
         clusters={"k": 4, "umap_sample": 300},
     )
     res = snakemake(d, "--cores", "2")
