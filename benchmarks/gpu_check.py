@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "resources/models/genembed-conv-6mer"  # the default config's model (the encoder plus a 6-mer block)
 SMOKE = False  # --cpu-smoke: the same code on the CPU, in miniature (what the test suite runs)
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]  # the model zoo, benchmarks/embed.py
 
@@ -86,7 +87,7 @@ def zoo(folder: Path) -> dict[str, tuple[Path, Any, bool]]:
 
     seq = windows(8, 2000)[0]
     return {
-        "genembed-conv (bundled)": (REPO / "resources/models/genembed-conv", TokenizerSpec("kmer", 1), False),
+        "genembed-conv-6mer (bundled)": (BUNDLED, TokenizerSpec("kmer", 1), False),
         "dnabert": (model_zoo.dnabert(folder / "dnabert"), TokenizerSpec("kmer", 6, True), False),
         "nucleotide-transformer-v1": (model_zoo.nucleotide_transformer_v1(folder / "nt1"), TokenizerSpec("kmer", 6), False),
         "bpe-bert": (model_zoo.bpe_bert(folder / "bpe", seq), TokenizerSpec("hf"), False),
@@ -143,7 +144,7 @@ def default_model_grid(tmp: Path) -> dict[str, Any]:
     from genembed.models import ModelSpec
     from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 
-    spec = ModelSpec(str(REPO / "resources/models/genembed-conv"))
+    spec = ModelSpec(str(BUNDLED))
     seqs = windows(32 if SMOKE else 256)
     out = {}
     for strands in ("forward", "average"):
@@ -184,7 +185,7 @@ def repeat(tmp: Path) -> dict[str, Any]:
     from genembed.models import ModelSpec
     from genembed.tokenize import TokenizerSpec, make_tokenizer
 
-    emb = Embedder(ModelSpec(str(REPO / "resources/models/genembed-conv")), EmbedSettings(device=device()))
+    emb = Embedder(ModelSpec(str(BUNDLED)), EmbedSettings(device=device()))
     rows = make_tokenizer(TokenizerSpec("kmer", 1), emb.tokenizer).encode_batch(windows(32 if SMOKE else 512))
     a, b = emb.embed_rows(rows), emb.embed_rows(rows)
     return {"precision": emb.precision, "bitwise_equal": bool(np.array_equal(a, b)),
@@ -198,10 +199,10 @@ def query_vs_stored(tmp: Path) -> dict[str, Any]:
     from genembed.tokenize import TokenizerSpec
 
     seqs = windows(32 if SMOKE else 256)
-    plan = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),
+    plan = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
                         {"size": 500, "stride": 250}, EmbedSettings(precision="fp32", device="cpu"))
     stored = plan.sequence_embedder()(seqs)  # float16, as a CPU run stores them
-    on_gpu = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),
+    on_gpu = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
                           {"size": 500, "stride": 250}, EmbedSettings(device=device()))
     query = on_gpu.sequence_embedder()(seqs)
     c = cosines(stored, query)
@@ -224,7 +225,7 @@ def shared_pass(tmp: Path) -> dict[str, Any]:
 
     with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
         seq = b"".join(fh.read().split(b"\n")[1:]).upper()[: 20_000 if SMOKE else 1_000_000]
-    plan = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),
+    plan = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
                         {"size": 500, "stride": 250}, EmbedSettings(device=device(), token_budget=16384 if SMOKE else 262144))
     embedder = plan.embedder()
     tokenizer = plan.make_tokenizer(embedder.tokenizer)
@@ -284,7 +285,7 @@ def pinned_memory(tmp: Path) -> dict[str, Any]:
 
     if SMOKE:
         raise Skip("pinned memory is for copies to a GPU")
-    emb = Embedder(ModelSpec(str(REPO / "resources/models/genembed-conv")), EmbedSettings(device="cuda"))
+    emb = Embedder(ModelSpec(str(BUNDLED)), EmbedSettings(device="cuda"))
     rows = [np.arange(5, 105) % 4 + 5]
     _, ids, lens = emb._padded(rows, np.array([100]), np.array([0]))
     return {"ids_pinned": bool(ids.is_pinned()), "lengths_pinned": bool(lens.is_pinned())}
