@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=CnnSettings.width)
     parser.add_argument("--max-positives", type=int, default=CnnSettings.max_positives)
     parser.add_argument("--precision", type=float, default=PromoterSettings.call_precision)
+    parser.add_argument("--seed", type=int, default=0, help="the CNN's (and the bootstrap's) seed")
     parser.add_argument("--coding-share", default=str(CnnSettings.coding_share),
                         help="share of the training negatives from coding bins ('none': as the genome has them)")
     args = parser.parse_args()
@@ -56,7 +57,8 @@ def main() -> None:
             out.mkdir()
             started = time.monotonic()
             r = stranded_report([genome], tests, fastas, out, args.operon_gap if bacterium else 0, 0.5, args.precision,
-                                200, 10_000, 0, {}, CnnSettings(epochs=args.epochs, width=args.width, max_positives=args.max_positives,
+                                200, 10_000, args.seed, {}, CnnSettings(epochs=args.epochs, width=args.width,
+                                                                        max_positives=args.max_positives, seed=args.seed,
                                             coding_share=None if args.coding_share == "none" else float(args.coding_share)),
                                 "cpu", native_bf16("cpu"))
             print(r.negatives)
