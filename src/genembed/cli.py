@@ -73,7 +73,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         else:
             stats = tune(lambda: _prepared(args.fasta, Path(tmp)), args.out, _from_args(TuneConfig, args), args.model, tok,
                          args.trust_remote_code, args.device, args.revision, args.checkpoint)
-    if "first_loss" not in stats:
+    if args.kmer_projection:
         print(f"saved {args.out}: a {args.kmer_size}-mer projection branch, weighted on {stats['projection_windows']:,}"
               f" training windows in {stats['seconds']} s")
         return

@@ -185,9 +185,13 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     return total
 
 
-def track_attrs_of(plan: RunPlan, embedder: Any, step: int) -> dict[str, Any]:
-    """What makes a track file self-describing: the shards' attrs, its step and N limit."""
-    return {**plan.shard_attrs(embedder), "track_step": step, "max_n_fraction": plan.windows.max_n_fraction}
+def track_attrs_of(plan: RunPlan, embedder: Any, step: int, contigs: dict[str, int]) -> dict[str, Any]:
+    """What makes a track file self-describing: the shards' attrs, its step and N limit, and the
+    contig lengths of the sequence it was made from."""
+    import json
+
+    return {**plan.shard_attrs(embedder), "track_step": step, "max_n_fraction": plan.windows.max_n_fraction,
+            "contig_lengths": json.dumps(contigs)}
 
 
 def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, shard: str, step: int,
@@ -196,8 +200,6 @@ def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, sh
     (:func:`genembed.windows.shard_track_spans`): windows every ``step`` bp in its span, embedded as
     the report would scan them (one pass along the span for a local model, else window by window),
     written to ``out`` (:func:`genembed.store.write_track`). Returns the number of track windows."""
-    import json
-
     from .genome import Genome
     from .scan import Scanner, scan_with_track
     from .store import write_track
@@ -211,8 +213,7 @@ def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, sh
         owned = shard_track_spans(contigs, w.spec(contigs), int(shard))
         empty = np.zeros(0, dtype=np.int64)
         _, windows, track = scan_with_track(scan, g, empty.astype(str), empty, w.size, step, w.max_n_fraction, owned)
-        write_track(out, track, windows, {**track_attrs_of(plan, embedder, step), "shard": shard,
-                                          "contig_lengths": json.dumps(g.contigs)})
+        write_track(out, track, windows, {**track_attrs_of(plan, embedder, step, g.contigs), "shard": shard})
     finally:
         g.close()
     log.info("shard %s: %d track windows (every %d bp) in its span", shard, len(track), step)
@@ -225,8 +226,6 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
     windows (one pass for both); None where the model's states are not local (no pass to share).
     On a GPU out-of-memory error the genome is embedded window by window, without a track (the
     promoter report then scans it)."""
-    import json
-
     from .device import is_out_of_memory
     from .embed import embed_windows
     from .genome import Genome
@@ -238,7 +237,6 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
     if scan.reach is None:
         return None
     w = plan.windows
-    attrs = track_attrs_of(plan, embedder, step)
 
     def vectors_of(files: ShardFiles, table: Any, rows: Any) -> Any:
         genome = genome_of[files.out]
@@ -254,8 +252,7 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
             return embed_windows(embedder, rows, table, files.out.name)
         finally:
             fasta.close()
-        write_track(out / TRACK.format(genome=genome), track, windows,
-                    {**attrs, "contig_lengths": json.dumps(fasta.contigs)})
+        write_track(out / TRACK.format(genome=genome), track, windows, track_attrs_of(plan, embedder, step, fasta.contigs))
         log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track), step)
         return vectors
 

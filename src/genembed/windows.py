@@ -225,7 +225,7 @@ def kmer_frequencies(seqs: Sequence[bytes], k: int = 4) -> np.ndarray:
             continue
         for j in range(0, len(rows), 8192):  # bounded memory: 8192 rows of k-mer ids at a time
             part = rows[j : j + 8192]
-            codes = _CODE[np.frombuffer(b"".join(seqs[i] for i in part), dtype=np.uint8)].reshape(len(part), length)
+            codes = encode(b"".join(seqs[i] for i in part)).reshape(len(part), length)
             out[part] = code_kmer_frequencies(codes, k)
     return out
 

@@ -142,13 +142,13 @@ def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: flo
 
     from ..store import IDENTITY_KEYS, read_attrs, track_attrs
 
+    if not genome.shards:
+        return None
     if genome.track is not None and genome.track.is_file():
         files = [genome.track]
-    elif genome.shards and len(genome.track_parts) == len(genome.shards):
+    elif len(genome.track_parts) == len(genome.shards):
         files = list(genome.track_parts)
     else:
-        return None
-    if not genome.shards:
         return None
     wanted = {"track_step": step, "window_size": size, "max_n_fraction": max_n_fraction}
     try:
