@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.io import atomic_path
+from genembed.io import atomic_path, report_folder
 from genembed.store import check_consistent, iter_shards, read_attrs, write_shard
 
 ATTRS = {"model": "m", "model_fingerprint": "f1", "pooling": "mean", "layer": -1, "revision": None}
@@ -52,6 +52,23 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("whole")
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left_files_and_report_folders(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid whose process is gone, as after kill -9
+    (tmp_path / f".out.txt.tmp-{dead.pid}").write_text("partial")
+    folder = tmp_path / f".report.tmp-{dead.pid}"
+    (folder / "tracks").mkdir(parents=True)
+    (folder / "tracks" / "a.bw").write_bytes(b"partial")
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("whole")
+    with report_folder(tmp_path / "report") as work:
+        (work / "index.html").write_text("<html></html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "report"]
 
 
 def test_a_shard_is_never_written_with_non_finite_embeddings(tmp_path):

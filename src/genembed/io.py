@@ -23,11 +23,17 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Delete temporaries of ``path`` left by killed writers (their process is gone)."""
+    """Delete temporaries (files or report folders) of ``path`` left by killed writers (their
+    process is gone)."""
+    import shutil
+
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -67,6 +73,7 @@ def report_folder(out: str | os.PathLike) -> Iterator[Path]:
     out = Path(out)
     made = missing_folders(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
