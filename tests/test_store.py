@@ -61,6 +61,7 @@ def test_the_next_writer_removes_what_a_killed_writer_left_files_and_report_fold
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid whose process is gone, as after kill -9
     (tmp_path / f".out.txt.tmp-{dead.pid}").write_text("partial")
+    (tmp_path / f".out.txt.tmp-{dead.pid}.fai").write_text("partial")  # a sidecar of the temporary
     folder = tmp_path / f".report.tmp-{dead.pid}"
     (folder / "tracks").mkdir(parents=True)
     (folder / "tracks" / "a.bw").write_bytes(b"partial")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pysam
 
 from .errors import GenembedError
-from .io import check_input, missing_folders, open_text, remove_empty
+from .io import check_input, missing_folders, open_text, remove_empty, remove_stale_temporaries
 
 #: IUPAC nucleotide codes accepted in genome FASTA (either case).
 IUPAC = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
@@ -53,6 +53,7 @@ def prepare_fasta(src: str | os.PathLike, dst: str | os.PathLike) -> list[tuple[
     check_input(src, "FASTA file")
     made = missing_folders(dst.parent)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dst)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     tmp_index = [Path(f"{tmp}.fai"), Path(f"{tmp}.gzi")]
     try:

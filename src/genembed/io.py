@@ -28,7 +28,7 @@ def remove_stale_temporaries(path: Path) -> None:
     import shutil
 
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
+        pid = tmp.name.rsplit(".tmp-", 1)[-1].split(".")[0]  # also .name.tmp-PID.fai and the like
         if pid.isdigit() and not _alive(int(pid)):
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
