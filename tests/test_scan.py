@@ -280,13 +280,18 @@ def test_a_shards_track_span_runs_from_its_first_window_to_the_next_shards_so_th
 
 def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_no_model(tmp_path, ecoli_slice,
                                                                                           monkeypatch):
-    """Each shard job embeds the track windows of its own span; together they are the dense scan's
-    track, and the report scores them without loading the model (issue 29)."""
+    """Each shard job embeds the track windows of its own span, and scores the bins of that span with
+    the stranded promoter model; together they are the whole genome's tracks, and the report uses them
+    without loading, training or running any model (issue 29)."""
     from genembed.genome import Genome
     from genembed.layout import TRACK_PART, group_shards
     from genembed.pipeline import embed_genome, embed_shard_track
     from genembed.plan import RunPlan
-    from genembed.reports.promoters import PromoterSettings, run_promoter_report
+    from genembed.errors import GenembedError
+    from genembed.reports.promoters import (PromoterSettings, StrandedInputs, run_promoter_report, score_promoter_span,
+                                            train_promoter_model)
+    from genembed.reports.stranded import score_genome
+    from genembed.reports.supervised import PromoterModel
     from genembed.scan import scan_with_track
     from genembed.store import read_track
     from helpers import default_plan
@@ -310,6 +315,33 @@ def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_
 
     found = group_shards(genome.shards, {"eco": {"annotation": str(ecoli_slice[1])}})
     assert found[0].track_parts == parts
+
+    # the stranded model: trained once, scored by a job per shard (each the bins of its own span)
+    settings = PromoterSettings(bootstrap=20, track_step=100, stranded_epochs=1)
+    record, weights = tmp_path / "promoters/model.json", tmp_path / "promoters/model.pt"
+    trained = train_promoter_model(found, settings, weights, record)
+    scores = [tmp_path / f"promoters/{s.stem}.parquet" for s in genome.shards]
+    for shard, out in zip(genome.shards, scores):
+        score_promoter_span(record, weights, {"eco": genome.fasta}, out, plan, shard.stem)
+    fasta = Genome(genome.fasta)
+    whole_genome = score_genome(trained, "eco", fasta).sort("strand", "bin")
+    fasta.close()
+    by_shards = pl.concat([pl.read_parquet(p) for p in scores])
+    assert all(pl.read_parquet(p).height for p in scores)
+    assert by_shards.select("strand", "bin").is_unique().all()  # every bin of each strand once
+    by_shards = by_shards.sort("strand", "bin")
+    assert by_shards.select("genome", "contig", "strand", "bin").equals(whole_genome.select("genome", "contig", "strand", "bin"))
+    np.testing.assert_allclose(by_shards["probability"], whole_genome["probability"], atol=1e-5)
+
     monkeypatch.setattr(RunPlan, "scanner", lambda self: pytest.fail("the model was loaded"))
-    run_promoter_report(found, tmp_path / "report", PromoterSettings(bootstrap=20, track_step=100, stranded=False), plan)
+    monkeypatch.setattr(PromoterModel, "load", lambda *a: pytest.fail("the promoter model was loaded"))
+    monkeypatch.setattr(PromoterModel, "fit", lambda *a, **k: pytest.fail("a promoter model was trained"))
+    run_promoter_report(found, tmp_path / "report", settings, plan, StrandedInputs(record, scores))
     assert "dense scan" in (tmp_path / "report/promoters.html").read_text()
+    assert (tmp_path / "report/eco.plus.bw").is_file() and (tmp_path / "report/stranded.tsv").is_file()
+    with pytest.raises(GenembedError, match=r"bins missing \(a scoring job's file is absent\)"):
+        run_promoter_report(found, tmp_path / "report2", settings, plan, StrandedInputs(record, scores[1:]))
+    record.write_text(record.read_text().replace(trained.weights_sha256, "0" * 64))
+    with pytest.raises(GenembedError, match="00000.parquet: scored with another promoter model"):
+        run_promoter_report(found, tmp_path / "report3", settings, plan, StrandedInputs(record, scores))
+    assert not (tmp_path / "report3").exists()

@@ -36,8 +36,8 @@ def test_lint_is_clean():
 
 
 @pytest.mark.parametrize("pack_bp, rules", [
-    (100_000_000, ("embed_pack", "take_from_pack", "add_pack")),  # the default: E. coli is packed
-    (0, ("prepare_genome", "add_to_index")),  # packing off: one job per genome and per shard
+    (100_000_000, ("embed_pack", "take_from_pack", "add_pack", "promoter_pack_scores")),  # the default: E. coli is packed
+    (0, ("prepare_genome", "add_to_index")),  # packing off: one job per genome and per shard (listed after the checkpoint)
 ])
 def test_dry_run_of_the_bundled_example_plans_every_stage(tmp_path, pack_bp, rules):
     example = REPO / "resources/example"
@@ -45,7 +45,7 @@ def test_dry_run_of_the_bundled_example_plans_every_stage(tmp_path, pack_bp, rul
                            f"{example / 'ecoli_k12_mg1655.gff.gz'}\n",
                  model={"path": str(REPO / "resources/models/genembed-conv")}, windows={"pack_bp": pack_bp})
     res = snakemake(tmp_path, "-n", "--quiet", "rules")
-    for rule in ("describe_model", "train_index", "merge_index", "cluster_report", "promoter_report", *rules):
+    for rule in ("describe_model", "train_index", "merge_index", "cluster_report", "promoter_model", "promoter_report", *rules):
         assert rule in res.stdout
 
 
@@ -228,25 +228,34 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
 
 def test_a_setting_no_shard_job_reads_does_not_redo_the_shards(small_workflow_run, tmp_path):
     """Rules pass their scripts only what they read: a pretraining setting (pretraining off) or a
-    clustering one leaves windows, tokens, embeddings and the index alone."""
+    clustering one leaves windows, tokens, embeddings and the index alone; a promoter report setting
+    leaves the stranded model and its scores alone."""
     extra = tmp_path / "extra.yaml"
     extra.write_text("model: {pretrain: {steps: 7, hidden_size: 32}}\nclusters: {k: 4}\n")
     rules = {rule for rule, _ in dry_run_jobs(small_workflow_run, "--configfile", str(extra))}
     assert rules == {"cluster_report", "all"}, rules
+    extra.write_text("promoters: {bootstrap: 50, recall: 0.4}\n")  # the report's: the stranded model is not retrained
+    rules = {rule for rule, _ in dry_run_jobs(small_workflow_run, "--configfile", str(extra))}
+    assert rules == {"promoter_report", "evaluate_embeddings", "all"}, rules
 
 
 def test_a_sharded_genomes_promoter_track_comes_from_its_shard_jobs_and_the_report_loads_no_model(small_workflow_run):
     """Every genome sharded (windows.pack_bp 0): each embedding job writes the track windows of its own
-    span, and the promoter report reads them (one thread, no model: it never scans a genome)."""
+    span, a scoring job per shard the stranded model's probabilities there, and the promoter report
+    reads them (one thread, no model: it never scans a genome, nor trains or runs the stranded model)."""
     from genembed.store import track_attrs
 
     parts = sorted((small_workflow_run / "results/embeddings/eco/track").glob("*.h5"))
     shards = sorted((small_workflow_run / "results/embeddings/eco").glob("[0-9]*.h5"))
     assert [p.name for p in parts] == [s.name for s in shards] and len(parts) == 2
     assert [track_attrs(p)["shard"] for p in parts] == [s.stem for s in shards]
+    scores = sorted((small_workflow_run / "results/promoters/shard_scores/eco").glob("*.parquet"))
+    assert [p.stem for p in scores] == [s.stem for s in shards]
+    assert "trained in" in (small_workflow_run / "logs/promoter_model.log").read_text()
     log = (small_workflow_run / "logs/promoter_report.log").read_text()
-    assert "genembed.embed: model" not in log and "dense scan" in (
+    assert "genembed.embed: model" not in log and "trained in" not in log and "dense scan" in (
         small_workflow_run / "results/reports/promoters/promoters.html").read_text()
+    assert (small_workflow_run / "results/reports/promoters/eco.stranded.narrowPeak").is_file()
 
 
 @pytest.mark.parametrize("case, sheet, message", [

@@ -20,6 +20,10 @@ PACK = "packs/{pack}"  # small genomes embedded in one job, laid out as a result
 PACK_RECORD = "pack.json"  # in a pack's folder: its genomes, in the order they were embedded (written last)
 TRACK = "embeddings/{genome}/track.h5"  # a pack's dense promoter-track windows (genembed.scan.scan_with_track)
 TRACK_PART = "embeddings/{genome}/track/{shard}.h5"  # a shard's part of them (genembed.pipeline.embed_shard_track)
+PROMOTER_WEIGHTS = "promoters/model.pt"  # the stranded promoter model a run trains (genembed.reports.stranded)
+PROMOTER_RECORD = "promoters/model.json"  # its calibration, threshold and provenance
+SHARD_SCORES = "promoters/shard_scores/{genome}/{shard}.parquet"  # its probabilities in a shard's track span
+PACK_SCORES = "promoters/pack_scores/{pack}.parquet"  # and in a pack's genomes
 STITCHED = "embeddings/{genome}/all.h5"  # a genome's shards as one virtual HDF5 file, inside its own folder:
 # no genome id can name another's file (as eco.h5 could name eco's stitched file beside the folders)
 

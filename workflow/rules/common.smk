@@ -27,6 +27,9 @@ PLAN, GENOME, WINDOWS, TOKENS, OFFSETS, EMBEDDINGS, STITCHED, PACK, TRACK_PART =
     for p in (layout.PLAN, layout.GENOME, layout.WINDOWS, layout.TOKENS, layout.OFFSETS, layout.EMBEDDINGS, layout.STITCHED,
               layout.PACK, layout.TRACK_PART)
 )
+PROMOTER_WEIGHTS, PROMOTER_RECORD, SHARD_SCORES, PACK_SCORES = (
+    f"results/{p}" for p in (layout.PROMOTER_WEIGHTS, layout.PROMOTER_RECORD, layout.SHARD_SCORES, layout.PACK_SCORES)
+)
 INDEX_DIR = "results/index"
 # what the index build keeps between runs (the trained, empty index; one part per genome)
 TRAINED, TRAINED_INFO = "results/index_build/trained.faiss", "results/index_build/trained.json"
@@ -185,6 +188,25 @@ def shard_track_output():
 def track_parts(wildcards):
     """The sharded genomes' track parts, one per shard job (see track_step)."""
     return shard_files(TRACK_PART, lambda w: [g for g in SHEET if g in SHARDED])(wildcards) if track_step() else []
+
+
+STRANDED_KEYS = ("test_fraction", "split", "operon_gap", "call_precision", "stranded_epochs", "negative_coding_share")
+
+
+def stranded():
+    """Whether the promoter report has its supervised, stranded model (trained and scored in jobs of its own)."""
+    return bool(annotations()) and config["promoters"]["stranded"]
+
+
+def promoter_scores(wildcards):
+    """The stranded model's score files: one per shard of a sharded genome, one per pack."""
+    if not stranded():
+        return []
+    return shard_files(SHARD_SCORES, lambda w: SHARDED)(wildcards) + [PACK_SCORES.format(pack=p) for p in PACKS]
+
+
+def stranded_model(wildcards):
+    return {"promoter_weights": PROMOTER_WEIGHTS, "promoter_record": PROMOTER_RECORD} if stranded() else {}
 
 
 def final_outputs():

@@ -53,6 +53,8 @@ rule promoter_report:
         plan=PLAN,
         packs=track_packs,  # their genomes' track windows, embedded with the genomes
         track_parts=track_parts,  # the sharded genomes' track windows, one file per shard job
+        promoter_scores=promoter_scores,  # the stranded model's, one file per shard job and per pack
+        promoter_model=lambda w: list(stranded_model(w).values()),
     output:
         html=report("results/reports/promoters/promoters.html", caption="../report/promoters.rst", category="Promoters"),
         metrics=report("results/reports/promoters/metrics.tsv", caption="../report/promoters_metrics.rst", category="Promoters"),
@@ -77,12 +79,88 @@ rule promoter_report:
         "benchmarks/logs/promoter_report.tsv"
     conda:
         "../../envs/cpu.yaml"
-    threads: 1  # tracks come from the embedding jobs: no model here (but packs of a model without a shared pass)
+    threads: 1  # tracks come from the embedding and scoring jobs: no model here (but packs of a model without a shared pass)
     resources:
         mem_mb=grow(8000),
         runtime=grow(60),
     script:
         "../../scripts/promoter_report.py"
+
+
+# The supervised, stranded promoter model: trained once on the run's starts (bounded samples per epoch,
+# the report's held-out parts left out), then scored where the genomes are split: one job per shard of a
+# sharded genome (the bins of its track span) and one per pack. The report only reads the scores.
+rule promoter_model:
+    input:
+        genomes=prepared_fastas,
+        annotations=annotations(),
+    output:
+        weights=PROMOTER_WEIGHTS,
+        record=PROMOTER_RECORD,
+    params:  # only what training reads: a report setting (bootstrap, recall...) does not retrain
+        promoters={k: config["promoters"][k] for k in STRANDED_KEYS},
+        sheet=REPORT_SHEET,
+        seed=config["seed"],
+    log:
+        "logs/promoter_model.log",
+    benchmark:
+        "benchmarks/logs/promoter_model.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=grow(8000),
+        runtime=grow(60),
+    script:
+        "../../scripts/promoter_model.py"
+
+
+rule promoter_scores:
+    wildcard_constraints:
+        genome=one_of(SHARDED),
+    input:
+        weights=PROMOTER_WEIGHTS,
+        record=PROMOTER_RECORD,
+        plan=PLAN,
+        fasta=GENOME,
+        fai=f"{GENOME}.fai",
+    output:
+        SHARD_SCORES,
+    log:
+        "logs/promoter_scores/{genome}/{shard}.log",
+    benchmark:
+        "benchmarks/logs/promoter_scores/{genome}/{shard}.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=grow(4000),
+        runtime=grow(60),
+    script:
+        "../../scripts/promoter_scores.py"
+
+
+rule promoter_pack_scores:
+    input:
+        weights=PROMOTER_WEIGHTS,
+        record=PROMOTER_RECORD,
+        fastas=lambda wildcards: [GENOME.format(genome=g) for g in PACKS[wildcards.pack]],
+    output:
+        PACK_SCORES,
+    params:
+        genomes=pack_genomes,
+    log:
+        "logs/promoter_pack_scores/{pack}.log",
+    benchmark:
+        "benchmarks/logs/promoter_pack_scores/{pack}.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=grow(4000),
+        runtime=grow(60),
+    script:
+        "../../scripts/promoter_scores.py"
 
 
 rule evaluate_embeddings:

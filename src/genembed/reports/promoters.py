@@ -27,6 +27,8 @@ from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 if TYPE_CHECKING:
     from ..plan import RunPlan
     from ..scan import Scanner
+    from .stranded import TrainedPromoters
+    from .supervised import CnnSettings
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,16 @@ EMBEDDINGS = "embeddings"
 TRACK_SCHEMA = {"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64}
 
 
+@dataclass(frozen=True)
+class StrandedInputs:
+    """What the workflow's jobs made of the stranded model: its record (``promoter_model``) and the
+    score files of every genome (``promoter_scores``, one per shard or pack)."""
+    record: Path
+    scores: list[Path]
+
+
 def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
-                        plan: "RunPlan") -> pl.DataFrame:
+                        plan: "RunPlan", stranded_from: StrandedInputs | None = None) -> pl.DataFrame:
     """The promoter report of a run: its windows' size, stride and N limit, and, with a ``track_step``
     below the stride, a dense track: the track windows embedded with a genome's shards where it has
     them (``GenomeInputs.track``, made by a pack, or ``track_parts``, one per shard job), else a dense
@@ -130,7 +140,61 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
                                     f" the dense promoter track needs that model (or a track step of {w.stride} for"
                                     " one value per stored window)")
             scan = plan.scanner()
-    return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks)
+    return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks, stranded_from)
+
+
+def train_promoter_model(genomes: list[GenomeInputs], settings: PromoterSettings, weights: str | Path,
+                         record: str | Path) -> "TrainedPromoters":
+    """The workflow's ``promoter_model`` job: the stranded model trained on the run's starts (the
+    report's held-out parts left out), written as ``weights`` and a JSON ``record`` (calibration,
+    threshold); where it cannot be trained (too few starts), a record that says why."""
+    from .stranded import TrainedPromoters, _plain
+
+    tests = {g.name: held_out(g, settings) for g in genomes if g.annotation is not None or g.promoters is not None}
+    fastas = {g.name: Genome(g.fasta) for g in genomes}
+    try:
+        trained = train_stranded(genomes, tests, fastas, settings)
+    except GenembedError as exc:
+        log.warning("%s", exc)
+        trained = TrainedPromoters(cnn_settings(settings), 0.0, 0.0, float("inf"), settings.call_precision, 0.0, 0, "",
+                                   0.0, [g.name for g in genomes], _plain(tests), reason=str(exc))
+    finally:
+        for f in fastas.values():
+            f.close()
+    trained.write(weights, record)
+    return trained
+
+
+def score_promoter_span(record: str | Path, weights: str | Path, fastas: dict[str, str | Path], out: str | Path,
+                        plan: "RunPlan | None" = None, shard: str | None = None) -> int:
+    """The workflow's ``promoter_scores`` job: the stranded model's probability of every bin of these
+    genomes (a pack's), or, with ``plan`` and ``shard``, of the one genome's bins that shard owns (its
+    track span, :func:`genembed.windows.shard_track_spans`; the first shard also owns contigs too short
+    for a window), written to ``out`` (Parquet). Returns the number of bins scored."""
+    from ..windows import shard_track_spans, windows_per_contig
+    from .stranded import SCORE_SCHEMA, TrainedPromoters, score_genome, write_scores
+
+    trained = TrainedPromoters.read(record, weights)
+    frames = []
+    for name, path in fastas.items():
+        g = Genome(Path(path))
+        try:
+            spans = None
+            if shard is not None:
+                contigs = list(g.contigs.items())
+                spec = plan.windows.spec(contigs)
+                spans = shard_track_spans(contigs, spec, int(shard))
+                if int(shard) == 0:
+                    counts = windows_per_contig([n for _, n in contigs], spec)
+                    spans.update({c: (0, n) for (c, n), k in zip(contigs, counts) if k == 0})
+            if not trained.reason:
+                frames.append(score_genome(trained, name, g, spans))
+        finally:
+            g.close()
+    scores = pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_SCHEMA)
+    write_scores(scores, trained, out)
+    log.info("promoter scores: %d bins of %s on both strands", scores.height, ", ".join(fastas))
+    return scores.height
 
 
 def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float) -> list[Path] | None:
@@ -170,7 +234,8 @@ def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: flo
 
 def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: PromoterSettings,
                     stride: int, scan: "Scanner | None" = None, window_size: int | None = None,
-                    tracks: dict[str, list[Path]] | None = None) -> pl.DataFrame:
+                    tracks: dict[str, list[Path]] | None = None, stranded_from: StrandedInputs | None = None
+                    ) -> pl.DataFrame:
     """Write promoters.html, metrics.tsv, comparison.tsv, curve PNGs and per genome
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
@@ -180,18 +245,21 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
     each stored window's score stands on its central ``stride`` bp. ``tracks``: per genome, a file of
-    the dense track's windows already embedded (:func:`stored_track`), scored instead of a scan."""
+    the dense track's windows already embedded (:func:`stored_track`), scored instead of a scan.
+    ``stranded_from``: the stranded model's record and scores made by the workflow's jobs (else it is
+    trained and run here)."""
     out = Path(out_dir)
     labelers = make_labelers(genomes, settings.upstream, settings.downstream,
                              stride if settings.labels == "centre" else None, settings.operon_gap)
     if not any(labelers.values()):
         raise GenembedError("promoter report: no genome has an annotation or a promoter BED (add one to the genome sheet)")
     with report_folder(out) as work:  # all of the report or none of it
-        return _report(genomes, labelers, work, settings, stride, scan, window_size, tracks)
+        return _report(genomes, labelers, work, settings, stride, scan, window_size, tracks, stranded_from)
 
 
 def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: PromoterSettings, stride: int,
-            scan: "Scanner | None", window_size: int | None, tracks: dict[str, list[Path]] | None) -> pl.DataFrame:
+            scan: "Scanner | None", window_size: int | None, tracks: dict[str, list[Path]] | None,
+            stranded_from: StrandedInputs | None = None) -> pl.DataFrame:
     """:func:`promoter_report`'s work, into ``out`` (a folder of its own)."""
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
@@ -203,7 +271,7 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
         track_bins: dict[str, pl.DataFrame] = {}
         truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
                                                scan if dense else None, window_size, tracks if dense else {}, track_bins)
-        stranded = _stranded(genomes, tests, fastas, out, settings, track_bins) if settings.stranded else None
+        stranded = _stranded(genomes, tests, fastas, out, settings, track_bins, stranded_from) if settings.stranded else None
     finally:
         for f in fastas.values():
             f.close()
@@ -220,26 +288,51 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
     return metrics
 
 
-def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, track_bins: dict[str, pl.DataFrame]):
-    """The supervised, stranded model's part of the report (:mod:`.stranded`), its tables written."""
-    from ..device import native_bf16, pick_device
-    from .stranded import stranded_report
-    from .supervised import CnnSettings
+def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, track_bins: dict[str, pl.DataFrame],
+              stranded_from: "StrandedInputs | None"):
+    """The supervised, stranded model's part of the report (:mod:`.stranded`), its tables written:
+    from the model record and score files the workflow's jobs made (``stranded_from``; no network runs
+    here), else trained and scored here."""
+    from .stranded import TrainedPromoters, check_trained, read_scores, score_genome, stranded_report
 
-    device = pick_device("auto")
-    try:
-        result = stranded_report(genomes, tests, fastas, out, settings.operon_gap, settings.recall, settings.call_precision,
-                             min(settings.bootstrap, 200), settings.block_bp, settings.seed, track_bins,
-                                 CnnSettings(epochs=settings.stranded_epochs, seed=settings.seed,
-                                             coding_share=settings.negative_coding_share), device, native_bf16(device))
-    except GenembedError as exc:  # the window-level report stands without it
-        log.warning("%s", exc)
-        return str(exc)
+    if stranded_from is not None:  # a foreign or missing file is an error of the run, not a note
+        trained = TrainedPromoters.read(stranded_from.record)
+        check_trained(trained, genomes, tests, cnn_settings(settings), stranded_from.record)
+        if trained.reason:  # too few starts, found by the training job
+            log.warning("%s", trained.reason)
+            return trained.reason
+        scores = read_scores(stranded_from.scores, trained)
+    else:
+        try:
+            trained = train_stranded(genomes, tests, fastas, settings)
+        except GenembedError as exc:  # the window-level report stands without it
+            log.warning("%s", exc)
+            return str(exc)
+        scores = pl.concat([score_genome(trained, g.name, fastas[g.name]) for g in genomes])
+    result = stranded_report(genomes, tests, fastas, out, settings.operon_gap, settings.recall,
+                             min(settings.bootstrap, 200), settings.block_bp, settings.seed, track_bins, trained, scores)
     with atomic_path(out / "stranded.tsv") as t:
         result.metrics.write_csv(t, separator="\t", float_precision=4)
     with atomic_path(out / "stranded_comparison.tsv") as t:
         result.comparison.write_csv(t, separator="\t", float_precision=4)
     return result
+
+
+def cnn_settings(settings: PromoterSettings) -> "CnnSettings":
+    from .supervised import CnnSettings
+
+    return CnnSettings(epochs=settings.stranded_epochs, seed=settings.seed, coding_share=settings.negative_coding_share)
+
+
+def train_stranded(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]], fastas: dict[str, Genome],
+                   settings: PromoterSettings) -> "TrainedPromoters":
+    """The stranded model trained on the run's starts, on a GPU where there is one."""
+    from ..device import native_bf16, pick_device
+    from .stranded import train_promoters
+
+    device = pick_device("auto")
+    return train_promoters(genomes, tests, fastas, settings.operon_gap, settings.call_precision, cnn_settings(settings),
+                           device, native_bf16(device))
 
 
 def _features(name: str, table: pl.DataFrame, emb: np.ndarray, fasta: Genome, settings: PromoterSettings) -> np.ndarray:

@@ -21,7 +21,8 @@ from ..layout import GenomeInputs
 from ..windows import code_kmer_frequencies
 from .browser import Locus, Track, igv_view
 from .evaluation import block_bootstrap, interval, verdict
-from .supervised import STEP, CnnSettings, PromoterModel, bin_labels, n_bins, padded, strand_codes, to_strand
+from .supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, owned_bins, padded, span_piece,
+                         strand_codes, to_strand)
 from .tracks import write_bigwig
 
 log = logging.getLogger(__name__)
@@ -117,18 +118,21 @@ def _split(length: int, strand: str, s: CnnSettings, test: tuple[int, int] | Non
     return out
 
 
-def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
-                    fastas: dict[str, Genome], out: Path, operon_gap: int, recall: float, precision: float,
-                    n_boot: int, block_bp: int, seed: int, window_scores: dict[str, pl.DataFrame],
-                    settings: CnnSettings = CnnSettings(), device: str = "cpu", bf16: bool = False) -> StrandedResult:
-    """Train, score, measure and write the stranded outputs (``{genome}.plus.bw``, ``{genome}.minus.bw``,
-    ``{genome}.stranded.narrowPeak``) into ``out``. ``window_scores``: per genome the window-level
-    embedding probe's track (contig, start, end, score), scored on the same held-out examples."""
-    import time
+@dataclass
+class _Examples:
+    """Every bin of the labeled parts as an example: offsets into one padded sequence, labels, split
+    (see :func:`_split`), coding (or None)."""
+    sequence: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    coding: np.ndarray | None
 
-    from sklearn.linear_model import LogisticRegression
 
-    started = time.monotonic()
+def _read_parts(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]], fastas: dict[str, Genome],
+                operon_gap: int, settings: CnnSettings):
+    """Every contig of every genome on each strand, labeled where its genome has starts; the starts
+    and annotations read on the way."""
     parts: list[_Part] = []
     starts_of: dict[str, pl.DataFrame | None] = {}
     features = {g.name: read_annotation(g.annotation) if g.annotation is not None else None for g in genomes}
@@ -148,58 +152,239 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     labeled = [p for p in parts if p.labels is not None]
     if not labeled:
         raise GenembedError("promoter report: no genome has transcription starts for the supervised model")
-
-    # training examples: every bin of the labeled parts, as offsets into one padded sequence
     pads = [padded(p.codes, settings) for p in labeled]
     base = np.cumsum([0] + [len(x) for x in pads])[:-1]
-    sequence = np.concatenate(pads)
-    offsets = np.concatenate([b + STEP * np.arange(n_bins(p.length)) for b, p in zip(base, labeled)])
-    labels = np.concatenate([p.labels for p in labeled])
-    split = np.concatenate([p.split for p in labeled])
-    train = np.flatnonzero(split == 0)
-    if labels[train].sum() == 0 or labels[split == 2].sum() == 0 or labels[split == 1].sum() == 0:
+    examples = _Examples(np.concatenate(pads),
+                         np.concatenate([b + STEP * np.arange(n_bins(p.length)) for b, p in zip(base, labeled)]),
+                         np.concatenate([p.labels for p in labeled]), np.concatenate([p.split for p in labeled]),
+                         None if any(p.coding is None for p in labeled) else np.concatenate([p.coding for p in labeled]))
+    if not all(examples.labels[examples.split == k].any() for k in (0, 1, 2)):
         raise GenembedError(f"{', '.join(str(g.promoters or g.annotation) for g in genomes if starts_of[g.name] is not None)}:"
                             " too few transcription starts for training, validation and held-out examples")
-    coding = None if any(p.coding is None for p in labeled) else np.concatenate([p.coding for p in labeled])
-    log.info("stranded promoters: %d examples read in %.1f s", len(labels), time.monotonic() - started)
-    model = PromoterModel.fit(sequence, offsets[train], labels[train], settings, device, bf16,
-                              None if coding is None else coding[train])
-    log.info("stranded promoters: trained in %.1f s", model.seconds)
+    return parts, labeled, examples, starts_of, features
 
-    logits = {id(p): model.strand_track(p.codes) for p in parts}
-    flat = np.concatenate([logits[id(p)] for p in labeled])
-    log.info("stranded promoters: scored both strands of every contig at %.1f s", time.monotonic() - started)
-    valid = split == 2
-    platt = LogisticRegression().fit(flat[valid, None], labels[valid])
-    prob = {k: platt.predict_proba(v[:, None])[:, 1] for k, v in logits.items()}
+
+@dataclass
+class TrainedPromoters:
+    """The stranded model as a run trained it: its network (None where only its record was read, as in
+    the report), the Platt calibration of its logits, the calls' threshold (a probability) and how it
+    was trained. Its record is JSON (:meth:`write`); the weights are a file of their own."""
+    settings: CnnSettings
+    slope: float
+    intercept: float
+    threshold: float
+    precision: float  # the calls' precision target on validation examples
+    best_precision: float  # what validation examples reach at recall >= 1%
+    train_examples: int
+    negatives: str
+    seconds: float
+    genomes: list[str]
+    held_out: dict[str, dict[str, list[int]]]  # per genome and contig, the held-out [lo, hi)
+    weights_sha256: str = ""
+    reason: str = ""  # why no model was trained (too few starts...); then there are no weights
+    model: PromoterModel | None = None
+
+    def probability(self, logits: np.ndarray) -> np.ndarray:
+        return (1 / (1 + np.exp(-(self.slope * np.asarray(logits, dtype=np.float64) + self.intercept)))).astype(np.float32)
+
+    def write(self, weights: str | Path, record: str | Path) -> None:
+        """The weights (:meth:`PromoterModel.save`), then this record naming their checksum."""
+        import dataclasses
+        import hashlib
+        import json
+
+        if self.model is not None:
+            self.model.save(weights)
+        else:  # not trained (see reason): an empty weights file
+            with atomic_path(weights) as tmp:
+                Path(tmp).write_bytes(b"")
+        self.weights_sha256 = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        info = {k: v for k, v in dataclasses.asdict(self).items() if k != "model"}
+        with atomic_path(record) as tmp:
+            Path(tmp).write_text(json.dumps(info, indent=2) + "\n")
+
+    @classmethod
+    def read(cls, record: str | Path, weights: str | Path | None = None) -> "TrainedPromoters":
+        """The record :meth:`write` wrote; with ``weights``, the network too (checked against the record)."""
+        import hashlib
+        import json
+
+        try:
+            info = json.loads(Path(record).read_text())
+            info["settings"] = CnnSettings(**info["settings"])
+            trained = cls(**info)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise GenembedError(f"{record}: not a promoter model record ({exc})") from None
+        if weights is not None and not trained.reason:
+            if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != trained.weights_sha256:
+                raise GenembedError(f"{weights}: not the weights {record} was written with")
+            trained.model = PromoterModel.load(weights)
+        return trained
+
+
+def train_promoters(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
+                    fastas: dict[str, Genome], operon_gap: int, precision: float,
+                    settings: CnnSettings = CnnSettings(), device: str = "cpu", bf16: bool = False,
+                    max_validation: int = 200_000) -> TrainedPromoters:
+    """Train the network on the training bins of every labeled genome (both strands; the held-out
+    ``tests`` and the border bins left out), calibrate it (Platt) on at most ``max_validation``
+    validation examples and pick the calls' threshold there (``precision``)."""
+    import time
+
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.monotonic()
+    _, _, ex, _, _ = _read_parts([g for g in genomes if g.name in tests], tests, fastas, operon_gap, settings)
+    train = np.flatnonzero(ex.split == 0)
+    log.info("stranded promoters: %d examples read in %.1f s", len(ex.labels), time.monotonic() - started)
+    model = PromoterModel.fit(ex.sequence, ex.offsets[train], ex.labels[train], settings, device, bf16,
+                              None if ex.coding is None else ex.coding[train])
+    log.info("stranded promoters: trained in %.1f s", model.seconds)
+    valid = np.flatnonzero(ex.split == 2)
+    rng = np.random.default_rng(settings.seed)
+    if len(valid) > max_validation:
+        valid = np.sort(rng.choice(valid, max_validation, replace=False))
+    logits = model.score(ex.sequence[ex.offsets[valid][:, None] + np.arange(settings.context)])
+    platt = LogisticRegression().fit(logits[:, None], ex.labels[valid])
+    trained = TrainedPromoters(settings, float(platt.coef_[0, 0]), float(platt.intercept_[0]), 0.0, precision, 0.0,
+                               len(train), negatives_said(None if ex.coding is None else ex.coding[train], ex.labels[train],
+                                                          settings.coding_share),
+                               model.seconds, [g.name for g in genomes], _plain(tests), model=model)
+    trained.threshold, trained.best_precision = _threshold(ex.labels[valid], trained.probability(logits), precision)
+    return trained
+
+
+def _plain(tests: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, list[int]]]:
+    return {g: {c: [int(lo), int(hi)] for c, (lo, hi) in held.items()} for g, held in tests.items()}
+
+
+def check_trained(trained: TrainedPromoters, genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
+                  settings: CnnSettings, record: str | Path) -> None:
+    """Refuse a promoter model trained on other genomes, held-out parts or settings than the report's."""
+    for what, mine, theirs in (("genomes", [g.name for g in genomes], trained.genomes),
+                               ("held-out parts", _plain(tests), trained.held_out), ("settings", settings, trained.settings)):
+        if mine != theirs:
+            raise GenembedError(f"{record}: the promoter model was trained with other {what} than this report's; rerun its"
+                                " training job")
+
+
+SCORE_SCHEMA = {"genome": pl.String, "contig": pl.String, "strand": pl.String, "bin": pl.Int64, "probability": pl.Float32}
+
+
+def score_genome(trained: TrainedPromoters, genome: str, fasta: Genome,
+                 spans: dict[str, tuple[int, int]] | None = None) -> pl.DataFrame:
+    """The calibrated probability of every bin on each strand whose base lies in ``spans`` (contig ->
+    ``[lo, hi)``; every contig whole when None), reading only those stretches of sequence: genome,
+    contig, strand, bin (strand coordinates / STEP), probability."""
+    frames = []
+    for contig, length in fasta.contigs.items():
+        if spans is not None and contig not in spans:
+            continue
+        span = (0, length) if spans is None else spans[contig]
+        for strand in "+-":
+            j0, j1 = owned_bins(length, strand, span)
+            if j1 <= j0:
+                continue
+            piece = span_piece(lambda lo, hi: fasta.fetch(contig, lo, hi), length, strand, j0, j1, trained.settings)
+            prob = trained.probability(trained.model.piece_track(piece, j1 - j0))
+            frames.append(pl.DataFrame({"genome": genome, "contig": contig, "strand": strand,
+                                        "bin": np.arange(j0, j1, dtype=np.int64), "probability": prob}, schema=SCORE_SCHEMA))
+    return pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_SCHEMA)
+
+
+def write_scores(scores: pl.DataFrame, trained: TrainedPromoters, path: str | Path) -> None:
+    """Parquet, its metadata naming the model's weights (the report refuses scores of another model)."""
+    with atomic_path(path) as tmp:
+        scores.write_parquet(tmp, metadata={"promoter_model": trained.weights_sha256})
+
+
+def read_scores(paths: list[Path], trained: TrainedPromoters) -> pl.DataFrame:
+    """The score files of a run, each checked to come from ``trained``'s weights."""
+    for path in paths:
+        try:
+            made_by = pl.read_parquet_metadata(path).get("promoter_model")
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise GenembedError(f"{path}: cannot read promoter scores ({exc})") from None
+        if made_by != trained.weights_sha256:
+            raise GenembedError(f"{path}: scored with another promoter model than the run's; rerun its scoring job")
+    return pl.concat([pl.read_parquet(p) for p in paths]) if paths else pl.DataFrame(schema=SCORE_SCHEMA)
+
+
+def _probabilities(parts: list[_Part], scores: pl.DataFrame) -> dict[int, np.ndarray]:
+    """Each part's bins' probabilities from the score files; every bin exactly once, or an error."""
+    grouped = scores.partition_by(["genome", "contig", "strand"], as_dict=True)
+    out = {}
+    for p in parts:
+        rows = grouped.get((p.genome, p.contig, p.strand))
+        prob = np.full(n_bins(p.length), np.nan, dtype=np.float32)
+        if rows is not None:
+            bins = rows["bin"].to_numpy()
+            if len(bins) != len(np.unique(bins)) or bins.min() < 0 or bins.max() >= len(prob):
+                raise GenembedError(f"promoter scores of {p.genome} {p.contig} ({p.strand}): bins repeated or outside the contig")
+            prob[bins] = rows["probability"].to_numpy()
+        if np.isnan(prob).any():
+            raise GenembedError(f"promoter scores of {p.genome} {p.contig} ({p.strand}): {int(np.isnan(prob).sum())} of"
+                                f" {len(prob)} bins missing (a scoring job's file is absent)")
+        out[id(p)] = prob
+    return out
+
+
+MAX_TEST = 500_000  # held-out examples measured at most (whole bootstrap blocks, drawn at random)
+
+
+def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
+                    fastas: dict[str, Genome], out: Path, operon_gap: int, recall: float,
+                    n_boot: int, block_bp: int, seed: int, window_scores: dict[str, pl.DataFrame],
+                    trained: TrainedPromoters, scores: pl.DataFrame) -> StrandedResult:
+    """Measure and write the stranded outputs (``{genome}.plus.bw``, ``{genome}.minus.bw``,
+    ``{genome}.stranded.narrowPeak``) into ``out`` from ``trained``'s record and its ``scores`` of every
+    bin (:func:`score_genome`, made where the genomes are scanned): no network runs here.
+    ``window_scores``: per genome the window-level embedding probe's track (contig, start, end, score),
+    scored on the same held-out examples."""
+    import time
+
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.monotonic()
+    settings = trained.settings
+    parts, labeled, ex, starts_of, features = _read_parts(genomes, tests, fastas, operon_gap, settings)
+    prob = _probabilities(parts, scores)
     labeled_prob = np.concatenate([prob[id(p)] for p in labeled])
-    threshold, best_precision = _threshold(labels[valid], labeled_prob[valid], precision)
 
     # held-out examples: the model and the baselines on the same bins and strands
-    test = np.flatnonzero(split == 1)
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(train, min(len(train), 50_000), replace=False)
-    window = np.arange(settings.context)
-    x_train = code_kmer_frequencies(sequence[offsets[sample][:, None] + window])
-    kmer = LogisticRegression(max_iter=1000).fit(x_train, labels[sample])
-    test_codes = sequence[offsets[test][:, None] + window]
-    real = np.maximum((test_codes < 4).sum(1), 1)
-    scores = {MODEL: labeled_prob[test],
-              "4-mer LR": np.concatenate([kmer.predict_proba(code_kmer_frequencies(test_codes[i : i + 50_000]))[:, 1]
-                                          for i in range(0, len(test), 50_000)]),
-              "AT content": ((test_codes == 0) | (test_codes == 3)).sum(1) / real}
     positions = np.concatenate([to_strand(np.arange(n_bins(p.length)) * STEP, p.length, p.strand) for p in labeled])
     keys = np.concatenate([np.full(n_bins(p.length), f"{p.genome}\0{p.contig}", dtype=object) for p in labeled])
-    if all(g in window_scores for g in {p.genome for p in labeled}):
-        scores["embedding probe (windows, strand-blind)"] = _lookup(window_scores, labeled, positions)[test]
+    test = np.flatnonzero(ex.split == 1)
     blocks = (keys[test] + "\0" + (positions[test] // block_bp).astype(str)).astype(str)
+    rng = np.random.default_rng(seed)
+    if len(test) > MAX_TEST:  # whole blocks at random, so the bootstrap still resamples blocks
+        names, sizes = np.unique(blocks, return_counts=True)
+        order = rng.permutation(len(names))
+        kept = names[order[: max(1, int(np.searchsorted(np.cumsum(sizes[order]), MAX_TEST)))]]
+        keep = np.isin(blocks, kept)
+        test, blocks = test[keep], blocks[keep]
+        log.info("stranded promoters: %d held-out examples measured, in %d whole blocks drawn at random", len(test), len(kept))
+    train = np.flatnonzero(ex.split == 0)
+    sample = rng.choice(train, min(len(train), 50_000), replace=False)
+    window = np.arange(settings.context)
+    kmer = LogisticRegression(max_iter=1000).fit(code_kmer_frequencies(ex.sequence[ex.offsets[sample][:, None] + window]),
+                                                 ex.labels[sample])
+    test_codes = ex.sequence[ex.offsets[test][:, None] + window]
+    real = np.maximum((test_codes < 4).sum(1), 1)
+    measured = {MODEL: labeled_prob[test],
+                "4-mer LR": np.concatenate([kmer.predict_proba(code_kmer_frequencies(test_codes[i : i + 50_000]))[:, 1]
+                                            for i in range(0, len(test), 50_000)]),
+                "AT content": ((test_codes == 0) | (test_codes == 3)).sum(1) / real}
+    if all(g in window_scores for g in {p.genome for p in labeled}):
+        measured["embedding probe (windows, strand-blind)"] = _lookup(window_scores, labeled, positions)[test]
     log.info("stranded promoters: baselines at %.1f s", time.monotonic() - started)
-    point, draws = block_bootstrap(labels[test], scores, blocks, recall, n_boot, seed)
+    labels = ex.labels
+    point, draws = block_bootstrap(labels[test], measured, blocks, recall, n_boot, seed)
     metrics = pl.DataFrame([{"model": name, **{m: vals[m] for m in ("roc_auc", "pr_auc", "precision_at_recall")},
                              **{f"{m}_{side}": interval(draws[f"{name}:{m}"])[i] for m in ("roc_auc", "pr_auc", "precision_at_recall")
                                 for i, side in enumerate(("lo", "hi"))},
                              "test_examples": len(test), "test_positive_fraction": float(labels[test].mean()),
-                             "train_examples": len(train)} for name, vals in point.items()])
+                             "train_examples": trained.train_examples} for name, vals in point.items()])
     comparison = pl.DataFrame([{"baseline": base, "metric": m, "difference": point[MODEL][m] - point[base][m],
                                 "lo": (ci := interval(draws[f"{MODEL}:{m}"] - draws[f"{base}:{m}"]))[0], "hi": ci[1],
                                 "supervised_is": verdict(*ci)}
@@ -214,15 +399,15 @@ def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
         for strand, name in (("+", "plus"), ("-", "minus")):
             track = pl.concat([bins[id(p)] for p in mine if p.strand == strand]).sort("contig", "start")
             write_bigwig(track, fastas[g.name].contigs, out / f"{g.name}.{name}.bw")
-        peaks = pl.concat([_calls(p, prob[id(p)], threshold, settings) for p in mine])
+        peaks = pl.concat([_calls(p, prob[id(p)], trained.threshold, settings) for p in mine])
         peaks = _name_genes(peaks, gene_names(features[g.name]))
         counts[g.name] = _write_peaks(peaks, out / f"{g.name}.stranded.narrowPeak")
         calls.append(peaks.with_columns(pl.lit(g.name).alias("genome")))
     tss_recall, tss_precision = _tss_agreement(pl.concat(calls), starts_of, tests)
     view = _view(parts, bins, pl.concat(calls), starts_of, features, tests, fastas, seed)
-    return StrandedResult(metrics, comparison, counts, threshold, precision, best_precision, tss_recall, tss_precision,
-                          time.monotonic() - started, {"train": len(train), "test": len(test)},
-                          negatives_said(None if coding is None else coding[train], labels[train], settings.coding_share), view)
+    return StrandedResult(metrics, comparison, counts, trained.threshold, trained.precision, trained.best_precision,
+                          tss_recall, tss_precision, time.monotonic() - started,
+                          {"train": trained.train_examples, "test": len(test)}, trained.negatives, view)
 
 
 def _threshold(truth: np.ndarray, prob: np.ndarray, precision: float) -> tuple[float, float]:

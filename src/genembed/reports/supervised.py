@@ -16,8 +16,9 @@ about 20x less work than scoring overlapping examples one by one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -177,14 +178,67 @@ class PromoterModel:
     def strand_track(self, codes: np.ndarray, chunk_bins: int = 65_536) -> np.ndarray:
         """The logit of every bin of a contig read on one strand (``codes`` from :func:`strand_codes`),
         in one pass along it (in chunks of ``chunk_bins`` bins)."""
+        return self.piece_track(padded(codes, self.settings), n_bins(len(codes)), chunk_bins)
+
+    def piece_track(self, piece: np.ndarray, bins: int, chunk_bins: int = 65_536) -> np.ndarray:
+        """Logits of ``bins`` consecutive bins whose examples tile ``piece`` (strand codes from the first
+        bin's example start, ``STEP * (bins - 1) + context`` long: :func:`span_piece`)."""
         import torch
 
         s = self.settings
-        seq, bins = padded(codes, s), n_bins(len(codes))
         out = []
         with torch.no_grad():
             for j in range(0, bins, chunk_bins):
                 m = min(chunk_bins, bins - j)
-                part = seq[STEP * j : STEP * (j + m - 1) + s.context]
+                part = piece[STEP * j : STEP * (j + m - 1) + s.context]
                 out.append(self.net(one_hot(part[None]))[0, 0].numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def save(self, path: str | Path) -> None:
+        """The weights and settings, atomically (``torch.save``)."""
+        import torch
+
+        from ..io import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save({"state": self.net.state_dict(), "settings": asdict(self.settings), "seconds": self.seconds}, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PromoterModel":
+        """A model :meth:`save` wrote (weights only: nothing in the file is executed)."""
+        import torch
+
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        settings = CnnSettings(**saved["settings"])
+        net = _network(settings.width, settings.context)
+        net.load_state_dict(saved["state"])
+        net.eval()
+        return cls(net, settings, float(saved["seconds"]))
+
+
+def owned_bins(length: int, strand: str, span: tuple[int, int]) -> tuple[int, int]:
+    """The bins ``[j0, j1)`` of a contig read on ``strand`` whose base lies in the contig interval
+    ``span``: over spans that tile a contig, every bin of each strand is owned exactly once."""
+    s0, s1 = span
+    if strand == "+":
+        j0, j1 = -(-s0 // STEP), -(-s1 // STEP)
+    else:  # bin j sits at contig position length - 1 - STEP * j
+        j0, j1 = -(-(length - s1) // STEP), (length - 1 - s0) // STEP + 1
+    return max(j0, 0), min(max(j1, j0, 0), n_bins(length))
+
+
+def span_piece(fetch: Callable[[int, int], bytes], length: int, strand: str, j0: int, j1: int,
+               s: CnnSettings) -> np.ndarray:
+    """The strand codes that bins ``[j0, j1)`` of a contig read on ``strand`` are scored from: from
+    ``STEP * j0 - before`` for ``STEP * (j1 - 1) + context`` bp, N beyond the contig; ``fetch(lo, hi)``
+    gives the contig's bases ``[lo, hi)``. Only this stretch is read."""
+    a = STEP * j0 - s.before
+    b = STEP * (j1 - 1) - s.before + s.context
+    lo, hi = max(a, 0), min(b, length)
+    if hi <= lo:
+        core = np.zeros(0, dtype=np.uint8)
+    elif strand == "+":
+        core = encode(fetch(lo, hi))
+    else:
+        core = strand_codes(fetch(length - hi, length - lo), "-")
+    return np.concatenate([np.full(lo - a, 4, np.uint8), core, np.full(b - max(hi, lo), 4, np.uint8)])
