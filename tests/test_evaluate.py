@@ -183,3 +183,24 @@ def test_a_run_is_evaluated_on_its_stored_vectors_with_the_same_results(tmp_path
     read = re.search(r"(\d+) sampled windows read from the run's shards, 0 embedded", caplog.text)
     assert read and int(read.group(1)) > 60  # the anchors and their next windows
     assert from_shards.equals(again)
+
+
+def test_divergence_query_pieces_from_one_pass_along_the_queries_equal_embedding_each_piece(two_genomes):
+    """The divergence curve's overlapping query pieces are embedded in one pass along the queries laid
+    end to end (the scan recomputes each piece's edges), which gives each piece's own vector."""
+    from dataclasses import replace
+
+    from genembed.evaluate import divergence_pieces, divergence_setup
+    from helpers import default_plan
+
+    plan = default_plan()
+    plan = replace(plan, embed=replace(plan.embed, precision="fp32"))
+    scan = plan.scanner()
+    embed = plan.sequence_embedder(scan)
+    assert scan.reach is not None  # the bundled model's states are local: the pass applies
+    settings = EvalSettings(windows=20, divergence_queries=5, divergence_rates=(0.0, 0.3))
+    div = divergence_setup(two_genomes, sample_windows(two_genomes, 500, 250, 20), 500, 250, settings)
+    alone, one_pass = divergence_pieces(div, embed, 500, 250), divergence_pieces(div, embed, 500, 250, scan)
+    for rate in (0.0, 0.3):
+        assert alone[rate][0] == one_pass[rate][0] and len(alone[rate][0]) > 5 * 6
+        np.testing.assert_allclose(one_pass[rate][1], alone[rate][1], atol=3e-3)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[bytes]], np.ndarray]
+Scan = Callable[[bytes, np.ndarray, int], np.ndarray]  # (sequence, window starts, size) -> vectors
 RESULT_SCHEMA = {"measure": pl.String, "method": pl.String, "estimate": pl.Float64, "low": pl.Float64,
                  "high": pl.Float64, "n": pl.Int64}
 COMPARISON_SCHEMA = {"measure": pl.String, "baseline": pl.String, "difference": pl.Float64, "low": pl.Float64,
@@ -278,24 +279,32 @@ Pieces = dict[float, tuple[list[tuple[int, int, int]], np.ndarray]]
 
 
 def divergence_pieces(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], size: int,
-                      stride: int) -> Pieces:
+                      stride: int, scan: Scan | None = None) -> Pieces:
     """Per rate, the queries cut into pieces of ``size`` bp every ``stride`` ((query, start, end)) and
-    their unit vectors: featurized once for both rankings."""
+    their unit vectors: featurized once for both rankings. With ``scan`` (the run's model,
+    :class:`genembed.scan.Scanner`), the overlapping pieces of all queries come from one pass along
+    the queries laid end to end: each piece lies inside its query and the scan gives exactly the
+    vector of embedding it alone, for about half the work."""
     from .loci import pieces
 
     out = {}
     for rate, queries in div.queries.items():
         cut = [(i, a, b) for i, seq in enumerate(queries) for a, b in pieces(len(seq), size, stride)]
-        out[rate] = cut, normalise(np.asarray(featurize([queries[i][a:b] for i, a, b in cut]), dtype=np.float32))
+        if scan is not None and cut and all(b - a == size for _, a, b in cut):
+            at = np.cumsum([0] + [len(q) for q in queries])
+            vectors = scan(b"".join(queries), np.array([at[i] + a for i, a, _ in cut]), size)
+        else:
+            vectors = featurize([queries[i][a:b] for i, a, b in cut])
+        out[rate] = cut, normalise(np.asarray(vectors, dtype=np.float32))
     return out
 
 
-def divergence_hits(div: Divergence, featurize: Callable[[Sequence[bytes]], np.ndarray], db: np.ndarray,
-                    cut_pieces: Pieces) -> dict[float, np.ndarray]:
+def divergence_hits(div: Divergence, db: np.ndarray, cut_pieces: Pieces, extra: np.ndarray) -> dict[float, np.ndarray]:
     """Per rate, 1 where a query's best window (its pieces, each scored against every searched
-    window; a window's score is its best piece's) overlaps its source."""
+    window: ``db`` and the grid windows over the sources, ``extra``; a window's score is its best
+    piece's) overlaps its source."""
     out = {}
-    db = normalise(np.concatenate([db, featurize(div.seqs)]))
+    db = normalise(np.concatenate([db, extra]))
     for rate, queries in div.queries.items():
         cut, x = cut_pieces[rate]
         owner = np.array([i for i, _, _ in cut])
@@ -379,11 +388,12 @@ def adjusted_rand(x: np.ndarray, labels: np.ndarray, method: str, seed: int) -> 
 
 def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int,
              settings: EvalSettings = EvalSettings(), max_n_fraction: float = 0.1,
-             stored: Sequence["GenomeInputs"] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+             stored: Sequence["GenomeInputs"] = (), scan: Scan | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The evaluate tables: per measure and method the estimate with a 95% interval; and per
     measure the paired difference of the embeddings from each baseline (same resamples). With the
     run's shards (``stored``), the sampled windows' stored vectors are searched; windows they lack
-    are embedded."""
+    are embedded. ``scan``: the run's model along a sequence (:meth:`genembed.plan.RunPlan.scanner`),
+    for the divergence queries' overlapping pieces."""
     from sklearn.metrics import adjusted_rand_score
 
     # room after each anchor for the bases that deletions pull in (about 6 standard deviations of the net length change)
@@ -420,8 +430,10 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
         for measure, seqs in queries.items():
             values.setdefault(f"{measure} top-1", {})[method] = hit_rates(sim(featurize(seqs), db), sample.anchors, (1,))[1]
         if div is not None and method != "GC":  # the divergence curve: embeddings and k-mer counts
-            cut_pieces = divergence_pieces(div, featurize, size, stride)
-            for rate, hits in divergence_hits(div, featurize, db, cut_pieces).items():
+            cut_pieces = divergence_pieces(div, featurize, size, stride, scan if method == "embeddings" else None)
+            extra = (_stored_or_embedded(stored, div, embed) if stored and method == "embeddings"
+                     else featurize(div.seqs))  # the grid windows over the sources: the run's own where it has them
+            for rate, hits in divergence_hits(div, db, cut_pieces, extra).items():
                 values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%} top-1", {})[method] = hits
             if grid is not None and grid.table.height and (method == "embeddings" or method in settings.loci_baselines):
                 vectors = (_stored_or_embedded(stored, grid, embed) if stored and method == "embeddings"
@@ -483,8 +495,9 @@ def stored_vectors(genomes: Sequence["GenomeInputs"], table: pl.DataFrame) -> tu
         for windows, shard in zip(g.windows, g.shards) if mine.height else ():
             held = read_table(windows, ["contig", "start"]).with_row_index("at")
             hit = mine.join(held, on=["contig", "start"], how="inner").sort("at")
-            if hit.height:
-                vectors = read_rows(shard, hit["at"].to_numpy())
+            if hit.height:  # a window named twice (sources that overlap) is read once
+                at, back = np.unique(hit["at"].to_numpy(), return_inverse=True)
+                vectors = read_rows(shard, at)[back]
                 if out is None:
                     out = np.zeros((table.height, vectors.shape[1]), dtype=np.float32)
                 out[hit["row"].to_numpy()] = vectors
@@ -629,8 +642,9 @@ def evaluate_model(fastas: Mapping[str, str | Path], plan: RunPlan, out_dir: str
     genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
     w, e = plan.windows, plan.embed
     try:
-        results, comparison = evaluate(genomes, plan.sequence_embedder(), w.size, w.stride, settings, w.max_n_fraction,
-                                       stored)
+        scan = plan.scanner()
+        embed = plan.sequence_embedder(scan)
+        results, comparison = evaluate(genomes, embed, w.size, w.stride, settings, w.max_n_fraction, stored, scan)
     finally:
         for g in genomes.values():
             g.close()

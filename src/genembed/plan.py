@@ -120,12 +120,16 @@ class RunPlan:
 
         return Embedder(self.model, replace(self.embed, **runtime))
 
-    def sequence_embedder(self) -> Callable[[Sequence[bytes]], Any]:
-        """``sequences -> vectors`` made as the run's shards are."""
+    def sequence_embedder(self, scan: Any = None) -> Callable[[Sequence[bytes]], Any]:
+        """``sequences -> vectors`` made as the run's shards are (with the model ``scan``, a
+        :meth:`scanner`, holds: one model in memory for both)."""
         from .embed import embed_sequences
 
-        embedder = self.embedder()
-        tokenizer = self.make_tokenizer(embedder.tokenizer)
+        if scan is None:
+            embedder = self.embedder()
+            tokenizer = self.make_tokenizer(embedder.tokenizer)
+        else:
+            embedder, tokenizer = scan.embedder, scan.tokenizer
         return lambda seqs: embed_sequences(embedder, tokenizer, seqs, self.max_tokens)
 
     def scanner(self) -> Callable[[bytes, Any, int], Any]:
