@@ -107,9 +107,22 @@ def encoder_flops(cfg, lengths: np.ndarray) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, device: str, seconds: float = 1.5) -> float:
-    """Best GFLOP/s of ``torch.matmul`` at this dtype over a few shapes (square and encoder-like)."""
+    """Best GFLOP/s of ``torch.matmul`` at this dtype over a few shapes (square and encoder-like); the
+    shapes shrink where one product would take more than a tenth of ``seconds`` (bf16 emulated on a
+    CPU without bf16 units runs at well under 1 GFLOP/s: a 2048-square product takes a minute)."""
+    a = torch.randn(256, 256, dtype=dtype, device=device)
+    a @ a
+    _sync(device)
+    start = time.perf_counter()
+    a @ a
+    _sync(device)
+    rate = 2 * 256**3 / max(time.perf_counter() - start, 1e-9)  # FLOP/s, roughly
+    shrink = 1
+    while 2 * 2048**3 / shrink**3 / rate > seconds / 10 and shrink < 8:
+        shrink *= 2
     best = 0.0
     for m, k, n in ((2048, 2048, 2048), (4096, 512, 2048), (4096, 2048, 512)):
+        m, k, n = m // shrink, k // shrink, n // shrink
         a = torch.randn(m, k, dtype=dtype, device=device)
         b = torch.randn(k, n, dtype=dtype, device=device)
         for _ in range(3):

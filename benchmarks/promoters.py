@@ -1,5 +1,6 @@
 """Promoter prediction at 8-bp resolution on each strand (issue 29): the promoter report's supervised,
-stranded model (`genembed.reports.stranded`, exactly as the report runs it) against AT content and a
+stranded model (`genembed.reports.stranded`: trained, scored on every bin and measured as the workflow's
+promoter_model, promoter_scores and promoter_report jobs do it) against AT content and a
 4-mer logistic regression on the same held-out examples, for the bundled E. coli K-12 (operon heads:
 `--operon-gap`) and the C. elegans and A. thaliana slices (every gene start). Not a test: it prints numbers.
 
@@ -22,7 +23,7 @@ from genembed.device import native_bf16
 from genembed.genome import Genome, prepare_fasta
 from genembed.layout import GenomeInputs
 from genembed.reports.promoters import PromoterSettings, held_out
-from genembed.reports.stranded import stranded_report
+from genembed.reports.stranded import score_genome, stranded_report, train_promoters
 from genembed.reports.supervised import CnnSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,11 +57,12 @@ def main() -> None:
             out = Path(tmp) / name
             out.mkdir()
             started = time.monotonic()
-            r = stranded_report([genome], tests, fastas, out, args.operon_gap if bacterium else 0, 0.5, args.precision,
-                                200, 10_000, args.seed, {}, CnnSettings(epochs=args.epochs, width=args.width,
-                                                                        max_positives=args.max_positives, seed=args.seed,
-                                            coding_share=None if args.coding_share == "none" else float(args.coding_share)),
-                                "cpu", native_bf16("cpu"))
+            gap = args.operon_gap if bacterium else 0
+            cnn = CnnSettings(epochs=args.epochs, width=args.width, max_positives=args.max_positives, seed=args.seed,
+                              coding_share=None if args.coding_share == "none" else float(args.coding_share))
+            trained = train_promoters([genome], tests, fastas, gap, args.precision, cnn, "cpu", native_bf16("cpu"))
+            scores = score_genome(trained, name, fastas[name])
+            r = stranded_report([genome], tests, fastas, out, gap, 0.5, 200, 10_000, args.seed, {}, trained, scores)
             print(r.negatives)
             print(f"{name}: {r.examples['train']:,} training and {r.examples['test']:,} held-out examples"
                   f" ({r.metrics['test_positive_fraction'][0]:.1%} positive); {time.monotonic() - started:.0f} s in all;"

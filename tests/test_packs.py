@@ -96,6 +96,8 @@ def test_a_new_genome_gets_its_own_pack_and_redoes_no_other(packed):
     write_config(packed, sheet(packed, "abcd"), windows={"size": 500, "stride": 250, "pack_bp": 150_000}, **CONFIG)
     jobs = dry_run_jobs(packed)
     assert [w for rule, w in jobs if rule == "embed_pack"] == [{"pack": "d"}]  # not into c's pack, though it has room
+    assert [w for rule, w in jobs if rule == "promoter_pack_scores"] == [{"pack": "d"}]  # d has no starts: no retraining
+    assert "promoter_model" not in [rule for rule, _ in jobs]
     assert all(w.get("genome") in (None, "d") and w.get("pack") in (None, "d") for _, w in jobs), jobs
     snakemake(packed, "--cores", "2")
     assert {p: p.stat().st_mtime_ns for p in kept} == kept

@@ -28,7 +28,7 @@ def test_empty_shard_is_valid(tmp_path):
 def test_shards_that_disagree_on_the_model_are_refused(tmp_path):
     write_shard(tmp_path / "a.h5", np.zeros((1, 4)), np.zeros(1), ATTRS)
     write_shard(tmp_path / "b.h5", np.zeros((1, 4)), np.zeros(1), {**ATTRS, "model_fingerprint": "f2"})
-    assert check_consistent([tmp_path / "a.h5"], ("pooling",)) == {"pooling": "mean"}
+    assert check_consistent([tmp_path / "a.h5"], ("pooling",)).pooling == "mean"
     with pytest.raises(GenembedError, match="model_fingerprint is 'f2' but .*a.h5 has 'f1'; re-embed"):
         check_consistent([tmp_path / "a.h5", tmp_path / "b.h5"], ("model_fingerprint",))
 
@@ -41,6 +41,24 @@ def test_foreign_or_broken_hdf5_is_a_clear_error(tmp_path):
     (tmp_path / "y.h5").write_bytes(b"not hdf5")
     with pytest.raises(GenembedError, match="cannot read HDF5 shard"):
         read_attrs(tmp_path / "y.h5")
+
+
+def test_an_identity_compares_typed_fields_and_names_those_that_differ():
+    import numpy as np
+
+    from genembed.identity import QUERY_FIELDS, ShardIdentity
+
+    attrs = {"model_fingerprint": "f1", "tokenizer": "kmer:k=1", "pooling": "mean", "layer": np.int64(-1),
+             "window_size": np.int64(500), "window_stride": 250, "precision": "bf16", "dim": np.int64(384)}
+    a = ShardIdentity.from_attrs(attrs)  # HDF5 attrs: numpy scalars; strands absent (older shards): forward
+    assert a.strands == "forward" and a.layer == -1 and a.to_attrs()["dim"] == 384
+    assert ShardIdentity.from_attrs({**attrs, "strands": "forward", "window_size": "500"}) == a
+    b = ShardIdentity.from_attrs({**attrs, "pooling": "max", "layer": -2, "precision": "fp32"})
+    assert a.diff(b) == ["pooling", "layer", "precision"] and a.diff(b, QUERY_FIELDS) == ["pooling", "layer"]
+    assert ShardIdentity.from_attrs(a.to_attrs()) == a
+    with pytest.raises(GenembedError, match=r"^q were made otherwise than the index x: pooling 'mean' \(index: 'max'\);"
+                                            r" layer -1 \(index: -2\)$"):
+        a.require(b, "q", "the index x", "index", QUERY_FIELDS)
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):

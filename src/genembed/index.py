@@ -20,7 +20,8 @@ from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
 from .io import atomic_path, count_rows, ensure_space, read_table, write_json
 from .layout import GenomeInputs
-from .store import IDENTITY_KEYS, check_consistent, iter_shards
+from .identity import INDEX_FIELDS, QUERY_FIELDS, ShardIdentity
+from .store import check_consistent, iter_shards
 from .windows import check_codes
 
 if TYPE_CHECKING:
@@ -133,10 +134,10 @@ def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, setting
     if not shards:
         raise GenembedError("no embedding shards given")
     check_codes([g.name for g in genomes], "index")
-    identity = check_consistent(shards, (*IDENTITY_KEYS, "precision", "dim"))
-    if str(identity["model_fingerprint"]) != plan.fingerprint:
+    identity = check_consistent(shards, INDEX_FIELDS)
+    if identity.model_fingerprint != plan.fingerprint:
         raise GenembedError(f"{shards[0]}: embedded with another model than {plan.source}; re-embed")
-    dim = int(identity["dim"])
+    dim = int(identity.dim)
     trained_on = _count(windows)
     factory = settings.factory_for(trained_on, dim)
     # PQ codebooks want 39 training points per code (256 codes): below that FAISS prints hundreds of warnings
@@ -156,7 +157,7 @@ def train_index(genomes: Sequence[GenomeInputs], out: str | os.PathLike, setting
     out = Path(out)
     write_index_file(index, out)
     info = {"factory": factory, "family": family(factory), "dim": dim, "trained_for": max(trained_on, 1),
-            "genomes": [g.name for g in genomes], "identity": _plain(identity)}
+            "genomes": [g.name for g in genomes], "identity": identity.to_attrs()}
     write_json(_sidecar(out), info)
     return info
 
@@ -195,10 +196,6 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
-
-
 def needs_retraining(trained: dict[str, Any], collection: int, settings: IndexSettings) -> str | None:
     """Why a stored trained index no longer fits a collection of ``collection`` windows, or None."""
     wanted = family(settings.factory_for(collection, int(trained["dim"])))
@@ -218,11 +215,10 @@ def add_part(trained: str | os.PathLike, genomes: Sequence[GenomeInputs], out: s
     shards, windows = _files(genomes)
 
     info = json.loads(_sidecar(Path(trained)).read_text())
-    identity = _plain(check_consistent(list(shards), (*IDENTITY_KEYS, "precision", "dim"))) if shards else {}
-    for key, value in identity.items():
-        if str(value) != str(info["identity"][key]):
-            raise GenembedError(f"{shards[0]}: {key} is {value!r} but the trained index has {info['identity'][key]!r};"
-                                " re-embed or retrain")
+    if shards:
+        trained_for = ShardIdentity.from_attrs(info["identity"])
+        check_consistent(list(shards), INDEX_FIELDS).require(trained_for, f"{shards[0]}: its vectors", "the trained index",
+                                                             "trained index", advice="re-embed or retrain")
     index = _with_ids(faiss.IndexFlatIP(info["dim"]) if info["family"] == "hnsw" else read_index_file(trained))
     count = 0
     for shard, table in zip(iter_shards(shards), windows):
@@ -303,7 +299,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
                   "nprobe": settings.nprobe, "ef_search": settings.ef_search,
                   "rerank": rerank},
         "model": plan.to_json(),
-        "settings": {k: info["identity"][k] for k in (*IDENTITY_KEYS, "precision")},
+        "settings": ShardIdentity.from_attrs(info["identity"]).to_attrs((*QUERY_FIELDS, "precision")),
         "genomes": {g.name: _keep_genome(g, out) for g in genomes},
     }
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])

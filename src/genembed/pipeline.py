@@ -114,13 +114,13 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
 
 def _check_same_identity(attrs: dict[str, Any], root: Path, genome: str) -> None:
     """Refuse to embed a genome into a results folder whose other genomes' shards differ from these
-    ``attrs`` where ``genembed index`` needs them alike (:data:`genembed.store.IDENTITY_KEYS`,
-    precision, width): the run plan would be overwritten and the folder could not be indexed."""
-    from .store import IDENTITY_KEYS, read_attrs
+    ``attrs`` where ``genembed index`` needs them alike (their :class:`genembed.identity.ShardIdentity`):
+    the run plan would be overwritten and the folder could not be indexed."""
+    from .identity import ShardIdentity
+    from .store import read_attrs
 
-    keys = (*IDENTITY_KEYS, "precision", "dim")
     others = sorted(p for p in (root / "embeddings").glob("*/[0-9]*.h5") if p.parent.name != genome)
-    changed = [k for k in keys if others and str(read_attrs(others[0]).get(k)) != str(attrs.get(k))]
+    changed = ShardIdentity.from_attrs(read_attrs(others[0])).diff(ShardIdentity.from_attrs(attrs)) if others else []
     if changed:
         names = sorted({p.parent.name for p in others})
         raise GenembedError(f"{root / PLAN}: {root} holds genomes embedded with another"

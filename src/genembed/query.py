@@ -16,7 +16,8 @@ from .embed import Embedder, embed_sequences
 from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .io import read_table
-from .index import IDENTITY_KEYS, INDEX_FILE, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
+from .identity import QUERY_FIELDS, ShardIdentity
+from .index import INDEX_FILE, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
 from .models import fingerprint
 from .scan import Scanner
 from .tokenize import TokenizerSpec, make_tokenizer, reverse_complement
@@ -305,11 +306,8 @@ class Index:
     def check_compatible(self, attrs: Mapping[str, Any], what: str = "query embeddings") -> None:
         """Refuse embeddings made otherwise than the index (model, tokenizer, pooling, layer, strands,
         windows), naming every setting that differs."""
-        wanted = self.manifest["settings"]
-        differ = [f"{k} {attrs.get(k)!r} (index: {wanted.get(k)!r})" for k in IDENTITY_KEYS
-                  if str(attrs.get(k)) != str(wanted.get(k, "forward" if k == "strands" else None))]
-        if differ:
-            raise GenembedError(f"{what} were made otherwise than the index {self.dir}: {'; '.join(differ)}")
+        ShardIdentity.from_attrs(attrs).require(ShardIdentity.from_attrs(self.manifest["settings"]), what,
+                                                f"the index {self.dir}", "index", QUERY_FIELDS)
 
     def embed(self, sequences: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
         return self.encoder.embed(sequences, names)

@@ -19,14 +19,13 @@ import numpy as np
 
 from . import SCHEMA_VERSION, __version__
 from .errors import GenembedError
+from .identity import INDEX_FIELDS, QUERY_FIELDS, ShardIdentity
 from .io import atomic_path, ensure_space
 
 if TYPE_CHECKING:
     import polars as pl
 
 ENCODING_TYPE = "genembed-embeddings"
-# The attrs that say how a shard was made: shards (and queries) disagreeing on one cannot be mixed.
-IDENTITY_KEYS = ("model_fingerprint", "tokenizer", "pooling", "layer", "strands", "window_size", "window_stride")
 
 
 @dataclass
@@ -134,7 +133,9 @@ def is_complete(path: str | os.PathLike, attrs: dict[str, Any]) -> bool:
         found = read_attrs(path)
     except (GenembedError, FileNotFoundError):
         return False
-    return all(str(found.get(k)) == str("" if v is None else v) for k, v in attrs.items())
+    if ShardIdentity.from_attrs(found).diff(ShardIdentity.from_attrs(attrs)):
+        return False
+    return all(str(found.get(k)) == str("" if v is None else v) for k, v in attrs.items() if k not in INDEX_FIELDS)
 
 
 def read_shard(path: str | os.PathLike) -> Shard:
@@ -173,22 +174,21 @@ def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[Shard]:
         yield read_shard(path)
 
 
-def check_consistent(paths: list[str | os.PathLike], keys: tuple[str, ...] = IDENTITY_KEYS) -> dict[str, Any]:
-    """Refuse shards that disagree on ``keys`` (model, pooling...); return the common values."""
-    first: dict[str, Any] | None = None
+def check_consistent(paths: list[str | os.PathLike], names: tuple[str, ...] = QUERY_FIELDS) -> ShardIdentity:
+    """Refuse shards whose identities differ in ``names`` (model, pooling...; naming the first field
+    that differs); return the first shard's identity."""
+    first: ShardIdentity | None = None
     for path in paths:
-        attrs = read_attrs(path)
+        found = ShardIdentity.from_attrs(read_attrs(path))
         if first is None:
-            first = attrs
+            first = found
             continue
-        for key in keys:
-            if attrs.get(key) != first.get(key):
-                raise GenembedError(
-                    f"{path}: {key} is {attrs.get(key)!r} but {paths[0]} has {first.get(key)!r}; re-embed"
-                )
+        for key in found.diff(first, names)[:1]:
+            raise GenembedError(f"{path}: {key} is {getattr(found, key)!r} but {paths[0]} has {getattr(first, key)!r};"
+                                " re-embed")
     if first is None:
         raise GenembedError("no embedding shards given")
-    return {k: first.get(k) for k in keys}
+    return first
 
 
 def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:

@@ -193,6 +193,15 @@ def track_parts(wildcards):
 STRANDED_KEYS = ("test_fraction", "split", "operon_gap", "call_precision", "stranded_epochs", "negative_coding_share")
 
 
+LABELED_SHEET = {g: row for g, row in REPORT_SHEET.items() if row["annotation"] or row["promoters"]}
+
+
+def labeled_fastas(wildcards):
+    """The prepared FASTAs of the genomes with starts (an annotation or a promoter BED): what the
+    stranded model trains on; a genome without them does not retrain it."""
+    return [GENOME.format(genome=g) for g in LABELED_SHEET]
+
+
 def stranded():
     """Whether the promoter report has its supervised, stranded model (trained and scored in jobs of its own)."""
     return bool(annotations()) and config["promoters"]["stranded"]

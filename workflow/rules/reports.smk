@@ -92,14 +92,14 @@ rule promoter_report:
 # sharded genome (the bins of its track span) and one per pack. The report only reads the scores.
 rule promoter_model:
     input:
-        genomes=prepared_fastas,
+        genomes=labeled_fastas,
         annotations=annotations(),
     output:
         weights=PROMOTER_WEIGHTS,
         record=PROMOTER_RECORD,
-    params:  # only what training reads: a report setting (bootstrap, recall...) does not retrain
+    params:  # only what training reads: a report setting (bootstrap, recall...) or an unlabeled genome does not retrain
         promoters={k: config["promoters"][k] for k in STRANDED_KEYS},
-        sheet=REPORT_SHEET,
+        sheet=LABELED_SHEET,
         seed=config["seed"],
     log:
         "logs/promoter_model.log",

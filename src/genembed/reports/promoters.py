@@ -145,12 +145,14 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
 
 def train_promoter_model(genomes: list[GenomeInputs], settings: PromoterSettings, weights: str | Path,
                          record: str | Path) -> "TrainedPromoters":
-    """The workflow's ``promoter_model`` job: the stranded model trained on the run's starts (the
-    report's held-out parts left out), written as ``weights`` and a JSON ``record`` (calibration,
-    threshold); where it cannot be trained (too few starts), a record that says why."""
+    """The workflow's ``promoter_model`` job: the stranded model trained on the starts of the genomes
+    that have them (the report's held-out parts left out), written as ``weights`` and a JSON
+    ``record`` (calibration, threshold); where it cannot be trained (too few starts), a record that
+    says why. Genomes without starts play no part: adding one does not retrain it."""
     from .stranded import TrainedPromoters, _plain
 
-    tests = {g.name: held_out(g, settings) for g in genomes if g.annotation is not None or g.promoters is not None}
+    genomes = [g for g in genomes if g.annotation is not None or g.promoters is not None]  # those with starts
+    tests = {g.name: held_out(g, settings) for g in genomes}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
     try:
         trained = train_stranded(genomes, tests, fastas, settings)
@@ -204,7 +206,8 @@ def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: flo
     report scans the genome)."""
     import json
 
-    from ..store import IDENTITY_KEYS, read_attrs, track_attrs
+    from ..identity import QUERY_FIELDS, ShardIdentity
+    from ..store import read_attrs, track_attrs
 
     if not genome.shards:
         return None
@@ -221,7 +224,7 @@ def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: flo
         for path in files:
             attrs = track_attrs(path)
             if json.loads(attrs.get("contig_lengths", "{}")) != contigs or \
-                    any(str(attrs.get(k)) != str(shard.get(k)) for k in IDENTITY_KEYS) or \
+                    ShardIdentity.from_attrs(attrs).diff(ShardIdentity.from_attrs(shard), QUERY_FIELDS) or \
                     any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
                 log.info("%s: its track file %s was made otherwise (another sequence, step, model or window); scanning",
                          genome.name, path)

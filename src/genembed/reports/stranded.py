@@ -178,7 +178,7 @@ class TrainedPromoters:
     train_examples: int
     negatives: str
     seconds: float
-    genomes: list[str]
+    genomes: list[str]  # those it was trained on (the genomes with starts)
     held_out: dict[str, dict[str, list[int]]]  # per genome and contig, the held-out [lo, hi)
     weights_sha256: str = ""
     reason: str = ""  # why no model was trained (too few starts...); then there are no weights
@@ -249,7 +249,7 @@ def train_promoters(genomes: list[GenomeInputs], tests: dict[str, dict[str, tupl
     trained = TrainedPromoters(settings, float(platt.coef_[0, 0]), float(platt.intercept_[0]), 0.0, precision, 0.0,
                                len(train), negatives_said(None if ex.coding is None else ex.coding[train], ex.labels[train],
                                                           settings.coding_share),
-                               model.seconds, [g.name for g in genomes], _plain(tests), model=model)
+                               model.seconds, [g.name for g in genomes if g.name in tests], _plain(tests), model=model)
     trained.threshold, trained.best_precision = _threshold(ex.labels[valid], trained.probability(logits), precision)
     return trained
 
@@ -261,7 +261,7 @@ def _plain(tests: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, 
 def check_trained(trained: TrainedPromoters, genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
                   settings: CnnSettings, record: str | Path) -> None:
     """Refuse a promoter model trained on other genomes, held-out parts or settings than the report's."""
-    for what, mine, theirs in (("genomes", [g.name for g in genomes], trained.genomes),
+    for what, mine, theirs in (("genomes", [g.name for g in genomes if g.name in tests], trained.genomes),
                                ("held-out parts", _plain(tests), trained.held_out), ("settings", settings, trained.settings)):
         if mine != theirs:
             raise GenembedError(f"{record}: the promoter model was trained with other {what} than this report's; rerun its"
