@@ -10,10 +10,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .embed import EmbedSettings
+from .embed import POOLINGS, PRECISIONS, STRANDS, EmbedSettings
 from .errors import GenembedError, one_line
 from .evaluate import EvalSettings
-from .index import IndexSettings
+from .index import TYPES, IndexSettings
 from .plan import WindowPlan
 from .reports.clusters import ClusterSettings
 from .reports.promoters import PromoterSettings
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("index", help="FAISS index over the genomes 'genembed embed' put in a results folder")
     i.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' (its --out)")
     i.add_argument("--out", required=True)
-    i.add_argument("--type", choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], default=INDEX.type,
+    i.add_argument("--type", choices=TYPES, default=INDEX.type,
                    help="auto: exact below 100,000 windows, HNSW below 5M, OPQ + IVF-PQ above")
     i.add_argument("--factory", help="any FAISS factory string (instead of --type)")
     i.add_argument("--nprobe", type=int, default=INDEX.nprobe, help="IVF lists searched per query")
@@ -491,12 +491,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=_size, default=WINDOWS.size, help="bp, or auto: the longest the model takes")
     p.add_argument("--stride", type=_size, default="auto", help="bp, or auto (the default): half the window")
     p.add_argument("--max-n-fraction", type=float, default=WINDOWS.max_n_fraction)
-    p.add_argument("--pooling", choices=["mean", "cls", "max"], default=EMBED.pooling)
-    p.add_argument("--strands", choices=["forward", "average"], default=EMBED.strands,
+    p.add_argument("--pooling", choices=POOLINGS, default=EMBED.pooling)
+    p.add_argument("--strands", choices=STRANDS, default=EMBED.strands,
                    help="average: mean of the window and its reverse complement")
     p.add_argument("--layer", type=int, default=EMBED.layer)
     p.add_argument("--token-budget", type=int, default=EMBED.token_budget)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=EMBED.precision)
+    p.add_argument("--precision", choices=PRECISIONS, default=EMBED.precision)
     p.add_argument("--device", default=EMBED.device)
 
 

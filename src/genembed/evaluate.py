@@ -36,7 +36,7 @@ from .errors import GenembedError
 from .genome import Genome
 from .tokenize import reverse_complement
 from .index import normalise
-from .reports.evaluation import interval, verdict
+from .reports.stats import interval, verdict
 from .windows import canonical_kmer_frequencies, encode, kmer_frequencies, n_fraction
 
 if TYPE_CHECKING:

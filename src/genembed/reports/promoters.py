@@ -21,7 +21,7 @@ from ..store import read_track
 from ..windows import kmer_frequencies, window_sequences
 from . import html
 from .data import genome_contigs, iter_labeled, make_labelers
-from .evaluation import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
+from .stats import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
 from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def split_of(table: pl.DataFrame, test: dict[str, tuple[int, int]]) -> np.ndarra
     return out
 
 
-EMBEDDINGS = "embeddings"
+PROBE = "embeddings"  # the window-level probe on the pooled vectors, by its name in the tables
 TRACK_SCHEMA = {"contig": pl.String, "start": pl.Int64, "end": pl.Int64, "score": pl.Float64}
 
 
@@ -268,7 +268,7 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
     fastas = {g.name: Genome(g.fasta) for g in genomes}
     try:
         models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
-        threshold = threshold_at_recall(y_train, models[EMBEDDINGS].oof, settings.recall)
+        threshold = threshold_at_recall(y_train, models[PROBE].oof, settings.recall)
         tracks = tracks or {}
         dense = settings.track_step < stride and (scan is not None or bool(tracks))
         track_bins: dict[str, pl.DataFrame] = {}
@@ -287,7 +287,7 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
         comparison.write_csv(t, separator="\t", float_precision=4)
     figs = _curves(truth, scores, out)
     _write_html(out / "promoters.html", metrics, comparison, figs, settings, tests, genomes, threshold, counts,
-                len(np.unique(blocks)), len(draws[f"{EMBEDDINGS}:roc_auc"]), settings.track_step if dense else None, stranded)
+                len(np.unique(blocks)), len(draws[f"{PROBE}:roc_auc"]), settings.track_step if dense else None, stranded)
     return metrics
 
 
@@ -339,7 +339,7 @@ def train_stranded(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple
 
 
 def _features(name: str, table: pl.DataFrame, emb: np.ndarray, fasta: Genome, settings: PromoterSettings) -> np.ndarray:
-    if name == EMBEDDINGS:
+    if name == PROBE:
         return emb
     if name == "GC content":
         return table["gc_fraction"].fill_nan(0.5).fill_null(0.5).to_numpy().reshape(-1, 1)
@@ -347,7 +347,7 @@ def _features(name: str, table: pl.DataFrame, emb: np.ndarray, fasta: Genome, se
 
 
 def _model_names(settings: PromoterSettings) -> tuple[str, str, str]:
-    return EMBEDDINGS, f"{settings.kmer}-mer frequencies", "GC content"
+    return PROBE, f"{settings.kmer}-mer frequencies", "GC content"
 
 
 def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
@@ -393,14 +393,14 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
     for g in genomes:
         per_genome = []
         for _, table, emb in iter_labeled([g], labelers):
-            prob = models[EMBEDDINGS].predict(emb)
+            prob = models[PROBE].predict(emb)
             per_genome.append(table.select("contig", "start", "end").with_columns(pl.Series("score", prob)))
             if labelers[g.name] is None:
                 continue
             test = split_of(table, tests[g.name]) == 1
             if test.any():
                 rows = table.filter(pl.Series(test))
-                scores[EMBEDDINGS].append(prob[test])
+                scores[PROBE].append(prob[test])
                 for n in names[1:]:
                     scores[n].append(models[n].predict(_features(n, rows, emb[test], fastas[g.name], settings)))
                 truth.append(rows["promoter"].to_numpy())
@@ -410,11 +410,11 @@ def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings,
         what = "genembed promoter probability (calibrated logistic regression on embeddings)"
         dense = None  # windows every track_step bp, scored: embedded by the pack (read one genome at a time) or scanned
         if tracks and g.name in tracks:  # scored one file at a time: only the scores are kept
-            dense = pl.concat([t.with_columns(pl.Series("score", models[EMBEDDINGS].predict(v)))
+            dense = pl.concat([t.with_columns(pl.Series("score", models[PROBE].predict(v)))
                                for t, v, _ in map(read_track, tracks[g.name])])
         elif scan is not None and (window_size or windows.height):
             size = window_size or int((windows["end"] - windows["start"]).max())
-            dense = dense_scores(fastas[g.name], size, settings.track_step, scan, models[EMBEDDINGS],
+            dense = dense_scores(fastas[g.name], size, settings.track_step, scan, models[PROBE],
                                  settings.max_n_fraction)
         if dense is not None:
             bins = called = score_bins(dense, settings.track_step)  # predicted promoters at the track's resolution
@@ -471,9 +471,9 @@ def _comparison_table(point, draws) -> pl.DataFrame:
     rows = []
     for base in list(point)[1:]:
         for m in ("roc_auc", "pr_auc", "precision_at_recall"):
-            diff = draws[f"{EMBEDDINGS}:{m}"] - draws[f"{base}:{m}"]
+            diff = draws[f"{PROBE}:{m}"] - draws[f"{base}:{m}"]
             lo, hi = interval(diff)
-            rows.append({"baseline": base, "metric": m, "difference": point[EMBEDDINGS][m] - point[base][m],
+            rows.append({"baseline": base, "metric": m, "difference": point[PROBE][m] - point[base][m],
                          "lo": lo, "hi": hi, "embeddings_are": verdict(lo, hi)})
     return pl.DataFrame(rows)
 

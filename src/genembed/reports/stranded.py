@@ -20,7 +20,7 @@ from ..io import atomic_path
 from ..layout import GenomeInputs
 from ..windows import code_kmer_frequencies
 from .browser import Locus, Track, igv_view
-from .evaluation import block_bootstrap, interval, verdict
+from .stats import block_bootstrap, interval, verdict
 from .supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, owned_bins, padded, span_piece,
                          strand_codes, to_strand)
 from .tracks import write_bigwig

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
 
-from genembed.reports.evaluation import Ranked, block_bootstrap, fit_calibrated, interval, threshold_at_recall
+from genembed.reports.stats import Ranked, block_bootstrap, fit_calibrated, interval, threshold_at_recall
 
 
 def _data(n=2000, seed=0):
