@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -55,8 +55,9 @@ class EmbedSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "EmbedSettings":
-        return cls(cfg.get("pooling", "mean"), int(cfg.get("layer", -1)), int(cfg.get("token_budget", 16384)),
-                   cfg.get("precision", "auto"), cfg.get("device", "auto"), cfg.get("strands", "forward"))
+        """From the config's ``embed`` section; absent keys take the defaults above (stated once)."""
+        given = {f.name: cfg[f.name] for f in fields(cls) if f.name in cfg}
+        return cls(**{k: int(v) if k in ("layer", "token_budget") else v for k, v in given.items()})
 
 
 def token_batches(lengths: np.ndarray, budget: int, equal_lengths: bool = False) -> Iterator[np.ndarray]:

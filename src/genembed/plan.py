@@ -71,7 +71,7 @@ class RunPlan:
         tok = make_tokenizer(tokenizer, hf)
         w = plan_windows({"size": "auto", "stride": "auto", **windows}, tok.max_bp(limit),
                          lambda n: tok.fits(n, limit), spec.source, limit)
-        window_plan = WindowPlan(int(w["size"]), int(w["stride"]), float(w.get("max_n_fraction", 0.1)),
+        window_plan = WindowPlan(int(w["size"]), int(w["stride"]), float(w.get("max_n_fraction", WindowPlan.max_n_fraction)),
                                  w.get("shard_size", "auto"), int(w["max_bp"]))
         return cls(spec.source, str(folder), fingerprint(folder), limit, tokenizer, window_plan, embed, spec.revision,
                    spec.trust_remote_code, cfg.get("model_type"), cfg.get("hidden_size") or cfg.get("d_model"),

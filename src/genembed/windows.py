@@ -61,7 +61,7 @@ class WindowSpec:
                 raise GenembedError("windows.shard_size auto is sized per genome: give the genome's contigs")
             wanted = -(-window_count(contigs, cls(size, stride)) // SHARDS_PER_GENOME)
             shard_size = max(1, -(-wanted // MIN_SHARD_SIZE)) * MIN_SHARD_SIZE
-        return cls(size, stride, float(cfg.get("max_n_fraction", 0.1)), int(shard_size))
+        return cls(size, stride, float(cfg.get("max_n_fraction", cls.max_n_fraction)), int(shard_size))
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1 or self.shard_size < 1:
