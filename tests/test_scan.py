@@ -192,22 +192,24 @@ def test_a_track_made_otherwise_is_not_used(tmp_path, ecoli_sequence):
     """A track file of another step is ignored (the report scans instead of mixing resolutions)."""
     from genembed.layout import group_shards, with_tracks
     from genembed.pipeline import embed_pack
+    from genembed.plan import TrackSpec
     from genembed.reports.promoters import stored_track
     from helpers import default_plan
 
     _gappy_fasta(tmp_path / "g.fa.gz", ecoli_sequence)
     embed_pack(default_plan(), {"g": tmp_path / "g.fa.gz"}, tmp_path / "pack", track_step=200)
     g = with_tracks(group_shards([tmp_path / "pack/embeddings/g/00000.h5"]), [tmp_path / "pack"])[0]
-    assert g.track is not None
-    assert stored_track(g, 200, 500, 0.1) is not None
-    assert stored_track(g, 100, 500, 0.1) is None and stored_track(g, 200, 600, 0.1) is None
+    assert g.track is not None and default_plan().track(200) == TrackSpec(200, 500, 0.1)
+    assert default_plan().track(250) is None and default_plan().track(0) is None  # not below the stride: no track
+    assert stored_track(g, TrackSpec(200, 500, 0.1)) is not None
+    assert stored_track(g, TrackSpec(100, 500, 0.1)) is None and stored_track(g, TrackSpec(200, 600, 0.1)) is None
     (tmp_path / "other.fa").write_bytes(b">one\n" + ecoli_sequence[:29_000] + b"\n")  # another sequence, same name
     embed_pack(default_plan(), {"g": tmp_path / "other.fa"}, tmp_path / "other")
     g.fasta = tmp_path / "other/genomes/g/genome.fa.gz"
-    assert stored_track(g, 200, 500, 0.1) is None
+    assert stored_track(g, TrackSpec(200, 500, 0.1)) is None
     g.track.write_bytes(b"cut short")
     assert stored_track(with_tracks(group_shards([tmp_path / "pack/embeddings/g/00000.h5"]), [tmp_path / "pack"])[0],
-                        200, 500, 0.1) is None  # unreadable: scanned instead
+                        TrackSpec(200, 500, 0.1)) is None  # unreadable: scanned instead
 
 
 def test_a_genome_whose_track_windows_are_all_filtered_gets_an_empty_track(tmp_path, ecoli_sequence):

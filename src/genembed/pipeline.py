@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import GenembedError
 from .layout import GENOME, PLAN, GenomeInputs, ShardFiles, shard_name
-from .plan import RunPlan
+from .plan import RunPlan, TrackSpec
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,7 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
         shard_count(contigs, one_shard.windows.spec(contigs), str(genomes[genome]))  # refuses a genome without windows
         prepare_stage(one_shard, genome, prepared, f, tokenizer)
 
-    track = _track_maker(plan, embedder, tokenizer, out, genome_of, track_step) \
-        if 0 < track_step < plan.windows.stride else None
+    track = _track_maker(plan, embedder, tokenizer, out, genome_of, spec) if (spec := plan.track(track_step)) else None
     total = embed_stage(one_shard, list(files.values()), embedder, prepare, track)
     for genome, f in files.items():
         f.tokens.unlink()
@@ -185,13 +184,12 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     return total
 
 
-def track_attrs_of(plan: RunPlan, embedder: Any, step: int, contigs: dict[str, int]) -> dict[str, Any]:
-    """What makes a track file self-describing: the shards' attrs, its step and N limit, and the
-    contig lengths of the sequence it was made from."""
+def track_attrs_of(plan: RunPlan, embedder: Any, track: TrackSpec, contigs: dict[str, int]) -> dict[str, Any]:
+    """What makes a track file self-describing: the shards' attrs, the track's step, window size and N
+    limit, and the contig lengths of the sequence it was made from."""
     import json
 
-    return {**plan.shard_attrs(embedder), "track_step": step, "max_n_fraction": plan.windows.max_n_fraction,
-            "contig_lengths": json.dumps(contigs)}
+    return {**plan.shard_attrs(embedder), **track.attrs(), "contig_lengths": json.dumps(contigs)}
 
 
 def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, shard: str, step: int,
@@ -205,22 +203,25 @@ def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, sh
     from .store import write_track
     from .windows import shard_track_spans
 
-    w = plan.windows
+    w, spec = plan.windows, plan.track(step)
+    if spec is None:
+        raise GenembedError(f"a track step of {step} bp is not below the stride ({w.stride} bp): no dense track to make")
     scan = Scanner(embedder, plan.make_tokenizer(embedder.tokenizer), plan.max_tokens)
     g = Genome(Path(fasta))
     try:
         contigs = list(g.contigs.items())
         owned = shard_track_spans(contigs, w.spec(contigs), int(shard))
         empty = np.zeros(0, dtype=np.int64)
-        _, windows, track = scan_with_track(scan, g, empty.astype(str), empty, w.size, step, w.max_n_fraction, owned)
-        write_track(out, track, windows, {**track_attrs_of(plan, embedder, step, g.contigs), "shard": shard})
+        _, windows, track = scan_with_track(scan, g, empty.astype(str), empty, spec.size, spec.step, spec.max_n_fraction,
+                                            owned)
+        write_track(out, track, windows, {**track_attrs_of(plan, embedder, spec, g.contigs), "shard": shard})
     finally:
         g.close()
     log.info("shard %s: %d track windows (every %d bp) in its span", shard, len(track), step)
     return len(track)
 
 
-def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome_of: dict[Path, str], step: int
+def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome_of: dict[Path, str], spec: TrackSpec
                  ) -> Any:
     """``(files, table, rows) -> vectors`` of a pack's shard that also writes its genome's track
     windows (one pass for both); None where the model's states are not local (no pass to share).
@@ -236,14 +237,13 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
     scan = Scanner(embedder, tokenizer, plan.max_tokens)
     if scan.reach is None:
         return None
-    w = plan.windows
 
     def vectors_of(files: ShardFiles, table: Any, rows: Any) -> Any:
         genome = genome_of[files.out]
         fasta = Genome(out / GENOME.format(genome=genome))
         try:
             vectors, windows, track = scan_with_track(scan, fasta, table["contig"].to_numpy(), table["start"].to_numpy(),
-                                                      w.size, step, w.max_n_fraction)
+                                                      spec.size, spec.step, spec.max_n_fraction)
         except RuntimeError as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -252,8 +252,9 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
             return embed_windows(embedder, rows, table, files.out.name)
         finally:
             fasta.close()
-        write_track(out / TRACK.format(genome=genome), track, windows, track_attrs_of(plan, embedder, step, fasta.contigs))
-        log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track), step)
+        write_track(out / TRACK.format(genome=genome), track, windows, track_attrs_of(plan, embedder, spec, fasta.contigs))
+        log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track),
+                 spec.step)
         return vectors
 
     return vectors_of

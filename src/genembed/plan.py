@@ -19,6 +19,24 @@ from .windows import WindowSpec, plan_windows
 
 
 @dataclass(frozen=True)
+class TrackSpec:
+    """The promoter report's dense track: windows of the run's ``size`` every ``step`` bp (those with
+    at most ``max_n_fraction`` N), embedded beside the run's windows and scored one value per step."""
+
+    step: int
+    size: int
+    max_n_fraction: float
+
+    def attrs(self) -> dict[str, Any]:
+        """What a track file records of it (and is checked against: :meth:`differs`)."""
+        return {"track_step": self.step, "window_size": self.size, "max_n_fraction": self.max_n_fraction}
+
+    def differs(self, attrs: dict[str, Any]) -> list[str]:
+        """The fields in which a track file's ``attrs`` were made otherwise."""
+        return [k for k, v in self.attrs().items() if attrs.get(k) is None or type(v)(attrs[k]) != v]
+
+
+@dataclass(frozen=True)
 class WindowPlan:
     """The windows a run cuts: sizes resolved from the model; ``shard_size`` may stay ``auto``
     (sized per genome, see :meth:`WindowSpec.from_config`); ``max_bp`` is the longest that fits."""
@@ -139,6 +157,13 @@ class RunPlan:
 
         embedder = self.embedder()
         return Scanner(embedder, self.make_tokenizer(embedder.tokenizer), self.max_tokens)
+
+    def track(self, step: int) -> TrackSpec | None:
+        """The run's dense promoter track for a track step: windows of the run's size every ``step``
+        bp, when the step is below the stride; None otherwise (each stored window's score stands on
+        its central ``stride`` bp: nothing more is embedded). The one place this policy lives."""
+        w = self.windows
+        return TrackSpec(step, w.size, w.max_n_fraction) if 0 < step < w.stride else None
 
     def shard_attrs(self, embedder: Any) -> dict[str, Any]:
         """The attrs that make a shard self-describing (and that an index checks): the plan's model,

@@ -169,9 +169,11 @@ def report_inputs(wildcards):
 
 def track_step(wildcards=None):
     """The promoter track's step, which the packs embed with their genomes' windows (one pass for both)
-    when it is below the stride, where a promoter report runs; else 0. Read from the config, not the
-    plan: asking the describe_model checkpoint here would mark every pack for a rerun."""
-    step, stride = config["promoters"]["track_step"], WINDOW_CONFIG["stride"]
+    when it is below the stride (RunPlan.track), where a promoter report runs; else 0. Read from the
+    config, not the plan: asking the describe_model checkpoint here would mark every pack for a rerun
+    (with windows.size auto the stride is not known yet: a track is planned)."""
+    step, size, stride = config["promoters"]["track_step"], WINDOW_CONFIG["size"], WINDOW_CONFIG["stride"]
+    stride = stride if size == "auto" else stride_of(int(size), stride)
     return step if annotations() and (stride == "auto" or step < stride) else 0
 
 

@@ -25,7 +25,7 @@ from .stats import METRICS, Calibrated, block_bootstrap, fit_calibrated, interva
 from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 if TYPE_CHECKING:
-    from ..plan import RunPlan
+    from ..plan import RunPlan, TrackSpec
     from ..scan import Scanner
     from .stranded import TrainedPromoters
     from .supervised import CnnSettings
@@ -132,8 +132,8 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
     w = plan.windows
     settings = replace(settings, max_n_fraction=w.max_n_fraction)
     scan, tracks = None, {}
-    if settings.track_step < w.stride:
-        tracks = {g.name: t for g in genomes if (t := stored_track(g, settings.track_step, w.size, w.max_n_fraction))}
+    if (spec := plan.track(settings.track_step)) is not None:
+        tracks = {g.name: t for g in genomes if (t := stored_track(g, spec))}
         if len(tracks) < len(genomes):  # some genome is scanned here
             if fingerprint(plan.folder) != plan.fingerprint:
                 raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
@@ -199,10 +199,10 @@ def score_promoter_span(record: str | Path, weights: str | Path, fastas: dict[st
     return scores.height
 
 
-def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: float) -> list[Path] | None:
+def stored_track(genome: GenomeInputs, spec: "TrackSpec") -> list[Path] | None:
     """A genome's track files (dense-track windows embedded with its shards: a pack's one file, else
-    one part per shard), when they were made for this step, window size and N limit, from the same
-    sequence, and agree with the genome's shards (model, tokenizer, pooling...); else None (the
+    one part per shard), when they were made for this track (step, window size and N limit), from the
+    same sequence, and agree with the genome's shards (model, tokenizer, pooling...); else None (the
     report scans the genome)."""
     import json
 
@@ -217,7 +217,6 @@ def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: flo
         files = list(genome.track_parts)
     else:
         return None
-    wanted = {"track_step": step, "window_size": size, "max_n_fraction": max_n_fraction}
     try:
         shard = read_attrs(genome.shards[0])
         contigs = genome_contigs(genome.fasta)
@@ -225,7 +224,7 @@ def stored_track(genome: GenomeInputs, step: int, size: int, max_n_fraction: flo
             attrs = track_attrs(path)
             if json.loads(attrs.get("contig_lengths", "{}")) != contigs or \
                     ShardIdentity.from_attrs(attrs).diff(ShardIdentity.from_attrs(shard), QUERY_FIELDS) or \
-                    any(str(attrs.get(k)) != str(v) for k, v in wanted.items()):
+                    spec.differs(attrs):
                 log.info("%s: its track file %s was made otherwise (another sequence, step, model or window); scanning",
                          genome.name, path)
                 return None
