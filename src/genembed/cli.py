@@ -307,6 +307,18 @@ def cmd_index(args: argparse.Namespace) -> None:
           f" {manifest['index']['factory']}")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import compare_genomes
+    from .layout import discover
+
+    table = compare_genomes(discover(args.embeddings), args.out)
+    names = table["genome"].to_list()
+    for i, name in enumerate(names):
+        others = [(table[n][i], n) for n in names if n != name]
+        print(f"{name}: nearest {min(others)[1]} (cosine distance {min(others)[0]:.4g})")
+    print(f"{args.out}: distances.tsv, distances.parquet, tree.nwk ({len(names)} genomes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genembed", description="Genome-scale DNA language-model embeddings, similarity search and reports.")
@@ -416,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
                         " from the others; 'none': drawn as the genome has them")
     r.add_argument("--seed", type=int, default=CLUSTERS.seed)
     r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="genome vectors (mean window vector): distance matrix and UPGMA tree")
+    c.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' or the workflow's results/")
+    c.add_argument("--out", required=True, help="folder for distances.tsv, distances.parquet and tree.nwk")
+    c.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("export", help="virtual HDF5 per genome over its shards, or AnnData (.h5ad) for scanpy")
     x.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' (its --out)")

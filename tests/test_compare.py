@@ -1,0 +1,77 @@
+"""Genome vectors (issue 32, first part): the mean window vector of each genome and contig, a distance
+matrix and a UPGMA tree (genembed compare), on real E. coli sequence embedded with the bundled model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+from genembed.compare import sequence_vectors, upgma_newick
+from genembed.layout import discover
+
+
+def _mutated(seq: bytes, rate: float, seed: int) -> bytes:
+    """``seq`` with a share ``rate`` of its bases substituted (each by one of the other three)."""
+    rng = np.random.default_rng(seed)
+    bases = np.frombuffer(b"ACGT", dtype=np.uint8)
+    codes = np.searchsorted(bases, np.frombuffer(seq, dtype=np.uint8))
+    at = rng.random(len(codes)) < rate
+    codes[at] = (codes[at] + rng.integers(1, 4, int(at.sum()))) % 4
+    return bases[codes].tobytes()
+
+
+@pytest.fixture(scope="module")
+def evolved(tmp_path_factory, ecoli_sequence):
+    """A 60-kb E. coli stretch, an exact copy, copies with 2%, 10% and 25% substitutions, and another
+    stretch, each embedded as a genome of its own."""
+    from dataclasses import replace
+
+    from genembed.pipeline import embed_genome
+    from helpers import default_plan
+
+    d = tmp_path_factory.mktemp("compare")
+    plan = default_plan()
+    plan = replace(plan, windows=replace(plan.windows, shard_size=100), embed=replace(plan.embed, precision="fp32"))
+    base = ecoli_sequence[:60_000]
+    genomes = {"eco": base, "copy": base, "eco_2": _mutated(base, 0.02, 1), "eco_10": _mutated(base, 0.10, 2),
+               "eco_25": _mutated(base, 0.25, 3), "other": ecoli_sequence[120_000:180_000]}
+    for name, seq in genomes.items():
+        fasta = d / f"{name}.fa"
+        fasta.write_bytes(b">chr\n" + seq + b"\n")
+        embed_genome(plan, fasta, name, d / "results")
+    return d
+
+
+def test_a_genome_and_its_copy_are_nearest_and_an_evolved_series_is_ordered_by_divergence(evolved):
+    out = evolved / "compare"
+    res = subprocess.run([sys.executable, "-m", "genembed.cli", "compare", "--embeddings", str(evolved / "results"),
+                          "--out", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    table = pl.read_csv(out / "distances.tsv", separator="\t")
+    d = {g: dict(zip(table["genome"], table[g])) for g in table["genome"]}
+    assert d["eco"]["copy"] == pytest.approx(0, abs=1e-6)
+    assert "eco: nearest copy" in res.stdout
+    assert d["eco"]["eco_2"] < d["eco"]["eco_10"] < d["eco"]["eco_25"]
+    np.testing.assert_allclose(pl.read_parquet(out / "distances.parquet").drop("genome").to_numpy(),
+                               table.drop("genome").to_numpy(), atol=1e-6)
+    tree = (out / "tree.nwk").read_text().strip()
+    assert tree.endswith(";") and tree.count("(") == tree.count(")") == len(d) - 1
+    assert all(name in tree for name in d)
+
+
+def test_adding_a_genome_leaves_the_other_genomes_vectors_byte_identical(evolved, tmp_path):
+    before = {g.name: sequence_vectors(g) for g in discover(evolved / "results")}
+    for name, v in before.items():
+        assert v.contigs["contig"].to_list() == ["chr"] and v.contigs["windows"][0] > 50
+        np.testing.assert_array_equal(v.contig_vectors[0], v.vector)  # one contig: the genome's vector
+    again = {g.name: sequence_vectors(g) for g in discover(evolved / "results") if g.name != "other"}
+    assert all(again[n].vector.tobytes() == before[n].vector.tobytes() for n in again)
+
+
+def test_the_tree_joins_the_closest_pair_first():
+    d = np.array([[0, 0.1, 0.5], [0.1, 0, 0.5], [0.5, 0.5, 0]])
+    assert upgma_newick(["a", "b", "c"], d) in ("((a:0.05,b:0.05):0.2,c:0.25);", "(c:0.25,(a:0.05,b:0.05):0.2);")
