@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from .errors import GenembedError
+from .index import normalise
 from .io import atomic_path, read_table
 from .layout import GenomeInputs
 from .store import read_shard
@@ -38,8 +39,7 @@ def sequence_vectors(genome: GenomeInputs) -> SequenceVectors:
         s = read_shard(shard)
         if not np.array_equal(table["window_id"].to_numpy(), s.window_id):
             raise GenembedError(f"{windows}: window ids differ from those in {shard}")
-        x = s.embeddings.astype(np.float32)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = normalise(s.embeddings)
         contigs = table["contig"].to_numpy()
         for c in dict.fromkeys(contigs):
             rows = contigs == c
@@ -56,8 +56,7 @@ def sequence_vectors(genome: GenomeInputs) -> SequenceVectors:
 
 def distances(vectors: Sequence[SequenceVectors]) -> np.ndarray:
     """Cosine distance (1 - cosine similarity) between every two genome vectors."""
-    x = np.stack([v.vector for v in vectors]).astype(np.float64)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = normalise(np.stack([v.vector for v in vectors])).astype(np.float64)
     d = np.clip(1 - x @ x.T, 0, 2)
     np.fill_diagonal(d, 0)
     return (d + d.T) / 2
