@@ -61,6 +61,11 @@ class GenomeInputs:
     track: Path | None = None  # vectors of dense-track windows made with the embeddings (genembed.store.write_track)
     track_parts: list[Path] = field(default_factory=list)  # the same, one file per shard (made by the shard jobs)
 
+    @property
+    def has_starts(self) -> bool:
+        """Whether promoter labels can be made: an annotation or a promoter BED."""
+        return self.annotation is not None or self.promoters is not None
+
 
 def group_shards(shards: Sequence[str | os.PathLike], sheet: Mapping[str, Mapping[str, Any]] | None = None
                  ) -> list[GenomeInputs]:

@@ -24,7 +24,7 @@ def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int,
     with ``operon_gap``, only operons' first genes have promoters (:func:`genembed.annotation.operon_heads`)."""
     out: dict[str, WindowLabeler | None] = {}
     for g in genomes:
-        if g.annotation is None and g.promoters is None:
+        if not g.has_starts:
             out[g.name] = None
             continue
         contigs = genome_contigs(g.fasta)

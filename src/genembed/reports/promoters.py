@@ -151,7 +151,7 @@ def train_promoter_model(genomes: list[GenomeInputs], settings: PromoterSettings
     says why. Genomes without starts play no part: adding one does not retrain it."""
     from .stranded import TrainedPromoters, _plain
 
-    genomes = [g for g in genomes if g.annotation is not None or g.promoters is not None]  # those with starts
+    genomes = [g for g in genomes if g.has_starts]
     tests = {g.name: held_out(g, settings) for g in genomes}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
     try:
