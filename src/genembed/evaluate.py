@@ -147,15 +147,17 @@ def sample_windows(genomes: Mapping[str, Genome], size: int, stride: int, n: int
 @dataclass
 class Divergence:
     """The divergence curve's set-up: queries cut from ``sources`` (genome, contig, start) of
-    ``query_bp`` bp, mutated at each rate and every second one reverse-complemented; the extra
-    searched windows (``table``, ``seqs``: the grid windows over the sources) joined to the sample's;
-    ``right[i]``: the searched rows overlapping source ``i`` by at least half a window."""
+    ``query_bp`` bp (``originals``), mutated at each rate and every second one reverse-complemented; the
+    extra searched windows (``table``, ``seqs``: the grid windows over the sources) joined to the sample's;
+    ``right[i]``: the searched rows overlapping source ``i`` by at least half a window. A window elsewhere
+    that holds a copy of the source (a repeat) is as right (:func:`is_copy`)."""
 
     queries: dict[float, list[bytes]]
     table: pl.DataFrame
     seqs: list[bytes]
     right: list[np.ndarray]
     sources: list[tuple[str, str, int]]
+    originals: list[bytes]
 
 
 def divergence_setup(genomes: Mapping[str, Genome], sample: Sample, size: int, stride: int,
@@ -199,7 +201,22 @@ def divergence_setup(genomes: Mapping[str, Genome], sample: Sample, size: int, s
         overlap = np.minimum(every["end"].to_numpy(), start + q) - np.maximum(every["start"].to_numpy(), start)
         right.append(np.flatnonzero((every["genome"] == name).to_numpy() & (every["contig"] == contig).to_numpy()
                                     & (overlap >= size // 2)))
-    return Divergence(queries, table, seqs, right, sources)
+    return Divergence(queries, table, seqs, right, sources, [t[:q] for t in tails])
+
+
+def is_copy(window: bytes, original: bytes, k: int, identity: float = 0.95) -> bool:
+    """Whether ``window`` holds a copy of part of ``original``: its best local alignment on either strand
+    (BLASTN's scores) has at least ``k`` matches at ``identity`` or more. A hit on a repeat of a query's
+    source is then a right answer, as it is for an aligner."""
+    from .align import Aligner, cigar_counts
+
+    aligner = Aligner()
+    window, original = window.upper(), original.upper()
+    for target in (original, reverse_complement(original)):
+        matches, mismatches, _, gaps = cigar_counts(aligner.align(window, target)[5])
+        if matches >= k and matches >= identity * (matches + mismatches + gaps):
+            return True
+    return False
 
 
 @dataclass
@@ -236,7 +253,8 @@ def grid_windows(genomes: Mapping[str, Genome], size: int, stride: int, cap: int
 
 def divergence_loci(div: Divergence, cut_pieces: Pieces, grid: Grid, db: np.ndarray, size: int, stride: int,
                     query_bp: int, depth: int = 200) -> dict[float, np.ndarray]:
-    """Per rate, 1 where a query's top locus overlaps its source by half a window, loci ranked as
+    """Per rate, 1 where a query's top locus overlaps its source by half a window (or one of its windows
+    is a copy of the source: :func:`is_copy`), loci ranked as
     ``genembed query`` ranks them without alignment: each query piece's ``depth`` best windows
     of the grid (the ``PIECE_HITS`` best counted alone), chained along a diagonal on either strand
     (:func:`genembed.loci.chain`), by summed cosine. Sources whose contig the grid lacks count as misses."""
@@ -268,9 +286,13 @@ def divergence_loci(div: Divergence, cut_pieces: Pieces, grid: Grid, db: np.ndar
         best = chain(hits, size, stride, 1, tests, lone_rank=min(PIECE_HITS, depth)).filter(pl.col("rank") == 1)
         found = np.zeros(len(queries))
         for row in best.iter_rows(named=True):
-            name, ctg, s0 = div.sources[int(row["query"])]
+            i = int(row["query"])
+            name, ctg, s0 = div.sources[i]
             overlap = min(row["end"], s0 + query_bp) - max(row["start"], s0)
-            found[int(row["query"])] = float(row["genome"] == name and row["contig"] == ctg and overlap >= size // 2)
+            inside = np.flatnonzero((genome == row["genome"]) & (contig == row["contig"])
+                                    & (start >= row["start"]) & (end <= row["end"]))
+            found[i] = float((row["genome"] == name and row["contig"] == ctg and overlap >= size // 2)
+                             or any(is_copy(grid.seqs[w], div.originals[i], size // 2) for w in inside))
         out[rate] = found
     return out
 
@@ -299,10 +321,11 @@ def divergence_pieces(div: Divergence, featurize: Callable[[Sequence[bytes]], np
     return out
 
 
-def divergence_hits(div: Divergence, db: np.ndarray, cut_pieces: Pieces, extra: np.ndarray) -> dict[float, np.ndarray]:
+def divergence_hits(div: Divergence, db: np.ndarray, cut_pieces: Pieces, extra: np.ndarray,
+                    seqs: Sequence[bytes]) -> dict[float, np.ndarray]:
     """Per rate, 1 where a query's best window (its pieces, each scored against every searched
-    window: ``db`` and the grid windows over the sources, ``extra``; a window's score is its best
-    piece's) overlaps its source."""
+    window: ``db`` and the grid windows over the sources, ``extra``, whose sequences are ``seqs``; a
+    window's score is its best piece's) overlaps its source, or is a copy of it (:func:`is_copy`)."""
     out = {}
     db = normalise(np.concatenate([db, extra]))
     for rate, queries in div.queries.items():
@@ -312,7 +335,8 @@ def divergence_hits(div: Divergence, db: np.ndarray, cut_pieces: Pieces, extra: 
         best = np.full((len(queries), len(db)), -np.inf)
         np.maximum.at(best, owner, scores)
         top = best.argmax(1)
-        out[rate] = np.array([float(np.isin(top[i], div.right[i])) for i in range(len(queries))])
+        out[rate] = np.array([float(np.isin(top[i], div.right[i]) or is_copy(seqs[top[i]], div.originals[i], len(seqs[top[i]]) // 2))
+                              for i in range(len(queries))])
     return out
 
 
@@ -433,7 +457,7 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
             cut_pieces = divergence_pieces(div, featurize, size, stride, scan if method == "embeddings" else None)
             extra = (_stored_or_embedded(stored, div, embed) if stored and method == "embeddings"
                      else featurize(div.seqs))  # the grid windows over the sources: the run's own where it has them
-            for rate, hits in divergence_hits(div, db, cut_pieces, extra).items():
+            for rate, hits in divergence_hits(div, db, cut_pieces, extra, [*sample.seqs, *div.seqs]).items():
                 values.setdefault(f"{settings.query_bp / 1000:g}-kb query mutated {rate:.0%} top-1", {})[method] = hits
             if grid is not None and grid.table.height and (method == "embeddings" or method in settings.loci_baselines):
                 vectors = (_stored_or_embedded(stored, grid, embed) if stored and method == "embeddings"
@@ -624,10 +648,11 @@ METHOD = (
     "at each rate (substitutions plus indels at a tenth of it), every second one reverse-complemented, cut into "
     "windows of the run's size and stride; each searched window (the sample plus the grid windows over the sources) "
     "scores as its best query piece, and the query is right when its best window overlaps its source by half a "
-    "window (the embeddings' ranking alone, no chaining or alignment). Loci: the same queries searched as genembed "
+    "window, or aligns to it over half a window at 95% identity or more, on either strand (a repeat of the source is "
+    "as right, as for an aligner; the embeddings' ranking alone, no chaining or alignment). Loci: the same queries searched as genembed "
     "query ranks loci without alignment: each piece's 200 best windows of the run's grid (whole contigs, up to "
     "50,000 windows), hits chained along a diagonal on either strand, the top locus by summed cosine; right when it "
-    "overlaps the source by half a window. 4-mer counts are frequencies of the 256 4-mers of the forward strand; "
+    "overlaps the source by half a window or holds a copy of it. 4-mer counts are frequencies of the 256 4-mers of the forward strand; "
     "canonical 4-mer and 6-mer counts add each k-mer to its reverse complement (136 and 2,080 columns), so they are "
     "strand-invariant, as the default model is."
 )
