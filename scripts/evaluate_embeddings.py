@@ -1,13 +1,12 @@
-"""Snakemake adapter: the embeddings against 4-mer counts and GC on sampled windows (their stored vectors searched)."""
+"""Snakemake adapter: the embeddings against k-mer counts and GC on sampled windows (their stored vectors searched)."""
 from pathlib import Path
 
-from genembed.evaluate import EvalSettings, evaluate_model
+from genembed.evaluate import EvalSettings, measure_model, write_measures
 from genembed.layout import group_shards
 from genembed.plan import RunPlan
 from genembed.workflow import run_logged
 
-i, p = snakemake.input, snakemake.params
-run_logged(snakemake.log[0], lambda: evaluate_model(
-    {Path(f).parent.name: f for f in i.genomes}, RunPlan.read(i.plan), Path(snakemake.output.html).parent,
-    EvalSettings(**p.evaluate, seed=p.seed), Path(i.promoters[0]).parent if i.promoters else None,
-    group_shards(i.shards, p.sheet)))
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+run_logged(snakemake.log[0], lambda: write_measures(*measure_model(
+    {Path(f).parent.name: f for f in i.genomes}, RunPlan.read(i.plan), EvalSettings(**p.evaluate, seed=p.seed),
+    group_shards(i.shards, p.sheet)), o.measures, o.comparison))

@@ -218,3 +218,17 @@ def test_divergence_query_pieces_from_one_pass_along_the_queries_equal_embedding
     for rate in (0.0, 0.3):
         assert alone[rate][0] == one_pass[rate][0] and len(alone[rate][0]) > 5 * 6
         np.testing.assert_allclose(one_pass[rate][1], alone[rate][1], atol=3e-3)
+
+
+def test_evaluate_measures_round_trip_and_a_foreign_table_is_refused_naming_it(tmp_path):
+    from genembed.errors import GenembedError
+    from genembed.evaluate import COMPARISON_SCHEMA, RESULT_SCHEMA, read_measures, write_measures
+
+    results = pl.DataFrame([("neighbour top-1", "embeddings", 0.5, 0.4, 0.6, 10)], schema=RESULT_SCHEMA, orient="row")
+    comparison = pl.DataFrame([("neighbour top-1", "4-mer", 0.1, 0.0, 0.2, "better")], schema=COMPARISON_SCHEMA, orient="row")
+    write_measures(results, comparison, tmp_path / "m.parquet", tmp_path / "c.parquet")
+    got = read_measures(tmp_path / "m.parquet", tmp_path / "c.parquet")
+    assert got[0].equals(results) and got[1].equals(comparison)
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "other.parquet")
+    with pytest.raises(GenembedError, match="other.parquet: not evaluate's measures"):
+        read_measures(tmp_path / "other.parquet", tmp_path / "c.parquet")

@@ -661,23 +661,60 @@ METHOD = (
 def evaluate_model(fastas: Mapping[str, str | Path], plan: RunPlan, out_dir: str | Path,
                    settings: EvalSettings = EvalSettings(), promoter_dir: str | Path | None = None,
                    stored: Sequence["GenomeInputs"] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Stage: evaluate a run's model and settings (its plan) on prepared genomes (``name -> bgzip
-    FASTA``; with ``stored``, the run's shards, whose vectors are searched), add the promoter report's
-    metrics when ``promoter_dir`` holds them, and write the report."""
+    """Stage: :func:`measure_model`, then :func:`report_model` (the CLI's one step)."""
+    results, comparison = measure_model(fastas, plan, settings, stored)
+    return report_model(results, comparison, plan, settings, list(fastas), out_dir, promoter_dir)
+
+
+def measure_model(fastas: Mapping[str, str | Path], plan: RunPlan, settings: EvalSettings = EvalSettings(),
+                  stored: Sequence["GenomeInputs"] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The evaluate tables (:func:`evaluate`) of a run's model and settings (its plan) on prepared
+    genomes (``name -> bgzip FASTA``; with ``stored``, the run's shards, whose vectors are searched)."""
     genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
-    w, e = plan.windows, plan.embed
+    w = plan.windows
     try:
         scan = plan.scanner()
         embed = plan.sequence_embedder(scan)
-        results, comparison = evaluate(genomes, embed, w.size, w.stride, settings, w.max_n_fraction, stored, scan)
+        return evaluate(genomes, embed, w.size, w.stride, settings, w.max_n_fraction, stored, scan)
     finally:
         for g in genomes.values():
             g.close()
+
+
+def write_measures(results: pl.DataFrame, comparison: pl.DataFrame, measures: str | Path, compared: str | Path) -> None:
+    """:func:`measure_model`'s tables as Parquet (each written atomically), for :func:`read_measures`."""
+    from .io import atomic_path
+
+    for df, path in ((results, measures), (comparison, compared)):
+        with atomic_path(path) as tmp:
+            df.write_parquet(tmp)
+
+
+def read_measures(measures: str | Path, compared: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The tables :func:`write_measures` wrote, checked against the evaluate schemas."""
+    out = []
+    for path, schema in ((measures, RESULT_SCHEMA), (compared, COMPARISON_SCHEMA)):
+        try:
+            df = pl.read_parquet(path)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise GenembedError(f"{path}: cannot read evaluate's measures ({exc})".splitlines()[0]) from None
+        if dict(df.schema) != dict(schema):
+            raise GenembedError(f"{path}: not evaluate's measures (columns {list(df.columns)})")
+        out.append(df)
+    return out[0], out[1]
+
+
+def report_model(results: pl.DataFrame, comparison: pl.DataFrame, plan: RunPlan, settings: EvalSettings,
+                 genomes: Sequence[str], out_dir: str | Path, promoter_dir: str | Path | None = None
+                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Write the evaluate report of :func:`measure_model`'s tables, with the promoter report's metrics
+    when ``promoter_dir`` holds them (the workflow measures without waiting for the promoter report)."""
     if promoter_dir is not None and (Path(promoter_dir) / "metrics.tsv").is_file():
         extra, extra_cmp = promoter_rows(Path(promoter_dir) / "metrics.tsv", Path(promoter_dir) / "comparison.tsv")
         results, comparison = pl.concat([results, extra]), pl.concat([comparison, extra_cmp])
+    w, e = plan.windows, plan.embed
     about = (f"Model {plan.source} ({plan.tokenizer.describe()} tokens, {e.pooling} pooling, layer {e.layer},"
              f" strands {e.strands}); windows of {w.size} bp every {w.stride} bp; "
-             f"{settings.windows:,} anchor windows from {', '.join(fastas)}; seed {settings.seed}.")
+             f"{settings.windows:,} anchor windows from {', '.join(genomes)}; seed {settings.seed}.")
     write_report(results, comparison, out_dir, about)
     return results, comparison

@@ -169,12 +169,9 @@ rule evaluate_embeddings:
         genomes=prepared_fastas,
         shards=shard_files(EMBEDDINGS),  # the sampled windows' stored vectors are searched
         windows=shard_files(WINDOWS),
-        promoters=lambda wc: ["results/reports/promoters/metrics.tsv"] if annotations() else [],
-    output:
-        html=report("results/reports/evaluate/evaluate.html", caption="../report/evaluate.rst", category="Evaluation"),
-        tsv=report("results/reports/evaluate/evaluate.tsv", caption="../report/evaluate.rst", category="Evaluation"),
-        comparison="results/reports/evaluate/comparison.tsv",
-        png=report("results/reports/evaluate/evaluate.png", caption="../report/evaluate.rst", category="Evaluation"),
+    output:  # the measures; the report is written beside the promoter report's metrics (evaluate_report)
+        measures="results/evaluate/measures.parquet",
+        comparison="results/evaluate/comparison.parquet",
     params:
         evaluate={k: v for k, v in config["evaluate"].items() if k != "enabled"},
         sheet=REPORT_SHEET,
@@ -191,3 +188,33 @@ rule evaluate_embeddings:
         runtime=grow(60),
     script:
         "../../scripts/evaluate_embeddings.py"
+
+
+localrules:
+    evaluate_report,
+
+
+rule evaluate_report:
+    input:
+        plan=PLAN,
+        measures=rules.evaluate_embeddings.output.measures,
+        comparison=rules.evaluate_embeddings.output.comparison,
+        promoters=lambda wc: ["results/reports/promoters/metrics.tsv"] if annotations() else [],
+    output:
+        html=report("results/reports/evaluate/evaluate.html", caption="../report/evaluate.rst", category="Evaluation"),
+        tsv=report("results/reports/evaluate/evaluate.tsv", caption="../report/evaluate.rst", category="Evaluation"),
+        comparison="results/reports/evaluate/comparison.tsv",
+        png=report("results/reports/evaluate/evaluate.png", caption="../report/evaluate.rst", category="Evaluation"),
+    params:
+        evaluate={k: v for k, v in config["evaluate"].items() if k != "enabled"},
+        genomes=list(SHEET),
+        seed=config["seed"],
+    log:
+        "logs/evaluate_report.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/evaluate_report.py"
