@@ -61,6 +61,24 @@ def test_a_genome_and_its_copy_are_nearest_and_an_evolved_series_is_ordered_by_d
     tree = (out / "tree.nwk").read_text().strip()
     assert tree.endswith(";") and tree.count("(") == tree.count(")") == len(d) - 1
     assert all(name in tree for name in d)
+    page = (out / "compare.html").read_text()
+    assert "data:image/png;base64," in page and (out / "genomes.png").stat().st_size > 1000
+    assert all(name in page for name in d)
+
+
+def test_the_genome_level_agrees_with_a_kmer_sketch_and_names_each_genomes_nearest(evolved):
+    """Where sourmash is installed, Mash distances of the same FASTAs are computed beside the genome
+    vectors' and their Spearman agreement over genome pairs is high on an evolved series."""
+    pytest.importorskip("sourmash")
+    from genembed.compare import compare
+
+    c = compare(discover(evolved / "results"))
+    near = {r["genome"]: r["nearest"] for r in c.nearest(1).iter_rows(named=True)}
+    assert near["eco"] == "copy" and near["copy"] == "eco" and near["eco_2"] in ("eco", "copy")
+    i = {n: k for k, n in enumerate(c.names)}
+    assert c.sketch[i["eco"], i["copy"]] == 0 and c.sketch[i["eco"], i["eco_2"]] < c.sketch[i["eco"], i["eco_10"]]
+    assert c.agreement > 0.7, c.agreement
+    assert "sourmash" in c.sketch_note
 
 
 def test_adding_a_genome_leaves_the_other_genomes_vectors_byte_identical(evolved, tmp_path):
@@ -75,3 +93,35 @@ def test_adding_a_genome_leaves_the_other_genomes_vectors_byte_identical(evolved
 def test_the_tree_joins_the_closest_pair_first():
     d = np.array([[0, 0.1, 0.5], [0.1, 0, 0.5], [0.5, 0.5, 0]])
     assert upgma_newick(["a", "b", "c"], d) in ("((a:0.05,b:0.05):0.2,c:0.25);", "(c:0.25,(a:0.05,b:0.05):0.2);")
+
+
+def test_contigs_of_a_mixed_set_are_binned_by_source_with_tnf_beside_and_a_bad_truth_is_refused(tmp_path, ecoli_sequence):
+    """genembed compare --bins: the contigs of one mixed assembly (E. coli and C. elegans pieces) binned
+    by their vectors; the adjusted Rand index against the truth, and TNF's in the same run."""
+    import gzip
+
+    from dataclasses import replace
+
+    from genembed.pipeline import embed_genome
+    from helpers import REPO, default_plan
+
+    worm = b"".join(line.strip() for line in gzip.open(REPO / "resources/example/C.elegans.fa.gz")
+                    if not line.startswith(b">"))[200_000:240_000]
+    pieces = {f"eco{i}": ecoli_sequence[i * 10_000 : (i + 1) * 10_000] for i in range(4)}
+    pieces |= {f"worm{i}": worm[i * 10_000 : (i + 1) * 10_000] for i in range(4)}
+    fasta = tmp_path / "mixed.fa"
+    fasta.write_bytes(b"".join(b">" + n.encode() + b"\n" + s + b"\n" for n, s in pieces.items()))
+    plan = default_plan()
+    embed_genome(replace(plan, embed=replace(plan.embed, precision="fp32")), fasta, "mixed", tmp_path / "results")
+    truth = tmp_path / "truth.tsv"
+    truth.write_text("contig\tsource\n" + "".join(f"{n}\t{n.rstrip('0123456789')}\n" for n in pieces))
+    cmd = [sys.executable, "-m", "genembed.cli", "compare", "--embeddings", str(tmp_path / "results"), "--out",
+           str(tmp_path / "bins"), "--bins", "2", "--truth", str(truth)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "genome vectors 1.000" in res.stdout and "TNF" in res.stdout
+    bins = pl.read_csv(tmp_path / "bins" / "contig_bins.tsv", separator="\t")
+    assert bins.height == 8 and bins.group_by("truth").agg(pl.col("bin").n_unique())["bin"].to_list() == [1, 1]
+    truth.write_text("eco0\teco\n")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode != 0 and "the truth names no source for 7 contig(s)" in res.stderr

@@ -28,7 +28,11 @@ def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice, tiny_
 
     root = tmp_path_factory.mktemp("rendered_reports")
     inputs = [GenomeInputs("ecoli", prepared_slice, ecoli_slice[1], built_index["windows"], built_index["shards"])]
-    cluster_report(inputs, root / "clusters", ClusterSettings(k=4, umap_sample=150))
+    twice = inputs + [GenomeInputs("ecoli_again", prepared_slice, None, built_index["windows"], built_index["shards"])]
+    cluster_report(twice, root / "clusters", ClusterSettings(k=4, umap_sample=150))  # two genomes: the genome section
+    from genembed.compare import compare_genomes
+
+    compare_genomes(twice, root / "compare")
     promoter_report(inputs, root / "promoters", PromoterSettings(upstream=100, downstream=20), stride=1000)
     from genembed.evaluate import EvalSettings, evaluate_model
     from helpers import kmer_plan
@@ -122,7 +126,7 @@ def page_problems(driver, path: str | Path) -> list[str]:
 
 def test_every_html_report_renders_in_chromium_with_all_images_loaded(browser, report_dir):
     pages = sorted(report_dir.rglob("*.html"))
-    assert {"clusters.html", "promoters.html", "evaluate.html"} <= {p.name for p in pages}
+    assert {"clusters.html", "promoters.html", "evaluate.html", "compare.html"} <= {p.name for p in pages}
     found = {p.relative_to(report_dir).as_posix(): page_problems(browser, p) for p in pages}
     broken = {page: problems for page, problems in found.items() if problems}
     assert not broken, "\n".join(f"{page}: {problem}" for page, problems in broken.items() for problem in problems)

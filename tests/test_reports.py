@@ -35,11 +35,13 @@ def test_cluster_report_writes_html_table_plots_and_assignments(tmp_path, inputs
     assignments = pl.read_parquet(tmp_path / "assignments.parquet")
     ids = np.concatenate([pl.read_parquet(w)["window_id"].to_numpy() for w in inputs[0].windows])
     assert np.array_equal(assignments["window_id"].to_numpy(), ids)
-    for png in ("umap_cluster", "umap_genome", "umap_gc", "umap_class", "composition", "enrichment", "silhouette"):
+    for png in ("umap_cluster", "umap_genome", "umap_gc", "umap_class", "composition", "enrichment", "silhouette", "genomes"):
         assert (tmp_path / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     html = (tmp_path / "clusters.html").read_text()
     _self_contained(html)
     assert "k = 4, as configured" in html and "<table" in html
+    assert "One genome: nothing to compare" in html  # the genome level needs two
+    assert pl.read_csv(tmp_path / "genome_distances.tsv", separator="\t").columns == ["genome", inputs[0].name]
 
 
 def test_k_is_chosen_by_silhouette_unless_configured(tmp_path, inputs):

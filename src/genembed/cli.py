@@ -308,15 +308,27 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .compare import compare_genomes
+    from .compare import bin_contigs, compare_genomes, read_truth
+    from .io import atomic_path
     from .layout import discover
 
-    table = compare_genomes(discover(args.embeddings), args.out)
+    genomes = discover(args.embeddings)
+    if args.bins:  # contig binning: the contigs of a mixed set into bins, against TNF in the same run
+        table, scores = bin_contigs(genomes, args.bins, args.min_windows, args.seed,
+                                    read_truth(args.truth) if args.truth else None)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with atomic_path(Path(args.out) / "contig_bins.tsv") as tmp:
+            table.write_csv(tmp, separator="\t")
+        for name, ari in scores.items():
+            print(f"adjusted Rand index against {args.truth}: {name} {ari:.3f}")
+        print(f"{args.out}: contig_bins.tsv ({table.height} contigs in {args.bins} bins)")
+        return
+    table = compare_genomes(genomes, args.out)
     names = table["genome"].to_list()
     for i, name in enumerate(names):
         others = [(table[n][i], n) for n in names if n != name]
         print(f"{name}: nearest {min(others)[1]} (cosine distance {min(others)[0]:.4g})")
-    print(f"{args.out}: distances.tsv, distances.parquet, tree.nwk ({len(names)} genomes)")
+    print(f"{args.out}: distances.tsv, distances.parquet, tree.nwk, compare.html ({len(names)} genomes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -431,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="genome vectors (mean window vector): distance matrix and UPGMA tree")
     c.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' or the workflow's results/")
-    c.add_argument("--out", required=True, help="folder for distances.tsv, distances.parquet and tree.nwk")
+    c.add_argument("--out", required=True, help="folder for distances.tsv, distances.parquet, tree.nwk and compare.html")
+    c.add_argument("--bins", type=int, default=0, help="bin the contigs instead: k-means into this many bins (contig_bins.tsv)")
+    c.add_argument("--truth", help="with --bins: TSV of contig and source; prints the adjusted Rand index (and TNF's)")
+    c.add_argument("--min-windows", type=int, default=4, help="with --bins: contigs with fewer windows are left out")
+    c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("export", help="virtual HDF5 per genome over its shards, or AnnData (.h5ad) for scanpy")

@@ -54,6 +54,11 @@ def sequence_vectors(genome: GenomeInputs) -> SequenceVectors:
                            contig_vectors)
 
 
+def mean_vector(unit: np.ndarray) -> np.ndarray:
+    """The mean of unit window vectors (float64 sums), as :func:`sequence_vectors` makes a contig's."""
+    return (unit.sum(0, dtype=np.float64) / max(len(unit), 1)).astype(np.float32)
+
+
 def distances(vectors: Sequence[SequenceVectors]) -> np.ndarray:
     """Cosine distance (1 - cosine similarity) between every two genome vectors."""
     x = normalise(np.stack([v.vector for v in vectors])).astype(np.float64)
@@ -84,21 +89,222 @@ def _label(name: str) -> str:
     return "'" + name.replace("'", "''") + "'" if any(ch in name for ch in " ,;:()[]'") else name
 
 
-def compare_genomes(genomes: Sequence[GenomeInputs], out: str | Path) -> pl.DataFrame:
-    """``genembed compare``: ``distances.tsv`` and ``distances.parquet`` (genome by genome, cosine
-    distance of the genome vectors) and ``tree.nwk`` (UPGMA) in ``out``; returns the distance table."""
-    if len(genomes) < 2:
-        raise GenembedError("genembed compare: needs at least two embedded genomes")
+@dataclass
+class GenomeComparison:
+    """Genomes compared by their vectors: cosine distances, the UPGMA tree, and, where sourmash is
+    installed, Mash distances of MinHash sketches of the same FASTAs with their Spearman agreement."""
+
+    names: list[str]
+    distances: np.ndarray  # [genomes, genomes] cosine distance of the genome vectors
+    newick: str
+    sketch: np.ndarray | None = None  # Mash distances (k = 21, scaled 1,000)
+    agreement: float | None = None  # Spearman correlation of the two over genome pairs
+    sketch_note: str = ""
+
+    def table(self, values: np.ndarray | None = None) -> pl.DataFrame:
+        values = self.distances if values is None else values
+        return pl.DataFrame({"genome": self.names, **{n: values[:, i] for i, n in enumerate(self.names)}})
+
+    def nearest(self, n: int = 3) -> pl.DataFrame:
+        """Each genome's ``n`` nearest other genomes, with their distances (and Mash distances)."""
+        rows = []
+        for i, name in enumerate(self.names):
+            order = [j for j in np.argsort(self.distances[i], kind="stable") if j != i][:n]
+            for rank, j in enumerate(order, 1):
+                rows.append((name, rank, self.names[j], float(self.distances[i, j]),
+                             None if self.sketch is None else float(self.sketch[i, j])))
+        return pl.DataFrame(rows, schema={"genome": pl.String, "rank": pl.Int64, "nearest": pl.String,
+                                          "cosine distance": pl.Float64, "Mash distance": pl.Float64}, orient="row")
+
+
+def compare(genomes: Sequence[GenomeInputs], sketch: bool = True) -> GenomeComparison:
+    """Genome vectors (:func:`sequence_vectors`), their distances and tree; with ``sketch``, Mash
+    distances of sourmash sketches of the genomes' FASTAs when sourmash is installed."""
     vectors = [sequence_vectors(g) for g in genomes]
     names = [v.genome for v in vectors]
     d = distances(vectors)
-    table = pl.DataFrame({"genome": names, **{n: d[:, i] for i, n in enumerate(names)}})
+    out = GenomeComparison(names, d, upgma_newick(names, d))
+    if sketch and len(genomes) > 1:
+        out.sketch, out.sketch_note = sketch_distances([g.fasta for g in genomes])
+        pairs = np.triu_indices(len(names), 1)
+        if out.sketch is not None and len(pairs[0]) >= 3:
+            from scipy.stats import spearmanr
+
+            rho = spearmanr(d[pairs], out.sketch[pairs]).statistic
+            out.agreement = None if not np.isfinite(rho) else float(rho)
+    return out
+
+
+def sketch_distances(fastas: Sequence[str | Path], ksize: int = 21, scaled: int = 1000) -> tuple[np.ndarray | None, str]:
+    """Mash distances of sourmash MinHash sketches of whole FASTAs (None where sourmash is missing), and a
+    line saying which."""
+    try:
+        import sourmash
+    except ImportError:
+        return None, "sourmash is not installed (pip install sourmash): no k-mer sketch distance to compare with."
+    from .genome import Genome
+
+    sketches = []
+    for path in fastas:
+        mh = sourmash.MinHash(n=0, ksize=ksize, scaled=scaled)
+        g = Genome(Path(path))
+        try:
+            for contig, n in g.contigs.items():
+                for a in range(0, n, 1 << 24):
+                    mh.add_sequence(g.fetch(contig, a, min(n, a + (1 << 24) + ksize - 1)).decode(), force=True)
+        finally:
+            g.close()
+        sketches.append(mh)
+    d = np.zeros((len(sketches), len(sketches)))
+    for i in range(len(sketches)):
+        for j in range(i + 1, len(sketches)):
+            jac = sketches[i].jaccard(sketches[j])
+            d[i, j] = d[j, i] = 1.0 if jac <= 0 else min(1.0, -np.log(2 * jac / (1 + jac)) / ksize)
+    return d, (f"Mash distances of sourmash {sourmash.VERSION} MinHash sketches (k = {ksize}, scaled {scaled:,}) of "
+               "the same FASTAs; 1 where two sketches share no k-mer.")
+
+
+def genome_figure(c: GenomeComparison, path: str | Path) -> str:
+    """The UPGMA tree beside the distance heatmap in the tree's order, saved as PNG; an <img> tag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    from .reports.html import save_figure
+
+    n = len(c.names)
+    size = min(2 + 0.35 * n, 14)
+    fig, (tree_ax, heat_ax) = plt.subplots(1, 2, figsize=(size + 3, size), gridspec_kw={"width_ratios": [1, 2.5]})
+    order = list(range(n))
+    if n > 1:
+        z = linkage(squareform(c.distances, checks=False), method="average")
+        order = dendrogram(z, orientation="left", ax=tree_ax, no_labels=True, color_threshold=0,
+                           above_threshold_color="#444")["leaves"][::-1]
+        tree_ax.set_xlabel("cosine distance")
+    tree_ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        tree_ax.spines[side].set_visible(False)
+    im = heat_ax.imshow(c.distances[np.ix_(order, order)], cmap="viridis_r", interpolation="nearest")
+    labels = [c.names[i] for i in order] if n <= 60 else []
+    heat_ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    heat_ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    fig.colorbar(im, ax=heat_ax, fraction=0.046, pad=0.04, label="cosine distance of genome vectors")
+    heat_ax.set_title("genomes ordered by the tree")
+    return save_figure(fig, path)
+
+
+def genome_section(c: GenomeComparison, figure: str) -> str:
+    """HTML for a report: the figure, the nearest genomes, and the agreement with the sketch distance."""
+    from .reports.html import esc, table
+
+    if len(c.names) < 2:
+        return "<p class='muted'>One genome: nothing to compare.</p>"
+    agree = ""
+    if c.sketch is not None:
+        agree = (f"<p>Spearman correlation of the two distances over the {len(c.names) * (len(c.names) - 1) // 2} "
+                 f"genome pairs: <b>{c.agreement:.3f}</b>.</p>" if c.agreement is not None else
+                 "<p class='muted'>Too few genome pairs for a Spearman correlation with the sketch distance.</p>")
+    return (f"<p>Each genome's vector is the mean of its unit window vectors; two genomes' distance is 1 - the cosine "
+            f"of their vectors; the tree is average linkage (UPGMA). {esc(c.sketch_note)}</p>" + agree + figure
+            + "<p class='muted'>Nearest genomes (click a header to sort):</p>" + table(c.nearest())
+            + f"<p class='muted'>Newick: <code>{esc(c.newick)}</code></p>")
+
+
+def write_comparison(c: GenomeComparison, out: str | Path, prefix: str = "") -> None:
+    """``{prefix}distances.tsv``/``.parquet``, ``{prefix}tree.nwk`` and, with sketches,
+    ``{prefix}mash_distances.tsv`` in ``out`` (each written atomically)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "distances.tsv") as tmp:
+    table = c.table()
+    with atomic_path(out / f"{prefix}distances.tsv") as tmp:
         table.write_csv(tmp, separator="\t", float_precision=6)
-    with atomic_path(out / "distances.parquet") as tmp:
+    with atomic_path(out / f"{prefix}distances.parquet") as tmp:
         table.write_parquet(tmp)
-    with atomic_path(out / "tree.nwk") as tmp:
-        Path(tmp).write_text(upgma_newick(names, d) + "\n")
-    return table
+    with atomic_path(out / f"{prefix}tree.nwk") as tmp:
+        Path(tmp).write_text(c.newick + "\n")
+    if c.sketch is not None:
+        with atomic_path(out / f"{prefix}mash_distances.tsv") as tmp:
+            c.table(c.sketch).write_csv(tmp, separator="\t", float_precision=6)
+
+
+def kmeans_bins(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means (20 starts) of the rows of ``x`` as unit vectors (cosine geometry): a bin per row."""
+    from sklearn.cluster import KMeans
+
+    if not 1 <= k <= len(x):
+        raise GenembedError(f"contig binning: {k} bins for {len(x)} contigs (need 1 to {len(x)})")
+    return KMeans(k, n_init=20, random_state=seed).fit(normalise(np.asarray(x, dtype=np.float32))).labels_
+
+
+def bin_contigs(genomes: Sequence[GenomeInputs], k: int, min_windows: int = 4, seed: int = 0,
+                truth: dict[str, str] | None = None) -> tuple[pl.DataFrame, dict[str, float]]:
+    """Contig binning: every contig with at least ``min_windows`` windows, binned by k-means on its
+    vector (:func:`kmeans_bins`) and, in the same run, on its strand-canonical tetranucleotide
+    frequencies (TNF, from the FASTA), the composition baseline of metagenome binning. With ``truth``
+    (contig -> source), the adjusted Rand index of each against it. Returns the table (genome,
+    contig, windows, bin, tnf_bin, truth) and the ARIs."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from .genome import Genome
+    from .windows import canonical_kmer_frequencies
+
+    rows, vectors, tnf = [], [], []
+    for g in genomes:
+        v = sequence_vectors(g)
+        fasta = Genome(g.fasta)
+        try:
+            for i, (contig, n) in enumerate(v.contigs.iter_rows()):
+                if n >= min_windows:
+                    rows.append((g.name, contig, n))
+                    vectors.append(v.contig_vectors[i])
+                    tnf.append(canonical_kmer_frequencies([fasta.fetch(contig, 0, fasta.contigs[contig])], 4)[0])
+        finally:
+            fasta.close()
+    table = pl.DataFrame(rows, schema={"genome": pl.String, "contig": pl.String, "windows": pl.Int64}, orient="row")
+    if table.height < k:
+        raise GenembedError(f"contig binning: {table.height} contig(s) with at least {min_windows} windows, fewer than {k} bins")
+    if truth is not None and table["contig"].is_duplicated().any():
+        twice = table.filter(table["contig"].is_duplicated())["contig"][0]
+        raise GenembedError(f"contig binning: contig {twice!r} is in two genomes; the truth names contigs, so name them apart")
+    table = table.with_columns(pl.Series("bin", kmeans_bins(np.stack(vectors), k, seed)),
+                               pl.Series("tnf_bin", kmeans_bins(np.stack(tnf), k, seed)))
+    scores: dict[str, float] = {}
+    if truth is not None:
+        missing = [c for c in table["contig"] if c not in truth]
+        if missing:
+            raise GenembedError(f"contig binning: the truth names no source for {len(missing)} contig(s), e.g. {missing[0]}")
+        table = table.with_columns(pl.col("contig").replace_strict(truth).alias("truth"))
+        scores = {"genome vectors": float(adjusted_rand_score(table["truth"], table["bin"])),
+                  "TNF": float(adjusted_rand_score(table["truth"], table["tnf_bin"]))}
+    return table, scores
+
+
+def read_truth(path: str | Path) -> dict[str, str]:
+    """A two-column TSV (contig, source; a header line is allowed): where each contig came from."""
+    try:
+        t = pl.read_csv(path, separator="\t", has_header=False, new_columns=["contig", "source"], infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise GenembedError(f"{path}: cannot read the contig truth ({exc})".splitlines()[0]) from None
+    if t.height and t.row(0) == ("contig", "source"):
+        t = t.slice(1)
+    if t["contig"].is_duplicated().any():
+        raise GenembedError(f"{path}: contig {t.filter(t['contig'].is_duplicated())['contig'][0]!r} is named twice")
+    return dict(t.iter_rows())
+
+
+def compare_genomes(genomes: Sequence[GenomeInputs], out: str | Path, sketch: bool = True) -> pl.DataFrame:
+    """``genembed compare``: ``distances.tsv`` and ``distances.parquet`` (genome by genome, cosine
+    distance of the genome vectors), ``tree.nwk`` (UPGMA), ``mash_distances.tsv`` where sourmash is
+    installed, and ``compare.html`` (tree, heatmap, nearest genomes) in ``out``; returns the distance table."""
+    if len(genomes) < 2:
+        raise GenembedError("genembed compare: needs at least two embedded genomes")
+    from .reports.html import page
+
+    c = compare(genomes, sketch)
+    write_comparison(c, out)
+    page("genembed compare: genomes by their vectors",
+         [("Genomes", genome_section(c, genome_figure(c, Path(out) / "genomes.png")))], Path(out) / "compare.html")
+    return c.table()

@@ -14,6 +14,11 @@ rule cluster_report:
             "results/reports/clusters/exemplars.tsv", caption="../report/clusters_exemplars.rst", category="Clustering"
         ),
         assignments="results/reports/clusters/assignments.parquet",
+        genome_distances=report(
+            "results/reports/clusters/genome_distances.tsv", caption="../report/clusters_genomes.rst", category="Clustering"
+        ),
+        genome_tree="results/reports/clusters/genome_tree.nwk",
+        genome_parquet="results/reports/clusters/genome_distances.parquet",
         pngs=report(
             multiext(
                 "results/reports/clusters/",
@@ -24,6 +29,7 @@ rule cluster_report:
                 "composition.png",
                 "enrichment.png",
                 "silhouette.png",
+                "genomes.png",
             ),
             caption="../report/clusters_plots.rst",
             category="Clustering",

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from ..annotation import CLASSES
+from ..compare import compare, genome_figure, genome_section, write_comparison
 from ..errors import GenembedError
 from ..index import normalise
 from ..io import atomic_path, count_rows
@@ -53,8 +54,10 @@ class Fit:
 
 
 def cluster_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: ClusterSettings) -> pl.DataFrame:
-    """Write clusters.html, clusters.tsv, enrichment.tsv, exemplars.tsv, assignments.parquet and
-    PNG plots to ``out_dir``; returns the per-cluster summary."""
+    """Write clusters.html, clusters.tsv, enrichment.tsv, exemplars.tsv, assignments.parquet, PNG plots
+    and the genome level (:mod:`genembed.compare`: genome_distances.tsv/.parquet, genome_tree.nwk,
+    genomes.png, and genome_mash_distances.tsv where sourmash is installed) to ``out_dir``; returns the
+    per-cluster summary."""
     if settings.method not in ("kmeans", "hdbscan"):
         raise GenembedError(f"clusters.method must be kmeans or hdbscan, not {settings.method!r}")
     out = Path(out_dir)
@@ -99,6 +102,9 @@ def cluster_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: C
     sample_clusters, _ = fit.assign(sample[small])
     figures = _figures(sample[small], sample_meta[small].with_columns(pl.Series("cluster", sample_clusters)),
                        summary, enrichment, fit, out, settings)
+    genomes_compared = compare(genomes)  # the genome level: genome vectors, their distances and tree
+    write_comparison(genomes_compared, out, prefix="genome_")
+    figures["genomes"] = genome_section(genomes_compared, genome_figure(genomes_compared, out / "genomes.png"))
     _write_html(out / "clusters.html", summary, enrichment, exemplars, figures, fit, settings, total, len(small), genomes)
     return summary
 
@@ -385,6 +391,7 @@ def _write_html(path: Path, summary: pl.DataFrame, enrichment: pl.DataFrame, exe
         ("Exemplar windows", "<p class='muted'>Nearest each cluster's centroid; coordinates are 0-based, half-open "
          "(BED).</p>" + html.table(exemplars)),
         ("UMAP", html.grid(*(figs[k] for k in ("umap_cluster", "umap_genome", "umap_class", "umap_gc")))),
+        ("Genomes", figs["genomes"]),
         ("Choice of k", figs["silhouette"]),
         ("Methods", methods),
     ]

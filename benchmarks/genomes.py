@@ -1,0 +1,307 @@
+"""Whole-genome vectors (issue 32) against a k-mer sketch, ANI and composition, on real sequence.
+
+Three parts, every method on the same sequences in one run:
+
+1. **Evolved copies with known divergence.** A 1-Mbp stretch of the bundled E. coli genome (the
+   ancestor) copied at 0.5-25% substitutions (plus 1-3 bp indels at a tenth of the rate), with
+   rearrangements and gene gain and loss scaled with the rate (inversions and translocations of 2-20 kb,
+   deletions of 1-5 kb, insertions of 1-5 kb of new sequence). Over every pair of the ancestor and its
+   copies, the Spearman correlation of each distance with the true divergence (the chance that a site
+   differs: ``1 - (1 - a)(1 - b)``): genome vectors (the mean unit window vector, as ``genembed compare``
+   makes them, and the mean joined to the per-dimension standard deviation), the Mash distance of sourmash
+   MinHash sketches (k = 21, scaled 1,000) and 100 - ANI of pyskani (each when installed), and the cosine
+   distance of strand-canonical tetranucleotide frequencies (TNF).
+2. **Contig binning.** Contigs of 2-50 kb (log-uniform lengths) cut from four genomes: the E. coli
+   stretch, its 20% copy (a sister species of the same composition), the bundled C. elegans and A.
+   thaliana slices; shuffled; k-means (k = 4, on unit vectors) on each method's contig vectors; the
+   adjusted Rand index against the genomes: genome vectors against TNF and forward 4-mer counts.
+3. **Scale.** 1,000 synthetic genomes' window vectors written as real shards, then ``genembed
+   compare``'s work (vectors read shard by shard, distances, UPGMA tree): seconds and peak memory.
+
+The model is the default config's (``config/config.yaml``); the E. coli, C. elegans I-III and A.
+thaliana Chr1-3 sequence here was in its training data (see its model card), the evolved copies were not.
+
+    .venv/bin/python benchmarks/genomes.py [--genomes 1000] [--windows 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RATES = (0.005, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.25)
+COMP = bytes.maketrans(b"ACGT", b"TGCA")  # for inversions
+
+
+def read_fasta(path: Path) -> dict[str, bytes]:
+    out: dict[str, list[bytes]] = {}
+    name = None
+    with gzip.open(path, "rb") as fh:
+        for line in fh:
+            if line.startswith(b">"):
+                name = line[1:].split()[0].decode()
+                out[name] = []
+            elif name is not None:
+                out[name].append(line.strip().upper())
+    return {k: b"".join(v) for k, v in out.items()}
+
+
+def random_seq(n: int, rng: np.random.Generator) -> bytes:
+    return np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, n)].tobytes()
+
+
+def evolve(seq: bytes, rate: float, rng: np.random.Generator) -> bytes:
+    """A copy with substitutions at ``rate``, 1-3 bp indels at a tenth of it, and per Mbp ``40 * rate``
+    inversions, translocations, deletions and insertions each (2-20 kb moved or turned, 1-5 kb lost or gained)."""
+    x = np.frombuffer(seq, np.uint8).copy()
+    hit = rng.random(len(x)) < rate
+    bases = np.frombuffer(b"ACGT", np.uint8)
+    shift = rng.integers(1, 4, int(hit.sum()))
+    idx = np.searchsorted(bases, x[hit])
+    x[hit] = bases[(idx + shift) % 4]  # always another base
+    pieces, at = [], 0
+    for pos in np.sort(rng.choice(len(x), int(len(x) * rate / 10), replace=False)):
+        if pos < at:
+            continue
+        pieces.append(x[at:pos].tobytes())
+        n = int(rng.integers(1, 4))
+        if rng.random() < 0.5:
+            pieces.append(random_seq(n, rng))  # insertion
+            at = pos
+        else:
+            at = pos + n  # deletion
+    pieces.append(x[at:].tobytes())
+    out = b"".join(pieces)
+    events = int(round(40 * rate * len(out) / 1e6))
+    for _ in range(events):
+        n = int(rng.integers(2000, 20000))
+        a = int(rng.integers(0, len(out) - n))
+        out = out[:a] + out[a : a + n][::-1].translate(COMP) + out[a + n :]  # inversion
+        n = int(rng.integers(2000, 20000))
+        a = int(rng.integers(0, len(out) - n))
+        piece, rest = out[a : a + n], out[:a] + out[a + n :]
+        b = int(rng.integers(0, len(rest)))
+        out = rest[:b] + piece + rest[b:]  # translocation
+        n = int(rng.integers(1000, 5000))
+        a = int(rng.integers(0, len(out) - n))
+        out = out[:a] + out[a + n :]  # gene loss
+        b = int(rng.integers(0, len(out)))
+        out = out[:b] + random_seq(int(rng.integers(1000, 5000)), rng) + out[b:]  # gene gain
+    return out
+
+
+class Vectors:
+    """Window vectors of a sequence with the run's model and windows (one pass along it)."""
+
+    def __init__(self):
+        from genembed.models import ModelSpec
+        from genembed.plan import RunPlan
+        from genembed.tokenize import TokenizerSpec
+
+        cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+        self.plan = RunPlan.make(ModelSpec(str(REPO / cfg["model"]["path"])), TokenizerSpec.from_config(cfg["tokenizer"]),
+                                 cfg["windows"])
+        self.scan = self.plan.scanner()
+        self.size, self.stride = self.plan.windows.size, self.plan.windows.stride
+        self.seconds = 0.0
+
+    def windows(self, seq: bytes) -> np.ndarray:
+        from genembed.index import normalise
+
+        starts = np.arange(0, len(seq) - self.size + 1, self.stride)
+        starts = np.array([s for s in starts if seq.count(b"N", s, s + self.size) <= self.size // 10])
+        t = time.perf_counter()
+        x = self.scan(seq, starts, self.size)
+        self.seconds += time.perf_counter() - t
+        return normalise(np.asarray(x, dtype=np.float32))
+
+
+def aggregates(unit: np.ndarray) -> dict[str, np.ndarray]:
+    """The genome (or contig) vector two ways: the mean unit window vector (``genembed compare``) and
+    the mean joined to the per-dimension standard deviation (a second-moment sketch), each half unit."""
+    from genembed.compare import mean_vector
+
+    mean = mean_vector(unit)
+    sd = unit.std(0)
+    both = np.concatenate([mean / max(np.linalg.norm(mean), 1e-12), sd / max(np.linalg.norm(sd), 1e-12)])
+    return {"genome vector (mean)": mean, "mean + sd": both}
+
+
+def tnf(seq: bytes, canonical: bool = True) -> np.ndarray:
+    """Strand-canonical tetranucleotide frequencies (136; TNF), or the 256 forward-strand ones."""
+    from genembed.windows import canonical_kmer_frequencies, kmer_frequencies
+
+    return (canonical_kmer_frequencies([seq], 4) if canonical else kmer_frequencies([seq], 4))[0]
+
+
+def cosine_distances(x: np.ndarray) -> np.ndarray:
+    from genembed.index import normalise
+
+    u = normalise(np.asarray(x, dtype=np.float32)).astype(np.float64)
+    return np.clip(1 - u @ u.T, 0, 2)
+
+
+def sketch_distances(seqs: list[bytes]) -> np.ndarray | None:
+    """Mash distances of sourmash MinHash sketches (k = 21, scaled 1,000); None without sourmash."""
+    try:
+        import sourmash
+    except ImportError:
+        return None
+    sketches = []
+    for s in seqs:
+        mh = sourmash.MinHash(n=0, ksize=21, scaled=1000)
+        mh.add_sequence(s.decode(), force=True)
+        sketches.append(mh)
+    d = np.zeros((len(seqs), len(seqs)))
+    for i in range(len(seqs)):
+        for j in range(i + 1, len(seqs)):
+            jac = sketches[i].jaccard(sketches[j])
+            d[i, j] = d[j, i] = 1.0 if jac <= 0 else -np.log(2 * jac / (1 + jac)) / 21
+    return d
+
+
+def ani_distances(seqs: list[bytes]) -> tuple[np.ndarray, int] | None:
+    """100 - ANI (pyskani) for every pair, 100 where skani reports none (below ~80% ANI); None without pyskani."""
+    try:
+        import pyskani
+    except ImportError:
+        return None
+    db = pyskani.Database()
+    for i, s in enumerate(seqs):
+        db.sketch(str(i), s)
+    d = np.zeros((len(seqs), len(seqs)))
+    missing = 0
+    for i, s in enumerate(seqs):
+        hits = {int(h.reference_name): h.identity for h in db.query(str(i), s)}
+        for j in range(len(seqs)):
+            if j != i:
+                d[i, j] = 100 * (1 - hits[j]) if j in hits else 100.0
+                missing += j not in hits
+    return (d + d.T) / 2, missing // 2
+
+
+def series(vec: Vectors, ancestor: bytes, rng: np.random.Generator) -> tuple[pl.DataFrame, list[bytes]]:
+    from scipy.stats import spearmanr
+
+    copies = [ancestor] + [evolve(ancestor, r, rng) for r in RATES]
+    rates = (0.0,) + RATES
+    truth = np.array([[1 - (1 - a) * (1 - b) if i != j else 0 for j, b in enumerate(rates)] for i, a in enumerate(rates)])
+    per = [aggregates(vec.windows(s)) for s in copies]
+    dist = {name: cosine_distances(np.stack([p[name] for p in per])) for name in per[0]}
+    dist["TNF (canonical 4-mers)"] = cosine_distances(np.stack([tnf(s) for s in copies]))
+    if (d := sketch_distances(copies)) is not None:
+        dist["sourmash Mash distance (k=21)"] = d
+    if (a := ani_distances(copies)) is not None:
+        dist["100 - ANI (pyskani)"] = a[0]
+        print(f"  pyskani: {a[1]} of {len(copies) * (len(copies) - 1) // 2} pairs below its reporting limit (set to 100)")
+    iu = np.triu_indices(len(copies), 1)
+    rows = []
+    for name, d in dist.items():
+        rho = spearmanr(d[iu], truth[iu]).statistic
+        to_ancestor = d[0, 1:]
+        ordered = spearmanr(to_ancestor, RATES).statistic
+        rows.append((name, float(rho), float(ordered), " ".join(f"{v:.3g}" for v in to_ancestor)))
+    return pl.DataFrame(rows, schema=["method", "spearman (all pairs)", "spearman (to the ancestor)",
+                                      "distance to the ancestor at " + "/".join(f"{r:.1%}" for r in RATES)],
+                        orient="row"), copies
+
+
+def binning(vec: Vectors, genomes: dict[str, bytes], rng: np.random.Generator, seed: int) -> pl.DataFrame:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    contigs, labels = [], []
+    for label, seq in enumerate(genomes.values()):
+        at = 0
+        while at < len(seq) - 2000:
+            n = int(np.exp(rng.uniform(np.log(2000), np.log(50000))))
+            piece = seq[at : at + n]
+            if len(piece) >= 2000 and piece.count(b"N") < len(piece) // 10:
+                contigs.append(piece)
+                labels.append(label)
+            at += n
+    order = rng.permutation(len(contigs))
+    contigs, labels = [contigs[i] for i in order], np.array(labels)[order]
+    per = [aggregates(vec.windows(c)) for c in contigs]
+    feats = {name: np.stack([p[name] for p in per]) for name in per[0]}
+    feats["TNF (canonical 4-mers)"] = np.stack([tnf(c) for c in contigs])
+    feats["4-mer counts (forward)"] = np.stack([tnf(c, canonical=False) for c in contigs])
+    from genembed.index import normalise
+
+    rows = []
+    for name, x in feats.items():
+        z = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
+        got = []
+        for form in (normalise(x.astype(np.float32)), z):
+            km = KMeans(len(genomes), n_init=20, random_state=seed).fit(form)
+            got.append(adjusted_rand_score(labels, km.labels_))
+        rows.append((name, float(got[0]), float(got[1])))
+    print(f"  binning: {len(contigs)} contigs of 2-50 kb from {', '.join(genomes)} "
+          f"({', '.join(str(int((labels == i).sum())) for i in range(len(genomes)))})")
+    return pl.DataFrame(rows, schema=["method", "ARI (k-means, unit vectors)", "ARI (k-means, z-scored)"], orient="row")
+
+
+def scale(n_genomes: int, n_windows: int, dim: int, seed: int) -> str:
+    from genembed.compare import compare_genomes
+    from genembed.layout import GenomeInputs
+    from genembed.store import write_shard
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        genomes = []
+        t = time.perf_counter()
+        centres = rng.normal(size=(20, dim)).astype(np.float32)  # 20 clades
+        for g in range(n_genomes):
+            d = Path(tmp) / f"g{g}"
+            d.mkdir()
+            x = centres[g % 20] + rng.normal(size=(n_windows, dim)).astype(np.float32)
+            ids = np.arange(n_windows, dtype=np.int64)
+            write_shard(d / "00000.h5", x, ids, {"model": "synthetic"})
+            pl.DataFrame({"window_id": ids, "contig": ["c1"] * n_windows}).write_parquet(d / "00000.parquet")
+            genomes.append(GenomeInputs(f"g{g}", d / "genome.fa.gz", None, [d / "00000.parquet"], [d / "00000.h5"]))
+        written = time.perf_counter() - t
+        t = time.perf_counter()
+        compare_genomes(genomes, Path(tmp) / "out")
+        took = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (f"{n_genomes:,} genomes x {n_windows:,} windows x {dim} dims (float16 shards, written in {written:.1f} s): "
+            f"genembed compare {took:.2f} s (vectors read shard by shard, distances, UPGMA tree); peak RSS {peak:.0f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--genomes", type=int, default=1000, help="genomes in the scale part")
+    ap.add_argument("--windows", type=int, default=1000, help="windows per genome in the scale part")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    pl.Config.set_tbl_rows(20), pl.Config.set_tbl_width_chars(200), pl.Config.set_fmt_str_lengths(80)
+    ecoli = next(iter(read_fasta(REPO / "resources/example/ecoli_k12_mg1655.fna.gz").values()))
+    ancestor = ecoli[:1_000_000]
+    vec = Vectors()
+    t = time.perf_counter()
+    table, copies = series(vec, ancestor, rng)
+    print(f"1. evolved copies of E. coli 0-1 Mbp at {', '.join(f'{r:.1%}' for r in RATES)} ({time.perf_counter() - t:.0f} s)")
+    print(table)
+    t = time.perf_counter()
+    mixed = {"E. coli": ancestor, "E. coli 20% copy": copies[1 + RATES.index(0.20)],
+             "C. elegans": b"N".join(read_fasta(REPO / "resources/example/C.elegans.fa.gz").values()),
+             "A. thaliana": b"N".join(read_fasta(REPO / "resources/example/A.thaliana.fa.gz").values())}
+    bins = binning(vec, mixed, rng, args.seed)
+    print(f"2. contig binning ({time.perf_counter() - t:.0f} s)")
+    print(bins)
+    print(f"   model time {vec.seconds:.0f} s in all")
+    print("3. scale: " + scale(args.genomes, args.windows, 384, args.seed))
+
+
+if __name__ == "__main__":
+    main()
