@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .compare import DISTANCES
 from .embed import POOLINGS, PRECISIONS, STRANDS, EmbedSettings
 from .errors import GenembedError, one_line
 from .evaluate import EvalSettings
@@ -323,11 +324,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
             print(f"adjusted Rand index against {args.truth}: {name} {ari:.3f}")
         print(f"{args.out}: contig_bins.tsv ({table.height} contigs in {args.bins} bins)")
         return
-    table = compare_genomes(genomes, args.out)
+    table = compare_genomes(genomes, args.out, distance=args.distance)
     names = table["genome"].to_list()
     for i, name in enumerate(names):
         others = [(table[n][i], n) for n in names if n != name]
-        print(f"{name}: nearest {min(others)[1]} (cosine distance {min(others)[0]:.4g})")
+        print(f"{name}: nearest {min(others)[1]} (distance {min(others)[0]:.4g})")
     print(f"{args.out}: distances.tsv, distances.parquet, tree.nwk, compare.html ({len(names)} genomes)")
 
 
@@ -444,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="genome vectors (mean window vector): distance matrix and UPGMA tree")
     c.add_argument("--embeddings", required=True, help="results folder of 'genembed embed' or the workflow's results/")
     c.add_argument("--out", required=True, help="folder for distances.tsv, distances.parquet, tree.nwk and compare.html")
+    c.add_argument("--distance", choices=DISTANCES, default="auto",
+                   help="best-hits: window sets by their best hits (alignment-free ANI of the embeddings); mean: the "
+                        "genomes' mean vectors (any number of genomes); auto: best hits up to 500,000 windows in all")
     c.add_argument("--bins", type=int, default=0, help="bin the contigs instead: k-means into this many bins (contig_bins.tsv)")
     c.add_argument("--truth", help="with --bins: TSV of contig and source; prints the adjusted Rand index (and TNF's)")
     c.add_argument("--min-windows", type=int, default=4, help="with --bins: contigs with fewer windows are left out")

@@ -1,7 +1,9 @@
-"""Whole-sequence vectors (issue 32, first part): one vector per contig and one per genome, the mean
-of its window vectors (each unit-normalised first, as the index compares them), a genome-by-genome
-cosine distance matrix and an average-linkage (UPGMA) tree in Newick. A genome's vectors come from
-its own shards only, so adding a genome leaves every other genome's vectors as they were."""
+"""Whole-sequence vectors (issue 32): one vector per contig and one per genome, the mean of its window
+vectors (each unit-normalised first, as the index compares them); genome-by-genome distances, by best
+hits of the window sets (an alignment-free ANI of the embeddings) or by the mean vectors, with an
+average-linkage (UPGMA) tree in Newick, Mash distances of sourmash sketches beside them, and contig
+binning. A genome's vectors come from its own shards only, so adding a genome leaves every other
+genome's vectors as they were."""
 
 from __future__ import annotations
 
@@ -59,6 +61,39 @@ def mean_vector(unit: np.ndarray) -> np.ndarray:
     return (unit.sum(0, dtype=np.float64) / max(len(unit), 1)).astype(np.float32)
 
 
+def best_hit_distance(a: np.ndarray, b: np.ndarray, sample: int = 2_000, seed: int = 0) -> float:
+    """The distance of two window sets (unit vectors) by best hits, an alignment-free ANI of the
+    embeddings: the mean over (up to ``sample``, drawn with ``seed``) windows of each set of 1 - the
+    cosine with its nearest window in the other set (exact, FAISS inner product), both directions
+    averaged. Unlike the distance of mean vectors it keeps growing with divergence between two copies
+    that drifted apart independently (benchmarks/genomes.py)."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+
+    def one_way(q: np.ndarray, db: np.ndarray) -> float:
+        if len(q) > sample:
+            q = q[np.sort(rng.choice(len(q), sample, replace=False))]
+        index = faiss.IndexFlatIP(db.shape[1])
+        index.add(np.ascontiguousarray(db, dtype=np.float32))
+        sim, _ = index.search(np.ascontiguousarray(q, dtype=np.float32), 1)
+        return float(np.mean(1 - np.clip(sim[:, 0], -1, 1)))
+
+    return (one_way(a, b) + one_way(b, a)) / 2
+
+
+def unit_windows(genome: GenomeInputs) -> np.ndarray:
+    """All of a genome's window vectors, unit-normalised (float16, as stored)."""
+    parts = [normalise(read_shard(s).embeddings).astype(np.float16) for s in genome.shards]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float16)
+
+
+#: ``distance="auto"``: best hits while the genomes hold at most this many windows in all (their unit
+#: vectors are held in memory: 500,000 x 384 float16 is 380 MB), else the mean vectors' distance
+BEST_HITS_WINDOWS = 500_000
+DISTANCES = ("auto", "mean", "best-hits")
+
+
 def distances(vectors: Sequence[SequenceVectors]) -> np.ndarray:
     """Cosine distance (1 - cosine similarity) between every two genome vectors."""
     x = normalise(np.stack([v.vector for v in vectors])).astype(np.float64)
@@ -91,12 +126,13 @@ def _label(name: str) -> str:
 
 @dataclass
 class GenomeComparison:
-    """Genomes compared by their vectors: cosine distances, the UPGMA tree, and, where sourmash is
+    """Genomes compared by their window vectors: distances, the UPGMA tree, and, where sourmash is
     installed, Mash distances of MinHash sketches of the same FASTAs with their Spearman agreement."""
 
     names: list[str]
-    distances: np.ndarray  # [genomes, genomes] cosine distance of the genome vectors
+    distances: np.ndarray  # [genomes, genomes]: best hits or mean vectors (``method`` says which)
     newick: str
+    method: str = ""
     sketch: np.ndarray | None = None  # Mash distances (k = 21, scaled 1,000)
     agreement: float | None = None  # Spearman correlation of the two over genome pairs
     sketch_note: str = ""
@@ -114,16 +150,36 @@ class GenomeComparison:
                 rows.append((name, rank, self.names[j], float(self.distances[i, j]),
                              None if self.sketch is None else float(self.sketch[i, j])))
         return pl.DataFrame(rows, schema={"genome": pl.String, "rank": pl.Int64, "nearest": pl.String,
-                                          "cosine distance": pl.Float64, "Mash distance": pl.Float64}, orient="row")
+                                          "distance": pl.Float64, "Mash distance": pl.Float64}, orient="row")
 
 
-def compare(genomes: Sequence[GenomeInputs], sketch: bool = True) -> GenomeComparison:
-    """Genome vectors (:func:`sequence_vectors`), their distances and tree; with ``sketch``, Mash
-    distances of sourmash sketches of the genomes' FASTAs when sourmash is installed."""
+def compare(genomes: Sequence[GenomeInputs], sketch: bool = True, distance: str = "auto",
+            sample: int = 2_000, seed: int = 0) -> GenomeComparison:
+    """Genome vectors (:func:`sequence_vectors`) and the genomes' distances and tree: by best hits of
+    their window sets (:func:`best_hit_distance`; ``auto`` while they hold at most
+    :data:`BEST_HITS_WINDOWS` windows) or by their mean vectors (any number of genomes); with ``sketch``,
+    Mash distances of sourmash sketches of the genomes' FASTAs when sourmash is installed."""
+    if distance not in DISTANCES:
+        raise GenembedError(f"genome distance must be one of {', '.join(DISTANCES)}, not {distance!r}")
     vectors = [sequence_vectors(g) for g in genomes]
     names = [v.genome for v in vectors]
-    d = distances(vectors)
-    out = GenomeComparison(names, d, upgma_newick(names, d))
+    total = sum(int(v.contigs["windows"].sum()) for v in vectors)
+    if distance == "auto":
+        distance = "best-hits" if total <= BEST_HITS_WINDOWS else "mean"
+    if distance == "best-hits":
+        sets = [unit_windows(g) for g in genomes]
+        d = np.zeros((len(sets), len(sets)))
+        for i in range(len(sets)):
+            for j in range(i + 1, len(sets)):
+                d[i, j] = d[j, i] = best_hit_distance(sets[i], sets[j], sample, seed)
+        how = (f"best hits: for up to {sample:,} windows of each genome, 1 - the cosine with its nearest window in the "
+               "other genome, averaged both ways (an alignment-free ANI of the embeddings)")
+    else:
+        d = distances(vectors)
+        how = "1 - the cosine of the genomes' vectors, each the mean of its unit window vectors"
+        if total > BEST_HITS_WINDOWS:
+            how += f" ({total:,} windows: more than the {BEST_HITS_WINDOWS:,} that best hits hold in memory)"
+    out = GenomeComparison(names, d, upgma_newick(names, d), method=how)
     if sketch and len(genomes) > 1:
         out.sketch, out.sketch_note = sketch_distances([g.fasta for g in genomes])
         pairs = np.triu_indices(len(names), 1)
@@ -183,7 +239,7 @@ def genome_figure(c: GenomeComparison, path: str | Path) -> str:
         z = linkage(squareform(c.distances, checks=False), method="average")
         order = dendrogram(z, orientation="left", ax=tree_ax, no_labels=True, color_threshold=0,
                            above_threshold_color="#444")["leaves"][::-1]
-        tree_ax.set_xlabel("cosine distance")
+        tree_ax.set_xlabel("distance")
     tree_ax.set_yticks([])
     for side in ("top", "right", "left"):
         tree_ax.spines[side].set_visible(False)
@@ -191,7 +247,7 @@ def genome_figure(c: GenomeComparison, path: str | Path) -> str:
     labels = [c.names[i] for i in order] if n <= 60 else []
     heat_ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
     heat_ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    fig.colorbar(im, ax=heat_ax, fraction=0.046, pad=0.04, label="cosine distance of genome vectors")
+    fig.colorbar(im, ax=heat_ax, fraction=0.046, pad=0.04, label="genome distance")
     heat_ax.set_title("genomes ordered by the tree")
     return save_figure(fig, path)
 
@@ -207,8 +263,8 @@ def genome_section(c: GenomeComparison, figure: str) -> str:
         agree = (f"<p>Spearman correlation of the two distances over the {len(c.names) * (len(c.names) - 1) // 2} "
                  f"genome pairs: <b>{c.agreement:.3f}</b>.</p>" if c.agreement is not None else
                  "<p class='muted'>Too few genome pairs for a Spearman correlation with the sketch distance.</p>")
-    return (f"<p>Each genome's vector is the mean of its unit window vectors; two genomes' distance is 1 - the cosine "
-            f"of their vectors; the tree is average linkage (UPGMA). {esc(c.sketch_note)}</p>" + agree + figure
+    return (f"<p>Distance of two genomes: {esc(c.method)}; the tree is average linkage (UPGMA). "
+            f"{esc(c.sketch_note)}</p>" + agree + figure
             + "<p class='muted'>Nearest genomes (click a header to sort):</p>" + table(c.nearest())
             + f"<p class='muted'>Newick: <code>{esc(c.newick)}</code></p>")
 
@@ -295,15 +351,16 @@ def read_truth(path: str | Path) -> dict[str, str]:
     return dict(t.iter_rows())
 
 
-def compare_genomes(genomes: Sequence[GenomeInputs], out: str | Path, sketch: bool = True) -> pl.DataFrame:
-    """``genembed compare``: ``distances.tsv`` and ``distances.parquet`` (genome by genome, cosine
-    distance of the genome vectors), ``tree.nwk`` (UPGMA), ``mash_distances.tsv`` where sourmash is
-    installed, and ``compare.html`` (tree, heatmap, nearest genomes) in ``out``; returns the distance table."""
+def compare_genomes(genomes: Sequence[GenomeInputs], out: str | Path, sketch: bool = True,
+                    distance: str = "auto") -> pl.DataFrame:
+    """``genembed compare``: ``distances.tsv`` and ``distances.parquet`` (genome by genome, :func:`compare`'s
+    distance), ``tree.nwk`` (UPGMA), ``mash_distances.tsv`` where sourmash is installed, and
+    ``compare.html`` (tree, heatmap, nearest genomes) in ``out``; returns the distance table."""
     if len(genomes) < 2:
         raise GenembedError("genembed compare: needs at least two embedded genomes")
     from .reports.html import page
 
-    c = compare(genomes, sketch)
+    c = compare(genomes, sketch, distance)
     write_comparison(c, out)
     page("genembed compare: genomes by their vectors",
          [("Genomes", genome_section(c, genome_figure(c, Path(out) / "genomes.png")))], Path(out) / "compare.html")
