@@ -139,3 +139,33 @@ def test_best_hits_keep_growing_with_divergence_where_mean_vectors_saturate(evol
         i = {n: k for k, n in enumerate(c.names)}
         assert bool(c.distances[i["eco_10"], i["eco_25"]] > c.distances[i["eco"], i["eco_25"]]) == farther, distance
     assert "best hits" in compare(genomes, sketch=False).method  # auto: these few windows fit in memory
+
+
+def test_the_index_finds_the_nearest_genomes_and_contigs_of_a_whole_query(evolved, tmp_path):
+    """genembed query --level genome|contig: a query's mean piece vector against the index's small
+    exact indexes of genome and contig vectors (made from each genome's own part)."""
+    import polars as pl
+
+    from genembed.index import build_index
+    from genembed.layout import PLAN
+    from genembed.plan import RunPlan
+    from genembed.query import Index
+
+    build_index(discover(evolved / "results"), tmp_path / "index", RunPlan.read(evolved / "results" / PLAN))
+    index = Index.open(tmp_path / "index")
+    seq = index.genome("eco_10").fetch("chr", 0, 60_000)
+    hits = index.search_level({"q": seq}, "genome", k=3)
+    assert hits["genome"][0] == "eco_10" and hits["distance"][0] < 1e-3 and hits.height == 3
+    assert hits["rank"].to_list() == [1, 2, 3] and (hits["similarity"].diff().drop_nulls() <= 0).all()
+    contigs = index.search_level({"q": seq}, "contig", k=2, genomes=["eco", "eco_25"])
+    assert set(contigs["genome"]) <= {"eco", "eco_25"} and contigs["contig"].to_list() == ["chr", "chr"]
+    index.close()
+    fasta = tmp_path / "q.fa"
+    fasta.write_bytes(b">q\n" + seq + b"\n")
+    res = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
+                          str(fasta), "--level", "genome", "-k", "2"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[1].split("\t")[:4] == ["q", "1", "genome", "eco_10"]
+    res = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
+                          str(fasta), "--level", "contig", "--format", "paf"], capture_output=True, text=True)
+    assert res.returncode != 0 and "--level contig finds whole contigs" in res.stderr

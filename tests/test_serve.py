@@ -104,6 +104,11 @@ def test_the_api_answers_regions_sequences_and_fasta_text(server, ecoli_sequence
         info = json.loads(r.read())
     assert info["genomes"] == ["eco"] and info["window_size"] == 500 and info["windows"] == 799
     assert info["pid"] == server["proc"].pid  # one process: the server itself answers
+    for level in ("genome", "contig"):  # the nearest whole genomes / contigs (one of each in this index)
+        status, reply = call(server, {"region": f"eco:{CONTIG}:40000-45000", "level": level, "k": 2})
+        assert status == 200 and [(h["level"], h["genome"], h["rank"]) for h in loci(reply)] == [(level, "eco", 1)]
+    status, reply = call(server, {"sequence": "ACGT" * 200, "level": "strain"})
+    assert status == 422 and "level" in reply["detail"]
 
 
 @pytest.mark.parametrize("body, status, message", [

@@ -139,8 +139,23 @@ def cmd_query(args: argparse.Namespace) -> None:
         raise GenembedError(f"--format {args.format} writes loci: not with --windows or --embeddings")
     if args.out and Path(args.out).is_dir():
         raise GenembedError(f"--out {args.out}: a directory; name a file to write the hits to")
+    if args.level != "window" and (args.windows or args.embeddings or args.format in LOCUS_ONLY or args.format == "bed"):
+        raise GenembedError(f"--level {args.level} finds whole {args.level}s: not with --windows, --embeddings or "
+                            f"--format {args.format} (tsv, json or parquet)")
     index = Index.open(args.index, args.model)
     genomes = args.genome or None
+    if args.level != "window":  # the nearest genomes or contigs to each whole query
+        with HitWriter(args.format, args.out) as out:
+            if args.region:
+                region = Region.parse(args.region)
+                out.write(index.search_level({str(region): index.fetch(region)}, args.level, args.k, genomes))
+            else:
+                records = iter([("query", args.sequence.strip().upper().encode())]) if args.sequence else \
+                    iter_fasta_queries(args.fasta)
+                for batch in _batches(records, args.batch_size):
+                    out.write(index.search_level(batch, args.level, args.k, genomes))
+        index.close()
+        return
 
     def loci(hits, lengths: dict[str, int]):  # PAF rows also give the query's and the contig's lengths
         return index.with_lengths(hits, lengths) if args.format in LOCUS_ONLY else hits
@@ -472,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--strand", choices=["both", "forward"], default="both",
                    help="both: the query and its reverse complement (default); forward: as given")
     q.add_argument("--windows", action="store_true", help="one row per window hit instead of per chained locus")
+    q.add_argument("--level", choices=["window", "genome", "contig"], default="window",
+                   help="genome / contig: the nearest whole genomes or contigs to each query (mean vectors), not loci")
     q.add_argument("--batch-size", type=int, default=256, help="FASTA queries searched together")
     q.add_argument("--genome", action="append", help="only hits in this genome (repeat for several)")
     q.add_argument("--exclude-self", action="store_true", help="with --region: drop hits overlapping the region")

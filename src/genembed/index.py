@@ -32,6 +32,8 @@ INDEX_FILE, TABLE_FILE, MANIFEST_FILE = "index.faiss", "windows.parquet", "manif
 VECTORS_FILE = "vectors.npy"  # every vector, float16 in id-table order, memory-mapped: re-scoring, region queries, E-values
 GENOMES_DIR = "genomes"  # a copy (or hard link) of each genome, so that a moved index answers region queries
 IVFDATA_SUFFIX = ".ivfdata"  # IVF indexes: the inverted lists, on disk beside the index file
+LEVELS = ("genome", "contig")  # whole-sequence vectors (genembed.compare), each level a small exact index:
+LEVEL_FILES = {level: (f"{level}s.faiss", f"{level}s.parquet") for level in LEVELS}  # its FAISS file and id table
 #: Shard attrs that every shard of one index must share, and that a query must match.
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 EXACT_BELOW, PQ_FROM = 100_000, 5_000_000
@@ -230,8 +232,54 @@ def add_part(trained: str | os.PathLike, genomes: Sequence[GenomeInputs], out: s
             count += len(shard.window_id)
     out = Path(out)
     write_index_file(index, out)
+    _write_sequence_vectors(genomes, _sequences(out))
     write_json(_sidecar(out), {"count": count, "identity": info["identity"], "factory": info["factory"]})
     return count
+
+
+def _sequences(part: Path) -> Path:
+    return part.with_suffix(".sequences.parquet")  # beside the part: its genomes' genome and contig vectors
+
+
+def _write_sequence_vectors(genomes: Sequence[GenomeInputs], path: Path) -> None:
+    """A part's genome and contig vectors (:func:`genembed.compare.sequence_vectors`, from its own
+    genomes' shards only): level, genome, contig, windows, vector."""
+    from .compare import sequence_vectors
+
+    rows = []
+    for g in genomes:
+        if not g.shards:
+            continue
+        v = sequence_vectors(g)
+        rows.append(("genome", g.name, None, int(v.contigs["windows"].sum()), v.vector))
+        rows += [("contig", g.name, c, n, v.contig_vectors[i]) for i, (c, n) in enumerate(v.contigs.iter_rows())]
+    table = pl.DataFrame({"level": [r[0] for r in rows], "genome": [r[1] for r in rows], "contig": [r[2] for r in rows],
+                          "windows": [r[3] for r in rows], "vector": [r[4].tolist() for r in rows]},
+                         schema={"level": pl.String, "genome": pl.String, "contig": pl.String, "windows": pl.Int64,
+                                 "vector": pl.List(pl.Float32)})
+    with atomic_path(path) as tmp:
+        table.write_parquet(tmp)
+
+
+def _write_levels(parts: Sequence[str | os.PathLike], out: Path) -> dict[str, int]:
+    """The genome and contig vectors of every part, each level as an exact inner-product index of unit
+    vectors with its id table (row = id): the genomes' own vectors, never recomputed when a genome is added."""
+    import faiss
+
+    table = pl.concat([pl.read_parquet(_sequences(Path(p))) for p in parts])
+    counts = {}
+    for level in LEVELS:
+        rows = table.filter(pl.col("level") == level)
+        x = normalise(np.array(rows["vector"].to_list(), dtype=np.float32)) if rows.height else None
+        index = faiss.IndexFlatIP(x.shape[1] if x is not None else 1)
+        if x is not None:
+            index.add(x)
+        faiss_file, table_file = LEVEL_FILES[level]
+        write_index_file(index, out / faiss_file)
+        with atomic_path(out / table_file) as tmp:
+            rows.select("genome", "contig", "windows").write_parquet(tmp)
+        counts[level] = rows.height
+    return counts
 
 
 def is_ivf(index) -> bool:
@@ -288,6 +336,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     table = pl.concat([pl.scan_parquet(w) for w in windows])
     with atomic_path(out / TABLE_FILE) as tmp:
         table.select("window_id", pl.col("genome", "contig").cast(pl.Categorical), "start", "end").sink_parquet(tmp)
+    levels = _write_levels(parts, out)
     rerank = settings.rerank if info["family"] in ("ivfpq", "pq") else 1
     _write_vectors(shards, out / VECTORS_FILE, int(index.ntotal), int(info["dim"]))
     manifest = {
@@ -301,6 +350,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         "model": plan.to_json(),
         "settings": ShardIdentity.from_attrs(info["identity"]).to_attrs((*QUERY_FIELDS, "precision")),
         "genomes": {g.name: _keep_genome(g, out) for g in genomes},
+        "levels": {level: {"count": n, "files": list(LEVEL_FILES[level])} for level, n in levels.items()},
     }
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
     if query_model:  # what queries need: the traced encoder, and the nulls their E-values come from

@@ -423,6 +423,52 @@ class Index:
 
         return verify_loci(self, loci, upper, k, exclude)
 
+    def search_level(self, queries: Mapping[str, bytes], level: str = "genome", k: int = 10,
+                     genomes: Sequence[str] | None = None) -> pl.DataFrame:
+        """The ``k`` genomes (``level="genome"``) or contigs nearest each named query of any length, by
+        cosine: the query's vector is the mean of its pieces' unit vectors (cut into the index's
+        windows, as loci queries are), as a genome's vector is the mean of its windows'
+        (:mod:`genembed.compare`); searched in the index's small exact index of that level."""
+        from .compare import mean_vector
+        from .index import LEVEL_FILES, LEVELS, read_index_file
+        from .loci import pieces
+
+        if level not in LEVELS:
+            raise GenembedError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        if k < 1:
+            raise GenembedError(f"k must be at least 1, not {k}")
+        if level not in self.manifest.get("levels", {}):
+            raise GenembedError(f"{self.dir}: built before genome and contig vectors were indexed; rebuild the index "
+                                "(genembed index, or the workflow's merge_index) to search by genome or contig")
+        size, step = (int(self.manifest["settings"][key]) for key in ("window_size", "window_stride"))
+        upper = {name: seq.upper() for name, seq in queries.items()}
+        cut = []
+        for name, seq in upper.items():
+            kept = [(name, a, b) for a, b in pieces(len(seq), size, step) if self.encoder.problem(seq[a:b]) is None]
+            if not kept:
+                self.encoder.embed([seq], [name])  # the whole query's problem, in one line
+            cut += kept
+        x = self.encoder.embed_pieces(upper, cut, size)
+        owner = np.array([n for n, _, _ in cut])
+        names = list(upper)
+        vectors = normalise(np.stack([mean_vector(x[owner == n]) for n in names]))
+        faiss_file, table_file = LEVEL_FILES[level]
+        index, table = read_index_file(self.dir / faiss_file), pl.read_parquet(self.dir / table_file)
+        if genomes:
+            unknown = sorted(set(genomes) - set(self.manifest["genomes"]))
+            if unknown:
+                raise GenembedError(f"no genome {unknown[0]!r} in the index {self.dir}")
+        sim, ids = index.search(vectors, index.ntotal) if index.ntotal else (np.zeros((len(names), 0)), np.zeros((len(names), 0), int))
+        out = []
+        for q, name in enumerate(names):
+            hits = table[ids[q][ids[q] >= 0]].with_columns(pl.Series("similarity", sim[q][ids[q] >= 0]))
+            if genomes:
+                hits = hits.filter(pl.col("genome").is_in(list(genomes)))
+            hits = hits.head(k)
+            out.append(hits.with_columns(pl.lit(name).alias("query"), pl.int_range(1, hits.height + 1).alias("rank"),
+                                         pl.lit(level).alias("level"), (1 - pl.col("similarity")).alias("distance")))
+        return pl.concat(out).select("query", "rank", "level", "genome", "contig", "windows", "similarity", "distance")
+
     def calibration(self):
         """The index's calibrated nulls (:func:`genembed.verify.calibration`), fitted once."""
         if self._calibration is None:

@@ -40,6 +40,7 @@ class SearchRequest(BaseModel):
     genomes: list[str] | None = None
     strand: Literal["both", "forward"] = "both"
     windows: bool = False
+    level: Literal["window", "genome", "contig"] = "window"  # genome / contig: the nearest whole genomes or contigs
     exclude_self: bool = False
     verify: bool = True  # align the candidate loci (else ranked by the embedding alone)
     strict: bool = False  # refuse the request when any FASTA record cannot be searched (else skip it)
@@ -110,6 +111,18 @@ def create_app(index: Index):
                 return work()
 
         skipped: list[dict] = []
+        if req.level != "window":  # the nearest genomes or contigs of each whole query (Index.search_level)
+            if req.region:
+                region = Region.parse(req.region)
+                if region.end - region.start > MAX_QUERY_BP:
+                    raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
+                queries = {str(region): index.fetch(region)}
+            else:
+                queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
+                    {"query": "".join(req.sequence.split()).upper().encode()}
+                queries, skipped = index.screen(queries, req.strict)
+            hits = await run_in_threadpool(locked, lambda: index.search_level(queries, req.level, req.k, req.genomes))
+            return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
         if req.region:
             region = Region.parse(req.region)
             bp = region.end - region.start
@@ -251,6 +264,7 @@ td.ok{color:#1b7f2a;font-family:system-ui,sans-serif}td.no{color:#777;font-famil
 <p><label>or region <input id="region" size="40" placeholder="GENOME:CONTIG:START-END (0-based)"></label></p>
 <p><label>loci per query <input id="k" type="number" value="10" min="1" max="1000"></label>
 <label>strand <select id="strand"><option>both</option><option>forward</option></select></label>
+<label>find <select id="level"><option value="window">loci</option><option value="genome">nearest genomes</option><option value="contig">nearest contigs</option></select></label>
 <label>genomes <input id="genomes" size="30" placeholder="all (or names, comma-separated)"></label>
 <button id="go" type="submit">Search</button> <span id="status"></span></p>
 </form>
@@ -273,12 +287,13 @@ function cell(name, v) {  // [text, class, title] of one value of a column
   return [Number.isInteger(v) ? v : Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(4), "", ""];
 }
 function render() {
-  const head = columns.concat(["locus (1-based)"]);
+  const loci = columns.includes("start");  // genome and contig answers have no coordinates
+  const head = loci ? columns.concat(["locus (1-based)"]) : columns;
   $("loci").tHead.innerHTML = "<tr>" + head.map((c, i) => `<th data-i="${i}">${esc(c)}</th>`).join("") + "</tr>";
   const at = name => columns.indexOf(name);
   $("loci").tBodies[0].innerHTML = rows.map(r => {
-    const locus = `${r[at("contig")]}:${r[at("start")] + 1}-${r[at("end")]}`;
-    return "<tr>" + r.concat([locus]).map((v, i) => {
+    const cells = loci ? r.concat([`${r[at("contig")]}:${r[at("start")] + 1}-${r[at("end")]}`]) : r;
+    return "<tr>" + cells.map((v, i) => {
       const [text, cls, title] = cell(head[i], v);
       return `<td class="${cls}"${title ? ` title="${esc(title)}"` : ""}>${esc(text)}</td>`;
     }).join("") + "</tr>";
@@ -295,7 +310,7 @@ $("form").onsubmit = async ev => {
   ev.preventDefault();
   $("error").textContent = ""; $("skipped").textContent = ""; $("status").textContent = "searching...";
   const text = $("sequence").value.trim(), region = $("region").value.trim();
-  const body = {k: +$("k").value, strand: $("strand").value};
+  const body = {k: +$("k").value, strand: $("strand").value, level: $("level").value};
   if (region) body.region = region; else if (text.startsWith(">")) body.fasta = text; else body.sequence = text;
   const genomes = $("genomes").value.split(",").map(s => s.trim()).filter(Boolean);
   if (genomes.length) body.genomes = genomes;
@@ -306,7 +321,8 @@ $("form").onsubmit = async ev => {
   columns = out.columns; rows = out.rows; order = {}; render();
   if (out.skipped && out.skipped.length) $("skipped").textContent = `skipped ${out.skipped.length} record(s): `
     + out.skipped.map(x => `${x.query} (${x.reason})`).join("; ");
-  $("status").textContent = `${rows.length} loci in ${Math.round(performance.now() - t0)} ms`;
+  const what = {window: "loci", genome: "genomes", contig: "contigs"}[body.level];
+  $("status").textContent = `${rows.length} ${what} in ${Math.round(performance.now() - t0)} ms`;
 };
 </script></body></html>
 """

@@ -35,6 +35,8 @@ INDEX_DIR = "results/index"
 TRAINED, TRAINED_INFO = "results/index_build/trained.faiss", "results/index_build/trained.json"
 PART, PART_INFO = "results/index_build/parts/{genome}.faiss", "results/index_build/parts/{genome}.json"
 PACK_PART, PACK_PART_INFO = "results/index_build/packs/{pack}.faiss", "results/index_build/packs/{pack}.json"
+# beside each part: its genomes' genome and contig vectors (genembed.index: the index's genome and contig levels)
+PART_SEQUENCES, PACK_PART_SEQUENCES = PART.replace(".faiss", ".sequences.parquet"), PACK_PART.replace(".faiss", ".sequences.parquet")
 INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
 WINDOW_CONFIG = {k: v for k, v in config["windows"].items() if k != "pack_bp"}  # the plan's (packing is scheduling)

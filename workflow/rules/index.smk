@@ -45,6 +45,7 @@ rule add_to_index:
     output:
         part=PART,
         info=PART_INFO,
+        sequences=PART_SEQUENCES,
     params:
         genomes=job_genome,
     log:
@@ -69,6 +70,7 @@ use rule add_to_index as add_pack with:
     output:
         part=PACK_PART,
         info=PACK_PART_INFO,
+        sequences=PACK_PART_SEQUENCES,
     params:
         genomes=pack_genomes,
     log:
@@ -82,6 +84,7 @@ rule merge_index:
         trained=TRAINED,
         info=TRAINED_INFO,
         parts=expand(PART, genome=SHARDED) + expand(PACK_PART, pack=PACKS),
+        sequences=expand(PART_SEQUENCES, genome=SHARDED) + expand(PACK_PART_SEQUENCES, pack=PACKS),
         windows=shard_files(WINDOWS),
         shards=shard_files(EMBEDDINGS),
         genomes=prepared_fastas,
