@@ -51,3 +51,14 @@ def test_cli_exports_anndata_and_virtual_files(tmp_path, ecoli_sequence, tiny_be
         np.testing.assert_array_equal(adata.X, f["embeddings"][:].astype(np.float32))
         table = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "emb/windows/g").glob("*.parquet"))])
         assert np.array_equal(f["window_id"][:], table["window_id"].to_numpy())
+        # the genome's genome and contig vectors, with the file and in the AnnData export (issue 32)
+        from genembed.compare import read_sequence_group, sequence_vectors
+        from genembed.layout import discover
+
+        stored = read_sequence_group(f["sequences"])
+    (genome,) = discover(tmp_path / "emb")
+    made = sequence_vectors(genome)
+    assert stored.contigs["contig"].to_list() == ["chrA", "chrB"] == list(adata.uns["sequence_vectors"]["g"]["contigs"])
+    assert stored.contigs["windows"].to_list() == [20, 10] and stored.vector.tobytes() == made.vector.tobytes()
+    np.testing.assert_array_equal(adata.uns["sequence_vectors"]["g"]["contig_vectors"], made.contig_vectors)
+    assert f"{adata.uns['sequence_vectors']['g']['aggregate']}" == "mean of the unit-normalised window vectors"

@@ -57,6 +57,7 @@ def test_small_genomes_are_embedded_one_job_per_pack(packed):
         with h5py.File(r / f"embeddings/{g}/00000.h5") as shard, h5py.File(r / f"embeddings/{g}/all.h5") as whole:
             assert np.array_equal(shard["window_id"][:], ids) and np.array_equal(whole["window_id"][:], ids)
             assert np.array_equal(whole["embeddings"][:], shard["embeddings"][:])
+            assert whole["sequences"].attrs["genome"] == g and whole["sequences"].attrs["windows"] == len(ids)
         total += len(ids)
         assert (r / f"genomes/{g}/genome.fa.gz.fai").is_file()
     assert not list((r / "packs").rglob("*.tokens.npy"))  # token files go once embedded

@@ -71,6 +71,7 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     with h5py.File(r / "embeddings/ecoli/all.h5") as f:  # the genome's virtual dataset over its shards
         assert f["embeddings"].is_virtual and np.array_equal(f["window_id"][:], h5_ids)
         assert np.array_equal(f["embeddings"][:], np.concatenate([h5py.File(s)["embeddings"][:] for s in shards]))
+        assert f["sequences"].attrs["windows"] == len(h5_ids) and f["sequences/genome_vector"].shape == (f["embeddings"].shape[1],)
     index_ids = pl.read_parquet(r / "index/windows.parquet")["window_id"].to_numpy()
     assert len(parquet_ids) == 400
     assert np.array_equal(parquet_ids, h5_ids) and np.array_equal(np.sort(parquet_ids), np.sort(index_ids))

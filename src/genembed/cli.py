@@ -299,7 +299,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise GenembedError("nothing to export: give --vds DIR and/or --h5ad FILE")
     if args.vds:
         for g in genomes:
-            n = stitch(g.shards, Path(args.vds) / f"{g.name}.h5")
+            n = stitch(g.shards, Path(args.vds) / f"{g.name}.h5", g.windows, g.name)
             print(f"{Path(args.vds) / (g.name + '.h5')}: {n} windows (virtual, over {len(g.shards)} shards)")
     if args.h5ad:
         n = export_h5ad([w for g in genomes for w in g.windows], [s for g in genomes for s in g.shards], args.h5ad)

@@ -34,9 +34,14 @@ class SequenceVectors:
 def sequence_vectors(genome: GenomeInputs) -> SequenceVectors:
     """The mean of the unit-normalised window vectors of each contig and of the whole genome, read
     shard by shard (memory: one shard)."""
+    return window_set_vectors(genome.name, genome.windows, genome.shards)
+
+
+def window_set_vectors(name: str, windows_files: Sequence[Path], shards: Sequence[Path]) -> SequenceVectors:
+    """:func:`sequence_vectors` of a genome's window tables and shards (in shard order)."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    for windows, shard in zip(genome.windows, genome.shards):
+    for windows, shard in zip(windows_files, shards):
         table = read_table(windows, ["window_id", "contig"])
         s = read_shard(shard)
         if not np.array_equal(table["window_id"].to_numpy(), s.window_id):
@@ -48,12 +53,34 @@ def sequence_vectors(genome: GenomeInputs) -> SequenceVectors:
             sums[c] = sums.get(c, 0) + x[rows].sum(0, dtype=np.float64)
             counts[c] = counts.get(c, 0) + int(rows.sum())
     if not sums:
-        raise GenembedError(f"{genome.name}: no embedded windows to make a genome vector from")
+        raise GenembedError(f"{name}: no embedded windows to make a genome vector from")
     names = list(sums)
     contig_vectors = np.stack([sums[c] / counts[c] for c in names]).astype(np.float32)
     vector = (sum(sums.values()) / sum(counts.values())).astype(np.float32)
-    return SequenceVectors(genome.name, vector, pl.DataFrame({"contig": names, "windows": [counts[c] for c in names]}),
+    return SequenceVectors(name, vector, pl.DataFrame({"contig": names, "windows": [counts[c] for c in names]}),
                            contig_vectors)
+
+
+AGGREGATE = "mean of the unit-normalised window vectors"  # how genome and contig vectors are made, as files say
+
+
+def write_sequence_group(group, v: SequenceVectors) -> None:
+    """A genome's vectors into an HDF5 group: ``genome_vector`` [d], ``contig_vectors`` [contigs, d],
+    ``contigs`` and ``contig_windows``, the aggregation in its attrs."""
+    import h5py
+
+    group.create_dataset("genome_vector", data=v.vector.astype(np.float32))
+    group.create_dataset("contig_vectors", data=v.contig_vectors.astype(np.float32))
+    group.create_dataset("contigs", data=np.array(v.contigs["contig"].to_list(), dtype=object), dtype=h5py.string_dtype())
+    group.create_dataset("contig_windows", data=v.contigs["windows"].to_numpy().astype(np.int64))
+    group.attrs.update({"aggregate": AGGREGATE, "genome": v.genome, "windows": int(v.contigs["windows"].sum())})
+
+
+def read_sequence_group(group) -> SequenceVectors:
+    """What :func:`write_sequence_group` wrote."""
+    contigs = [c.decode() if isinstance(c, bytes) else str(c) for c in group["contigs"][:]]
+    return SequenceVectors(str(group.attrs["genome"]), group["genome_vector"][:],
+                           pl.DataFrame({"contig": contigs, "windows": group["contig_windows"][:]}), group["contig_vectors"][:])
 
 
 def mean_vector(unit: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Embeddings as AnnData (``.h5ad``) for scanpy users: one row per window, ``obs`` holding the
-window table (genome, contig, start, end, GC), ``X`` the embeddings, ``uns['genembed']`` the attrs."""
+window table (genome, contig, start, end, GC), ``X`` the embeddings, ``uns['genembed']`` the attrs,
+``uns['sequence_vectors']`` each genome's genome and contig vectors (:mod:`genembed.compare`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
     obs = pd.DataFrame({c: table[c].to_numpy() for c in table.columns},
                        index=pd.Index(table["window_id"].cast(pl.String).to_numpy(), name="window"))
     dim = int(attrs["dim"])
-    adata = anndata.AnnData(obs=obs, var=pd.DataFrame(index=[str(i) for i in range(dim)]), uns={"genembed": attrs})
+    adata = anndata.AnnData(obs=obs, var=pd.DataFrame(index=[str(i) for i in range(dim)]),
+                            uns={"genembed": attrs, "sequence_vectors": _sequence_vectors(windows, shards)})
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)
         with h5py.File(tmp, "r+") as f:
@@ -47,3 +49,21 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
             if row != len(obs):
                 raise GenembedError(f"{out}: {len(obs)} windows in the tables but {row} in the shards")
     return len(obs)
+
+
+def _sequence_vectors(windows: list[Path], shards: list[Path]) -> dict:
+    """Per genome (the folder its window tables sit in), its genome and contig vectors, as AnnData stores them."""
+    from .compare import AGGREGATE, window_set_vectors
+
+    by_genome: dict[str, tuple[list[Path], list[Path]]] = {}
+    for w, s in zip(windows, shards):
+        by_genome.setdefault(Path(w).parent.name, ([], []))
+        by_genome[Path(w).parent.name][0].append(Path(w))
+        by_genome[Path(w).parent.name][1].append(Path(s))
+    out = {}
+    for genome, (w, s) in by_genome.items():
+        v = window_set_vectors(genome, w, s)
+        out[genome] = {"genome_vector": v.vector, "contigs": np.array(v.contigs["contig"].to_list(), dtype=object),
+                       "contig_vectors": v.contig_vectors, "contig_windows": v.contigs["windows"].to_numpy(),
+                       "aggregate": AGGREGATE}
+    return out

@@ -178,7 +178,7 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     for genome, f in files.items():
         f.tokens.unlink()
         f.offsets.unlink()
-        stitch([f.out], out / STITCHED.format(genome=genome))
+        stitch([f.out], out / STITCHED.format(genome=genome), [f.windows], genome)
     write_json(out / PACK_RECORD, {"genomes": list(genomes), "windows": total})
     log.info("%d genomes, %d windows embedded", len(genomes), total)
     return total

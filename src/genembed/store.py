@@ -191,10 +191,13 @@ def check_consistent(paths: list[str | os.PathLike], names: tuple[str, ...] = QU
     return first
 
 
-def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
+def stitch(shards: list[str | os.PathLike], out: str | os.PathLike, windows: list[str | os.PathLike] | None = None,
+           genome: str | None = None) -> int:
     """One HDF5 file per genome whose ``embeddings`` and ``window_id`` are virtual datasets over
     the shards (nothing copied; plain h5py reads them). Shard paths are stored relative to ``out``,
-    so the results folder can move as a whole. Returns the number of windows."""
+    so the results folder can move as a whole. With the shards' ``windows`` tables, the genome's
+    genome and contig vectors (:func:`genembed.compare.window_set_vectors`) go into its ``sequences``
+    group. Returns the number of windows."""
     if not shards:
         raise GenembedError(f"{out}: no shards to stitch")
     check_consistent(list(shards))
@@ -226,4 +229,10 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike) -> int:
             f.create_virtual_dataset("window_id", ids)
             f.attrs.update(read_attrs(shards[0]))
             f.attrs["shards"] = sources
+            if windows is not None:
+                from .compare import window_set_vectors, write_sequence_group
+
+                name = genome or Path(out).stem
+                write_sequence_group(f.create_group("sequences"),
+                                     window_set_vectors(name, [Path(w) for w in windows], [Path(s) for s in shards]))
     return total

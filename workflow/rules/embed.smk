@@ -101,7 +101,8 @@ rule stitch_embeddings:
     wildcard_constraints:
         genome=one_of(SHARDED),
     input:
-        shard_files(EMBEDDINGS, job_genome),
+        shards=shard_files(EMBEDDINGS, job_genome),
+        windows=shard_files(WINDOWS, job_genome),  # the contigs of the genome and contig vectors
     output:
         STITCHED,
     log:
