@@ -1,10 +1,12 @@
-"""Genome vectors (issue 32, first part): the mean window vector of each genome and contig, a distance
-matrix and a UPGMA tree (genembed compare), on real E. coli sequence embedded with the bundled model."""
+"""Genome and contig vectors (issue 32): the mean window vector of each genome and contig, distances by
+best hits or mean vectors, a UPGMA tree (genembed compare), binning, and the index's genome and contig
+levels, on real E. coli sequence embedded with the bundled model."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -169,3 +171,23 @@ def test_the_index_finds_the_nearest_genomes_and_contigs_of_a_whole_query(evolve
     res = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
                           str(fasta), "--level", "contig", "--format", "paf"], capture_output=True, text=True)
     assert res.returncode != 0 and "--level contig finds whole contigs" in res.stderr
+
+
+def test_a_genomes_vectors_come_from_its_stitched_file_only_while_it_matches_its_shards(evolved, tmp_path):
+    import os
+    import shutil
+
+    from genembed.compare import stored_vectors, window_set_vectors
+    from genembed.store import stitch
+
+    root = tmp_path / "results"
+    shutil.copytree(evolved / "results", root)
+    (g,) = [x for x in discover(root) if x.name == "eco_2"]
+    (Path(g.shards[0]).parent / "all.h5").unlink(missing_ok=True)
+    assert stored_vectors(g) is None  # no stitched file
+    stitch(g.shards, Path(g.shards[0]).parent / "all.h5", g.windows, g.name)
+    got, made = stored_vectors(g), window_set_vectors(g.name, g.windows, g.shards)
+    assert got is not None and got.vector.tobytes() == made.vector.tobytes()
+    later = (Path(g.shards[0]).parent / "all.h5").stat().st_mtime + 10
+    os.utime(g.shards[0], (later, later))  # a shard re-embedded after the stitch: its vectors are not trusted
+    assert stored_vectors(g) is None

@@ -32,9 +32,30 @@ class SequenceVectors:
 
 
 def sequence_vectors(genome: GenomeInputs) -> SequenceVectors:
-    """The mean of the unit-normalised window vectors of each contig and of the whole genome, read
-    shard by shard (memory: one shard)."""
-    return window_set_vectors(genome.name, genome.windows, genome.shards)
+    """The mean of the unit-normalised window vectors of each contig and of the whole genome: as stored
+    with the genome's stitched file (``all.h5``, :func:`genembed.store.stitch`) when that file was made
+    from exactly these shards and is not older than any of them, else read shard by shard (memory: one shard)."""
+    return stored_vectors(genome) or window_set_vectors(genome.name, genome.windows, genome.shards)
+
+
+def stored_vectors(genome: GenomeInputs) -> SequenceVectors | None:
+    """The genome's vectors from its stitched file, or None where there are none to trust."""
+    import h5py
+
+    if not genome.shards:
+        return None
+    stitched = Path(genome.shards[0]).parent / "all.h5"
+    try:
+        if stitched.stat().st_mtime < max(Path(s).stat().st_mtime for s in genome.shards):
+            return None
+        with h5py.File(stitched, "r") as f:
+            made_from = [(stitched.parent / str(p)).resolve() for p in f.attrs.get("shards", [])]
+            if "sequences" not in f or made_from != [Path(s).resolve() for s in genome.shards]:
+                return None
+            v = read_sequence_group(f["sequences"])
+    except (OSError, KeyError):
+        return None
+    return SequenceVectors(genome.name, v.vector, v.contigs, v.contig_vectors)
 
 
 def window_set_vectors(name: str, windows_files: Sequence[Path], shards: Sequence[Path]) -> SequenceVectors:
