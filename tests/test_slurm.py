@@ -160,8 +160,12 @@ def test_the_rerun_does_only_what_the_interrupted_run_left_undone(scenario):
     rules = lambda jobs: {c.split("_wildcards")[0] for c in jobs["comment"]}  # noqa: E731
     done_before = rules(scenario["phase1"].filter(pl.col("state") == "COMPLETED"))
     assert {"rule_prepare_genome", "rule_describe_model", "rule_windows", "rule_tokenize"} <= done_before
-    assert rules(scenario["phase2"]) == {"rule_embed", "rule_train_index", "rule_add_to_index", "rule_merge_index",
-                                         "rule_cluster_report", "rule_promoter_report"}
+    after_embedding = {"rule_embed", "rule_train_index", "rule_add_to_index", "rule_merge_index", "rule_cluster_report",
+                       "rule_promoter_report"}
+    # the stranded promoter model's jobs need no embedding: the interruption may catch them running or not
+    assert after_embedding <= rules(scenario["phase2"]) <= after_embedding | {"rule_promoter_model", "rule_promoter_scores"}
+    completed = set(scenario["phase1"].filter(pl.col("state") == "COMPLETED")["comment"])
+    assert not completed & set(scenario["phase2"]["comment"]), "a job completed before the interruption ran again"
 
 
 def test_outputs_on_slurm_equal_a_local_run(scenario, small_workflow_run):
