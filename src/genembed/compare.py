@@ -310,7 +310,8 @@ def genome_section(c: GenomeComparison, figure: str) -> str:
     if c.sketch is not None:
         agree = (f"<p>Spearman correlation of the two distances over the {len(c.names) * (len(c.names) - 1) // 2} "
                  f"genome pairs: <b>{c.agreement:.3f}</b>.</p>" if c.agreement is not None else
-                 "<p class='muted'>Too few genome pairs for a Spearman correlation with the sketch distance.</p>")
+                 "<p class='muted'>No Spearman correlation with the sketch distance: fewer than 3 genome pairs, or "
+                 "the sketch distances are all alike (genomes that share no 21-mer are all at 1).</p>")
     return (f"<p>Distance of two genomes: {esc(c.method)}; the tree is average linkage (UPGMA). "
             f"{esc(c.sketch_note)}</p>" + agree + figure
             + "<p class='muted'>Nearest genomes (click a header to sort):</p>" + table(c.nearest())
