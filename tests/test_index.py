@@ -32,6 +32,16 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
                           "dim": 32, "count": 200, "trained_for": 200, "nprobe": 16, "ef_search": 64, "rerank": 1}
     assert m["settings"]["tokenizer"] == "kmer(k=6,non-overlapping)" and m["settings"]["window_size"] == 1000
     assert m["genomes"]["ecoli"].endswith("genome.fa.gz")
+    # typed views: the run's plan and the shards' identity, as the index was built
+    assert m.plan == built_index["plan"] and m.identity.window_size == 1000
+    assert m.model().source == built_index["plan"].folder and m.model("elsewhere").source == "elsewhere"
+
+
+def test_a_moved_index_embeds_queries_with_the_models_source_when_its_folder_is_gone(built_index):
+    from genembed.index import IndexManifest
+
+    m = IndexManifest({**read_manifest(built_index["dir"]), "model": {**built_index["plan"].to_json(), "folder": "/gone"}})
+    assert m.model().source == built_index["plan"].source  # a hub id, where the folder no longer exists
 
 
 @pytest.mark.parametrize("factory", ["IVF4,Flat", "HNSW16", "PQ8x4"])

@@ -23,14 +23,15 @@ import numpy as np
 from .embed import EmbedSettings, Embedder, trace_encoder
 from .errors import GenembedError
 from .io import atomic_path, ensure_space, write_json
-from .models import ModelSpec, resolve
+from .index import IndexManifest
+from .models import resolve
 from .tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
 
 log = logging.getLogger(__name__)
 QUERY_MODEL, QUERY_INFO, QUERY_TOKENIZER = "query_model.ts", "query_model.json", "query_tokenizer.json"
 
 
-def query_settings(manifest: dict[str, Any], device: str = "auto") -> EmbedSettings:
+def query_settings(manifest: IndexManifest, device: str = "auto") -> EmbedSettings:
     """How queries are embedded: the index's pooling, layer and strands; its precision where this
     machine has it (fp16 is a GPU format: fp32 on a CPU)."""
     s = manifest["settings"]
@@ -47,12 +48,6 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def model_spec(manifest: dict[str, Any], folder: str | None = None) -> ModelSpec:
-    m = manifest["model"]
-    folder = folder or (m["folder"] if Path(m["folder"]).is_dir() else m["source"])
-    return ModelSpec(folder, m.get("revision"), bool(m.get("trust_remote_code")))
-
-
 def _probes() -> list[bytes]:
     """Sequences of several lengths, with and without N, for checking a trace (fixed seed)."""
     rng = np.random.default_rng(0)
@@ -61,7 +56,7 @@ def _probes() -> list[bytes]:
     return seqs
 
 
-def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> bool:
+def export_query_model(index_dir: str | os.PathLike, manifest: IndexManifest) -> bool:
     """Trace the index's query encoder on the CPU and save it beside the index; False (and nothing
     written) when the model cannot be traced faithfully."""
     import torch
@@ -69,7 +64,7 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     from .scan import model_reach
 
     out = Path(index_dir)
-    spec = model_spec(manifest)
+    spec = manifest.model()
     settings = replace(query_settings(manifest, "cpu"), token_budget=400)  # several batch shapes in the check
     embedder = Embedder(spec, settings)
     tok_spec = TokenizerSpec.parse(manifest["settings"]["tokenizer"])
@@ -89,7 +84,7 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     except Exception as exc:  # any model code that tracing cannot follow
         log.info("cannot trace %s (%s): queries will load transformers", spec.source, exc)
         return False
-    info = {"fingerprint": manifest["model"]["fingerprint"], "dtype": embedder.precision, "pad_id": embedder.pad_id,
+    info = {"fingerprint": manifest.plan.fingerprint, "dtype": embedder.precision, "pad_id": embedder.pad_id,
             "special": embedder.special.tolist(), "takes_mask": embedder.takes_mask, "dim": embedder.hidden_size,
             "tokenizer": {"kind": "kmer", **tokenizer.to_json()} if isinstance(tokenizer, KmerTokenizer) else {"kind": "hf"},
             "receptive_field": model_reach(embedder)}  # queries' overlapping pieces then share one pass
@@ -120,13 +115,13 @@ def export_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -
     return True
 
 
-def load_query_model(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> tuple[Embedder, Any] | None:
+def load_query_model(index_dir: str | os.PathLike, manifest: IndexManifest) -> tuple[Embedder, Any] | None:
     """The traced query encoder and tokenizer an index keeps, or None (none kept, another model, a GPU here)."""
     index_dir = Path(index_dir)
     if not (index_dir / QUERY_INFO).is_file() or _has_cuda():
         return None
     info = json.loads((index_dir / QUERY_INFO).read_text())
-    if info.get("fingerprint") != manifest["model"]["fingerprint"]:
+    if info.get("fingerprint") != manifest.plan.fingerprint:
         return None
     import torch
 

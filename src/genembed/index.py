@@ -3,6 +3,7 @@ shards, with a Parquet id table and a manifest that fingerprints the model and s
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from .store import check_consistent, iter_shards
 from .windows import check_codes
 
 if TYPE_CHECKING:
+    from .models import ModelSpec
     from .plan import RunPlan
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,30 @@ LEVEL_FILES = {level: (f"{level}s.faiss", f"{level}s.parquet") for level in LEVE
 #: Shard attrs that every shard of one index must share, and that a query must match.
 TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 EXACT_BELOW, PQ_FROM = 100_000, 5_000_000
+
+
+class IndexManifest(dict):
+    """An index folder's ``manifest.json``: its JSON (a dict, as written) with typed views of what it
+    records: the run's plan (model, tokenizer, windows, embedding settings) and the shards' identity."""
+
+    @functools.cached_property
+    def plan(self) -> "RunPlan":
+        from .plan import RunPlan
+
+        return RunPlan.from_json(self["model"])
+
+    @functools.cached_property
+    def identity(self) -> ShardIdentity:
+        return ShardIdentity.from_attrs(self["settings"])
+
+    def model(self, folder: str | None = None) -> "ModelSpec":
+        """The model to embed queries with: ``folder`` when given, else the folder the index was built
+        from while it exists, else its source (a hub id: an index moved to another machine)."""
+        from .models import ModelSpec
+
+        plan = self.plan
+        chosen = folder or (plan.folder if Path(plan.folder).is_dir() else plan.source)
+        return ModelSpec(chosen, plan.revision, plan.trust_remote_code)
 
 
 @dataclass(frozen=True)
@@ -339,7 +365,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
     levels = _write_levels(parts, out)
     rerank = settings.rerank if info["family"] in ("ivfpq", "pq") else 1
     _write_vectors(shards, out / VECTORS_FILE, int(index.ntotal), int(info["dim"]))
-    manifest = {
+    manifest = IndexManifest({
         "schema_version": SCHEMA_VERSION,
         "genembed_version": __version__,
         "faiss_version": faiss.__version__,
@@ -351,7 +377,7 @@ def merge_parts(trained: str | os.PathLike, parts: Sequence[str | os.PathLike], 
         "settings": ShardIdentity.from_attrs(info["identity"]).to_attrs((*QUERY_FIELDS, "precision")),
         "genomes": {g.name: _keep_genome(g, out) for g in genomes},
         "levels": {level: {"count": n, "files": list(LEVEL_FILES[level])} for level, n in levels.items()},
-    }
+    })
     log.info("indexed %d vectors of dimension %d (%s)", index.ntotal, info["dim"], info["factory"])
     if query_model:  # what queries need: the traced encoder, and the nulls their E-values come from
         from .query import Index
@@ -471,7 +497,7 @@ def build_index(genomes: Sequence[GenomeInputs], out_dir: str | os.PathLike, pla
         return merge_parts(trained, parts, genomes, out_dir, plan, settings)
 
 
-def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
+def read_manifest(index_dir: str | os.PathLike) -> IndexManifest:
     path = Path(index_dir) / MANIFEST_FILE
     if not path.is_file():
         raise GenembedError(f"{index_dir}: not a genembed index (no {MANIFEST_FILE})")
@@ -481,7 +507,7 @@ def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
         raise GenembedError(f"{path}: invalid JSON ({exc})") from None
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise GenembedError(f"{path}: schema version {manifest.get('schema_version')} is not {SCHEMA_VERSION}")
-    return manifest
+    return IndexManifest(manifest)
 
 
 def read_index(index_dir: str | os.PathLike, settings: dict[str, Any] | None = None):

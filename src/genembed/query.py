@@ -17,7 +17,7 @@ from .errors import GenembedError
 from .genome import IUPAC, Genome
 from .io import read_table
 from .identity import QUERY_FIELDS, ShardIdentity
-from .index import INDEX_FILE, TABLE_FILE, VECTORS_FILE, is_ivf, normalise, read_index, read_manifest
+from .index import INDEX_FILE, TABLE_FILE, VECTORS_FILE, IndexManifest, is_ivf, normalise, read_index, read_manifest
 from .models import fingerprint
 from .scan import Scanner
 from .tokenize import TokenizerSpec, make_tokenizer, reverse_complement
@@ -60,24 +60,24 @@ class QueryEncoder:
     the encoder the index keeps (fast start), else the model itself (``model`` replaces the folder
     the manifest names; refused when its files differ from those the index was built with)."""
 
-    def __init__(self, index_dir: Path, manifest: dict[str, Any], model: str | None = None):
+    def __init__(self, index_dir: Path, manifest: IndexManifest, model: str | None = None):
         self.dir, self.manifest, self.model_path = index_dir, manifest, model
         self._loaded: tuple[Embedder, Any] | None = None
         self._invariant: bool | None = None
 
     def _load(self) -> tuple[Embedder, Any]:
         if self._loaded is None:
-            from .export import load_query_model, model_spec, query_settings
+            from .export import load_query_model, query_settings
 
             self._loaded = None if self.model_path else load_query_model(self.dir, self.manifest)
             if self._loaded is None:
-                m = self.manifest["model"]
-                spec = model_spec(self.manifest, self.model_path)
+                built = self.manifest.plan.fingerprint
+                spec = self.manifest.model(self.model_path)
                 embedder = Embedder(spec, query_settings(self.manifest))
                 found = fingerprint(spec.source) if Path(spec.source).is_dir() else None
-                if found is not None and found != m["fingerprint"]:
+                if found is not None and found != built:
                     raise GenembedError(f"{spec.source}: model files differ from those the index was built with"
-                                        f" (fingerprint {found[:12]} != {m['fingerprint'][:12]})")
+                                        f" (fingerprint {found[:12]} != {built[:12]})")
                 tokenizer = make_tokenizer(TokenizerSpec.parse(self.manifest["settings"]["tokenizer"]), embedder.tokenizer)
                 self._loaded = embedder, tokenizer
         return self._loaded
@@ -120,7 +120,7 @@ class QueryEncoder:
         come from one pass along the queries laid end to end: a piece's inner states depend only on
         bases inside it, and its edges are run on their own; the same vectors as :meth:`embed`."""
         embedder, tokenizer = self._load()
-        scanner = Scanner(embedder, tokenizer, int(self.manifest["model"]["max_tokens"]))
+        scanner = Scanner(embedder, tokenizer, self.manifest.plan.max_tokens)
         whole = [j for j, (_, a, b) in enumerate(cut) if b - a == size]
         if scanner.reach is None or len(whole) < 2:
             return self.embed([queries[n][a:b] for n, a, b in cut], [n for n, _, _ in cut])
@@ -141,7 +141,7 @@ class QueryEncoder:
             problem = self.problem(seq)
             if problem:
                 raise GenembedError(f"query {names[i]!r}: {problem}" if names else f"query: {problem}")
-        return normalise(embed_sequences(embedder, tokenizer, sequences, self.manifest["model"]["max_tokens"], "query"))
+        return normalise(embed_sequences(embedder, tokenizer, sequences, self.manifest.plan.max_tokens, "query"))
 
 
 class Searcher:

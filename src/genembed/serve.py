@@ -88,7 +88,7 @@ def create_app(index: Index):
 
     @app.get("/api/info")
     def info() -> dict:
-        return {"genomes": sorted(index.manifest["genomes"]), "model": index.manifest["model"]["source"],
+        return {"genomes": sorted(index.manifest["genomes"]), "model": index.manifest.plan.source,
                 "windows": index.manifest["index"]["count"], "window_size": int(settings["window_size"]),
                 "window_stride": int(settings["window_stride"]), "pid": os.getpid()}
 

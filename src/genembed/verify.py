@@ -52,7 +52,7 @@ class Calibration:
 def calibration(index: "Index", samples: int = 500, pairs: int = 300) -> Calibration:
     """The index's nulls: read from ``calibration.json`` when it was made for this index and model,
     else fitted (a few seconds) and saved there when the folder is writable."""
-    key = {"version": CALIBRATION_VERSION, "fingerprint": index.manifest["model"]["fingerprint"],
+    key = {"version": CALIBRATION_VERSION, "fingerprint": index.manifest.plan.fingerprint,
            "windows": int(index.searcher.faiss.ntotal), "scoring": list(vars(BLASTN).values()),
            "samples": samples, "pairs": pairs}
     path = index.dir / CALIBRATION_FILE
