@@ -144,30 +144,15 @@ def tnf(seq: bytes, canonical: bool = True) -> np.ndarray:
     return (canonical_kmer_frequencies([seq], 4) if canonical else kmer_frequencies([seq], 4))[0]
 
 
-def cosine_distances(x: np.ndarray) -> np.ndarray:
-    from genembed.index import normalise
-
-    u = normalise(np.asarray(x, dtype=np.float32)).astype(np.float64)
-    return np.clip(1 - u @ u.T, 0, 2)
-
-
 def sketch_distances(seqs: list[bytes]) -> np.ndarray | None:
     """Mash distances of sourmash MinHash sketches (k = 21, scaled 1,000); None without sourmash."""
     try:
-        import sourmash
+        import sourmash  # noqa: F401
     except ImportError:
         return None
-    sketches = []
-    for s in seqs:
-        mh = sourmash.MinHash(n=0, ksize=21, scaled=1000)
-        mh.add_sequence(s.decode(), force=True)
-        sketches.append(mh)
-    d = np.zeros((len(seqs), len(seqs)))
-    for i in range(len(seqs)):
-        for j in range(i + 1, len(seqs)):
-            jac = sketches[i].jaccard(sketches[j])
-            d[i, j] = d[j, i] = 1.0 if jac <= 0 else -np.log(2 * jac / (1 + jac)) / 21
-    return d
+    from genembed.compare import mash_distances, minhash
+
+    return mash_distances([minhash([s]) for s in seqs])
 
 
 def ani_distances(seqs: list[bytes]) -> tuple[np.ndarray, int] | None:
@@ -196,7 +181,7 @@ def series(vec: Vectors, ancestor: bytes, rng: np.random.Generator) -> tuple[pl.
     copies = [ancestor] + [evolve(ancestor, r, rng) for r in RATES]
     rates = (0.0,) + RATES
     truth = np.array([[1 - (1 - a) * (1 - b) if i != j else 0 for j, b in enumerate(rates)] for i, a in enumerate(rates)])
-    from genembed.compare import best_hit_distance
+    from genembed.compare import best_hit_distance, cosine_distances
 
     windows = [vec.windows(s) for s in copies]
     per = [aggregates(w) for w in windows]
@@ -244,16 +229,14 @@ def binning(vec: Vectors, genomes: dict[str, bytes], rng: np.random.Generator, s
     feats = {name: np.stack([p[name] for p in per]) for name in per[0]}
     feats["TNF (canonical 4-mers)"] = np.stack([tnf(c) for c in contigs])
     feats["4-mer counts (forward)"] = np.stack([tnf(c, canonical=False) for c in contigs])
-    from genembed.index import normalise
+    from genembed.compare import kmeans_bins
 
     rows = []
-    for name, x in feats.items():
+    for name, x in feats.items():  # as genembed compare --bins bins them (unit vectors), and z-scored
         z = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
-        got = []
-        for form in (normalise(x.astype(np.float32)), z):
-            km = KMeans(len(genomes), n_init=20, random_state=seed).fit(form)
-            got.append(adjusted_rand_score(labels, km.labels_))
-        rows.append((name, float(got[0]), float(got[1])))
+        unit = adjusted_rand_score(labels, kmeans_bins(x, len(genomes), seed))
+        scored = adjusted_rand_score(labels, KMeans(len(genomes), n_init=20, random_state=seed).fit(z).labels_)
+        rows.append((name, float(unit), float(scored)))
     print(f"  binning: {len(contigs)} contigs of 2-50 kb from {', '.join(genomes)} "
           f"({', '.join(str(int((labels == i).sum())) for i in range(len(genomes)))})")
     return pl.DataFrame(rows, schema=["method", "ARI (k-means, unit vectors)", "ARI (k-means, z-scored)"], orient="row")

@@ -144,25 +144,22 @@ def cmd_query(args: argparse.Namespace) -> None:
                             f"--format {args.format} (tsv, json or parquet)")
     index = Index.open(args.index, args.model)
     genomes = args.genome or None
-    if args.level != "window":  # the nearest genomes or contigs to each whole query
-        with HitWriter(args.format, args.out) as out:
-            if args.region:
-                region = Region.parse(args.region)
-                out.write(index.search_level({str(region): index.fetch(region)}, args.level, args.k, genomes))
-            else:
-                records = iter([("query", args.sequence.strip().upper().encode())]) if args.sequence else \
-                    iter_fasta_queries(args.fasta)
-                for batch in _batches(records, args.batch_size):
-                    out.write(index.search_level(batch, args.level, args.k, genomes))
-        index.close()
-        return
 
     def loci(hits, lengths: dict[str, int]):  # PAF rows also give the query's and the contig's lengths
         return index.with_lengths(hits, lengths) if args.format in LOCUS_ONLY else hits
 
+    def search(batch: dict[str, bytes]):  # loci, or (--level) the nearest whole genomes or contigs
+        if args.level != "window":
+            return index.search_level(batch, args.level, args.k, genomes)
+        return loci(index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows, verify=not args.no_verify),
+                    {name: len(seq) for name, seq in batch.items()})
+
     with HitWriter(args.format, args.out) as out:
         if args.embeddings:
             out.write(index.search_shard(args.embeddings, args.k, genomes))
+        elif args.region and args.level != "window":
+            region = Region.parse(args.region)
+            out.write(search({str(region): index.fetch(region)}))
         elif args.region:
             region = Region.parse(args.region)
             hits = index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows,
@@ -183,9 +180,7 @@ def cmd_query(args: argparse.Namespace) -> None:
                     print(f"genembed: warning: {args.fasta}: query {b['query']!r} skipped: {b['reason']}", file=sys.stderr)
                 skipped += len(bad)
                 if batch:
-                    hits = index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows,
-                                             verify=not args.no_verify)
-                    out.write(loci(hits, {name: len(seq) for name, seq in batch.items()}))
+                    out.write(search(batch))
             if skipped:
                 if skipped == seen:
                     raise GenembedError(f"{args.fasta}: none of its {seen} queries can be searched")

@@ -16,7 +16,7 @@ import polars as pl
 
 from .errors import GenembedError
 from .index import normalise
-from .io import atomic_path, read_table
+from .io import atomic_path, count_rows, read_table
 from .layout import GenomeInputs
 from .store import read_shard
 
@@ -58,28 +58,42 @@ def stored_vectors(genome: GenomeInputs) -> SequenceVectors | None:
     return SequenceVectors(genome.name, v.vector, v.contigs, v.contig_vectors)
 
 
+class VectorSums:
+    """Running float64 sums of unit window vectors per contig: a genome's vectors made in the pass that
+    reads its shards anyway (:func:`window_set_vectors`, the index's add jobs)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, contigs: np.ndarray, embeddings: np.ndarray) -> None:
+        """One shard's windows: their contigs and (raw) vectors, in the same order."""
+        x = normalise(embeddings)
+        for c in dict.fromkeys(contigs):
+            rows = contigs == c
+            self.sums[c] = self.sums.get(c, 0) + x[rows].sum(0, dtype=np.float64)
+            self.counts[c] = self.counts.get(c, 0) + int(rows.sum())
+
+    def vectors(self, name: str) -> SequenceVectors:
+        if not self.sums:
+            raise GenembedError(f"{name}: no embedded windows to make a genome vector from")
+        names = list(self.sums)
+        contig_vectors = np.stack([self.sums[c] / self.counts[c] for c in names]).astype(np.float32)
+        vector = (sum(self.sums.values()) / sum(self.counts.values())).astype(np.float32)
+        return SequenceVectors(name, vector, pl.DataFrame({"contig": names, "windows": [self.counts[c] for c in names]}),
+                               contig_vectors)
+
+
 def window_set_vectors(name: str, windows_files: Sequence[Path], shards: Sequence[Path]) -> SequenceVectors:
     """:func:`sequence_vectors` of a genome's window tables and shards (in shard order)."""
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
+    sums = VectorSums()
     for windows, shard in zip(windows_files, shards):
         table = read_table(windows, ["window_id", "contig"])
         s = read_shard(shard)
         if not np.array_equal(table["window_id"].to_numpy(), s.window_id):
             raise GenembedError(f"{windows}: window ids differ from those in {shard}")
-        x = normalise(s.embeddings)
-        contigs = table["contig"].to_numpy()
-        for c in dict.fromkeys(contigs):
-            rows = contigs == c
-            sums[c] = sums.get(c, 0) + x[rows].sum(0, dtype=np.float64)
-            counts[c] = counts.get(c, 0) + int(rows.sum())
-    if not sums:
-        raise GenembedError(f"{name}: no embedded windows to make a genome vector from")
-    names = list(sums)
-    contig_vectors = np.stack([sums[c] / counts[c] for c in names]).astype(np.float32)
-    vector = (sum(sums.values()) / sum(counts.values())).astype(np.float32)
-    return SequenceVectors(name, vector, pl.DataFrame({"contig": names, "windows": [counts[c] for c in names]}),
-                           contig_vectors)
+        sums.add(table["contig"].to_numpy(), s.embeddings)
+    return sums.vectors(name)
 
 
 AGGREGATE = "mean of the unit-normalised window vectors"  # how genome and contig vectors are made, as files say
@@ -144,7 +158,12 @@ DISTANCES = ("auto", "mean", "best-hits")
 
 def distances(vectors: Sequence[SequenceVectors]) -> np.ndarray:
     """Cosine distance (1 - cosine similarity) between every two genome vectors."""
-    x = normalise(np.stack([v.vector for v in vectors])).astype(np.float64)
+    return cosine_distances(np.stack([v.vector for v in vectors]))
+
+
+def cosine_distances(x: np.ndarray) -> np.ndarray:
+    """1 - cosine similarity between every two rows, symmetric with a zero diagonal."""
+    x = normalise(np.asarray(x, dtype=np.float32)).astype(np.float64)
     d = np.clip(1 - x @ x.T, 0, 2)
     np.fill_diagonal(d, 0)
     return (d + d.T) / 2
@@ -209,9 +228,8 @@ def compare(genomes: Sequence[GenomeInputs], sketch: bool = True, distance: str 
     Mash distances of sourmash sketches of the genomes' FASTAs when sourmash is installed."""
     if distance not in DISTANCES:
         raise GenembedError(f"genome distance must be one of {', '.join(DISTANCES)}, not {distance!r}")
-    vectors = [sequence_vectors(g) for g in genomes]
-    names = [v.genome for v in vectors]
-    total = sum(int(v.contigs["windows"].sum()) for v in vectors)
+    names = [g.name for g in genomes]
+    total = sum(count_rows(w) for g in genomes for w in g.windows)
     if distance == "auto":
         distance = "best-hits" if total <= BEST_HITS_WINDOWS else "mean"
     if distance == "best-hits":
@@ -223,7 +241,7 @@ def compare(genomes: Sequence[GenomeInputs], sketch: bool = True, distance: str 
         how = (f"best hits: for up to {sample:,} windows of each genome, 1 - the cosine with its nearest window in the "
                "other genome, averaged both ways (an alignment-free ANI of the embeddings)")
     else:
-        d = distances(vectors)
+        d = distances([sequence_vectors(g) for g in genomes])  # read only here: best hits read the windows
         how = "1 - the cosine of the genomes' vectors, each the mean of its unit window vectors"
         if total > BEST_HITS_WINDOWS:
             how += f" ({total:,} windows: more than the {BEST_HITS_WINDOWS:,} that best hits hold in memory)"
@@ -248,24 +266,38 @@ def sketch_distances(fastas: Sequence[str | Path], ksize: int = 21, scaled: int 
         return None, "sourmash is not installed (pip install sourmash): no k-mer sketch distance to compare with."
     from .genome import Genome
 
-    sketches = []
-    for path in fastas:
-        mh = sourmash.MinHash(n=0, ksize=ksize, scaled=scaled)
+    def chunks(path):
         g = Genome(Path(path))
         try:
             for contig, n in g.contigs.items():
                 for a in range(0, n, 1 << 24):
-                    mh.add_sequence(g.fetch(contig, a, min(n, a + (1 << 24) + ksize - 1)).decode(), force=True)
+                    yield g.fetch(contig, a, min(n, a + (1 << 24) + ksize - 1))
         finally:
             g.close()
-        sketches.append(mh)
+
+    d = mash_distances([minhash(chunks(p), ksize, scaled) for p in fastas], ksize)
+    return d, (f"Mash distances of sourmash {sourmash.VERSION} MinHash sketches (k = {ksize}, scaled {scaled:,}) of "
+               "the same FASTAs; 1 where two sketches share no k-mer.")
+
+
+def minhash(chunks, ksize: int = 21, scaled: int = 1000):
+    """A sourmash MinHash sketch of sequence chunks (bytes; chunks of one contig overlap by k - 1)."""
+    import sourmash
+
+    mh = sourmash.MinHash(n=0, ksize=ksize, scaled=scaled)
+    for chunk in chunks:
+        mh.add_sequence(chunk.decode(), force=True)
+    return mh
+
+
+def mash_distances(sketches: Sequence, ksize: int = 21) -> np.ndarray:
+    """Mash distances (-ln(2J / (1 + J)) / k) between every two sketches; 1 where they share no k-mer."""
     d = np.zeros((len(sketches), len(sketches)))
     for i in range(len(sketches)):
         for j in range(i + 1, len(sketches)):
             jac = sketches[i].jaccard(sketches[j])
             d[i, j] = d[j, i] = 1.0 if jac <= 0 else min(1.0, -np.log(2 * jac / (1 + jac)) / ksize)
-    return d, (f"Mash distances of sourmash {sourmash.VERSION} MinHash sketches (k = {ksize}, scaled {scaled:,}) of "
-               "the same FASTAs; 1 where two sketches share no k-mer.")
+    return d
 
 
 def genome_figure(c: GenomeComparison, path: str | Path) -> str:

@@ -40,6 +40,7 @@ from .reports.stats import interval, verdict
 from .windows import canonical_kmer_frequencies, encode, kmer_frequencies, n_fraction
 
 if TYPE_CHECKING:
+    from .align import Aligner
     from .layout import GenomeInputs
     from .plan import RunPlan
 
@@ -204,13 +205,13 @@ def divergence_setup(genomes: Mapping[str, Genome], sample: Sample, size: int, s
     return Divergence(queries, table, seqs, right, sources, [t[:q] for t in tails])
 
 
-def is_copy(window: bytes, original: bytes, k: int, identity: float = 0.95) -> bool:
+def is_copy(window: bytes, original: bytes, k: int, identity: float = 0.95, aligner: "Aligner | None" = None) -> bool:
     """Whether ``window`` holds a copy of part of ``original``: its best local alignment on either strand
     (BLASTN's scores) has at least ``k`` matches at ``identity`` or more. A hit on a repeat of a query's
     source is then a right answer, as it is for an aligner."""
     from .align import Aligner, cigar_counts
 
-    aligner = Aligner()
+    aligner = aligner or Aligner()
     window, original = window.upper(), original.upper()
     for target in (original, reverse_complement(original)):
         matches, mismatches, _, gaps = cigar_counts(aligner.align(window, target)[5])
@@ -261,6 +262,9 @@ def divergence_loci(div: Divergence, cut_pieces: Pieces, grid: Grid, db: np.ndar
     from .loci import chain
     from .query import PIECE_HITS
 
+    from .align import Aligner
+
+    aligner = Aligner()
     db = normalise(np.asarray(db, dtype=np.float32))
     depth = min(depth, len(db))
     genome, contig = grid.table["genome"].to_numpy(), grid.table["contig"].to_numpy()
@@ -285,14 +289,14 @@ def divergence_loci(div: Divergence, cut_pieces: Pieces, grid: Grid, db: np.ndar
         tests = {str(i): 2 * int(n) for i, n in enumerate(per_query)}  # windows searched: pieces x strands
         best = chain(hits, size, stride, 1, tests, lone_rank=min(PIECE_HITS, depth)).filter(pl.col("rank") == 1)
         found = np.zeros(len(queries))
-        for row in best.iter_rows(named=True):
+        for row in best.iter_rows(named=True):  # one aligner (its scoring matrix) for the repeats checked here
             i = int(row["query"])
             name, ctg, s0 = div.sources[i]
             overlap = min(row["end"], s0 + query_bp) - max(row["start"], s0)
             inside = np.flatnonzero((genome == row["genome"]) & (contig == row["contig"])
                                     & (start >= row["start"]) & (end <= row["end"]))
             found[i] = float((row["genome"] == name and row["contig"] == ctg and overlap >= size // 2)
-                             or any(is_copy(grid.seqs[w], div.originals[i], size // 2) for w in inside))
+                             or any(is_copy(grid.seqs[w], div.originals[i], size // 2, aligner=aligner) for w in inside))
         out[rate] = found
     return out
 
@@ -326,7 +330,9 @@ def divergence_hits(div: Divergence, db: np.ndarray, cut_pieces: Pieces, extra: 
     """Per rate, 1 where a query's best window (its pieces, each scored against every searched
     window: ``db`` and the grid windows over the sources, ``extra``, whose sequences are ``seqs``; a
     window's score is its best piece's) overlaps its source, or is a copy of it (:func:`is_copy`)."""
-    out = {}
+    from .align import Aligner
+
+    out, aligner = {}, Aligner()
     db = normalise(np.concatenate([db, extra]))
     for rate, queries in div.queries.items():
         cut, x = cut_pieces[rate]
@@ -335,7 +341,8 @@ def divergence_hits(div: Divergence, db: np.ndarray, cut_pieces: Pieces, extra: 
         best = np.full((len(queries), len(db)), -np.inf)
         np.maximum.at(best, owner, scores)
         top = best.argmax(1)
-        out[rate] = np.array([float(np.isin(top[i], div.right[i]) or is_copy(seqs[top[i]], div.originals[i], len(seqs[top[i]]) // 2))
+        out[rate] = np.array([float(np.isin(top[i], div.right[i])
+                                    or is_copy(seqs[top[i]], div.originals[i], len(seqs[top[i]]) // 2, aligner=aligner))
                               for i in range(len(queries))])
     return out
 

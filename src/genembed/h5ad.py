@@ -32,8 +32,12 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
     obs = pd.DataFrame({c: table[c].to_numpy() for c in table.columns},
                        index=pd.Index(table["window_id"].cast(pl.String).to_numpy(), name="window"))
     dim = int(attrs["dim"])
-    adata = anndata.AnnData(obs=obs, var=pd.DataFrame(index=[str(i) for i in range(dim)]),
-                            uns={"genembed": attrs, "sequence_vectors": _sequence_vectors(windows, shards)})
+    adata = anndata.AnnData(obs=obs, var=pd.DataFrame(index=[str(i) for i in range(dim)]), uns={"genembed": attrs})
+    from anndata.io import write_elem
+
+    from .compare import AGGREGATE, VectorSums
+
+    sums: dict[str, VectorSums] = {}  # each genome's genome and contig vectors, made in the pass that writes X
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)
         with h5py.File(tmp, "r+") as f:
@@ -45,25 +49,17 @@ def export_h5ad(windows: list[Path], shards: list[Path], out: str | os.PathLike)
                 if len(shard.window_id) != len(ids) or not np.array_equal(ids, shard.window_id):
                     raise GenembedError(f"{table_path}: window ids differ from those in its embedding shard")
                 x[row : row + len(ids)] = shard.embeddings.astype(np.float32)
+                part = table.slice(row, len(ids))
+                for genome in part["genome"].unique(maintain_order=True):
+                    mine = (part["genome"] == genome).to_numpy()
+                    sums.setdefault(genome, VectorSums()).add(part["contig"].to_numpy()[mine], shard.embeddings[mine])
                 row += len(ids)
             if row != len(obs):
                 raise GenembedError(f"{out}: {len(obs)} windows in the tables but {row} in the shards")
+            vectors = {g: s.vectors(g) for g, s in sums.items()}
+            write_elem(f, "uns/sequence_vectors", {g: {
+                "genome_vector": v.vector, "contigs": np.array(v.contigs["contig"].to_list(), dtype=object),
+                "contig_vectors": v.contig_vectors, "contig_windows": v.contigs["windows"].to_numpy(),
+                "aggregate": AGGREGATE} for g, v in vectors.items()})
     return len(obs)
 
-
-def _sequence_vectors(windows: list[Path], shards: list[Path]) -> dict:
-    """Per genome (the folder its window tables sit in), its genome and contig vectors, as AnnData stores them."""
-    from .compare import AGGREGATE, window_set_vectors
-
-    by_genome: dict[str, tuple[list[Path], list[Path]]] = {}
-    for w, s in zip(windows, shards):
-        by_genome.setdefault(Path(w).parent.name, ([], []))
-        by_genome[Path(w).parent.name][0].append(Path(w))
-        by_genome[Path(w).parent.name][1].append(Path(s))
-    out = {}
-    for genome, (w, s) in by_genome.items():
-        v = window_set_vectors(genome, w, s)
-        out[genome] = {"genome_vector": v.vector, "contigs": np.array(v.contigs["contig"].to_list(), dtype=object),
-                       "contig_vectors": v.contig_vectors, "contig_windows": v.contigs["windows"].to_numpy(),
-                       "aggregate": AGGREGATE}
-    return out

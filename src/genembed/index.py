@@ -26,6 +26,7 @@ from .store import check_consistent, iter_shards
 from .windows import check_codes
 
 if TYPE_CHECKING:
+    from .compare import SequenceVectors
     from .models import ModelSpec
     from .plan import RunPlan
 
@@ -248,17 +249,22 @@ def add_part(trained: str | os.PathLike, genomes: Sequence[GenomeInputs], out: s
         check_consistent(list(shards), INDEX_FIELDS).require(trained_for, f"{shards[0]}: its vectors", "the trained index",
                                                              "trained index", advice="re-embed or retrain")
     index = _with_ids(faiss.IndexFlatIP(info["dim"]) if info["family"] == "hnsw" else read_index_file(trained))
+    from .compare import VectorSums
+
     count = 0
-    for shard, table in zip(iter_shards(shards), windows):
-        expected = read_table(table, ["window_id"])["window_id"].to_numpy()
-        if not np.array_equal(expected, shard.window_id):
+    sums = {g.name: VectorSums() for g in genomes if g.shards}  # the genome and contig vectors, in the same pass
+    owner = [g.name for g in genomes for _ in g.shards]
+    for shard, table, name in zip(iter_shards(shards), windows, owner):
+        rows = read_table(table, ["window_id", "contig"])
+        if not np.array_equal(rows["window_id"].to_numpy(), shard.window_id):
             raise GenembedError(f"{table}: window ids differ from those in the embedding shard")
         if len(shard.window_id):
             index.add_with_ids(normalise(shard.embeddings), shard.window_id)
+            sums[name].add(rows["contig"].to_numpy(), shard.embeddings)
             count += len(shard.window_id)
     out = Path(out)
     write_index_file(index, out)
-    _write_sequence_vectors(genomes, _sequences(out))
+    _write_sequence_vectors([s.vectors(name) for name, s in sums.items()], _sequences(out))
     write_json(_sidecar(out), {"count": count, "identity": info["identity"], "factory": info["factory"]})
     return count
 
@@ -267,18 +273,13 @@ def _sequences(part: Path) -> Path:
     return part.with_suffix(".sequences.parquet")  # beside the part: its genomes' genome and contig vectors
 
 
-def _write_sequence_vectors(genomes: Sequence[GenomeInputs], path: Path) -> None:
-    """A part's genome and contig vectors (:func:`genembed.compare.sequence_vectors`, from its own
-    genomes' shards only): level, genome, contig, windows, vector."""
-    from .compare import sequence_vectors
-
+def _write_sequence_vectors(vectors: Sequence["SequenceVectors"], path: Path) -> None:
+    """A part's genome and contig vectors (from its own genomes' shards only): level, genome, contig,
+    windows, vector."""
     rows = []
-    for g in genomes:
-        if not g.shards:
-            continue
-        v = sequence_vectors(g)
-        rows.append(("genome", g.name, None, int(v.contigs["windows"].sum()), v.vector))
-        rows += [("contig", g.name, c, n, v.contig_vectors[i]) for i, (c, n) in enumerate(v.contigs.iter_rows())]
+    for v in vectors:
+        rows.append(("genome", v.genome, None, int(v.contigs["windows"].sum()), v.vector))
+        rows += [("contig", v.genome, c, n, v.contig_vectors[i]) for i, (c, n) in enumerate(v.contigs.iter_rows())]
     table = pl.DataFrame({"level": [r[0] for r in rows], "genome": [r[1] for r in rows], "contig": [r[2] for r in rows],
                           "windows": [r[3] for r in rows], "vector": [r[4].tolist() for r in rows]},
                          schema={"level": pl.String, "genome": pl.String, "contig": pl.String, "windows": pl.Int64,

@@ -257,6 +257,12 @@ class Searcher:
         s = self.manifest["settings"]
         return (region.end - region.start + int(s["window_size"])) // int(s["window_stride"]) + 1
 
+    def check_genomes(self, genomes: Sequence[str]) -> None:
+        """Refuse genome names the index does not hold, naming those it does."""
+        unknown = sorted(set(genomes) - set(self.manifest["genomes"]))
+        if unknown:
+            raise GenembedError(f"genome {', '.join(unknown)} is not in this index ({', '.join(sorted(self.manifest['genomes']))})")
+
     def _selector(self, genomes: Sequence[str]):
         """FAISS search parameters that keep only the windows of these genomes (window ids carry the
         genome's code in their high bits, so each genome is one id range)."""
@@ -264,9 +270,7 @@ class Searcher:
 
         from .windows import genome_code
 
-        unknown = sorted(set(genomes) - set(self.manifest["genomes"]))
-        if unknown:
-            raise GenembedError(f"genome {', '.join(unknown)} is not in this index ({', '.join(sorted(self.manifest['genomes']))})")
+        self.check_genomes(genomes)
         selector = None
         for g in genomes:
             code = genome_code(g)
@@ -292,6 +296,7 @@ class Index:
         self._genomes: dict[str, Genome] = {}
         self._packed: dict[str, Any] = {}
         self._calibration = None
+        self._levels: dict[str, tuple] = {}  # genome / contig level: FAISS index and id table (search_level)
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, model: str | None = None) -> "Index":
@@ -452,12 +457,12 @@ class Index:
         owner = np.array([n for n, _, _ in cut])
         names = list(upper)
         vectors = normalise(np.stack([mean_vector(x[owner == n]) for n in names]))
-        faiss_file, table_file = LEVEL_FILES[level]
-        index, table = read_index_file(self.dir / faiss_file), pl.read_parquet(self.dir / table_file)
+        if level not in self._levels:  # read once per open index (a FASTA's batches share them)
+            faiss_file, table_file = LEVEL_FILES[level]
+            self._levels[level] = read_index_file(self.dir / faiss_file), pl.read_parquet(self.dir / table_file)
+        index, table = self._levels[level]
         if genomes:
-            unknown = sorted(set(genomes) - set(self.manifest["genomes"]))
-            if unknown:
-                raise GenembedError(f"no genome {unknown[0]!r} in the index {self.dir}")
+            self.searcher.check_genomes(genomes)
         sim, ids = index.search(vectors, index.ntotal) if index.ntotal else (np.zeros((len(names), 0)), np.zeros((len(names), 0), int))
         out = []
         for q, name in enumerate(names):

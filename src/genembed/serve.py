@@ -111,25 +111,11 @@ def create_app(index: Index):
                 return work()
 
         skipped: list[dict] = []
-        if req.level != "window":  # the nearest genomes or contigs of each whole query (Index.search_level)
-            if req.region:
-                region = Region.parse(req.region)
-                if region.end - region.start > MAX_QUERY_BP:
-                    raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
-                queries = {str(region): index.fetch(region)}
-            else:
-                queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
-                    {"query": "".join(req.sequence.split()).upper().encode()}
-                queries, skipped = index.screen(queries, req.strict)
-            hits = await run_in_threadpool(locked, lambda: index.search_level(queries, req.level, req.k, req.genomes))
-            return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
         if req.region:
             region = Region.parse(req.region)
             bp = region.end - region.start
             if bp > MAX_QUERY_BP:
                 raise GenembedError(f"region {region}: longer than {MAX_QUERY_BP:,} bp")
-            hits = await run_in_threadpool(locked, lambda: index.search_region(
-                region, req.k, req.genomes, req.exclude_self, req.strand, req.windows, req.verify))
         else:
             queries = dict(fasta_records(req.fasta.encode().splitlines(), "fasta")) if req.fasta else \
                 {"query": "".join(req.sequence.split()).upper().encode()}
@@ -137,6 +123,15 @@ def create_app(index: Index):
             if bp > MAX_QUERY_BP:
                 raise GenembedError(f"the request holds {bp:,} bp, more than {MAX_QUERY_BP:,}; split it")
             queries, skipped = index.screen(queries, req.strict)
+        if req.level != "window":  # the nearest genomes or contigs of each whole query (Index.search_level)
+            if req.region:
+                queries = {str(region): index.fetch(region)}
+            hits = await run_in_threadpool(locked, lambda: index.search_level(queries, req.level, req.k, req.genomes))
+            return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
+        if req.region:
+            hits = await run_in_threadpool(locked, lambda: index.search_region(
+                region, req.k, req.genomes, req.exclude_self, req.strand, req.windows, req.verify))
+        else:
             parts = []
             for batch in _batches(queries, BATCH_BP):
                 if await request.is_disconnected():

@@ -232,7 +232,7 @@ def stitch(shards: list[str | os.PathLike], out: str | os.PathLike, windows: lis
             if windows is not None:
                 from .compare import window_set_vectors, write_sequence_group
 
-                name = genome or Path(out).stem
+                name = genome or Path(windows[0]).parent.name  # the layout's windows/{genome}/ folder
                 write_sequence_group(f.create_group("sequences"),
                                      window_set_vectors(name, [Path(w) for w in windows], [Path(s) for s in shards]))
     return total
