@@ -3,6 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# pytest-xdist workers for make test: the workflow tests spend much of their time waiting (Snakemake,
+# SLURM polling, job start-up), so two workers keep both cores busy
+TEST_WORKERS ?= 2
 
 .PHONY: run test env browser lint clean
 
@@ -27,7 +30,7 @@ browser:
 	else echo "browser: chromium/chromedriver missing and not root with apt-get; report rendering tests will skip"; fi
 
 test: env browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: env
 	$(BIN)/snakemake --lint

@@ -15,6 +15,18 @@ from helpers import (
 SLICE_BP = 200_000
 
 
+WITH_THE_SMALL_RUN = {"test_interruptions", "test_slurm"}  # modules whose checks compare against small_workflow_run
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs two pytest-xdist workers (--dist loadgroup): the tests of a module stay on one
+    worker (its module fixtures are made once), and the tests that read the small workflow run (the
+    uninterrupted reference of the kill -9 and SLURM checks) go to one worker, which makes it once."""
+    for item in items:
+        shared = item.path.stem in WITH_THE_SMALL_RUN or "small_workflow_run" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("small_workflow_run" if shared else item.path.stem))
+
+
 @pytest.fixture(scope="session")
 def ecoli_sequence() -> bytes:
     """The first 200 kb of the bundled E. coli K-12 genome (real sequence)."""
