@@ -2,7 +2,7 @@
 a human genome (GRCh38, ``resources/plans/GRCh38.fai``) and for 1,000 bacterial genomes (each the
 size of the bundled E. coli K-12), for the bundled model and for published DNA models.
 
-Counts come from the planner itself (:func:`genembed.windows.window_count` over the real contig
+Counts come from the planner itself (:func:`genembed.data.windows.window_count` over the real contig
 lengths) and tokens per window from each model's tokenizer rule. Compute is forward FLOPs per token
 of an encoder (projections, feed-forward and full attention over the window) times tokens. GPU time
 is that divided by a stated bf16 peak times a stated utilisation (no GPU was measured here); CPU
@@ -102,9 +102,9 @@ def measured_bytes_per_window() -> dict[str, float]:
 
 def cpu_windows_per_s() -> float:
     """The bundled model's CPU throughput here: 2,000 E. coli windows of 500 bp."""
-    from genembed.embed import EmbedSettings, Embedder, embed_tokens
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec, make_tokenizer
+    from genembed.encode.embed import EmbedSettings, Embedder, embed_tokens
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
 
     with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
         seq = b"".join(fh.read().split(b"\n")[1:])
@@ -120,7 +120,7 @@ def cpu_windows_per_s() -> float:
 def index_bytes(n: int, dim: int) -> tuple[str, float]:
     """The index ``type: auto`` picks for ``n`` vectors and its bytes per vector (measured values:
     HNSW32 1,304 at d=256 scaled by d, PQ codes plus 8-byte ids)."""
-    from genembed.index import IndexSettings
+    from genembed.search.index import IndexSettings
 
     factory = IndexSettings().factory_for(n, dim)
     if factory.startswith("HNSW"):
@@ -131,8 +131,8 @@ def index_bytes(n: int, dim: int) -> tuple[str, float]:
 
 
 def main() -> None:
-    from genembed.genome import read_fai
-    from genembed.windows import WindowSpec, shard_count, window_count
+    from genembed.data.genome import read_fai
+    from genembed.data.windows import WindowSpec, shard_count, window_count
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 8, 32])

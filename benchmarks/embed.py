@@ -42,10 +42,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-import genembed.convnet  # noqa: F401  (registers genembed-conv with the Auto classes)
-from genembed.embed import EmbedSettings, Embedder, embed_tokens
-from genembed.models import ModelSpec, _quiet_transformers, load_tokenizer
-from genembed.tokenize import TokenizerSpec, make_tokenizer
+import genembed.encode.convnet  # noqa: F401  (registers genembed-conv with the Auto classes)
+from genembed.encode.embed import EmbedSettings, Embedder, embed_tokens
+from genembed.encode.models import ModelSpec, _quiet_transformers, load_tokenizer
+from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "resources/models/genembed-conv-6mer"
@@ -81,7 +81,7 @@ def bert(folder: Path, hidden: int = 512, layers: int = 8) -> Path:
     768 and 12 (BERT-base) about 110M."""
     from transformers import BertConfig, BertForMaskedLM
 
-    from genembed.tune import build_tokenizer
+    from genembed.encode.tune import build_tokenizer
 
     torch.manual_seed(0)
     tok = build_tokenizer(6, 512)
@@ -201,7 +201,7 @@ def end_to_end(folder: Path, seqs: list[bytes], device: str) -> float:
         fasta.write_bytes(b"".join(b">w%d\n%s\n" % (i, s) for i, s in enumerate(seqs)))
         size = str(len(seqs[0]))
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "genembed.cli", "embed", "--fasta", str(fasta), "--genome", "g", "--out",
+        subprocess.run([sys.executable, "-m", "genembed.run.cli", "embed", "--fasta", str(fasta), "--genome", "g", "--out",
                         str(Path(tmp) / "out"), "--model", str(folder), "--tokenizer", "kmer", "--k", str(k),
                         "--window", size, "--stride", size, "--device", device], check=True, capture_output=True)
         return time.perf_counter() - start
@@ -211,7 +211,7 @@ DNALLM_SCRIPT = """
 import json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
-import genembed.convnet  # registers genembed-conv with the Auto classes
+import genembed.encode.convnet  # registers genembed-conv with the Auto classes
 from transformers import AutoModel, AutoTokenizer
 from dnallm.configuration.configs import InferenceConfig, TaskConfig
 from dnallm.inference.inference import DNAInference

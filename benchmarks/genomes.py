@@ -9,7 +9,7 @@ Three parts, every method on the same sequences in one run:
    copies, the Spearman correlation of each distance with the true divergence (the chance that a site
    differs: ``1 - (1 - a)(1 - b)``): genome vectors (the mean unit window vector, as ``genembed compare``
    makes them, and the mean joined to the per-dimension standard deviation), the window sets compared by
-   best hits (:func:`genembed.compare.best_hit_distance`), the Mash distance of sourmash
+   best hits (:func:`genembed.reports.compare.best_hit_distance`), the Mash distance of sourmash
    MinHash sketches (k = 21, scaled 1,000) and 100 - ANI of pyskani (each when installed), and the cosine
    distance of strand-canonical tetranucleotide frequencies (TNF).
 2. **Contig binning.** Contigs of 2-50 kb (log-uniform lengths) cut from four genomes: the E. coli
@@ -104,9 +104,9 @@ class Vectors:
     """Window vectors of a sequence with the run's model and windows (one pass along it)."""
 
     def __init__(self):
-        from genembed.models import ModelSpec
-        from genembed.plan import RunPlan
-        from genembed.tokenize import TokenizerSpec
+        from genembed.encode.models import ModelSpec
+        from genembed.encode.plan import RunPlan
+        from genembed.encode.tokenize import TokenizerSpec
 
         cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
         self.plan = RunPlan.make(ModelSpec(str(REPO / cfg["model"]["path"])), TokenizerSpec.from_config(cfg["tokenizer"]),
@@ -116,7 +116,7 @@ class Vectors:
         self.seconds = 0.0
 
     def windows(self, seq: bytes) -> np.ndarray:
-        from genembed.index import normalise
+        from genembed.data.vectors import normalise
 
         starts = np.arange(0, len(seq) - self.size + 1, self.stride)
         starts = np.array([s for s in starts if seq.count(b"N", s, s + self.size) <= self.size // 10])
@@ -129,7 +129,7 @@ class Vectors:
 def aggregates(unit: np.ndarray) -> dict[str, np.ndarray]:
     """The genome (or contig) vector two ways: the mean unit window vector (``genembed compare``) and
     the mean joined to the per-dimension standard deviation (a second-moment sketch), each half unit."""
-    from genembed.compare import mean_vector
+    from genembed.data.vectors import mean_vector
 
     mean = mean_vector(unit)
     sd = unit.std(0)
@@ -139,7 +139,7 @@ def aggregates(unit: np.ndarray) -> dict[str, np.ndarray]:
 
 def tnf(seq: bytes, canonical: bool = True) -> np.ndarray:
     """Strand-canonical tetranucleotide frequencies (136; TNF), or the 256 forward-strand ones."""
-    from genembed.windows import canonical_kmer_frequencies, kmer_frequencies
+    from genembed.data.windows import canonical_kmer_frequencies, kmer_frequencies
 
     return (canonical_kmer_frequencies([seq], 4) if canonical else kmer_frequencies([seq], 4))[0]
 
@@ -150,7 +150,7 @@ def sketch_distances(seqs: list[bytes]) -> np.ndarray | None:
         import sourmash  # noqa: F401
     except ImportError:
         return None
-    from genembed.compare import mash_distances, minhash
+    from genembed.reports.compare import mash_distances, minhash
 
     return mash_distances([minhash([s]) for s in seqs])
 
@@ -181,7 +181,7 @@ def series(vec: Vectors, ancestor: bytes, rng: np.random.Generator) -> tuple[pl.
     copies = [ancestor] + [evolve(ancestor, r, rng) for r in RATES]
     rates = (0.0,) + RATES
     truth = np.array([[1 - (1 - a) * (1 - b) if i != j else 0 for j, b in enumerate(rates)] for i, a in enumerate(rates)])
-    from genembed.compare import best_hit_distance, cosine_distances
+    from genembed.reports.compare import best_hit_distance, cosine_distances
 
     windows = [vec.windows(s) for s in copies]
     per = [aggregates(w) for w in windows]
@@ -229,7 +229,7 @@ def binning(vec: Vectors, genomes: dict[str, bytes], rng: np.random.Generator, s
     feats = {name: np.stack([p[name] for p in per]) for name in per[0]}
     feats["TNF (canonical 4-mers)"] = np.stack([tnf(c) for c in contigs])
     feats["4-mer counts (forward)"] = np.stack([tnf(c, canonical=False) for c in contigs])
-    from genembed.compare import kmeans_bins
+    from genembed.reports.compare import kmeans_bins
 
     rows = []
     for name, x in feats.items():  # as genembed compare --bins bins them (unit vectors), and z-scored
@@ -243,9 +243,9 @@ def binning(vec: Vectors, genomes: dict[str, bytes], rng: np.random.Generator, s
 
 
 def scale(n_genomes: int, n_windows: int, dim: int, seed: int) -> str:
-    from genembed.compare import compare_genomes
-    from genembed.layout import GenomeInputs
-    from genembed.store import stitch, write_shard
+    from genembed.reports.compare import compare_genomes
+    from genembed.data.layout import GenomeInputs
+    from genembed.data.store import stitch, write_shard
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -83,7 +83,7 @@ def zoo(folder: Path) -> dict[str, tuple[Path, Any, bool]]:
     """Model folders of every family the tests build, with their tokenizer spec and remote-code flag."""
     import model_zoo
 
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.tokenize import TokenizerSpec
 
     seq = windows(8, 2000)[0]
     return {
@@ -103,9 +103,9 @@ def zoo(folder: Path) -> dict[str, tuple[Path, Any, bool]]:
 def precision(tmp: Path) -> dict[str, Any]:
     import numpy as np
 
-    from genembed.embed import EmbedSettings, Embedder
-    from genembed.models import ModelSpec
-    from genembed.tokenize import make_tokenizer
+    from genembed.encode.embed import EmbedSettings, Embedder
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.tokenize import make_tokenizer
 
     out = {}
     seqs = windows()
@@ -140,9 +140,9 @@ def cosines(a, b):
 def default_model_grid(tmp: Path) -> dict[str, Any]:
     import numpy as np
 
-    from genembed.embed import EmbedSettings, Embedder, embed_tokens
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
+    from genembed.encode.embed import EmbedSettings, Embedder, embed_tokens
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 
     spec = ModelSpec(str(BUNDLED))
     seqs = windows(32 if SMOKE else 256)
@@ -167,7 +167,7 @@ def default_model_grid(tmp: Path) -> dict[str, Any]:
 def ordinal(tmp: Path) -> dict[str, Any]:
     import torch
 
-    from genembed.device import pick_device
+    from genembed.encode.device import pick_device
     from genembed.errors import GenembedError
 
     count = torch.cuda.device_count() if not SMOKE else 0
@@ -181,9 +181,9 @@ def ordinal(tmp: Path) -> dict[str, Any]:
 def repeat(tmp: Path) -> dict[str, Any]:
     import numpy as np
 
-    from genembed.embed import EmbedSettings, Embedder
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec, make_tokenizer
+    from genembed.encode.embed import EmbedSettings, Embedder
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
 
     emb = Embedder(ModelSpec(str(BUNDLED)), EmbedSettings(device=device()))
     rows = make_tokenizer(TokenizerSpec("kmer", 1), emb.tokenizer).encode_batch(windows(32 if SMOKE else 512))
@@ -193,10 +193,10 @@ def repeat(tmp: Path) -> dict[str, Any]:
 
 
 def query_vs_stored(tmp: Path) -> dict[str, Any]:
-    from genembed.embed import EmbedSettings
-    from genembed.models import ModelSpec
-    from genembed.plan import RunPlan
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.embed import EmbedSettings
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.tokenize import TokenizerSpec
 
     seqs = windows(32 if SMOKE else 256)
     plan = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
@@ -211,17 +211,17 @@ def query_vs_stored(tmp: Path) -> dict[str, Any]:
 
 
 def shared_pass(tmp: Path) -> dict[str, Any]:
-    """The default model's pass along the sequence (genembed.scan, what a run's shards and the promoter
+    """The default model's pass along the sequence (genembed.encode.scan, what a run's shards and the promoter
     track use) against embedding each window, on the GPU: vectors and windows/s."""
     import gzip
 
     import numpy as np
 
-    from genembed.embed import EmbedSettings, embed_sequences
-    from genembed.models import ModelSpec
-    from genembed.plan import RunPlan
-    from genembed.scan import Scanner
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.embed import EmbedSettings, embed_sequences
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.scan import Scanner
+    from genembed.encode.tokenize import TokenizerSpec
 
     with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
         seq = b"".join(fh.read().split(b"\n")[1:]).upper()[: 20_000 if SMOKE else 1_000_000]
@@ -248,9 +248,9 @@ def oom_backoff(tmp: Path) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from genembed.embed import EmbedSettings, Embedder
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec, make_tokenizer
+    from genembed.encode.embed import EmbedSettings, Embedder
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
 
     if SMOKE:
         raise Skip("a GPU memory cap is what provokes the out-of-memory back-off")
@@ -280,8 +280,8 @@ def oom_backoff(tmp: Path) -> dict[str, Any]:
 def pinned_memory(tmp: Path) -> dict[str, Any]:
     import numpy as np
 
-    from genembed.embed import EmbedSettings, Embedder
-    from genembed.models import ModelSpec
+    from genembed.encode.embed import EmbedSettings, Embedder
+    from genembed.encode.models import ModelSpec
 
     if SMOKE:
         raise Skip("pinned memory is for copies to a GPU")
@@ -307,7 +307,7 @@ def faiss_gpu(tmp: Path) -> dict[str, Any]:
     import faiss
     import numpy as np
 
-    from genembed.index import _to_gpu, read_index_file, train_on_gpu_or_cpu, write_index_file
+    from genembed.search.index import _to_gpu, read_index_file, train_on_gpu_or_cpu, write_index_file
 
     gpu = hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
     if not gpu and not SMOKE:
@@ -333,12 +333,12 @@ def faiss_gpu(tmp: Path) -> dict[str, Any]:
                 logs: list[str] = []
                 handler = logging.Handler()
                 handler.emit = lambda record: logs.append(record.getMessage())
-                logging.getLogger("genembed.index").addHandler(handler)
+                logging.getLogger("genembed.search.index").addHandler(handler)
                 start = time.perf_counter()
                 try:
                     trained = train_on_gpu_or_cpu(index, x, _to_gpu if where == "gpu" else (lambda _: None))
                 finally:
-                    logging.getLogger("genembed.index").removeHandler(handler)
+                    logging.getLogger("genembed.search.index").removeHandler(handler)
                 row[f"{where}_train_seconds"] = round(time.perf_counter() - start, 2)
                 if where == "gpu":
                     row["gpu_fell_back"] = [m for m in logs if "failed" in m]

@@ -29,15 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def real_embeddings() -> np.ndarray:
-    from genembed.index import normalise
-    from genembed.store import read_shard
+    from genembed.data.vectors import normalise
+    from genembed.data.store import read_shard
 
     shards = sorted((REPO / "results/embeddings").glob("*/[0-9]*.h5"))
     if shards:
         return normalise(np.concatenate([read_shard(s).embeddings for s in shards]))
-    from genembed.embed import EmbedSettings, Embedder, embed_tokens
-    from genembed.models import ModelSpec
-    from genembed.tokenize import TokenizerSpec, make_tokenizer
+    from genembed.encode.embed import EmbedSettings, Embedder, embed_tokens
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
 
     with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
         seq = b"".join(fh.read().split(b"\n")[1:])
@@ -51,7 +51,7 @@ def grow(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` vectors around real ones, with noise at the scale of the real clusters' spread."""
     import faiss
 
-    from genembed.index import normalise
+    from genembed.data.vectors import normalise
 
     km = faiss.Kmeans(real.shape[1], 64, niter=20, seed=seed, spherical=True)
     km.train(real)
@@ -85,7 +85,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def bench_types(n: int, types: list[str], train: int) -> None:
     import faiss
 
-    from genembed.index import IndexSettings
+    from genembed.search.index import IndexSettings
 
     real = real_embeddings()
     print(f"real embeddings: {len(real):,} x {real.shape[1]}; growing to {n:,} vectors", flush=True)
@@ -125,7 +125,7 @@ def bench_types(n: int, types: list[str], train: int) -> None:
 
 
 def bench_latency(index_dir: Path) -> None:
-    from genembed.query import Index
+    from genembed.search.query import Index
 
     if not (index_dir / "manifest.json").is_file():
         print(f"\n(no index at {index_dir}: run `make run` first for the latency numbers)")
@@ -146,7 +146,7 @@ def bench_latency(index_dir: Path) -> None:
     cold = []
     for _ in range(3):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(index_dir), "--sequence",
+        subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(index_dir), "--sequence",
                         seq[:1000].decode()], check=True, capture_output=True)
         cold.append(time.perf_counter() - start)
     print(f"cold CLI (`genembed query --sequence <1 kb>`), 3 runs: median {statistics.median(cold):.1f} s")

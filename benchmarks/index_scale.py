@@ -51,9 +51,9 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
     """Grown vectors as shards and window tables of ``genomes`` genomes; returns 1,000 queries."""
     import polars as pl
 
-    from genembed.layout import ShardFiles
-    from genembed.store import read_attrs, write_shard
-    from genembed.windows import window_ids
+    from genembed.data.layout import ShardFiles
+    from genembed.data.store import read_attrs, write_shard
+    from genembed.data.windows import window_ids
     from index import grow, real_embeddings
 
     attrs = read_attrs(next((REPO / "results/embeddings").glob("*/[0-9]*.h5")))
@@ -73,7 +73,7 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
                           "start": np.arange(s, s + len(rows)) * 500, "end": np.arange(s, s + len(rows)) * 500 + 500}
                          ).write_parquet(files.windows)
     # queries as the index sees them: float16 round trip, unit length
-    from genembed.index import normalise
+    from genembed.data.vectors import normalise
 
     np.save(work / "queries.npy", normalise(vectors[:1000].astype(np.float16)))
     return vectors[:1000]
@@ -81,16 +81,16 @@ def write_collection(work: Path, n: int, genomes: int) -> np.ndarray:
 
 def genomes_of(work: Path, genome: str | None = None):
     """The benchmark's genomes (all, or one), as the index stages take them."""
-    from genembed.layout import discover
+    from genembed.data.layout import discover
 
     return [g for g in discover(work / "results") if genome in (None, g.name)]
 
 
 def plan_of(work: Path):
     """A run plan naming the shards' model (no model folder: the merge exports no query encoder)."""
-    from genembed.plan import RunPlan, WindowPlan
-    from genembed.store import read_attrs
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.plan import RunPlan, WindowPlan
+    from genembed.data.store import read_attrs
+    from genembed.encode.tokenize import TokenizerSpec
 
     attrs = read_attrs(genomes_of(work)[0].shards[0])
     return RunPlan("benchmark", "", str(attrs["model_fingerprint"]), 512, TokenizerSpec.parse(str(attrs["tokenizer"])),
@@ -99,7 +99,8 @@ def plan_of(work: Path):
 
 def step(name: str, work: Path, arg: str) -> dict:
     """One job, in this (fresh) process."""
-    from genembed.index import IndexSettings, add_part, merge_parts, train_index
+    from genembed.search.index import IndexSettings, add_part, train_index
+    from genembed.search.build import merge_parts
 
     settings = IndexSettings(type="ivfpq", train_size=100_000)
     start = time.perf_counter()
@@ -113,7 +114,7 @@ def step(name: str, work: Path, arg: str) -> dict:
         merge_parts(work / "trained.faiss", parts, genomes_of(work), work / "index", plan_of(work), settings,
                     query_model=False)
     elif name == "merge_in_memory":  # the baseline: every part's lists read into memory and merged there
-        from genembed.index import read_index_file
+        from genembed.search.index import read_index_file
 
         index = read_index_file(work / "trained.faiss")
         for part in sorted((work / "parts").glob("*.faiss")):
@@ -131,8 +132,8 @@ def opened_memory(work: Path) -> dict:
     table, id lookup), each measured from a fresh start."""
     import gc
 
-    from genembed.index import read_index
-    from genembed.query import Index
+    from genembed.search.index import read_index
+    from genembed.search.query import Index
 
     before = rss_mb()
     index = read_index(work / "index", {"nprobe": 16})
@@ -147,8 +148,8 @@ def opened_memory(work: Path) -> dict:
 
 def query(work: Path) -> dict:
     """Queries/s and hits (as window ids) through the query API, at several re-scoring depths."""
-    from genembed.query import Index
-    from genembed.windows import window_ids
+    from genembed.search.query import Index
+    from genembed.data.windows import window_ids
 
     queries = np.load(work / "queries.npy")
     api = Index.open(work / "index")
@@ -182,8 +183,8 @@ def exact_truth(work: Path, queries: np.ndarray) -> tuple[np.ndarray, float]:
     """Exact top-10 window ids of the queries over every stored vector, and exact queries/s."""
     import faiss
 
-    from genembed.index import normalise
-    from genembed.store import read_shard
+    from genembed.data.vectors import normalise
+    from genembed.data.store import read_shard
 
     shards = [s for g in genomes_of(work) for s in g.shards]
     flat = faiss.IndexIDMap2(faiss.IndexFlatIP(queries.shape[1]))

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-import genembed.evaluate as evaluation
-from genembed.evaluate import EvalSettings, canonical_kmer_frequencies, evaluate, reverse_complement
-from genembed.windows import kmer_frequencies
-from genembed.genome import Genome
-from genembed.models import ModelSpec
-from genembed.plan import RunPlan
-from genembed.tokenize import TokenizerSpec
+import genembed.reports.evaluate as evaluation
+from genembed.reports.evaluate import EvalSettings, canonical_kmer_frequencies, evaluate, reverse_complement
+from genembed.data.windows import kmer_frequencies
+from genembed.data.genome import Genome
+from genembed.encode.models import ModelSpec
+from genembed.encode.plan import RunPlan
+from genembed.encode.tokenize import TokenizerSpec
 from quality import REPO, held_out
 
 
@@ -62,7 +62,7 @@ def learned_table(folder: Path, k: int) -> np.ndarray:
     """The k-mer table of a model fused by `genembed tune --kmer-channels` (one row per canonical k-mer)."""
     from safetensors.numpy import load_file
 
-    from genembed.kmerbranch import canonical_columns
+    from genembed.encode.kmerbranch import canonical_columns
 
     rows = load_file(folder / "model.safetensors")["kmer.weight"][:-1].astype(np.float64)
     cols = canonical_columns(k)

@@ -85,11 +85,11 @@ def compute_per_genome(genome: tuple[str, Path], folder: Path) -> float:
     sys.path.insert(0, str(REPO / "src"))
     import torch
 
-    from genembed.embed import EmbedSettings
-    from genembed.models import ModelSpec
-    from genembed.pipeline import embed_genome
-    from genembed.plan import RunPlan
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.embed import EmbedSettings
+    from genembed.encode.models import ModelSpec
+    from genembed.run.pipeline import embed_genome
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.tokenize import TokenizerSpec
 
     torch.set_num_threads(2)
     plan = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from genembed.device import native_bf16
-from genembed.genome import Genome, prepare_fasta
-from genembed.layout import GenomeInputs
+from genembed.encode.device import native_bf16
+from genembed.data.genome import Genome, prepare_fasta
+from genembed.data.layout import GenomeInputs
 from genembed.reports.promoters import PromoterSettings, held_out
 from genembed.reports.stranded import score_genome, stranded_report, train_promoters
 from genembed.reports.supervised import CnnSettings

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import polars as pl
 
-from genembed.evaluate import KMER_BASELINES, EvalSettings, evaluate_model
-from genembed.genome import prepare_fasta
-from genembed.models import ModelSpec
-from genembed.plan import RunPlan
-from genembed.tokenize import TokenizerSpec
+from genembed.reports.evaluate import KMER_BASELINES, EvalSettings, evaluate_model
+from genembed.data.genome import prepare_fasta
+from genembed.encode.models import ModelSpec
+from genembed.encode.plan import RunPlan
+from genembed.encode.tokenize import TokenizerSpec
 
 REPO = Path(__file__).resolve().parents[1]
 HELD_OUT = {"C.elegans": (REPO / "resources/example/C.elegans.fa.gz", {"IV", "V", "X"}),
@@ -115,7 +115,7 @@ def main() -> None:
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.iter_rows()]
     print("\n" + "\n".join(lines))  # the same table in Markdown, for model cards and the README
     if args.write_card:
-        from genembed.tune import write_card
+        from genembed.encode.tune import write_card
 
         for label, (folder, _) in models.items():
             if label.startswith("candidate"):

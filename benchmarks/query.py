@@ -30,9 +30,9 @@ SIZES = {"500 bp": 500, "5 kb": 5_000, "100 kb": 100_000}
 
 
 def build(work: Path) -> Path:
-    from genembed.index import build_index
-    from genembed.layout import PLAN, discover
-    from genembed.plan import RunPlan
+    from genembed.search.build import build_index
+    from genembed.data.layout import PLAN, discover
+    from genembed.encode.plan import RunPlan
 
     results = REPO / "results"
     if not (results / PLAN).is_file():
@@ -48,7 +48,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def api(index_dir: Path, n: int) -> dict[str, bytes]:
-    from genembed.query import Index
+    from genembed.search.query import Index
 
     ix = Index.open(index_dir)
     genome = ix.genome(sorted(ix.manifest["genomes"])[0])
@@ -96,7 +96,7 @@ def cli(index_dir: Path, samples: dict[str, bytes], work: Path) -> None:
     for label, seq in samples.items():
         (work / "q.fa").write_bytes(b">q\n" + seq + b"\n")
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(index_dir), "--fasta",
+        subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(index_dir), "--fasta",
                         str(work / "q.fa"), "--out", str(work / "hits.tsv")], check=True)
         print(f"| {label} | {time.perf_counter() - t:.2f} |")
 
@@ -105,7 +105,7 @@ def server(index_dir: Path, samples: dict[str, bytes], requests: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "genembed.cli", "serve", "--index", str(index_dir), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "genembed.run.cli", "serve", "--index", str(index_dir), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api/search"
     started = time.perf_counter()

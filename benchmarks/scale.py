@@ -44,10 +44,10 @@ def make_genome(path: Path, mbp: int, seed: int = 0) -> None:
 
 def run_stages(fasta: str, work: str) -> dict:
     """In this process: prepare, then window and tokenize every shard; time and peak RSS."""
-    from genembed.genome import prepare_fasta
-    from genembed.models import ModelSpec, load_tokenizer
-    from genembed.tokenize import KmerTokenizer, tokenize_shard
-    from genembed.windows import WindowSpec, shard_count, write_shard_windows
+    from genembed.data.genome import prepare_fasta
+    from genembed.encode.models import ModelSpec, load_tokenizer
+    from genembed.encode.tokenize import KmerTokenizer, tokenize_shard
+    from genembed.data.windows import WindowSpec, shard_count, write_shard_windows
 
     work_dir = Path(work)
     t0 = time.perf_counter()

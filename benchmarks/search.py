@@ -46,7 +46,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from genembed.query import CANDIDATES
+from genembed.search.query import CANDIDATES
 from quality import HELD_OUT  # noqa: E402  (genome -> (FASTA, chromosomes no bundled model was trained on))
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,12 +114,12 @@ def build_index(fastas: dict[str, Path], work: Path) -> Path:
     out = work / f"index-{key([*fastas, model])}"  # another default model: another index
     if (out / "manifest.json").is_file():
         return out
-    from genembed.index import build_index as build
-    from genembed.layout import discover
-    from genembed.models import ModelSpec
-    from genembed.pipeline import embed_genome
-    from genembed.plan import RunPlan
-    from genembed.tokenize import TokenizerSpec
+    from genembed.search.build import build_index as build
+    from genembed.data.layout import discover
+    from genembed.encode.models import ModelSpec
+    from genembed.run.pipeline import embed_genome
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.tokenize import TokenizerSpec
 
     started = time.perf_counter()
     plan = RunPlan.make(ModelSpec(str(MODEL)), TokenizerSpec("kmer", 1), {"size": 500, "stride": 250})
@@ -189,8 +189,8 @@ def sample_sources(index: Any, genomes: list[str], n: int, rng: np.random.Genera
 
 def make_queries(sources: list[tuple[Hit, bytes]], nulls: int, rng: np.random.Generator) -> list[Query]:
     """Every source at every rate (every second one reverse-complemented), then the shuffled nulls."""
-    from genembed.evaluate import mutate
-    from genembed.tokenize import reverse_complement
+    from genembed.data.windows import mutate
+    from genembed.encode.tokenize import reverse_complement
 
     queries = []
     for rate in RATES:
@@ -378,7 +378,7 @@ def scale_genomes(index: Any, size_bp: int, work: Path) -> dict[str, Path]:
 def scale(index: Any, fasta: Path, ids: dict[str, tuple[str, str]], queries: list[Query], copies: list[list[Hit]],
           sizes: list[int], work: Path, blast: str | None, repeat: int = 1) -> None:
     """Query time of the 20%-mutated queries against database size (the bundled one first), with top 1 at 20%."""
-    from genembed.query import Index
+    from genembed.search.query import Index
 
     q20 = [q for q in queries if q.rate == 0.20]
     label = "genembed (verified)"
@@ -426,7 +426,7 @@ def main() -> None:
     MODEL = args.model.resolve()
     import mappy
 
-    from genembed.query import Index
+    from genembed.search.query import Index
 
     args.work.mkdir(parents=True, exist_ok=True)
     wanted = {genome_name(p): p for p in args.fasta}

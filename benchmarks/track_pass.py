@@ -5,7 +5,7 @@ in one process:
 
 (a) the run's windows alone (500 bp every 250 bp): one pass along the sequence plus their edges;
 (b) the promoter track's windows alone (every 100 bp), as a report scanning on its own does;
-(c) both together, as a pack's job does (:func:`genembed.scan.scan_with_track`'s pass);
+(c) both together, as a pack's job does (:func:`genembed.encode.scan.scan_with_track`'s pass);
 
 each with the windows' edges computed as a trapezoid (``edge_states``: each layer only where an
 edge depends on it) and, for comparison, as whole ``2 * receptive_field`` rows. It prints seconds,
@@ -37,10 +37,10 @@ def main() -> None:
 
     import yaml
 
-    from genembed.models import ModelSpec
-    from genembed.plan import RunPlan
-    from genembed.scan import window_means
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.scan import window_means
+    from genembed.encode.tokenize import TokenizerSpec
 
     torch.set_num_threads(2)
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())  # the default config's plan

@@ -1,9 +1,9 @@
 """Snakemake adapter: clustering report."""
 from pathlib import Path
 
-from genembed.layout import group_shards
+from genembed.data.layout import group_shards
 from genembed.reports.clusters import ClusterSettings, cluster_report
-from genembed.workflow import run_logged
+from genembed.run.workflow import run_logged
 
 p = snakemake.params
 run_logged(snakemake.log[0], lambda: cluster_report(

@@ -1,9 +1,9 @@
 """Snakemake adapter: the run plan (model resolved and fingerprinted, tokenizer, windows that fit it, embed settings)."""
-from genembed.embed import EmbedSettings
-from genembed.models import ModelSpec
-from genembed.plan import RunPlan
-from genembed.tokenize import TokenizerSpec
-from genembed.workflow import run_logged
+from genembed.encode.embed import EmbedSettings
+from genembed.encode.models import ModelSpec
+from genembed.encode.plan import RunPlan
+from genembed.encode.tokenize import TokenizerSpec
+from genembed.run.workflow import run_logged
 
 p = snakemake.params
 run_logged(snakemake.log[0], lambda: RunPlan.make(

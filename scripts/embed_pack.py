@@ -1,7 +1,7 @@
 """Snakemake adapter: a pack of small genomes through every stage in one job (one model load)."""
-from genembed.pipeline import embed_pack
-from genembed.plan import RunPlan
-from genembed.workflow import run_logged
+from genembed.run.pipeline import embed_pack
+from genembed.encode.plan import RunPlan
+from genembed.run.workflow import run_logged
 
 
 def step():

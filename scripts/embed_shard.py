@@ -1,10 +1,10 @@
 """Snakemake adapter: embed one shard into HDF5, and its part of the dense promoter track when asked."""
 from pathlib import Path
 
-from genembed.layout import ShardFiles
-from genembed.pipeline import embed_shard_track, embed_stage
-from genembed.plan import RunPlan
-from genembed.workflow import run_logged
+from genembed.data.layout import ShardFiles
+from genembed.run.pipeline import embed_shard_track, embed_stage
+from genembed.encode.plan import RunPlan
+from genembed.run.workflow import run_logged
 
 
 def step():

@@ -1,10 +1,10 @@
 """Snakemake adapter: the embeddings against k-mer counts and GC on sampled windows (their stored vectors searched)."""
 from pathlib import Path
 
-from genembed.evaluate import EvalSettings, measure_model, write_measures
-from genembed.layout import group_shards
-from genembed.plan import RunPlan
-from genembed.workflow import run_logged
+from genembed.reports.evaluate import EvalSettings, measure_model, write_measures
+from genembed.data.layout import group_shards
+from genembed.encode.plan import RunPlan
+from genembed.run.workflow import run_logged
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 run_logged(snakemake.log[0], lambda: write_measures(*measure_model(

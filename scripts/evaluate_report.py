@@ -1,9 +1,9 @@
 """Snakemake adapter: the evaluate report of the measured tables, with the promoter report's metrics."""
 from pathlib import Path
 
-from genembed.evaluate import EvalSettings, read_measures, report_model
-from genembed.plan import RunPlan
-from genembed.workflow import run_logged
+from genembed.reports.evaluate import EvalSettings, read_measures, report_model
+from genembed.encode.plan import RunPlan
+from genembed.run.workflow import run_logged
 
 i, p = snakemake.input, snakemake.params
 run_logged(snakemake.log[0], lambda: report_model(

@@ -1,9 +1,10 @@
 """Snakemake adapter: join the genomes' parts into the index, its id table and its manifest, with a
 traced query encoder beside them (fast query start)."""
-from genembed.index import IndexSettings, merge_parts
-from genembed.layout import group_shards
-from genembed.plan import RunPlan
-from genembed.workflow import run_logged
+from genembed.search.index import IndexSettings
+from genembed.search.build import merge_parts
+from genembed.data.layout import group_shards
+from genembed.encode.plan import RunPlan
+from genembed.run.workflow import run_logged
 
 p = snakemake.params
 run_logged(snakemake.log[0], lambda: merge_parts(

@@ -1,7 +1,7 @@
 """Snakemake adapter: train the supervised, stranded promoter model on the run's starts."""
-from genembed.layout import group_shards
+from genembed.data.layout import group_shards
 from genembed.reports.promoters import PromoterSettings, train_promoter_model
-from genembed.workflow import run_logged
+from genembed.run.workflow import run_logged
 
 
 def step():

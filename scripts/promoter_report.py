@@ -2,10 +2,10 @@
 model's scores by its own jobs; a dense scan with the run's model where a genome has no track)."""
 from pathlib import Path
 
-from genembed.layout import group_shards, with_tracks
-from genembed.plan import RunPlan
+from genembed.data.layout import group_shards, with_tracks
+from genembed.encode.plan import RunPlan
 from genembed.reports.promoters import PromoterSettings, StrandedInputs, run_promoter_report
-from genembed.workflow import run_logged
+from genembed.run.workflow import run_logged
 
 p, i = snakemake.params, snakemake.input
 stranded = StrandedInputs(Path(i.promoter_model[1]), [Path(f) for f in i.promoter_scores]) if i.promoter_model else None

@@ -1,7 +1,7 @@
 """Snakemake adapter: the stranded promoter model's probabilities in one shard's span, or of a pack's genomes."""
-from genembed.plan import RunPlan
+from genembed.encode.plan import RunPlan
 from genembed.reports.promoters import score_promoter_span
-from genembed.workflow import run_logged
+from genembed.run.workflow import run_logged
 
 
 def step():

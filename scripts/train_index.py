@@ -1,8 +1,8 @@
 """Snakemake adapter: train the (empty) FAISS index on a sample of the genomes present now."""
-from genembed.index import IndexSettings, train_index
-from genembed.layout import group_shards
-from genembed.plan import RunPlan
-from genembed.workflow import run_logged
+from genembed.search.index import IndexSettings, train_index
+from genembed.data.layout import group_shards
+from genembed.encode.plan import RunPlan
+from genembed.run.workflow import run_logged
 
 run_logged(snakemake.log[0], lambda: train_index(
     group_shards(snakemake.input.shards), snakemake.output.index,

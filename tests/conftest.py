@@ -63,7 +63,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_slice(tmp_path_factory, ecoli_slice) -> Path:
-    from genembed.genome import prepare_fasta
+    from genembed.data.genome import prepare_fasta
 
     out = tmp_path_factory.mktemp("prepared") / "genome.fa.gz"
     prepare_fasta(ecoli_slice[0], out)
@@ -73,8 +73,8 @@ def prepared_slice(tmp_path_factory, ecoli_slice) -> Path:
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory, prepared_slice, tiny_bert):
     """The 200-kb slice embedded by the library's driver in 1-kb windows (2 shards), and its index."""
-    from genembed.index import build_index
-    from genembed.pipeline import embed_genome as drive
+    from genembed.search.build import build_index
+    from genembed.run.pipeline import embed_genome as drive
 
     d = tmp_path_factory.mktemp("pipeline")
     plan = kmer_plan(tiny_bert, 1000, 120)
@@ -118,8 +118,8 @@ def small_workflow_run(tmp_path_factory, ecoli_slice) -> Path:
 def default_index(tmp_path_factory, ecoli_slice):
     """The 200-kb slice embedded with the default config (bundled model, 500-bp windows every 250 bp)
     and indexed: ``{"dir", "results", "plan"}``."""
-    from genembed.index import build_index
-    from genembed.pipeline import embed_genome as drive
+    from genembed.search.build import build_index
+    from genembed.run.pipeline import embed_genome as drive
 
     d = tmp_path_factory.mktemp("default_index")
     plan = default_plan()

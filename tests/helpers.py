@@ -34,9 +34,9 @@ def browser_missing() -> str | None:
 
 def default_plan():
     """The run plan of the default config (the bundled model, 500-bp windows every 250 bp)."""
-    from genembed.models import ModelSpec
-    from genembed.plan import RunPlan
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.tokenize import TokenizerSpec
 
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     return RunPlan.make(ModelSpec(str(REPO / cfg["model"]["path"])), TokenizerSpec.from_config(cfg["tokenizer"]),
@@ -48,7 +48,7 @@ def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from genembed.tune import build_tokenizer
+    from genembed.encode.tune import build_tokenizer
 
     torch.manual_seed(seed)
     tok = build_tokenizer(6, 512)
@@ -61,10 +61,10 @@ def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 
 
 def kmer_plan(model_dir: Path, size: int = 1000, shard_size: int | str = 600, k: int = 6, **embed):
     """The run plan of a model folder with a non-overlapping k-mer tokenizer and windows without overlap."""
-    from genembed.embed import EmbedSettings
-    from genembed.models import ModelSpec
-    from genembed.plan import RunPlan
-    from genembed.tokenize import TokenizerSpec
+    from genembed.encode.embed import EmbedSettings
+    from genembed.encode.models import ModelSpec
+    from genembed.encode.plan import RunPlan
+    from genembed.encode.tokenize import TokenizerSpec
 
     return RunPlan.make(ModelSpec(str(model_dir)), TokenizerSpec("kmer", k),
                         {"size": size, "stride": size, "shard_size": shard_size}, EmbedSettings(**embed))
@@ -72,7 +72,7 @@ def kmer_plan(model_dir: Path, size: int = 1000, shard_size: int | str = 600, k:
 
 def embed_genome(name: str, fasta: Path, root: Path, model_dir: Path, size: int = 1000, shard_size: int = 600):
     """A genome windowed, tokenized and embedded into the results folder ``root`` by the library's driver."""
-    from genembed.pipeline import embed_genome as drive
+    from genembed.run.pipeline import embed_genome as drive
 
     return drive(kmer_plan(model_dir, size, shard_size), fasta, name, root)[0]
 

@@ -238,7 +238,7 @@ def masked_lm_custom_code(folder: Path, seed: int = 1) -> Path:
     """Nucleotide Transformer v2-like: custom code registered only as AutoModelForMaskedLM, 6-mers."""
     import torch
 
-    from genembed.tune import build_tokenizer
+    from genembed.encode.tune import build_tokenizer
 
     folder.mkdir(parents=True)
     (folder / "modeling_dna.py").write_text(NT2_CODE)
@@ -284,7 +284,7 @@ def memory_limited(folder: Path, max_batch_tokens: int, seed: int = 2, error: st
     (``error``: ``torch``, torch.OutOfMemoryError; ``runtime``, a RuntimeError saying so)."""
     import torch
 
-    from genembed.tune import build_tokenizer
+    from genembed.encode.tune import build_tokenizer
 
     folder.mkdir(parents=True)
     (folder / "modeling_limited.py").write_text(MEMORY_LIMITED_CODE)

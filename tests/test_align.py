@@ -10,10 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from genembed.align import BLASTN, Aligner
-from genembed.banded import extension
-from genembed.evaluate import mutate
-from genembed.tokenize import reverse_complement
+from genembed.search.align import BLASTN, Aligner
+from genembed.search.banded import extension
+from genembed.data.windows import mutate
+from genembed.encode.tokenize import reverse_complement
 
 _OPS = re.compile(r"(\d+)([=XID])")
 
@@ -70,8 +70,8 @@ def test_the_banded_traceback_gives_the_full_matrix_alignments_score_and_ends(ca
 def test_the_packed_genome_copy_reads_as_the_fasta_does_with_other_letters_as_n(tmp_path, ecoli_sequence):
     import pysam
 
-    from genembed.genome import Genome
-    from genembed.packed import PackedGenome, packed
+    from genembed.data.genome import Genome
+    from genembed.data.packed import PackedGenome, packed
 
     rng = np.random.default_rng(11)
     odd = bytearray(ecoli_sequence[:20_003].lower())  # soft-masked, a length that is no multiple of 4

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.annotation import (
+from genembed.data.annotation import (
     Coverage, WindowLabeler, check_contigs, gene_starts, promoter_regions, read_annotation, read_promoter_bed, with_classes,
 )
 from genembed.errors import GenembedError

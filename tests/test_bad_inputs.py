@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from genembed.cli import main
+from genembed.run.cli import main
 from helpers import REPO
 
 EXAMPLE = REPO / "resources/example"
@@ -117,7 +117,7 @@ def _nan_shard(emb: Path, shard: Path) -> Path:
 
 def _colliding(t: Path, embedded: Path, tiny_bert: Path):
     """Two genomes whose ids hash alike, embedded into one folder: `genembed index` must refuse them."""
-    from genembed.windows import genome_code
+    from genembed.data.windows import genome_code
 
     seen: dict[int, str] = {}
     i = 0

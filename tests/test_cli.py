@@ -4,7 +4,7 @@ import json
 
 import h5py
 
-from genembed.cli import main
+from genembed.run.cli import main
 
 
 def test_cli_embeds_indexes_and_queries_a_genome(tmp_path, ecoli_sequence, tiny_bert, capsys):

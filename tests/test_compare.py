@@ -12,8 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.compare import sequence_vectors, upgma_newick
-from genembed.layout import discover
+from genembed.reports.compare import upgma_newick
+from genembed.data.store import sequence_vectors
+from genembed.data.layout import discover
 
 
 def _mutated(seq: bytes, rate: float, seed: int) -> bytes:
@@ -32,7 +33,7 @@ def evolved(tmp_path_factory, ecoli_sequence):
     stretch, each embedded as a genome of its own."""
     from dataclasses import replace
 
-    from genembed.pipeline import embed_genome
+    from genembed.run.pipeline import embed_genome
     from helpers import default_plan
 
     d = tmp_path_factory.mktemp("compare")
@@ -50,7 +51,7 @@ def evolved(tmp_path_factory, ecoli_sequence):
 
 def test_a_genome_and_its_copy_are_nearest_and_an_evolved_series_is_ordered_by_divergence(evolved):
     out = evolved / "compare"
-    res = subprocess.run([sys.executable, "-m", "genembed.cli", "compare", "--embeddings", str(evolved / "results"),
+    res = subprocess.run([sys.executable, "-m", "genembed.run.cli", "compare", "--embeddings", str(evolved / "results"),
                           "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     table = pl.read_csv(out / "distances.tsv", separator="\t")
@@ -72,7 +73,7 @@ def test_the_genome_level_agrees_with_a_kmer_sketch_and_names_each_genomes_neare
     """Where sourmash is installed, Mash distances of the same FASTAs are computed beside the genome
     vectors' and their Spearman agreement over genome pairs is high on an evolved series."""
     pytest.importorskip("sourmash")
-    from genembed.compare import compare
+    from genembed.reports.compare import compare
 
     c = compare(discover(evolved / "results"))
     near = {r["genome"]: r["nearest"] for r in c.nearest(1).iter_rows(named=True)}
@@ -104,7 +105,7 @@ def test_contigs_of_a_mixed_set_are_binned_by_source_with_tnf_beside_and_a_bad_t
 
     from dataclasses import replace
 
-    from genembed.pipeline import embed_genome
+    from genembed.run.pipeline import embed_genome
     from helpers import REPO, default_plan
 
     worm = b"".join(line.strip() for line in gzip.open(REPO / "resources/example/C.elegans.fa.gz")
@@ -117,7 +118,7 @@ def test_contigs_of_a_mixed_set_are_binned_by_source_with_tnf_beside_and_a_bad_t
     embed_genome(replace(plan, embed=replace(plan.embed, precision="fp32")), fasta, "mixed", tmp_path / "results")
     truth = tmp_path / "truth.tsv"
     truth.write_text("contig\tsource\n" + "".join(f"{n}\t{n.rstrip('0123456789')}\n" for n in pieces))
-    cmd = [sys.executable, "-m", "genembed.cli", "compare", "--embeddings", str(tmp_path / "results"), "--out",
+    cmd = [sys.executable, "-m", "genembed.run.cli", "compare", "--embeddings", str(tmp_path / "results"), "--out",
            str(tmp_path / "bins"), "--bins", "2", "--truth", str(truth)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -133,7 +134,7 @@ def test_best_hits_keep_growing_with_divergence_where_mean_vectors_saturate(evol
     """Two copies mutated independently (10% and 25%) differ more from each other (about 33% of sites)
     than the 25% copy from the original. Best hits of the window sets see it; the mean vectors, which
     both drift toward uniform composition, do not."""
-    from genembed.compare import compare
+    from genembed.reports.compare import compare
 
     genomes = [g for g in discover(evolved / "results") if g.name in ("eco", "eco_10", "eco_25")]
     for distance, farther in (("best-hits", True), ("mean", False)):
@@ -148,10 +149,10 @@ def test_the_index_finds_the_nearest_genomes_and_contigs_of_a_whole_query(evolve
     exact indexes of genome and contig vectors (made from each genome's own part)."""
     import polars as pl
 
-    from genembed.index import build_index
-    from genembed.layout import PLAN
-    from genembed.plan import RunPlan
-    from genembed.query import Index
+    from genembed.search.build import build_index
+    from genembed.data.layout import PLAN
+    from genembed.encode.plan import RunPlan
+    from genembed.search.query import Index
 
     build_index(discover(evolved / "results"), tmp_path / "index", RunPlan.read(evolved / "results" / PLAN))
     index = Index.open(tmp_path / "index")
@@ -164,11 +165,11 @@ def test_the_index_finds_the_nearest_genomes_and_contigs_of_a_whole_query(evolve
     index.close()
     fasta = tmp_path / "q.fa"
     fasta.write_bytes(b">q\n" + seq + b"\n")
-    res = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
+    res = subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
                           str(fasta), "--level", "genome", "-k", "2"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[1].split("\t")[:4] == ["q", "1", "genome", "eco_10"]
-    res = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
+    res = subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(tmp_path / "index"), "--fasta",
                           str(fasta), "--level", "contig", "--format", "paf"], capture_output=True, text=True)
     assert res.returncode != 0 and "--level contig finds whole contigs" in res.stderr
 
@@ -177,8 +178,8 @@ def test_a_genomes_vectors_come_from_its_stitched_file_only_while_it_matches_its
     import os
     import shutil
 
-    from genembed.compare import stored_vectors, window_set_vectors
-    from genembed.store import stitch
+    from genembed.data.store import stored_vectors, window_set_vectors
+    from genembed.data.store import stitch
 
     root = tmp_path / "results"
     shutil.copytree(evolved / "results", root)

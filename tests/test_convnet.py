@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from genembed.embed import EmbedSettings, Embedder
-from genembed.models import ModelSpec
-from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
-from genembed.tune import TuneConfig, new_encoder
+from genembed.encode.embed import EmbedSettings, Embedder
+from genembed.encode.models import ModelSpec
+from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
+from genembed.encode.tune import TuneConfig, new_encoder
 from helpers import DEFAULT_MODEL, SHIPPED_MODEL
 
 
@@ -31,7 +31,7 @@ def windows(n: int, size: int, seed: int = 0) -> list[bytes]:
 def test_new_encoder_loads_through_auto_classes_without_remote_code(conv_model):
     from transformers import AutoModel, AutoTokenizer
 
-    import genembed.convnet  # noqa: F401  (registers the architecture, as genembed does when it loads models)
+    import genembed.encode.convnet  # noqa: F401  (registers the architecture, as genembed does when it loads models)
 
     config = json.loads((conv_model / "config.json").read_text())
     assert config["model_type"] == "genembed-conv" and "auto_map" not in config
@@ -63,7 +63,7 @@ def test_padding_in_a_batch_does_not_change_a_windows_embedding(conv_model):
 
 
 def test_traced_encoder_matches_the_model_with_and_without_padding_and_at_window_edges(conv_model):
-    from genembed.embed import trace_encoder
+    from genembed.encode.embed import trace_encoder
 
     embedder = Embedder(ModelSpec(str(conv_model)), EmbedSettings(precision="fp32"))
     ids = torch.tensor([embedder.tokenizer("ACGT" * 40)["input_ids"]] * 2)
@@ -91,8 +91,8 @@ def test_the_bundled_default_model_loads_offline_without_remote_code_and_is_smal
 
     assert sum(p.stat().st_size for p in DEFAULT.iterdir()) <= 20 * 2**20
     assert "auto_map" not in json.loads((DEFAULT / "config.json").read_text())
-    code = ("from genembed.embed import EmbedSettings, Embedder; from genembed.models import ModelSpec;"
-            "from genembed.tokenize import TokenizerSpec, make_tokenizer;"
+    code = ("from genembed.encode.embed import EmbedSettings, Embedder; from genembed.encode.models import ModelSpec;"
+            "from genembed.encode.tokenize import TokenizerSpec, make_tokenizer;"
             f"e = Embedder(ModelSpec({str(DEFAULT)!r}), EmbedSettings());"
             "t = make_tokenizer(TokenizerSpec('kmer', 1), e.tokenizer);"
             "x = e.embed_rows(t.encode_batch([b'ACGGTTACCA' * 50, b'TGGTAACCGT' * 50]));"
@@ -114,8 +114,8 @@ def test_the_bundled_default_model_finds_diverged_copies_on_chromosomes_it_never
     comparison with k-mer counts is benchmarks/quality.py."""
     import gzip
 
-    from genembed.evaluate import EvalSettings, evaluate
-    from genembed.genome import Genome, prepare_fasta
+    from genembed.reports.evaluate import EvalSettings, evaluate
+    from genembed.data.genome import Genome, prepare_fasta
     from helpers import REPO, default_plan
 
     plain, contig = tmp_path / "held-out.fa", None
@@ -169,7 +169,7 @@ def test_the_kmer_branch_keeps_strand_invariance_padding_and_the_traced_copy(kme
     its reverse complement still embed alike, padding changes nothing, and tracing is faithful."""
     from transformers import AutoModel
 
-    from genembed.embed import traceable
+    from genembed.encode.embed import traceable
 
     model = AutoModel.from_pretrained(kmer_model)
     assert model.config.kmer_size == 5 and model.kmer.weight.shape == (4**5 + 1, 32)
@@ -206,8 +206,8 @@ def test_a_kmer_branch_models_edge_states_equal_its_whole_states(kmer_model):
 
 
 def test_a_kmer_branch_model_scans_a_sequence_as_it_embeds_each_window(kmer_model, ecoli_sequence):
-    from genembed.embed import embed_sequences
-    from genembed.scan import Scanner
+    from genembed.encode.embed import embed_sequences
+    from genembed.encode.scan import Scanner
 
     embedder = Embedder(ModelSpec(str(kmer_model)), EmbedSettings(precision="fp32"))
     with torch.no_grad():

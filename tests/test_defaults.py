@@ -6,8 +6,8 @@ from __future__ import annotations
 import jsonschema
 import yaml
 
-from genembed.cli import build_parser
-from genembed.workflow import default_config, with_defaults
+from genembed.run.cli import build_parser
+from genembed.run.workflow import default_config, with_defaults
 from helpers import REPO
 
 # keys the bundled example sets for its own genome sheet and model (not defaults)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from genembed.device import allocated_gpus, check_ordinal, claim_gpu, is_out_of_memory, native_bf16, pick_device
-from genembed.embed import EmbedSettings, Embedder
+from genembed.encode.device import allocated_gpus, check_ordinal, claim_gpu, is_out_of_memory, native_bf16, pick_device
+from genembed.encode.embed import EmbedSettings, Embedder
 from genembed.errors import GenembedError
-from genembed.models import ModelSpec, load_tokenizer
-from genembed.plan import RunPlan
-from genembed.tokenize import TokenizerSpec, make_tokenizer
+from genembed.encode.models import ModelSpec, load_tokenizer
+from genembed.encode.plan import RunPlan
+from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
 from helpers import DEFAULT_MODEL
 
 CPU_TORCH = torch.version.cuda is None
@@ -84,7 +84,7 @@ def test_a_model_with_fft_convolutions_runs_in_fp32_when_bf16_fails(tmp_path, ec
     rows = make_tokenizer(TokenizerSpec("hf"), load_tokenizer(folder, spec)).encode_batch(windows(ecoli_sequence))
     with pytest.raises(RuntimeError, match="Unsupported dtype BFloat16"):
         torch.fft.rfft(torch.ones(8, dtype=torch.bfloat16))  # what the model meets in bf16
-    with caplog.at_level(logging.WARNING, logger="genembed.embed"):
+    with caplog.at_level(logging.WARNING, logger="genembed.encode.embed"):
         reduced = Embedder(spec, EmbedSettings(precision="bf16"))
     assert reduced.precision == "float32"
     assert "HyenaLikeModel fails in bfloat16 (Unsupported dtype BFloat16): running it in float32" in caplog.text
@@ -96,7 +96,7 @@ def test_dnabert2s_triton_flash_attention_is_switched_off_so_its_standard_attent
                                                                                           caplog):
     folder = model_zoo.dnabert2_with_triton_kernel(tmp_path / "dnabert2", ecoli_sequence)
     spec = ModelSpec(str(folder), trust_remote_code=True)
-    with caplog.at_level(logging.INFO, logger="genembed.embed"):
+    with caplog.at_level(logging.INFO, logger="genembed.encode.embed"):
         emb = Embedder(spec, EmbedSettings(precision="fp32"))
     assert "its Triton flash attention is switched off" in caplog.text
     layers = sys.modules[type(emb.model).__module__]
@@ -111,7 +111,7 @@ def test_a_runtime_error_saying_out_of_memory_backs_off_like_torchs_own(tmp_path
     rows = make_tokenizer(TokenizerSpec("kmer", 6), load_tokenizer(folder, spec)).encode_batch(
         windows(ecoli_sequence, 40, 500))
     emb = Embedder(spec, EmbedSettings(token_budget=4096, precision="fp32"))
-    with caplog.at_level(logging.WARNING, logger="genembed.embed"):
+    with caplog.at_level(logging.WARNING, logger="genembed.encode.embed"):
         got = emb.embed_rows(rows)
     assert "token budget halved" in caplog.text and emb.budget < 600
     np.testing.assert_allclose(got, Embedder(spec, EmbedSettings(token_budget=500, precision="fp32")).embed_rows(rows),
@@ -123,13 +123,13 @@ def test_a_runtime_error_saying_out_of_memory_backs_off_like_torchs_own(tmp_path
 def test_faiss_training_that_fails_on_the_gpu_is_done_on_the_cpu(caplog):
     import faiss
 
-    from genembed.index import train_on_gpu_or_cpu
+    from genembed.search.index import train_on_gpu_or_cpu
 
     x = np.random.default_rng(0).standard_normal((2000, 32)).astype(np.float32)
     index = faiss.index_factory(32, "IVF16,Flat", faiss.METRIC_INNER_PRODUCT)
     # the device copy's training fails for real (4,096 lists from 2,000 vectors), as one on a GPU can
     too_many_lists = lambda _: faiss.index_factory(32, "IVF4096,Flat", faiss.METRIC_INNER_PRODUCT)  # noqa: E731
-    with caplog.at_level(logging.WARNING, logger="genembed.index"):
+    with caplog.at_level(logging.WARNING, logger="genembed.search.index"):
         trained = train_on_gpu_or_cpu(index, x, too_many_lists)
     assert "FAISS training on the GPU failed" in caplog.text and "training on the CPU" in caplog.text
     assert trained.is_trained and faiss.extract_index_ivf(trained).nlist == 16

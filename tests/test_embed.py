@@ -7,20 +7,20 @@ import polars as pl
 import pytest
 import torch
 
-from genembed.embed import EmbedSettings, Embedder, token_batches
+from genembed.encode.embed import EmbedSettings, Embedder, token_batches
 from genembed.errors import GenembedError
-from genembed.layout import ShardFiles
-from genembed.pipeline import embed_stage
-from genembed.plan import RunPlan, WindowPlan
-from genembed.tokenize import TokenizerSpec
-from genembed.models import ModelSpec
-from genembed.store import read_shard
-from genembed.tokenize import KmerTokenizer, write_tokens
+from genembed.data.layout import ShardFiles
+from genembed.run.pipeline import embed_stage
+from genembed.encode.plan import RunPlan, WindowPlan
+from genembed.encode.tokenize import TokenizerSpec
+from genembed.encode.models import ModelSpec
+from genembed.data.store import read_shard
+from genembed.encode.tokenize import KmerTokenizer, write_tokens
 
 
 @pytest.fixture(scope="module")
 def rows(tiny_bert, ecoli_sequence):
-    from genembed.models import load_tokenizer
+    from genembed.encode.models import load_tokenizer
 
     tok = KmerTokenizer.from_hf(load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert))), 6, False)
     seqs = [ecoli_sequence[i * 700 : i * 700 + 200 + 37 * i] for i in range(12)]  # ragged lengths
@@ -104,7 +104,7 @@ def test_layer_out_of_range_is_refused_naming_the_model_depth(tiny_bert):
 
 
 def test_fp16_is_refused_on_a_cpu_and_auto_picks_bf16_where_the_cpu_has_it(tiny_bert):
-    from genembed.device import native_bf16, pick_dtype
+    from genembed.encode.device import native_bf16, pick_dtype
 
     with pytest.raises(GenembedError, match="fp16 runs on CUDA only"):
         pick_dtype("fp16", "cpu")
@@ -116,6 +116,6 @@ def test_fp16_is_refused_on_a_cpu_and_auto_picks_bf16_where_the_cpu_has_it(tiny_
 def test_embedding_processes_keep_freed_memory_for_the_next_batch():
     """glibc hands freed blocks back to the system unless told not to; every batch would then fault
     its pages in again (a third of a genembed embed's time went to the kernel)."""
-    from genembed.memory import keep_freed_memory
+    from genembed.encode.memory import keep_freed_memory
 
     assert keep_freed_memory() is True

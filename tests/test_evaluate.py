@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.evaluate import (EvalSettings, evaluate, gc_content, hit_rates, is_copy, kmer_frequencies, mutate,
-                               sample_windows)
-from genembed.genome import Genome, prepare_fasta
-from genembed.tokenize import reverse_complement
+from genembed.reports.evaluate import EvalSettings, evaluate, hit_rates, is_copy, kmer_frequencies, sample_windows
+from genembed.data.windows import gc_content, mutate
+from genembed.data.genome import Genome, prepare_fasta
+from genembed.encode.tokenize import reverse_complement
 from helpers import REPO
 
 
@@ -122,12 +122,12 @@ def test_identical_copies_score_one_and_sequence_blind_vectors_score_chance(two_
 
 
 def test_evaluate_cli_scores_a_model_and_writes_the_report(tmp_path, ecoli_slice):
-    from genembed.tune import TuneConfig, new_encoder
+    from genembed.encode.tune import TuneConfig, new_encoder
 
     model = tmp_path / "conv"
     new_encoder(model, TuneConfig(hidden_size=16, layers=1))
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
+    proc = subprocess.run([sys.executable, "-m", "genembed.run.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
                            "--model", str(model), "--windows", "100", "--divergence-queries", "60", "--loci-depth", "50",
                            "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -149,7 +149,7 @@ def test_evaluate_cli_scores_a_model_and_writes_the_report(tmp_path, ecoli_slice
 
 
 def test_evaluate_cli_refuses_clashing_genome_names(tmp_path, ecoli_slice, tiny_bert):
-    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
+    proc = subprocess.run([sys.executable, "-m", "genembed.run.cli", "evaluate", "--fasta", str(ecoli_slice[0]),
                            str(ecoli_slice[0]), "--model", str(tiny_bert), "--out", str(tmp_path / "x")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
@@ -190,7 +190,7 @@ def test_a_run_is_evaluated_on_its_stored_vectors_with_the_same_results(tmp_path
     embed = kmer_plan(tiny_bert, size=500).sequence_embedder()
     settings = EvalSettings(windows=60, mutation_rates=(0.05,), bootstrap=50, divergence_queries=50, loci_depth=50)
     genomes = {"eco": Genome(inputs.fasta)}
-    with caplog.at_level(logging.INFO, logger="genembed.evaluate"):
+    with caplog.at_level(logging.INFO, logger="genembed.reports.evaluate"):
         from_shards, _ = evaluate(genomes, embed, 500, 500, settings, stored=[inputs])
     again, _ = evaluate(genomes, embed, 500, 500, settings)
     genomes["eco"].close()
@@ -204,7 +204,7 @@ def test_divergence_query_pieces_from_one_pass_along_the_queries_equal_embedding
     end to end (the scan recomputes each piece's edges), which gives each piece's own vector."""
     from dataclasses import replace
 
-    from genembed.evaluate import divergence_pieces, divergence_setup
+    from genembed.reports.evaluate import divergence_pieces, divergence_setup
     from helpers import default_plan
 
     plan = default_plan()
@@ -222,7 +222,7 @@ def test_divergence_query_pieces_from_one_pass_along_the_queries_equal_embedding
 
 def test_evaluate_measures_round_trip_and_a_foreign_table_is_refused_naming_it(tmp_path):
     from genembed.errors import GenembedError
-    from genembed.evaluate import COMPARISON_SCHEMA, RESULT_SCHEMA, read_measures, write_measures
+    from genembed.reports.evaluate import COMPARISON_SCHEMA, RESULT_SCHEMA, read_measures, write_measures
 
     results = pl.DataFrame([("neighbour top-1", "embeddings", 0.5, 0.4, 0.6, 10)], schema=RESULT_SCHEMA, orient="row")
     comparison = pl.DataFrame([("neighbour top-1", "4-mer", 0.1, 0.0, 0.2, "better")], schema=COMPARISON_SCHEMA, orient="row")

@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.cli import main
-from genembed.store import read_shard, stitch
+from genembed.run.cli import main
+from genembed.data.store import read_shard, stitch
 
 
 def test_a_virtual_dataset_stitches_the_shards_without_copying(tmp_path, built_index):
@@ -52,8 +52,9 @@ def test_cli_exports_anndata_and_virtual_files(tmp_path, ecoli_sequence, tiny_be
         table = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "emb/windows/g").glob("*.parquet"))])
         assert np.array_equal(f["window_id"][:], table["window_id"].to_numpy())
         # the genome's genome and contig vectors, with the file and in the AnnData export (issue 32)
-        from genembed.compare import read_sequence_group, sequence_vectors
-        from genembed.layout import discover
+        from genembed.data.vectors import read_sequence_group
+        from genembed.data.store import sequence_vectors
+        from genembed.data.layout import discover
 
         stored = read_sequence_group(f["sequences"])
     (genome,) = discover(tmp_path / "emb")

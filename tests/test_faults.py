@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from genembed.annotation import read_annotation, with_classes
-from genembed.cli import main
-from genembed.genome import Genome, prepare_fasta
+from genembed.data.annotation import read_annotation, with_classes
+from genembed.run.cli import main
+from genembed.data.genome import Genome, prepare_fasta
 from helpers import DEFAULT_MODEL
 
 EMBED = ["--model", str(DEFAULT_MODEL), "--tokenizer", "kmer", "--k", "1"]
@@ -82,7 +82,7 @@ def test_index_and_query_on_a_full_disk_are_one_line(tmp_path, small_disk, defau
 def test_a_second_run_writing_the_same_folder_is_refused_and_the_first_completes(tmp_path, ecoli_sequence):
     fasta = _genome(tmp_path, ecoli_sequence, 100)
     out = tmp_path / "emb"
-    cmd = [sys.executable, "-m", "genembed.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
+    cmd = [sys.executable, "-m", "genembed.run.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
            *EMBED]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not (out / ".genembed.lock").is_file() or not (out / ".genembed.lock").read_text():
@@ -92,7 +92,7 @@ def test_a_second_run_writing_the_same_folder_is_refused_and_the_first_completes
     assert second.stderr == (f"genembed: error: {out}: another genembed run (pid {first.pid}) is writing here;"
                              " wait for it to finish, or write elsewhere\n")
     assert first.wait(300) == 0
-    index = [sys.executable, "-m", "genembed.cli", "index", "--embeddings", str(out), "--out", str(tmp_path / "idx")]
+    index = [sys.executable, "-m", "genembed.run.cli", "index", "--embeddings", str(out), "--out", str(tmp_path / "idx")]
     assert subprocess.run(index, capture_output=True).returncode == 0  # the winner's folder is whole
     assert not (out / ".genembed.lock").exists()
 
@@ -106,7 +106,7 @@ def test_a_hundred_thousand_tiny_contigs_and_a_megabase_line_run_in_bounded_memo
         fh.write(b"".join(b">c%d\n%s\n" % (i, seq[i * 120 : (i + 1) * 120]) for i in range(100_000)))
     line = tmp_path / "line.fa"
     line.write_bytes(b">one\n" + bases[rng.integers(0, 4, 1_000_000)].tobytes())  # no newline at all
-    code = ("import sys; from genembed.genome import prepare_fasta; "
+    code = ("import sys; from genembed.data.genome import prepare_fasta; "
             "n = prepare_fasta(sys.argv[1], sys.argv[2]); "
             "peak = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
             "print(len(n), sum(l for _, l in n), peak)")
@@ -155,8 +155,8 @@ def test_a_biotype_is_read_from_its_own_attribute_only(tmp_path):
 
 def test_genome_ids_that_name_each_others_files_do_not_clash(tmp_path, ecoli_sequence):
     """`eco` and `eco.h5`: each genome's shards and its stitched file live inside its own folder."""
-    from genembed.layout import STITCHED, discover
-    from genembed.store import stitch
+    from genembed.data.layout import STITCHED, discover
+    from genembed.data.store import stitch
 
     fasta = _genome(tmp_path, ecoli_sequence, 30)
     for name in ("eco", "eco.h5"):
@@ -182,7 +182,7 @@ def test_stitching_notices_a_shard_cut_short_even_with_its_old_mtime(tmp_path, b
     import shutil
 
     from genembed.errors import GenembedError
-    from genembed.store import stitch
+    from genembed.data.store import stitch
 
     shards = [Path(shutil.copy(s, tmp_path / s.name)) for s in built_index["shards"]]
     stamp = shards[1].stat()
@@ -198,11 +198,11 @@ def test_ctrl_c_is_one_line_and_leaves_whole_shards_only(tmp_path, ecoli_sequenc
     KeyboardInterrupt traceback; the shards written are whole (every one of them reads)."""
     import signal
 
-    from genembed.store import read_shard
+    from genembed.data.store import read_shard
 
     fasta = _genome(tmp_path, ecoli_sequence, 200)
     out = tmp_path / "emb"
-    cmd = [sys.executable, "-m", "genembed.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
+    cmd = [sys.executable, "-m", "genembed.run.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
            "--shard-size", "100", *EMBED]
     run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     shards = out / "embeddings/eco"
@@ -223,7 +223,7 @@ def test_an_index_build_killed_before_its_end_leaves_no_manifest(tmp_path, ecoli
     fasta = _genome(tmp_path, ecoli_sequence, 100)
     emb, idx = tmp_path / "emb", tmp_path / "idx"
     assert main(["embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(emb), *EMBED]) == 0
-    run = subprocess.Popen([sys.executable, "-m", "genembed.cli", "index", "--embeddings", str(emb), "--out", str(idx)],
+    run = subprocess.Popen([sys.executable, "-m", "genembed.run.cli", "index", "--embeddings", str(emb), "--out", str(idx)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (idx / "query_model.json").is_file():
         assert run.poll() is None, "the build ended before its query encoder was written"

@@ -3,7 +3,7 @@ import pysam
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.genome import Genome, prepare_fasta, read_fai
+from genembed.data.genome import Genome, prepare_fasta, read_fai
 
 
 def _plain(path, text: bytes):

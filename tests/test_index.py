@@ -8,8 +8,10 @@ import polars as pl
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.index import IndexSettings, build_index, normalise, read_index, read_manifest
-from genembed.store import read_shard
+from genembed.search.index import IndexSettings, read_index, read_manifest
+from genembed.search.build import build_index
+from genembed.data.vectors import normalise
+from genembed.data.store import read_shard
 
 
 def test_index_holds_every_window_under_its_id_with_cosine_scores(built_index):
@@ -38,7 +40,7 @@ def test_manifest_fingerprints_the_model_and_settings(built_index):
 
 
 def test_a_moved_index_embeds_queries_with_the_models_source_when_its_folder_is_gone(built_index):
-    from genembed.index import IndexManifest
+    from genembed.search.index import IndexManifest
 
     m = IndexManifest({**read_manifest(built_index["dir"]), "model": {**built_index["plan"].to_json(), "folder": "/gone"}})
     assert m.model().source == built_index["plan"].source  # a hub id, where the folder no longer exists
@@ -76,7 +78,7 @@ def test_corrupt_index_file_is_a_clear_error(tmp_path, built_index):
     (copy / "index.faiss").write_bytes(data[: len(data) // 3])
     with pytest.raises(GenembedError, match="corrupt or unreadable FAISS index"):
         read_index(copy)
-    from genembed.export import QUERY_MODEL, load_query_model
+    from genembed.search.export import QUERY_MODEL, load_query_model
 
     (copy / QUERY_MODEL).write_bytes((copy / QUERY_MODEL).read_bytes()[:500])
     with pytest.raises(GenembedError, match="query_model.ts: does not match the checksum recorded"):
@@ -90,7 +92,7 @@ def test_a_traced_encoder_swapped_into_an_index_is_never_loaded(tmp_path, built_
     """The traced query encoder is code (TorchScript): only the file genembed wrote is loaded."""
     import torch
 
-    from genembed.export import QUERY_MODEL, load_query_model
+    from genembed.search.export import QUERY_MODEL, load_query_model
 
     copy = tmp_path / "idx"
     shutil.copytree(built_index["dir"], copy)
@@ -150,6 +152,6 @@ def test_ivf_lists_are_merged_on_disk_beside_the_index_and_the_folder_can_move(t
 def test_opening_an_on_disk_index_prints_nothing_on_stdout(tmp_path, built_index):
     """Query results go to stdout: FAISS's native notes about the lists file must not."""
     build_index([built_index["genome"]], tmp_path, built_index["plan"], IndexSettings(factory="IVF4,Flat", train_size=200))
-    code = f"from genembed.index import read_index; read_index({str(tmp_path)!r}); print('ok')"
+    code = f"from genembed.search.index import read_index; read_index({str(tmp_path)!r}); print('ok')"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout == "ok\n"

@@ -73,7 +73,7 @@ def test_two_runs_give_the_same_query_results(runs):
     whole, killed, _, _ = runs
     hits = []
     for d in (whole, killed):
-        out = subprocess.run([*SNAKEMAKE[:1], "-m", "genembed.cli", "query", "--index", str(d / "results/index"),
+        out = subprocess.run([*SNAKEMAKE[:1], "-m", "genembed.run.cli", "query", "--index", str(d / "results/index"),
                               "--region", "eco:NC_000913.3:120000-121000", "-k", "5"],
                              capture_output=True, text=True, check=True).stdout
         hits.append(out)

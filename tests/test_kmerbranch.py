@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from genembed.embed import EmbedSettings, Embedder
+from genembed.encode.embed import EmbedSettings, Embedder
 from genembed.errors import GenembedError
-from genembed.models import ModelSpec, load_model, load_tokenizer
-from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
+from genembed.encode.models import ModelSpec, load_model, load_tokenizer
+from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 from helpers import REPO
 
 BASE = REPO / "resources/models/genembed-conv"
@@ -22,7 +22,7 @@ BASE = REPO / "resources/models/genembed-conv"
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory, prepared_slice):
     out = tmp_path_factory.mktemp("fused") / "model"
-    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "tune", "--model", str(BASE), "--fasta",
+    proc = subprocess.run([sys.executable, "-m", "genembed.run.cli", "tune", "--model", str(BASE), "--fasta",
                            str(prepared_slice), "--tokenizer", "kmer", "--k", "1", "--out", str(out), "--kmer-size", "6",
                            "--kmer-channels", "16", "--kmer-share", "0.6", "--steps", "5", "--batch-size", "16",
                            "--max-shift", "100", "--max-mutation", "0.3", "--mutate-one"],
@@ -38,8 +38,8 @@ def _embed(folder, seqs):
 
 
 def test_the_fused_kmer_block_is_the_windows_kmer_frequencies_times_the_table(fused, ecoli_sequence):
-    from genembed.kmerbranch import canonical_columns
-    from genembed.windows import canonical_kmer_frequencies
+    from genembed.encode.kmerbranch import canonical_columns
+    from genembed.data.windows import canonical_kmer_frequencies
 
     seqs = [ecoli_sequence[i : i + 500] for i in range(0, 20_000, 2_000)]
     x = _embed(fused, seqs)
@@ -69,7 +69,7 @@ def test_the_fused_blocks_carry_their_shares_and_the_model_stays_strand_invarian
 
 
 def test_a_kmer_branch_is_fused_only_into_a_genembed_conv_encoder_without_one(fused):
-    from genembed.kmerbranch import fuse
+    from genembed.encode.kmerbranch import fuse
 
     net, tok = load_model(fused, ModelSpec(str(fused))), load_tokenizer(fused, ModelSpec(str(fused)))
     with pytest.raises(GenembedError, match="already has a k-mer branch"):
@@ -86,9 +86,9 @@ def test_the_bundled_kmer_model_finds_copies_diverged_20_and_30_percent_on_chrom
     0.895 and 0.30), and it stays small."""
     import gzip
 
-    from genembed.evaluate import EvalSettings, evaluate
-    from genembed.genome import Genome, prepare_fasta
-    from genembed.plan import RunPlan
+    from genembed.reports.evaluate import EvalSettings, evaluate
+    from genembed.data.genome import Genome, prepare_fasta
+    from genembed.encode.plan import RunPlan
 
     folder = REPO / "resources/models/genembed-conv-kmer"
     assert sum(p.stat().st_size for p in folder.iterdir()) < 20e6
@@ -115,11 +115,11 @@ def test_a_projection_branch_is_the_idf_weighted_random_table_and_needs_no_train
     """`tune --kmer-projection` (how the default genembed-conv-6mer was made): the table is a seeded
     Gaussian projection with each k-mer's row weighted by its training frequency ** -0.5, so common
     k-mers weigh less than rare ones; the same seed gives the same table."""
-    from genembed.kmerbranch import IDF_POWER, canonical_columns, projection_table
-    from genembed.windows import canonical_kmer_frequencies
+    from genembed.encode.kmerbranch import IDF_POWER, canonical_columns, projection_table
+    from genembed.data.windows import canonical_kmer_frequencies
 
     out = tmp_path / "m"
-    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "tune", "--model", str(BASE), "--fasta",
+    proc = subprocess.run([sys.executable, "-m", "genembed.run.cli", "tune", "--model", str(BASE), "--fasta",
                            str(prepared_slice), "--tokenizer", "kmer", "--k", "1", "--out", str(out),
                            "--kmer-size", "4", "--kmer-channels", "8", "--kmer-projection", "--max-shift", "100"],
                           capture_output=True, text=True, timeout=300)
@@ -138,7 +138,7 @@ def test_a_projection_branch_is_the_idf_weighted_random_table_and_needs_no_train
 
 
 def test_a_projection_needs_a_branch_width(tmp_path, prepared_slice):
-    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "tune", "--model", str(BASE), "--fasta",
+    proc = subprocess.run([sys.executable, "-m", "genembed.run.cli", "tune", "--model", str(BASE), "--fasta",
                            str(prepared_slice), "--out", str(tmp_path / "m"), "--kmer-size", "6", "--kmer-projection"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "--kmer-channels" in proc.stderr and not (tmp_path / "m").exists()

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from genembed.embed import EmbedSettings, Embedder, token_batches
+from genembed.encode.embed import EmbedSettings, Embedder, token_batches
 from genembed.errors import GenembedError
-from genembed.genome import prepare_fasta
-from genembed.models import ModelSpec, load_tokenizer
-from genembed.layout import ShardFiles
-from genembed.pipeline import embed_stage
-from genembed.plan import RunPlan, WindowPlan
-from genembed.store import read_shard
-from genembed.tokenize import TokenizerSpec, make_tokenizer, reverse_complement, tokenize_shard
-from genembed.windows import write_shard_windows, WindowSpec
+from genembed.data.genome import prepare_fasta
+from genembed.encode.models import ModelSpec, load_tokenizer
+from genembed.data.layout import ShardFiles
+from genembed.run.pipeline import embed_stage
+from genembed.encode.plan import RunPlan, WindowPlan
+from genembed.data.store import read_shard
+from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement, tokenize_shard
+from genembed.data.windows import write_shard_windows, WindowSpec
 
 # family: (tokenizer the config would name, ships its own code)
 FAMILIES = {
@@ -112,7 +112,7 @@ def test_each_family_is_planned_tokenized_and_embedded_like_a_plain_forward_pass
 
 
 def genome_seq(path: Path) -> bytes:
-    from genembed.genome import Genome
+    from genembed.data.genome import Genome
 
     g = Genome(path)
     try:
@@ -264,7 +264,7 @@ def test_out_of_memory_halves_the_token_budget_and_retries(tmp_path, ecoli_seque
     tok = make_tokenizer(TokenizerSpec("kmer", 6, False), load_tokenizer(folder, spec))
     rows = tok.encode_batch([ecoli_sequence[i * 800 : i * 800 + 500] for i in range(120)])  # 87 tokens each
     emb = Embedder(spec, EmbedSettings(token_budget=4096, precision="fp32"))
-    with caplog.at_level(logging.WARNING, logger="genembed.embed"):
+    with caplog.at_level(logging.WARNING, logger="genembed.encode.embed"):
         got = emb.embed_rows(rows)
     # three halvings in the first batch (4089 -> 2044 -> 1000 -> 478 tokens); later batches are split at once
     assert caplog.text.count("token budget halved") == 3 and emb.budget == 478

@@ -5,9 +5,9 @@ import shutil
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.models import ModelSpec, check_remote_code, fingerprint, load_model, resolve
-from genembed.plan import RunPlan
-from genembed.tokenize import TokenizerSpec
+from genembed.encode.models import ModelSpec, check_remote_code, fingerprint, load_model, resolve
+from genembed.encode.plan import RunPlan
+from genembed.encode.tokenize import TokenizerSpec
 
 
 def test_a_local_folder_is_planned_with_fingerprint_and_limits(tiny_bert, tmp_path):
@@ -75,7 +75,7 @@ def test_custom_code_is_refused_unless_the_config_opts_in(tmp_path, tiny_bert):
 
 
 def test_custom_code_model_registered_as_masked_lm_loads_its_encoder(custom_code_model):
-    from genembed.embed import EmbedSettings, Embedder
+    from genembed.encode.embed import EmbedSettings, Embedder
 
     spec = ModelSpec(str(custom_code_model), trust_remote_code=True)
     model = load_model(custom_code_model, spec)

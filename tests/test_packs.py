@@ -73,7 +73,7 @@ def test_the_promoter_tracks_windows_are_embedded_by_the_packs_and_the_report_lo
         for g in genomes:
             assert (r / f"packs/{pack}/embeddings/{g}/track.h5").is_file()
     log = (packed / "logs/promoter_report.log").read_text()
-    assert "genembed.embed: model" not in log  # no model loaded, no dense scan
+    assert "genembed.encode.embed: model" not in log  # no model loaded, no dense scan
     for g in "abc":  # every genome gets a 100-bp track, annotated or not
         lines = (r / f"reports/promoters/{g}.bedgraph").read_text().splitlines()[1:]
         assert {int(f[2]) - int(f[1]) for f in map(str.split, lines)} == {100} and len(lines) > 550

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from genembed.errors import GenembedError
-from genembed.genome import prepare_fasta, read_fai
-from genembed.windows import WindowSpec, shard_count
+from genembed.data.genome import prepare_fasta, read_fai
+from genembed.data.windows import WindowSpec, shard_count
 from helpers import REPO
 
 GRCH38 = REPO / "resources/plans/GRCh38.fai"

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.hits import format_hits
-from genembed.loci import LOCUS_COLUMNS
-from genembed.query import Index, Region
-from genembed.store import read_shard, write_shard
+from genembed.search.hits import format_hits
+from genembed.search.loci import LOCUS_COLUMNS
+from genembed.search.query import Index, Region
+from genembed.data.store import read_shard, write_shard
 from helpers import kmer_plan
 
 
@@ -63,7 +63,7 @@ def test_hits_print_as_tsv_json_and_bed(index):
 
 
 def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_sequence):
-    base = [sys.executable, "-m", "genembed.cli", "query", "--index", str(built_index["dir"])]
+    base = [sys.executable, "-m", "genembed.run.cli", "query", "--index", str(built_index["dir"])]
     out = subprocess.run(base + ["--region", "ecoli:NC_000913.3:20000-21000", "-k", "3"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(out) == 4 and out[1].split("\t")[5:7] == ["20000", "21000"]
@@ -80,9 +80,9 @@ def test_cli_query_by_region_fasta_and_sequence(tmp_path, built_index, ecoli_seq
 
 def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp_path, prepared_slice, tiny_bert,
                                                                               ecoli_sequence):
-    from genembed.index import build_index
-    from genembed.pipeline import embed_genome
-    from genembed.tokenize import reverse_complement
+    from genembed.search.build import build_index
+    from genembed.run.pipeline import embed_genome
+    from genembed.encode.tokenize import reverse_complement
 
     plan = kmer_plan(tiny_bert, 1000, 60, strands="average", precision="fp32")
     genome = embed_genome(plan, prepared_slice, "ecoli", tmp_path / "results")[0]
@@ -94,14 +94,15 @@ def test_an_index_of_both_strands_finds_a_window_from_its_reverse_complement(tmp
 
 
 def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_path, built_index, prepared_slice):
-    from genembed.cli import main
-    from genembed.index import IndexSettings, build_index
-    from genembed.layout import GenomeInputs
+    from genembed.run.cli import main
+    from genembed.search.index import IndexSettings
+    from genembed.search.build import build_index
+    from genembed.data.layout import GenomeInputs
 
     # the same windows indexed as two genomes (their window tables relabelled)
     tables = []
     for i, (w, name) in enumerate(zip(built_index["windows"], ["eco_a", "eco_b"])):
-        from genembed.windows import window_ids
+        from genembed.data.windows import window_ids
 
         t = pl.read_parquet(w)
         t = t.with_columns(pl.lit(name).alias("genome"), pl.Series("window_id", window_ids(name, np.arange(t.height))))
@@ -157,7 +158,7 @@ def test_queries_made_otherwise_than_the_index_are_refused_saying_what_differs(t
 
 
 def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model(built_index, ecoli_sequence):
-    from genembed.export import QUERY_INFO, QUERY_MODEL
+    from genembed.search.export import QUERY_INFO, QUERY_MODEL
 
     assert (built_index["dir"] / QUERY_MODEL).is_file() and (built_index["dir"] / QUERY_INFO).is_file()
     traced = Index.open(built_index["dir"])
@@ -168,7 +169,7 @@ def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model
     assert ((a * b).sum(1) >= 0.9999).all()
     assert traced.search(seqs, k=3)["start"].to_list() == direct.search(seqs, k=3)["start"].to_list()
     # a cold query process never imports transformers
-    code = ("import sys; from genembed.cli import main; "
+    code = ("import sys; from genembed.run.cli import main; "
             f"main(['query', '--index', {str(built_index['dir'])!r}, '--sequence', {ecoli_sequence[:800].decode()!r}]); "
             "print('transformers' in sys.modules, file=sys.stderr)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -176,7 +177,8 @@ def test_queries_use_the_traced_encoder_the_index_keeps_and_agree_with_the_model
 
 
 def test_pq_hits_are_rescored_exactly_from_the_stored_embeddings(tmp_path, built_index):
-    from genembed.index import IndexSettings, build_index
+    from genembed.search.index import IndexSettings
+    from genembed.search.build import build_index
 
     shard = read_shard(built_index["shards"][1])
     queries = {str(i): v for i, v in zip(shard.window_id[:20], shard.embeddings[:20])}

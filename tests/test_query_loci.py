@@ -12,12 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.cli import main
+from genembed.run.cli import main
 from genembed.errors import GenembedError
-from genembed.evaluate import mutate
-from genembed.loci import LOCUS_COLUMNS, pieces
-from genembed.query import Index, Region
-from genembed.tokenize import reverse_complement
+from genembed.data.windows import mutate
+from genembed.search.loci import LOCUS_COLUMNS, pieces
+from genembed.search.query import Index, Region
+from genembed.encode.tokenize import reverse_complement
 
 CONTIG = "NC_000913.3"
 
@@ -137,7 +137,7 @@ def test_a_fasta_of_many_queries_is_streamed_in_batches(tmp_path, default_index,
     fasta = tmp_path / "q.fa"
     fasta.write_text("".join(f">q{s}\n{ecoli_sequence[s:s + 700].decode()}\n" for s in starts))
     out = tmp_path / "hits.tsv"
-    res = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(default_index["dir"]),
+    res = subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(default_index["dir"]),
                           "--fasta", str(fasta), "-k", "1", "--batch-size", "64", "--out", str(out)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

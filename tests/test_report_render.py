@@ -23,18 +23,18 @@ pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_mi
 def report_dir(tmp_path_factory, built_index, prepared_slice, ecoli_slice, tiny_bert) -> Path:
     """Every report genembed writes, made from the 200-kb E. coli slice into one folder tree."""
     from genembed.reports.clusters import ClusterSettings, cluster_report
-    from genembed.layout import GenomeInputs
+    from genembed.data.layout import GenomeInputs
     from genembed.reports.promoters import PromoterSettings, promoter_report
 
     root = tmp_path_factory.mktemp("rendered_reports")
     inputs = [GenomeInputs("ecoli", prepared_slice, ecoli_slice[1], built_index["windows"], built_index["shards"])]
     twice = inputs + [GenomeInputs("ecoli_again", prepared_slice, None, built_index["windows"], built_index["shards"])]
     cluster_report(twice, root / "clusters", ClusterSettings(k=4, umap_sample=150))  # two genomes: the genome section
-    from genembed.compare import compare_genomes
+    from genembed.reports.compare import compare_genomes
 
     compare_genomes(twice, root / "compare")
     promoter_report(inputs, root / "promoters", PromoterSettings(upstream=100, downstream=20), stride=1000)
-    from genembed.evaluate import EvalSettings, evaluate_model
+    from genembed.reports.evaluate import EvalSettings, evaluate_model
     from helpers import kmer_plan
 
     plan = kmer_plan(tiny_bert, 500, "auto")

@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 
 from genembed.reports.clusters import ClusterSettings, cluster_report
-from genembed.layout import GenomeInputs
-from genembed.reports.data import genome_contigs
+from genembed.data.layout import GenomeInputs
+from genembed.reports.inputs import genome_contigs
 from genembed.reports.promoters import PromoterSettings, held_out, kmer_frequencies, promoter_report, split_of
 from helpers import kmer_plan
 
@@ -101,7 +101,7 @@ def test_held_out_part_is_contiguous_and_shares_no_sequence_with_training(inputs
 
 
 def test_many_contig_genomes_hold_out_whole_contigs(tmp_path):
-    from genembed.genome import prepare_fasta
+    from genembed.data.genome import prepare_fasta
 
     (tmp_path / "g.fa").write_text("".join(f">c{i}\n{'ACGT' * 250}\n" for i in range(10)))
     prepare_fasta(tmp_path / "g.fa", tmp_path / "g.fa.gz")
@@ -170,7 +170,7 @@ def test_promoter_report_runs_on_eukaryotic_genomes_with_many_contigs_and_intron
 
 def test_reports_skip_shards_whose_windows_are_all_n(tmp_path, ecoli_sequence, ecoli_slice, tiny_bert):
     """A shard inside a long N gap has no windows; both reports still cover every other shard."""
-    from genembed.pipeline import embed_genome
+    from genembed.run.pipeline import embed_genome
 
     part = ecoli_sequence[:20_000]
     (tmp_path / "g.fa").write_bytes(b">chr1\n" + part + b"N" * 10_000 + part + b"\n")

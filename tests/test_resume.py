@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.store import read_shard
+from genembed.data.store import read_shard
 from helpers import REPO
 
 pytestmark = pytest.mark.workflow
@@ -22,7 +22,7 @@ MODEL = REPO / "resources/models/genembed-conv"
 
 
 def embed_cmd(fasta: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "genembed.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
+    return [sys.executable, "-m", "genembed.run.cli", "embed", "--fasta", str(fasta), "--genome", "eco", "--out", str(out),
             "--model", str(MODEL), "--tokenizer", "kmer", "--k", "1", "--window", "500", "--stride", "250", "--shard-size", "100"]
 
 

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.index import IndexSettings
-from genembed.windows import genome_code
-from genembed.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
+from genembed.search.index import IndexSettings
+from genembed.data.windows import genome_code
+from genembed.run.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
                                with_defaults)
 
 

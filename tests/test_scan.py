@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.embed import embed_sequences
+from genembed.encode.embed import embed_sequences
 
 
 def _scanner_and_reference(plan):
-    from genembed.scan import Scanner
+    from genembed.encode.scan import Scanner
 
     embedder = plan.embedder()
     tokenizer = plan.make_tokenizer(embedder.tokenizer)
@@ -74,8 +74,8 @@ def test_a_genome_embedded_in_one_pass_per_run_of_windows_equals_embedding_each_
 
     import polars as pl
 
-    from genembed.pipeline import embed_genome
-    from genembed.store import read_shard
+    from genembed.run.pipeline import embed_genome
+    from genembed.data.store import read_shard
     from helpers import default_plan
 
     fasta = tmp_path / "g.fa.gz"
@@ -85,7 +85,7 @@ def test_a_genome_embedded_in_one_pass_per_run_of_windows_equals_embedding_each_
         fh.write(b">one\n" + bytes(seq) + b"\n>two\n" + ecoli_sequence[50_000:58_000] + b"\n")
     plan = default_plan()
     plan = replace(plan, embed=replace(plan.embed, precision="fp32"), windows=replace(plan.windows, shard_size=40))
-    with caplog.at_level(logging.INFO, logger="genembed.embed"):
+    with caplog.at_level(logging.INFO, logger="genembed.encode.embed"):
         inputs = embed_genome(plan, fasta, "g", tmp_path / "out")[0]
     assert "one pass along the sequence" in caplog.text and len(inputs.shards) > 1
     table = pl.concat([pl.read_parquet(w) for w in inputs.windows])
@@ -100,7 +100,7 @@ def test_a_genome_embedded_in_one_pass_per_run_of_windows_equals_embedding_each_
 def test_tokens_that_are_not_one_per_base_are_embedded_window_by_window():
     """Overlapping windows whose tokens disagree on the shared bases (k-mers, a start token) cannot be
     stitched into one sequence: no shared pass."""
-    from genembed.scan import shard_vectors
+    from genembed.encode.scan import shard_vectors
     from helpers import default_plan
 
     embedder = default_plan().embedder()
@@ -129,10 +129,10 @@ def test_a_pack_embeds_the_promoter_tracks_windows_in_the_same_pass_as_its_own(t
     on every contig) beside its run windows, in one pass: both equal each window embedded alone."""
     import polars as pl
 
-    from genembed.layout import TRACK
-    from genembed.pipeline import embed_pack
-    from genembed.store import read_shard, read_track
-    from genembed.windows import encode
+    from genembed.data.layout import TRACK
+    from genembed.run.pipeline import embed_pack
+    from genembed.data.store import read_shard, read_track
+    from genembed.data.windows import encode
     from helpers import default_plan
 
     seqs = _gappy_fasta(tmp_path / "g.fa.gz", ecoli_sequence)
@@ -158,9 +158,9 @@ def test_a_pack_embeds_the_promoter_tracks_windows_in_the_same_pass_as_its_own(t
 def test_the_promoter_report_scores_a_packs_track_without_loading_the_model(tmp_path, ecoli_slice, monkeypatch):
     """The report scores the track windows the pack embedded (no model, no scan); its track equals the
     one a dense scan gives, value for value within float16 rounding."""
-    from genembed.layout import group_shards, with_tracks
-    from genembed.pipeline import embed_pack
-    from genembed.plan import RunPlan
+    from genembed.data.layout import group_shards, with_tracks
+    from genembed.run.pipeline import embed_pack
+    from genembed.encode.plan import RunPlan
     from genembed.reports.promoters import PromoterSettings, run_promoter_report
     from helpers import default_plan
 
@@ -190,9 +190,9 @@ def test_the_promoter_report_scores_a_packs_track_without_loading_the_model(tmp_
 
 def test_a_track_made_otherwise_is_not_used(tmp_path, ecoli_sequence):
     """A track file of another step is ignored (the report scans instead of mixing resolutions)."""
-    from genembed.layout import group_shards, with_tracks
-    from genembed.pipeline import embed_pack
-    from genembed.plan import TrackSpec
+    from genembed.data.layout import group_shards, with_tracks
+    from genembed.run.pipeline import embed_pack
+    from genembed.encode.plan import TrackSpec
     from genembed.reports.promoters import stored_track
     from helpers import default_plan
 
@@ -214,8 +214,8 @@ def test_a_track_made_otherwise_is_not_used(tmp_path, ecoli_sequence):
 
 def test_a_genome_whose_track_windows_are_all_filtered_gets_an_empty_track(tmp_path, ecoli_sequence):
     """Every track window over the N limit, one run window under it: the pack still writes both."""
-    from genembed.pipeline import embed_pack
-    from genembed.store import read_shard, read_track
+    from genembed.run.pipeline import embed_pack
+    from genembed.data.store import read_shard, read_track
     from helpers import default_plan
 
     seq = bytearray(ecoli_sequence[:750])
@@ -239,9 +239,9 @@ def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without
     import polars as pl
     import torch
 
-    import genembed.scan
-    from genembed.pipeline import embed_pack
-    from genembed.store import read_shard
+    import genembed.encode.scan
+    from genembed.run.pipeline import embed_pack
+    from genembed.data.store import read_shard
     from helpers import default_plan
 
     seqs = _gappy_fasta(tmp_path / "g.fa.gz", ecoli_sequence)
@@ -251,7 +251,7 @@ def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(genembed.scan, "window_means", no_memory)
+    monkeypatch.setattr(genembed.encode.scan, "window_means", no_memory)
     with caplog.at_level(logging.WARNING, logger="genembed"):
         embed_pack(plan, {"g": tmp_path / "g.fa.gz"}, tmp_path / "pack", track_step=100)
     assert "out of memory in the pass along the sequence" in caplog.text
@@ -264,7 +264,7 @@ def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without
 
 
 def test_a_shards_track_span_runs_from_its_first_window_to_the_next_shards_so_the_shards_tile_the_genome():
-    from genembed.windows import WindowSpec, shard_count, shard_track_spans
+    from genembed.data.windows import WindowSpec, shard_count, shard_track_spans
 
     contigs = [("a", 2_600), ("b", 400), ("c", 1_900), ("d", 750)]  # b is shorter than a window: no track
     spec = WindowSpec(500, 250, 0.1, 4)  # a: 9 windows (0 .. 2,000), c: 6, d: 2
@@ -285,17 +285,17 @@ def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_
     """Each shard job embeds the track windows of its own span, and scores the bins of that span with
     the stranded promoter model; together they are the whole genome's tracks, and the report uses them
     without loading, training or running any model (issue 29)."""
-    from genembed.genome import Genome
-    from genembed.layout import TRACK_PART, group_shards
-    from genembed.pipeline import embed_genome, embed_shard_track
-    from genembed.plan import RunPlan
+    from genembed.data.genome import Genome
+    from genembed.data.layout import TRACK_PART, group_shards
+    from genembed.run.pipeline import embed_genome, embed_shard_track
+    from genembed.encode.plan import RunPlan
     from genembed.errors import GenembedError
     from genembed.reports.promoters import (PromoterSettings, StrandedInputs, run_promoter_report, score_promoter_span,
                                             train_promoter_model)
     from genembed.reports.stranded import score_genome
     from genembed.reports.supervised import PromoterModel
-    from genembed.scan import scan_with_track
-    from genembed.store import read_track
+    from genembed.encode.scan import scan_with_track
+    from genembed.data.store import read_track
     from helpers import default_plan
 
     plan = default_plan()

@@ -14,12 +14,12 @@ import parasail
 import polars as pl
 import pytest
 
-from genembed.align import BLASTN, cigar_counts
-from genembed.evaluate import mutate
-from genembed.hits import format_hits
-from genembed.loci import chain
-from genembed.query import Index
-from genembed.tokenize import reverse_complement
+from genembed.search.align import BLASTN, cigar_counts
+from genembed.data.windows import mutate
+from genembed.search.hits import format_hits
+from genembed.search.loci import chain
+from genembed.search.query import Index
+from genembed.encode.tokenize import reverse_complement
 from helpers import EXAMPLE_FASTA, default_plan
 
 CONTIG = "NC_000913.3"
@@ -41,8 +41,8 @@ def genome() -> bytes:
 @pytest.fixture(scope="module")
 def operons(tmp_path_factory, genome):
     """The four operons' stretches as contigs of one genome, embedded with the default config and indexed."""
-    from genembed.index import build_index
-    from genembed.pipeline import embed_genome as drive
+    from genembed.search.build import build_index
+    from genembed.run.pipeline import embed_genome as drive
 
     d = tmp_path_factory.mktemp("operons")
     fasta = d / "rrn.fa"
@@ -173,8 +173,8 @@ def test_a_diverged_query_finds_its_source_among_many_copies(tmp_path, genome):
     """30 kb of E. coli and 24 copies of it mutated at 15%: 2-kb queries mutated at 27% (further
     from every copy than from the source) must find the source first. Among the copies its windows
     can rank deep in each piece's list, which the deep search (200 hits per piece) reaches."""
-    from genembed.index import build_index
-    from genembed.pipeline import embed_genome as drive
+    from genembed.search.build import build_index
+    from genembed.run.pipeline import embed_genome as drive
 
     rng = np.random.default_rng(1)
     source = genome[1_000_000:1_030_000]
@@ -243,7 +243,7 @@ def test_a_bad_record_is_skipped_with_one_warning_and_the_rest_answered(tmp_path
     fasta = tmp_path / "q.fa"
     fasta.write_text(f">a\n{ecoli_sequence[5_000:6_000].decode()}\n>gap\n{'N' * 700}\n>rna\nACGUACGUACGU\n"
                      f">b\n{ecoli_sequence[9_000:10_000].decode()}\n")
-    base = [sys.executable, "-m", "genembed.cli", "query", "--index", str(default_index["dir"]), "--fasta", str(fasta),
+    base = [sys.executable, "-m", "genembed.run.cli", "query", "--index", str(default_index["dir"]), "--fasta", str(fasta),
             "-k", "1"]
     out = tmp_path / "hits.tsv"
     res = subprocess.run(base + ["--out", str(out)], capture_output=True, text=True)
@@ -266,8 +266,8 @@ def test_a_bad_record_is_skipped_with_one_warning_and_the_rest_answered(tmp_path
 def test_query_pieces_share_one_pass_and_embed_as_each_piece_alone(index, ecoli_sequence):
     """The traced encoder the index keeps records the model's reach, so the overlapping pieces of a
     batch of queries come from one pass along them: the same vectors as embedding each piece."""
-    from genembed.loci import pieces
-    from genembed.scan import Scanner
+    from genembed.search.loci import pieces
+    from genembed.encode.scan import Scanner
 
     embedder, tokenizer = index.encoder._load()
     assert type(embedder.model).__name__ == "_Traced" and Scanner(embedder, tokenizer, 10_000).reach == 20

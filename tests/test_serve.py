@@ -28,7 +28,7 @@ def _free_port() -> int:
 def _start(index_dir, log, *options) -> dict:
     """``genembed serve`` in a subprocess on a free loopback port, its output in ``log``, once it answers."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "genembed.cli", "serve", "--index", str(index_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "genembed.run.cli", "serve", "--index", str(index_dir),
                              "--port", str(port), *options], stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -155,7 +155,7 @@ def test_a_batch_skips_its_bad_records_answers_the_rest_and_logs_each(server, ec
     while "'empty' skipped" not in server["log"].read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     warned = [line for line in server["log"].read_text().splitlines() if " skipped: " in line]
-    assert [line.split(" genembed.serve ")[1] for line in warned] == [
+    assert [line.split(" genembed.search.serve ")[1] for line in warned] == [
         "query 'gap' skipped: no A, C, G or T (only N or other ambiguity codes): nothing to search for",
         "query 'rna' skipped: characters that are not IUPAC nucleotides: 'U'",
         "query 'empty' skipped: empty sequence"]
@@ -264,7 +264,7 @@ def test_workers_that_cannot_open_the_index_stop_the_server_with_one_line(defaul
     broken = tmp_path / "index"
     shutil.copytree(default_index["dir"], broken)
     (broken / "index.faiss").write_bytes((broken / "index.faiss").read_bytes()[:100])
-    run = subprocess.run([sys.executable, "-m", "genembed.cli", "serve", "--index", str(broken), "--port",
+    run = subprocess.run([sys.executable, "-m", "genembed.run.cli", "serve", "--index", str(broken), "--port",
                           str(_free_port()), "--workers", "2"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "corrupt or unreadable FAISS index" in run.stderr, run.stderr
     assert run.stderr.splitlines()[-1] == f"genembed: error: {broken}: the server stopped: a worker could not start"
@@ -277,7 +277,7 @@ def test_a_port_in_use_is_one_line_before_anything_loads(default_index):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        run = subprocess.run([sys.executable, "-m", "genembed.cli", "serve", "--index", str(default_index["dir"]),
+        run = subprocess.run([sys.executable, "-m", "genembed.run.cli", "serve", "--index", str(default_index["dir"]),
                               "--port", str(port)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and run.stdout == "", run.stdout
     assert run.stderr == f"genembed: error: 127.0.0.1:{port}: cannot serve there (Address already in use)\n", run.stderr

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.io import atomic_path, report_folder
-from genembed.store import check_consistent, iter_shards, read_attrs, write_shard
+from genembed.data.io import atomic_path, report_folder
+from genembed.data.store import check_consistent, iter_shards, read_attrs, write_shard
 
 ATTRS = {"model": "m", "model_fingerprint": "f1", "pooling": "mean", "layer": -1, "revision": None}
 
@@ -46,7 +46,7 @@ def test_foreign_or_broken_hdf5_is_a_clear_error(tmp_path):
 def test_an_identity_compares_typed_fields_and_names_those_that_differ():
     import numpy as np
 
-    from genembed.identity import QUERY_FIELDS, ShardIdentity
+    from genembed.data.identity import QUERY_FIELDS, ShardIdentity
 
     attrs = {"model_fingerprint": "f1", "tokenizer": "kmer:k=1", "pooling": "mean", "layer": np.int64(-1),
              "window_size": np.int64(500), "window_stride": 250, "precision": "bf16", "dim": np.int64(384)}
@@ -95,7 +95,7 @@ def test_a_shard_is_never_written_with_non_finite_embeddings(tmp_path):
     import pytest
 
     from genembed.errors import GenembedError
-    from genembed.store import write_shard
+    from genembed.data.store import write_shard
 
     vectors = np.ones((5, 4), dtype=np.float32)
     vectors[2, 1] = 1e6  # past float16's range: infinity once stored

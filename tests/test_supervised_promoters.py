@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from genembed.reports.supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, padded, strand_codes,
                                          to_strand)
-from genembed.tokenize import reverse_complement
-from genembed.windows import canonical_kmer_frequencies
+from genembed.encode.tokenize import reverse_complement
+from genembed.data.windows import canonical_kmer_frequencies
 
 MOTIF = b"TTGACAATATAAT"  # a -35 box, a short spacer and a -10 box, 30 bp upstream of each start
 SETTINGS = CnnSettings(after=100, reach=60, epochs=15, width=32)
@@ -116,7 +116,7 @@ def test_negatives_are_drawn_from_coding_and_other_bins_in_the_stated_ratio():
 def test_a_bin_is_coding_when_its_base_lies_in_a_cds_on_either_strand():
     import polars as pl
 
-    from genembed.annotation import Coverage
+    from genembed.data.annotation import Coverage
     from genembed.reports.stranded import coding_bins
 
     cds = Coverage(pl.DataFrame({"contig": ["c"], "start": [100], "end": [200]}))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.models import ModelSpec, load_tokenizer
-from genembed.tokenize import (HFTokenizer, KmerTokenizer, TokenizerSpec, check_lengths, make_tokenizer,
+from genembed.encode.models import ModelSpec, load_tokenizer
+from genembed.encode.tokenize import (HFTokenizer, KmerTokenizer, TokenizerSpec, check_lengths, make_tokenizer,
                                read_tokens, write_tokens)
 
 
@@ -70,7 +70,7 @@ def test_windows_and_token_jobs_with_a_kmer_tokenizer_do_not_load_transformers(t
     from helpers import default_plan
 
     default_plan().write(tmp_path / "model.json")
-    code = ("import sys; from genembed.pipeline import tokenize_stage, window_stage; from genembed.plan import RunPlan; "
+    code = ("import sys; from genembed.run.pipeline import tokenize_stage, window_stage; from genembed.encode.plan import RunPlan; "
             f"plan = RunPlan.read({str(tmp_path / 'model.json')!r}); "
             f"n = window_stage(plan, 'eco', {str(prepared_slice)!r}, 0, {str(tmp_path / 'w.parquet')!r}); "
             f"tokenize_stage(plan, {str(tmp_path / 'w.parquet')!r}, {str(prepared_slice)!r}, "

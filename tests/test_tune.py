@@ -10,24 +10,24 @@ import numpy as np
 import pytest
 
 import model_zoo
-from genembed.embed import EmbedSettings, Embedder
+from genembed.encode.embed import EmbedSettings, Embedder
 from genembed.errors import GenembedError
-from genembed.models import ModelSpec
-from genembed.tokenize import TokenizerSpec, make_tokenizer
-from genembed.tune import TuneConfig, ViewSampler, nt_xent, tune
+from genembed.encode.models import ModelSpec
+from genembed.encode.tokenize import TokenizerSpec, make_tokenizer
+from genembed.encode.tune import TuneConfig, ViewSampler, nt_xent, tune
 
 SMALL = TuneConfig(seq_bp=120, max_shift=40, batch_size=8, steps=3, hidden_size=16, layers=1)
 
 
 def test_views_of_a_locus_share_its_sequence(prepared_slice):
-    from genembed.genome import Genome
+    from genembed.data.genome import Genome
 
     g = Genome(prepared_slice)
     sampler = ViewSampler([g], TuneConfig(seq_bp=200, max_shift=50, max_mutation=0.0), np.random.default_rng(0))
     first, second = sampler.pairs(20)
     g.close()
     assert all(len(s) == 200 for s in first + second)
-    from genembed.tokenize import reverse_complement
+    from genembed.encode.tokenize import reverse_complement
 
     def shared(a: bytes, b: bytes) -> bool:  # unmutated views overlap by >= 150 bp, on either strand
         return any(x[i : i + 150] in y for x in (a, reverse_complement(a)) for y in (b,) for i in (0, 50))
@@ -98,7 +98,7 @@ def test_tune_any_model_family_gives_a_folder_the_pipeline_embeds_with(tmp_path,
 def test_tune_cli_refuses_genomes_shorter_than_a_training_locus(tmp_path):
     fasta = tmp_path / "short.fa"
     fasta.write_text(">c\n" + "ACGT" * 50 + "\n")
-    proc = subprocess.run([sys.executable, "-m", "genembed.cli", "tune", "--fasta", str(fasta), "--out",
+    proc = subprocess.run([sys.executable, "-m", "genembed.run.cli", "tune", "--fasta", str(fasta), "--out",
                            str(tmp_path / "m"), "--steps", "1"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "no contig is as long as a training locus" in proc.stderr.strip().splitlines()[-1]
@@ -118,7 +118,7 @@ def test_a_stopped_training_run_resumes_where_it_stopped_and_ends_as_an_unbroken
     import torch
     from safetensors.torch import load_file
 
-    import genembed.tune as T
+    import genembed.encode.tune as T
 
     cfg = TuneConfig(seq_bp=120, max_shift=40, batch_size=8, steps=6, hidden_size=16, layers=1, max_mutation=0.3,
                      mutation_warmup=0.5, hard_negatives=0.5)
@@ -149,8 +149,8 @@ def test_a_stopped_training_run_resumes_where_it_stopped_and_ends_as_an_unbroken
 
 
 def test_hard_negatives_share_a_contig_and_gc_and_the_mutation_rate_ramps_up(prepared_slice):
-    from genembed.genome import Genome
-    from genembed.tune import ViewSampler, _gc
+    from genembed.data.genome import Genome
+    from genembed.encode.tune import ViewSampler, _gc
 
     cfg = TuneConfig(seq_bp=200, max_shift=50, batch_size=8, steps=100, max_mutation=0.35, mutation_warmup=0.5,
                      hard_negatives=1.0)
@@ -164,8 +164,8 @@ def test_hard_negatives_share_a_contig_and_gc_and_the_mutation_rate_ramps_up(pre
 
 
 def test_mutate_one_leaves_the_first_view_as_the_genome_has_it(prepared_slice):
-    from genembed.genome import Genome
-    from genembed.tokenize import reverse_complement
+    from genembed.data.genome import Genome
+    from genembed.encode.tokenize import reverse_complement
 
     genome = Genome(prepared_slice)
     text = b"".join(genome.fetch(c, 0, n) for c, n in genome.contigs.items())

@@ -28,7 +28,7 @@ class _Payload:
 def test_pickled_weights_with_code_are_refused_and_the_code_never_runs(tmp_path, tiny_bert):
     import torch
 
-    from genembed.models import ModelSpec, load_model
+    from genembed.encode.models import ModelSpec, load_model
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_bert, folder)
@@ -54,7 +54,7 @@ def test_the_query_cli_writes_only_its_output_file(tmp_path, built_index):
     env = dict(os.environ, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), HF_HOME=str(home / "hf"),
                TMPDIR=str(work))
     for fmt, name in (("tsv", "hits.tsv"), ("parquet", "hits.parquet")):
-        subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(index), "--region",
+        subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(index), "--region",
                         "ecoli:NC_000913.3:5000-6000", "--format", fmt, "--out", str(work / name)],
                        cwd=work, env=env, check=True, capture_output=True)
     after = _files(tmp_path)

@@ -3,8 +3,8 @@ import polars as pl
 import pytest
 
 from genembed.errors import GenembedError
-from genembed.genome import Genome, prepare_fasta
-from genembed.windows import (WindowSpec, genome_code, shard_count, shard_segments, shard_windows,
+from genembed.data.genome import Genome, prepare_fasta
+from genembed.data.windows import (WindowSpec, genome_code, shard_count, shard_segments, shard_windows,
                               split_window_id, window_ids, window_sequences, windows_per_contig, write_shard_windows)
 
 
@@ -74,8 +74,8 @@ def test_windows_whose_ambiguity_codes_overflow_the_model_are_dropped_not_fatal(
     """A k-mer tokenizer reads each N as one token: at the longest window the model takes (what
     ``windows.size: auto`` picks), one N is already too many. Such windows are dropped at windowing,
     so tokenizing never fails on them."""
-    from genembed.models import ModelSpec, load_tokenizer, max_tokens
-    from genembed.tokenize import KmerTokenizer, token_fit, tokenize_shard
+    from genembed.encode.models import ModelSpec, load_tokenizer, max_tokens
+    from genembed.encode.tokenize import KmerTokenizer, token_fit, tokenize_shard
 
     hf = load_tokenizer(tiny_bert, ModelSpec(str(tiny_bert)))
     limit = max_tokens(tiny_bert, hf)

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.genome import read_fai
-from genembed.windows import WindowSpec, shard_count
+from genembed.data.genome import read_fai
+from genembed.data.windows import WindowSpec, shard_count
 from helpers import REPO, dry_run_jobs, slice_fasta, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
@@ -102,7 +102,7 @@ def test_rerun_has_nothing_to_do_and_query_finds_the_window_itself(run):
     d, _ = run
     res = snakemake(d, "-n")
     assert "Nothing to be done" in res.stdout + res.stderr
-    out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(d / "results/index"),
+    out = subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(d / "results/index"),
                           "--region", "ecoli:NC_000913.3:120000-120500", "-k", "3"],
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[1].split("\t")[3:7] == ["ecoli", "NC_000913.3", "120000", "120500"]
@@ -222,7 +222,7 @@ def test_a_new_genome_runs_only_its_own_jobs_and_retrains_only_when_the_collecti
     assert kept[trained] != trained.stat().st_mtime_ns
     embeddings = [p for p in kept if p.suffix == ".h5"]
     assert embeddings and all(p.stat().st_mtime_ns == kept[p] for p in embeddings)  # retraining re-embeds nothing
-    out = subprocess.run([sys.executable, "-m", "genembed.cli", "query", "--index", str(tmp_path / "results/index"),
+    out = subprocess.run([sys.executable, "-m", "genembed.run.cli", "query", "--index", str(tmp_path / "results/index"),
                           "--region", "third:chrC:50000-50500", "-k", "1"], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[1].split("\t")[3:7] == ["third", "chrC", "50000", "50500"]
 
@@ -244,7 +244,7 @@ def test_a_sharded_genomes_promoter_track_comes_from_its_shard_jobs_and_the_repo
     """Every genome sharded (windows.pack_bp 0): each embedding job writes the track windows of its own
     span, a scoring job per shard the stranded model's probabilities there, and the promoter report
     reads them (one thread, no model: it never scans a genome, nor trains or runs the stranded model)."""
-    from genembed.store import track_attrs
+    from genembed.data.store import track_attrs
 
     parts = sorted((small_workflow_run / "results/embeddings/eco/track").glob("*.h5"))
     shards = sorted((small_workflow_run / "results/embeddings/eco").glob("[0-9]*.h5"))
@@ -254,7 +254,7 @@ def test_a_sharded_genomes_promoter_track_comes_from_its_shard_jobs_and_the_repo
     assert [p.stem for p in scores] == [s.stem for s in shards]
     assert "trained in" in (small_workflow_run / "logs/promoter_model.log").read_text()
     log = (small_workflow_run / "logs/promoter_report.log").read_text()
-    assert "genembed.embed: model" not in log and "trained in" not in log and "dense scan" in (
+    assert "genembed.encode.embed: model" not in log and "trained in" not in log and "dense scan" in (
         small_workflow_run / "results/reports/promoters/promoters.html").read_text()
     assert (small_workflow_run / "results/reports/promoters/eco.stranded.narrowPeak").is_file()
 

@@ -1,17 +1,17 @@
 # Sample-sheet loading, validation, wildcard constraints and input functions (the decisions behind
-# them are library functions in genembed.workflow).
+# them are library functions in genembed.run.workflow).
 import re
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from genembed import layout
-from genembed.genome import read_fai, sidecar_fai
-from genembed.index import IndexSettings
-from genembed.plan import RunPlan, WindowPlan
-from genembed.windows import shard_count, stride_of, window_count
-from genembed.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
+from genembed.data import layout
+from genembed.data.genome import read_fai, sidecar_fai
+from genembed.search.index import IndexSettings
+from genembed.encode.plan import RunPlan, WindowPlan
+from genembed.data.windows import shard_count, stride_of, window_count
+from genembed.run.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
                                with_defaults)
 
 
@@ -35,7 +35,7 @@ INDEX_DIR = "results/index"
 TRAINED, TRAINED_INFO = "results/index_build/trained.faiss", "results/index_build/trained.json"
 PART, PART_INFO = "results/index_build/parts/{genome}.faiss", "results/index_build/parts/{genome}.json"
 PACK_PART, PACK_PART_INFO = "results/index_build/packs/{pack}.faiss", "results/index_build/packs/{pack}.json"
-# beside each part: its genomes' genome and contig vectors (genembed.index: the index's genome and contig levels)
+# beside each part: its genomes' genome and contig vectors (genembed.search.index: the index's genome and contig levels)
 PART_SEQUENCES, PACK_PART_SEQUENCES = PART.replace(".faiss", ".sequences.parquet"), PACK_PART.replace(".faiss", ".sequences.parquet")
 INDEX = IndexSettings.from_config(config["index"], config["seed"])
 PRETRAIN = config["model"]["pretrain"]["enabled"]
@@ -89,7 +89,7 @@ def genome_bp(genome):
     return sum(n for _, n in known_contigs(genome) or estimated_contigs(SHEET[genome]["fasta"]))
 
 
-# Small genomes are embedded together, one job per pack (genembed.workflow.plan_packs); the others
+# Small genomes are embedded together, one job per pack (genembed.run.workflow.plan_packs); the others
 # are cut into shards, one windows, tokenize and embed job each. Each rule takes its own genomes.
 PACKS = plan_packs({g: genome_bp(g) for g in SHEET}, read_packs(Path(PACK).parent), config["windows"]["pack_bp"])
 PACK_OF = {g: pack for pack, genomes in PACKS.items() for g in genomes}

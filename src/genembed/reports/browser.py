@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from importlib.resources import files
 
-from . import html
+from genembed.reports import html
 
 IGV_JS = "static/igv.min.js"
 

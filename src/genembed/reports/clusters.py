@@ -12,14 +12,14 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from ..annotation import CLASSES
-from ..compare import compare, genome_figure, genome_section, write_comparison
-from ..errors import GenembedError
-from ..index import normalise
-from ..io import atomic_path, count_rows
-from ..layout import GenomeInputs
-from . import html
-from .data import iter_labeled, make_labelers
+from genembed.data.annotation import CLASSES
+from genembed.reports.compare import compare, genome_figure, genome_section, write_comparison
+from genembed.errors import GenembedError
+from genembed.data.vectors import normalise
+from genembed.data.io import atomic_path, count_rows
+from genembed.data.layout import GenomeInputs
+from genembed.reports import html
+from genembed.reports.inputs import iter_labeled, make_labelers
 
 log = logging.getLogger(__name__)
 CLASS_COLORS = {"rRNA": "#8c564b", "tRNA": "#e377c2", "ncRNA": "#ff7f0e", "upstream": "#d62728", "CDS": "#1f77b4",
@@ -55,7 +55,7 @@ class Fit:
 
 def cluster_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: ClusterSettings) -> pl.DataFrame:
     """Write clusters.html, clusters.tsv, enrichment.tsv, exemplars.tsv, assignments.parquet, PNG plots
-    and the genome level (:mod:`genembed.compare`: genome_distances.tsv/.parquet, genome_tree.nwk,
+    and the genome level (:mod:`genembed.reports.compare`: genome_distances.tsv/.parquet, genome_tree.nwk,
     genomes.png, and genome_mash_distances.tsv where sourmash is installed) to ``out_dir``; returns the
     per-cluster summary."""
     if settings.method not in ("kmeans", "hdbscan"):

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import polars as pl
 
-from ..io import atomic_path
+from genembed.data.io import atomic_path
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}

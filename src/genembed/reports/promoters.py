@@ -13,22 +13,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from ..errors import GenembedError
-from ..genome import Genome
-from ..io import atomic_path, read_table, report_folder
-from ..layout import GenomeInputs
-from ..store import read_track
-from ..windows import kmer_frequencies, window_sequences
-from . import html
-from .data import genome_contigs, iter_labeled, make_labelers
-from .stats import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
-from .tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
+from genembed.errors import GenembedError
+from genembed.data.genome import Genome
+from genembed.data.io import atomic_path, read_table, report_folder
+from genembed.data.layout import GenomeInputs
+from genembed.data.store import read_track
+from genembed.data.windows import kmer_frequencies, window_sequences
+from genembed.reports import html
+from genembed.reports.inputs import genome_contigs, iter_labeled, make_labelers
+from genembed.reports.stats import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
+from genembed.reports.tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
 if TYPE_CHECKING:
-    from ..plan import RunPlan, TrackSpec
-    from ..scan import Scanner
-    from .stranded import TrainedPromoters
-    from .supervised import CnnSettings
+    from genembed.encode.plan import RunPlan, TrackSpec
+    from genembed.encode.scan import Scanner
+    from genembed.reports.stranded import TrainedPromoters
+    from genembed.reports.supervised import CnnSettings
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
     when its files changed)."""
     from dataclasses import replace
 
-    from ..models import fingerprint
+    from genembed.encode.models import fingerprint
 
     w = plan.windows
     settings = replace(settings, max_n_fraction=w.max_n_fraction)
@@ -149,7 +149,7 @@ def train_promoter_model(genomes: list[GenomeInputs], settings: PromoterSettings
     that have them (the report's held-out parts left out), written as ``weights`` and a JSON
     ``record`` (calibration, threshold); where it cannot be trained (too few starts), a record that
     says why. Genomes without starts play no part: adding one does not retrain it."""
-    from .stranded import TrainedPromoters, _plain
+    from genembed.reports.stranded import TrainedPromoters, _plain
 
     genomes = [g for g in genomes if g.has_starts]
     tests = {g.name: held_out(g, settings) for g in genomes}
@@ -171,10 +171,10 @@ def score_promoter_span(record: str | Path, weights: str | Path, fastas: dict[st
                         plan: "RunPlan | None" = None, shard: str | None = None) -> int:
     """The workflow's ``promoter_scores`` job: the stranded model's probability of every bin of these
     genomes (a pack's), or, with ``plan`` and ``shard``, of the one genome's bins that shard owns (its
-    track span, :func:`genembed.windows.shard_track_spans`; the first shard also owns contigs too short
+    track span, :func:`genembed.data.windows.shard_track_spans`; the first shard also owns contigs too short
     for a window), written to ``out`` (Parquet). Returns the number of bins scored."""
-    from ..windows import shard_track_spans, windows_per_contig
-    from .stranded import SCORE_SCHEMA, TrainedPromoters, score_genome, write_scores
+    from genembed.data.windows import shard_track_spans, windows_per_contig
+    from genembed.reports.stranded import SCORE_SCHEMA, TrainedPromoters, score_genome, write_scores
 
     trained = TrainedPromoters.read(record, weights)
     frames = []
@@ -206,8 +206,8 @@ def stored_track(genome: GenomeInputs, spec: "TrackSpec") -> list[Path] | None:
     report scans the genome)."""
     import json
 
-    from ..identity import QUERY_FIELDS, ShardIdentity
-    from ..store import read_attrs, track_attrs
+    from genembed.data.identity import QUERY_FIELDS, ShardIdentity
+    from genembed.data.store import read_attrs, track_attrs
 
     if not genome.shards:
         return None
@@ -242,7 +242,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
     ``stride`` is the window stride. With ``scan`` (the run's model: sequence, window starts, window
-    size -> embeddings; :meth:`genembed.plan.RunPlan.scanner`) and a
+    size -> embeddings; :meth:`genembed.encode.plan.RunPlan.scanner`) and a
     ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size
     (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise
@@ -295,7 +295,7 @@ def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, tra
     """The supervised, stranded model's part of the report (:mod:`.stranded`), its tables written:
     from the model record and score files the workflow's jobs made (``stranded_from``; no network runs
     here), else trained and scored here."""
-    from .stranded import TrainedPromoters, check_trained, read_scores, score_genome, stranded_report
+    from genembed.reports.stranded import TrainedPromoters, check_trained, read_scores, score_genome, stranded_report
 
     if stranded_from is not None:  # a foreign or missing file is an error of the run, not a note
         trained = TrainedPromoters.read(stranded_from.record)
@@ -321,7 +321,7 @@ def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, tra
 
 
 def cnn_settings(settings: PromoterSettings) -> "CnnSettings":
-    from .supervised import CnnSettings
+    from genembed.reports.supervised import CnnSettings
 
     return CnnSettings(epochs=settings.stranded_epochs, seed=settings.seed, coding_share=settings.negative_coding_share)
 
@@ -329,8 +329,8 @@ def cnn_settings(settings: PromoterSettings) -> "CnnSettings":
 def train_stranded(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]], fastas: dict[str, Genome],
                    settings: PromoterSettings) -> "TrainedPromoters":
     """The stranded model trained on the run's starts, on a GPU where there is one."""
-    from ..device import native_bf16, pick_device
-    from .stranded import train_promoters
+    from genembed.encode.device import native_bf16, pick_device
+    from genembed.reports.stranded import train_promoters
 
     device = pick_device("auto")
     return train_promoters(genomes, tests, fastas, settings.operon_gap, settings.call_precision, cnn_settings(settings),
@@ -444,8 +444,8 @@ def _label_files(genomes: list[GenomeInputs]) -> str:
 def dense_scores(fasta: Genome, size: int, step: int, scan: "Scanner", model: Calibrated,
                  max_n_fraction: float) -> pl.DataFrame:
     """Promoter probability of windows of ``size`` bp every ``step`` bp along every contig (a dense
-    scan, :func:`genembed.scan.scan_genome`): contig, start, end, score."""
-    from ..scan import scan_genome
+    scan, :func:`genembed.encode.scan.scan_genome`): contig, start, end, score."""
+    from genembed.encode.scan import scan_genome
 
     frames = [pl.DataFrame({"contig": contig, "start": starts, "end": starts + size, "score": model.predict(vectors)},
                            schema=TRACK_SCHEMA)
@@ -555,8 +555,8 @@ def _readable(metrics: pl.DataFrame, settings: PromoterSettings) -> pl.DataFrame
 def _stranded_html(r, settings: PromoterSettings, genomes: list[GenomeInputs]) -> str:
     """The supervised, stranded model's section: the sentence a biologist reads first, its table against
     the baselines on the same examples, and its files."""
-    from .stranded import NEAR
-    from .supervised import STEP, CnnSettings
+    from genembed.reports.stranded import NEAR
+    from genembed.reports.supervised import STEP, CnnSettings
 
     if isinstance(r, str):
         return f"<p class='note'>The supervised, stranded model was not trained: {html.esc(r)}.</p>"

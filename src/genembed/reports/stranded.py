@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..annotation import _GENE_TYPES, TSS, Coverage, bed_starts, gene_starts, read_annotation, read_bed
-from ..errors import GenembedError
-from ..genome import Genome
-from ..io import atomic_path
-from ..layout import GenomeInputs
-from ..windows import code_kmer_frequencies
-from .browser import Locus, Track, igv_view
-from .stats import block_bootstrap, interval, verdict
-from .supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, owned_bins, padded, span_piece,
+from genembed.data.annotation import _GENE_TYPES, TSS, Coverage, bed_starts, gene_starts, read_annotation, read_bed
+from genembed.errors import GenembedError
+from genembed.data.genome import Genome
+from genembed.data.io import atomic_path
+from genembed.data.layout import GenomeInputs
+from genembed.data.windows import code_kmer_frequencies
+from genembed.reports.browser import Locus, Track, igv_view
+from genembed.reports.stats import block_bootstrap, interval, verdict
+from genembed.reports.supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, owned_bins, padded, span_piece,
                          strand_codes, to_strand)
-from .tracks import write_bigwig
+from genembed.reports.tracks import write_bigwig
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ NEAR = 60  # bp: a predicted start this close to a known one is right (the repor
 def known_starts(genome: GenomeInputs, features: pl.DataFrame | None, contigs: dict[str, int],
                  operon_gap: int) -> pl.DataFrame | None:
     """Transcription starts (contig, tss, strand): from the promoter BED when the sheet gives one
-    (:func:`genembed.annotation.bed_starts`), else the annotation's gene starts (operon heads with
+    (:func:`genembed.data.annotation.bed_starts`), else the annotation's gene starts (operon heads with
     ``operon_gap``); None without either."""
     if genome.promoters is not None:
         return bed_starts(read_bed(genome.promoters, contigs))

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..windows import encode
+from genembed.data.windows import encode
 
 STEP = 8  # bp between bins: the network's total pooling stride
 
@@ -198,7 +198,7 @@ class PromoterModel:
         """The weights and settings, atomically (``torch.save``)."""
         import torch
 
-        from ..io import atomic_path
+        from genembed.data.io import atomic_path
 
         with atomic_path(path) as tmp:
             torch.save({"state": self.net.state_dict(), "settings": asdict(self.settings), "seconds": self.seconds}, tmp)

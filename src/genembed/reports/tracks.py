@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..io import atomic_path
+from genembed.data.io import atomic_path
 
 
 def score_bins(windows: pl.DataFrame, stride: int) -> pl.DataFrame:
