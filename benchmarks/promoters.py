@@ -22,6 +22,7 @@ from pathlib import Path
 from genembed.encode.device import native_bf16
 from genembed.data.genome import Genome, prepare_fasta
 from genembed.data.layout import GenomeInputs
+from genembed.reports.inputs import ReportContext
 from genembed.reports.promoters import PromoterSettings, held_out
 from genembed.reports.stranded import score_genome, stranded_report, train_promoters
 from genembed.reports.supervised import CnnSettings
@@ -62,7 +63,8 @@ def main() -> None:
                               coding_share=None if args.coding_share == "none" else float(args.coding_share))
             trained = train_promoters([genome], tests, fastas, gap, args.precision, cnn, "cpu", native_bf16("cpu"))
             scores = score_genome(trained, name, fastas[name])
-            r = stranded_report([genome], tests, fastas, out, gap, 0.5, 200, 10_000, args.seed, {}, trained, scores)
+            measure = PromoterSettings(operon_gap=gap, recall=0.5, bootstrap=200, block_bp=10_000, seed=args.seed)
+            r = stranded_report(ReportContext([genome], tests, fastas, measure, out), trained, scores, {})
             print(r.negatives)
             print(f"{name}: {r.examples['train']:,} training and {r.examples['test']:,} held-out examples"
                   f" ({r.metrics['test_positive_fraction'][0]:.1%} positive); {time.monotonic() - started:.0f} s in all;"

@@ -46,7 +46,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from genembed.search.query import CANDIDATES
+from genembed.search.query import CANDIDATES, LocusSearch
 from quality import HELD_OUT  # noqa: E402  (genome -> (FASTA, chromosomes no bundled model was trained on))
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,11 +212,11 @@ def run_genembed(index: Any, queries: list[Query], verify: bool, repeat: int = 1
     """`search_loci` over all queries in one warm call (after one warm-up query), ``k`` loci each;
     the fastest of ``repeat`` calls (this shared machine's speed varies from minute to minute)."""
     batch = {q.name: q.seq for q in queries}
-    index.search_loci({"warm": queries[0].seq}, k=k, verify=verify)  # loads the encoder and the calibration
+    index.search_loci({"warm": queries[0].seq}, LocusSearch(k=k, verify=verify))  # loads the encoder and the calibration
     seconds = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        loci = index.search_loci(batch, k=k, verify=verify)
+        loci = index.search_loci(batch, LocusSearch(k=k, verify=verify))
         seconds = min(seconds, time.perf_counter() - started)
     hits: dict[str, list[Hit]] = {q.name: [] for q in queries}
     evalues: dict[str, float] = {}

@@ -10,7 +10,7 @@ import pytest
 from genembed.errors import GenembedError
 from genembed.search.hits import format_hits
 from genembed.search.loci import LOCUS_COLUMNS
-from genembed.search.query import Index, Region
+from genembed.search.query import Index, LocusSearch, Region
 from genembed.data.store import read_shard, write_shard
 from helpers import kmer_plan
 
@@ -22,7 +22,7 @@ def index(built_index):
 
 def test_a_window_queried_by_its_own_region_is_its_own_top_hit(index):
     for start in (0, 57_000, 150_000):
-        hits = index.search_region(f"ecoli:NC_000913.3:{start}-{start + 1000}", k=5)
+        hits = index.search_region(f"ecoli:NC_000913.3:{start}-{start + 1000}", LocusSearch(k=5))
         top = hits.row(0, named=True)
         assert (top["genome"], top["contig"], top["start"], top["end"], top["rank"]) == \
             ("ecoli", "NC_000913.3", start, start + 1000, 1)
@@ -52,7 +52,7 @@ def test_bad_queries_are_refused(index):
 
 
 def test_hits_print_as_tsv_json_and_bed(index):
-    hits = index.search_region("ecoli:NC_000913.3:10000-11000", k=2)
+    hits = index.search_region("ecoli:NC_000913.3:10000-11000", LocusSearch(k=2))
     tsv = format_hits(hits, "tsv").splitlines()
     assert tsv[0] == ("query\tquery_start\tquery_end\tgenome\tcontig\tstart\tend\tstrand\tscore\twindows\tevalue\trank"
                       "\tverified\taln_score\tbitscore\tidentity\taligned\tmatches\tmismatches\tgap_opens\tgaps\tcigar")
@@ -119,15 +119,15 @@ def test_hits_can_be_kept_to_some_genomes_and_leave_out_the_query_region(tmp_pat
         build_index(genomes, out, built_index["plan"], IndexSettings(factory=factory, nprobe=8))
         index = Index.open(out)
         assert pl.read_parquet(out / "windows.parquet")["window_id"].is_sorted()  # rows found by binary search
-        hits = index.search_region("eco_a:NC_000913.3:5000-6000", k=8, genomes=["eco_b"])
+        hits = index.search_region("eco_a:NC_000913.3:5000-6000", LocusSearch(k=8, genomes=["eco_b"]))
         assert set(hits["genome"]) == {"eco_b"} and hits.height == 8
-        own = index.search_region("eco_a:NC_000913.3:5000-6000", k=3)
+        own = index.search_region("eco_a:NC_000913.3:5000-6000", LocusSearch(k=3))
         assert own.row(0, named=True)["start"] == 5000
-        apart = index.search_region("eco_a:NC_000913.3:5000-6000", k=3, genomes=["eco_a"], exclude_self=True)
+        apart = index.search_region("eco_a:NC_000913.3:5000-6000", LocusSearch(k=3, genomes=["eco_a"]), exclude_self=True)
         assert apart.height == 3 and apart["rank"].to_list() == [1, 2, 3]
         assert not ((apart["start"] < 6000) & (apart["end"] > 5000)).any()
     with pytest.raises(GenembedError, match="genome yeast is not in this index"):
-        index.search_region("eco_a:NC_000913.3:5000-6000", genomes=["yeast"])
+        index.search_region("eco_a:NC_000913.3:5000-6000", LocusSearch(genomes=["yeast"]))
     assert main(["query", "--index", str(tmp_path / "Flat"), "--region", "eco_a:NC_000913.3:5000-6000",
                  "--genome", "eco_b", "--exclude-self", "--format", "parquet", "--out", str(tmp_path / "h.parquet")]) == 0
     table = pl.read_parquet(tmp_path / "h.parquet")

@@ -16,7 +16,7 @@ from genembed.run.cli import main
 from genembed.errors import GenembedError
 from genembed.data.windows import mutate
 from genembed.search.loci import LOCUS_COLUMNS, pieces
-from genembed.search.query import Index, Region
+from genembed.search.query import Index, LocusSearch, Region
 from genembed.encode.tokenize import reverse_complement
 
 CONTIG = "NC_000913.3"
@@ -37,7 +37,7 @@ def test_a_query_is_cut_into_the_index_windows_with_the_last_flush_with_its_end(
 
 @pytest.mark.parametrize("start, length", [(100_000, 1_000), (40_000, 5_000), (60_000, 100_000), (120_100, 5_000)])
 def test_a_region_of_any_length_maps_to_itself_at_rank_1(index, start, length):
-    loci = index.search_region(f"eco:{CONTIG}:{start}-{start + length}", k=5)
+    loci = index.search_region(f"eco:{CONTIG}:{start}-{start + length}", LocusSearch(k=5))
     assert loci.columns == LOCUS_COLUMNS
     top = loci.row(0, named=True)
     assert (top["contig"], top["strand"], top["rank"], top["query_start"], top["query_end"]) == (CONTIG, "+", 1, 0, length)
@@ -48,17 +48,17 @@ def test_a_region_of_any_length_maps_to_itself_at_rank_1(index, start, length):
 
 def test_a_long_sequence_is_searched_not_refused(index, ecoli_sequence):
     seq = ecoli_sequence[150_000:160_000]  # 10 kb: more tokens than the model takes at once
-    top = index.search_loci({"q": seq}, k=1).row(0, named=True)
+    top = index.search_loci({"q": seq}, LocusSearch(k=1)).row(0, named=True)
     assert (top["start"], top["end"], top["strand"], top["windows"]) == (150_000, 160_000, "+", 39)
 
 
 def test_the_reverse_complement_finds_its_locus_on_the_minus_strand(index, ecoli_sequence):
     window = ecoli_sequence[7_000:7_500]
-    top = index.search_loci({"rc": reverse_complement(window)}, k=3).row(0, named=True)
+    top = index.search_loci({"rc": reverse_complement(window)}, LocusSearch(k=3)).row(0, named=True)
     assert (top["start"], top["end"], top["strand"], top["rank"]) == (7_000, 7_500, "-", 1)
-    long = index.search_loci({"rc": reverse_complement(ecoli_sequence[30_000:35_000])}, k=1).row(0, named=True)
+    long = index.search_loci({"rc": reverse_complement(ecoli_sequence[30_000:35_000])}, LocusSearch(k=1)).row(0, named=True)
     assert (long["start"], long["end"], long["strand"]) == (30_000, 35_000, "-")  # told by the order of the pieces
-    forward = index.search_loci({"rc": reverse_complement(window)}, k=3, strand="forward")
+    forward = index.search_loci({"rc": reverse_complement(window)}, LocusSearch(k=3, strand="forward"))
     assert set(forward["strand"]) == {"+"}
 
 
@@ -66,7 +66,7 @@ def test_mutated_reverse_complemented_windows_find_their_locus(index, ecoli_sequ
     rng = np.random.default_rng(7)
     starts = rng.integers(0, (len(ecoli_sequence) - 500) // 250, 100) * 250
     queries = {str(s): reverse_complement(mutate(ecoli_sequence[s : s + 600], 500, 0.02, 0.1, rng)) for s in starts}
-    loci = index.search_loci(queries, k=1)
+    loci = index.search_loci(queries, LocusSearch(k=1))
     found = {int(q): (s, strand) for q, s, strand in loci.select("query", "start", "strand").iter_rows()}
     hits = sum(abs(found[s][0] - s) <= 250 and found[s][1] == "-" for s in starts)
     assert hits >= 95, f"{hits} of 100 mutated (2%), reverse-complemented windows found on the minus strand"
@@ -76,9 +76,9 @@ def test_a_region_query_uses_the_stored_vectors_of_its_windows(index):
     region = Region("eco", CONTIG, 10_000, 11_000)
     rows = index.searcher.rows_at("eco", CONTIG, [10_000, 10_250, 10_500], 500)
     assert (rows >= 0).all()
-    top = index.search_region(region, k=1).row(0, named=True)
+    top = index.search_region(region, LocusSearch(k=1)).row(0, named=True)
     assert top["score"] == pytest.approx(1.0, abs=1e-6)  # exact: the indexed vectors themselves
-    hits = index.search_region(region, k=2, exclude_self=True)
+    hits = index.search_region(region, LocusSearch(k=2), exclude_self=True)
     assert not ((hits["start"] < 11_000) & (hits["end"] > 10_000)).any()
 
 
@@ -90,8 +90,8 @@ def test_a_moved_index_answers_region_and_sequence_queries(tmp_path, default_ind
     ix = Index.open(moved)
     assert ix.manifest["genomes"]["eco"] == "genomes/eco/genome.fa.gz"  # ... are not what it reads
     shutil.rmtree(work)
-    region = ix.search_region(f"eco:{CONTIG}:20000-21000", k=1).row(0, named=True)
-    seq = ix.search_loci({"q": ecoli_sequence[20_000:21_000]}, k=1).row(0, named=True)
+    region = ix.search_region(f"eco:{CONTIG}:20000-21000", LocusSearch(k=1)).row(0, named=True)
+    seq = ix.search_loci({"q": ecoli_sequence[20_000:21_000]}, LocusSearch(k=1)).row(0, named=True)
     assert (region["start"], region["end"]) == (seq["start"], seq["end"]) == (20_000, 21_000)
     ix.close()
     (moved / "genomes/eco/genome.fa.gz").unlink()
@@ -104,7 +104,7 @@ def test_a_model_that_tells_the_strands_apart_is_searched_twice(built_index, eco
     complement is searched as a second query, and the strand comes from which one matched."""
     ix = Index.open(built_index["dir"])
     assert not ix.encoder.strand_invariant()
-    top = ix.search_loci({"rc": reverse_complement(ecoli_sequence[5_000:6_000])}, k=1).row(0, named=True)
+    top = ix.search_loci({"rc": reverse_complement(ecoli_sequence[5_000:6_000])}, LocusSearch(k=1)).row(0, named=True)
     assert (top["start"], top["end"], top["strand"]) == (5_000, 6_000, "-") and top["score"] > 0.999
 
 

@@ -18,7 +18,7 @@ from genembed.search.align import BLASTN, cigar_counts
 from genembed.data.windows import mutate
 from genembed.search.hits import format_hits
 from genembed.search.loci import chain
-from genembed.search.query import Index
+from genembed.search.query import Index, LocusSearch
 from genembed.encode.tokenize import reverse_complement
 from helpers import EXAMPLE_FASTA, default_plan
 
@@ -71,7 +71,7 @@ def test_an_exact_copy_of_a_repeated_region_ranks_that_copy_first(operons, genom
         return operon, a - OPERONS[operon][0], b - OPERONS[operon][0]
 
     a, b = RRN_23S["rrnE"]
-    loci = operons.search_loci({"23S": genome[a:b]}, k=4)
+    loci = operons.search_loci({"23S": genome[a:b]}, LocusSearch(k=4))
     top = loci.row(0, named=True)
     assert (top["contig"], top["start"], top["end"], top["strand"]) == (*locus("rrnE"), "+")
     assert top["verified"] and top["identity"] == 1.0 and top["cigar"] == f"{b - a}="
@@ -79,15 +79,15 @@ def test_an_exact_copy_of_a_repeated_region_ranks_that_copy_first(operons, genom
     assert sorted(others.select("contig", "start", "end").rows()) == sorted(locus(o) for o in ("rrnB", "rrnG", "rrnH"))
     assert others["verified"].all() and (others["identity"] < 1.0).all() and (others["identity"] > 0.99).all()
     assert (others["aln_score"] < top["aln_score"]).all()
-    unaligned = operons.search_loci({"23S": genome[a:b]}, k=4, verify=False)
+    unaligned = operons.search_loci({"23S": genome[a:b]}, LocusSearch(k=4, verify=False))
     assert unaligned["contig"][0] != "rrnE"  # what the embedding alone would have put first
     # rrnH's copy given as its reverse complement
     a, b = RRN_23S["rrnH"]
-    top = operons.search_loci({"23S-H": reverse_complement(genome[a:b])}, k=4).row(0, named=True)
+    top = operons.search_loci({"23S-H": reverse_complement(genome[a:b])}, LocusSearch(k=4)).row(0, named=True)
     assert (top["contig"], top["start"], top["end"], top["strand"], top["identity"]) == (*locus("rrnH"), "-", 1.0)
     # rrnB's, identical to rrnG's: an equally good copy first, then the other
     a, b = RRN_23S["rrnB"]
-    loci = operons.search_loci({"23S-B": genome[a:b]}, k=4)
+    loci = operons.search_loci({"23S-B": genome[a:b]}, LocusSearch(k=4))
     assert {loci.row(i, named=True)["contig"] for i in (0, 1)} == {"rrnB", "rrnG"}
     assert loci["identity"][:2].to_list() == [1.0, 1.0] and loci["identity"][2] < 1.0
 
@@ -99,13 +99,13 @@ def test_a_shuffled_query_has_no_locus_with_an_evalue_below_0_01(index, ecoli_se
         piece = np.frombuffer(ecoli_sequence[start:start + 2000], dtype=np.uint8).copy()
         rng.shuffle(piece)
         queries[f"shuffled{i}"] = piece.tobytes()
-    loci = index.search_loci(queries, k=5)
+    loci = index.search_loci(queries, LocusSearch(k=5))
     assert set(loci["query"]) == set(queries)
     top = loci.filter(pl.col("rank") == 1)
     assert (top["evalue"] >= 0.01).all(), top.select("query", "score", "windows", "evalue", "verified")
     assert not loci["verified"].any()  # nothing aligns significantly
     # while the unshuffled queries are found, verified, with tiny E-values
-    real = index.search_loci({"real": ecoli_sequence[50_000:52_000]}, k=1).row(0, named=True)
+    real = index.search_loci({"real": ecoli_sequence[50_000:52_000]}, LocusSearch(k=1)).row(0, named=True)
     assert real["verified"] and real["evalue"] < 1e-100
 
 
@@ -189,7 +189,7 @@ def test_a_diverged_query_finds_its_source_among_many_copies(tmp_path, genome):
         q = mutate(source[a : a + 2100], 2000, 0.27, 0.1, rng)
         queries[f"q{i}"] = reverse_complement(q) if i % 2 else q
     ix = Index.open(tmp_path / "index")
-    top = ix.search_loci(queries, k=3).filter(pl.col("rank") == 1)
+    top = ix.search_loci(queries, LocusSearch(k=3)).filter(pl.col("rank") == 1)
     ix.close()
     assert top.height == 30 and (top["contig"] == "source").sum() >= 27 and top["verified"].all()
 
@@ -216,7 +216,7 @@ def _replay(cigar: str, query: bytes, target: bytes) -> tuple[int, int, int, int
 def test_paf_and_m8_counts_of_a_verified_locus_equal_the_aligners(index, ecoli_sequence):
     rng = np.random.default_rng(3)
     query = reverse_complement(mutate(ecoli_sequence[120_000:125_000], 2_000, 0.08, 0.1, rng))
-    loci = index.with_lengths(index.search_loci({"q": query}, k=3), {"q": len(query)})
+    loci = index.with_lengths(index.search_loci({"q": query}, LocusSearch(k=3)), {"q": len(query)})
     top = loci.row(0, named=True)
     assert top["verified"] and top["strand"] == "-" and 120_000 <= top["start"] < top["end"] <= 125_000
     target = ecoli_sequence[top["start"]:top["end"]]

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import polars as pl
@@ -15,6 +16,22 @@ from genembed.data.genome import read_fai
 from genembed.data.io import read_table
 from genembed.data.layout import GenomeInputs
 from genembed.data.store import read_shard
+
+if TYPE_CHECKING:
+    from genembed.data.genome import Genome
+    from genembed.reports.promoters import PromoterSettings
+
+
+@dataclass
+class ReportContext:
+    """What the parts of a promoter report share: its genomes, the held-out interval of each contig of
+    every labelled genome (``tests``), the genomes' open FASTAs, the settings, and the folder written."""
+
+    genomes: list[GenomeInputs]
+    tests: dict[str, dict[str, tuple[int, int]]]
+    fastas: dict[str, "Genome"]
+    settings: "PromoterSettings"
+    out: Path
 
 
 def make_labelers(genomes: list[GenomeInputs], upstream: int, downstream: int,

@@ -20,7 +20,7 @@ from genembed.data.layout import GenomeInputs
 from genembed.data.store import read_track
 from genembed.data.windows import kmer_frequencies, window_sequences
 from genembed.reports import html
-from genembed.reports.inputs import genome_contigs, iter_labeled, make_labelers
+from genembed.reports.inputs import ReportContext, genome_contigs, iter_labeled, make_labelers
 from genembed.reports.stats import METRICS, Calibrated, block_bootstrap, fit_calibrated, interval, threshold_at_recall, verdict
 from genembed.reports.tracks import score_bins, write_bedgraph, write_bigwig, write_predictions
 
@@ -265,15 +265,16 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
     """:func:`promoter_report`'s work, into ``out`` (a folder of its own)."""
     tests = {g.name: held_out(g, settings) for g in genomes if labelers[g.name] is not None}
     fastas = {g.name: Genome(g.fasta) for g in genomes}
+    ctx = ReportContext(genomes, tests, fastas, settings, out)
     try:
         models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
         threshold = threshold_at_recall(y_train, models[PROBE].oof, settings.recall)
         tracks = tracks or {}
         dense = settings.track_step < stride and (scan is not None or bool(tracks))
         track_bins: dict[str, pl.DataFrame] = {}
-        truth, scores, blocks, counts = _score(genomes, labelers, tests, fastas, models, settings, stride, threshold, out,
-                                               scan if dense else None, window_size, tracks if dense else {}, track_bins)
-        stranded = _stranded(genomes, tests, fastas, out, settings, track_bins, stranded_from) if settings.stranded else None
+        truth, scores, blocks, counts = _score(ctx, labelers, models, stride, threshold, scan if dense else None, window_size,
+                                               tracks if dense else {}, track_bins)
+        stranded = _stranded(ctx, track_bins, stranded_from) if settings.stranded else None
     finally:
         for f in fastas.values():
             f.close()
@@ -285,18 +286,18 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
     with atomic_path(out / "comparison.tsv") as t:
         comparison.write_csv(t, separator="\t", float_precision=4)
     figs = _curves(truth, scores, out)
-    _write_html(out / "promoters.html", metrics, comparison, figs, settings, tests, genomes, threshold, counts,
-                len(np.unique(blocks)), len(draws[f"{PROBE}:roc_auc"]), settings.track_step if dense else None, stranded)
+    _write_html(ctx, metrics, comparison, figs, threshold, counts, len(np.unique(blocks)), len(draws[f"{PROBE}:roc_auc"]),
+                settings.track_step if dense else None, stranded)
     return metrics
 
 
-def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, track_bins: dict[str, pl.DataFrame],
-              stranded_from: "StrandedInputs | None"):
+def _stranded(ctx: ReportContext, track_bins: dict[str, pl.DataFrame], stranded_from: "StrandedInputs | None"):
     """The supervised, stranded model's part of the report (:mod:`.stranded`), its tables written:
     from the model record and score files the workflow's jobs made (``stranded_from``; no network runs
     here), else trained and scored here."""
     from genembed.reports.stranded import TrainedPromoters, check_trained, read_scores, score_genome, stranded_report
 
+    genomes, tests, fastas, settings, out = ctx.genomes, ctx.tests, ctx.fastas, ctx.settings, ctx.out
     if stranded_from is not None:  # a foreign or missing file is an error of the run, not a note
         trained = TrainedPromoters.read(stranded_from.record)
         check_trained(trained, genomes, tests, cnn_settings(settings), stranded_from.record)
@@ -311,8 +312,7 @@ def _stranded(genomes, tests, fastas, out: Path, settings: PromoterSettings, tra
             log.warning("%s", exc)
             return str(exc)
         scores = pl.concat([score_genome(trained, g.name, fastas[g.name]) for g in genomes])
-    result = stranded_report(genomes, tests, fastas, out, settings.operon_gap, settings.recall,
-                             min(settings.bootstrap, 200), settings.block_bp, settings.seed, track_bins, trained, scores)
+    result = stranded_report(ctx, trained, scores, track_bins)
     with atomic_path(out / "stranded.tsv") as t:
         result.metrics.write_csv(t, separator="\t", float_precision=4)
     with atomic_path(out / "stranded_comparison.tsv") as t:
@@ -379,12 +379,12 @@ def _train(genomes, labelers, tests, fastas, settings: PromoterSettings
     return models, y_train, n_train
 
 
-def _score(genomes, labelers, tests, fastas, models, settings: PromoterSettings, stride: int, threshold: float,
-           out: Path, scan: "Scanner | None" = None, window_size: int | None = None,
-           tracks: dict[str, list[Path]] | None = None, track_bins: dict[str, pl.DataFrame] | None = None
-           ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
+def _score(ctx: ReportContext, labelers: dict, models: dict, stride: int, threshold: float,
+           scan: "Scanner | None" = None, window_size: int | None = None, tracks: dict[str, list[Path]] | None = None,
+           track_bins: dict[str, pl.DataFrame] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Score every window with the embedding model (tracks for every genome) and the held-out
     windows with every model. Returns truth, scores, bootstrap blocks and predicted regions per genome."""
+    genomes, tests, fastas, settings, out = ctx.genomes, ctx.tests, ctx.fastas, ctx.settings, ctx.out
     names = _model_names(settings)
     scores: dict[str, list[np.ndarray]] = {n: [] for n in names}
     truth, blocks = [], []
@@ -600,10 +600,11 @@ def _stranded_html(r, settings: PromoterSettings, genomes: list[GenomeInputs]) -
           "known starts.</p>" + r.view)
 
 
-def _write_html(path: Path, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],
-                settings: PromoterSettings, tests: dict[str, dict[str, tuple[int, int]]], genomes: list[GenomeInputs],
+def _write_html(ctx: ReportContext, metrics: pl.DataFrame, comparison: pl.DataFrame, figs: dict[str, str],
                 threshold: float, counts: dict[str, int], n_blocks: int, n_boot: int, dense_step: int | None,
                 stranded=None) -> None:
+    """``promoters.html`` in the report's folder."""
+    settings, tests, genomes, path = ctx.settings, ctx.tests, ctx.genomes, ctx.out / "promoters.html"
     held = "; ".join(f"{html.esc(g)}: " + ", ".join(f"{html.esc(c)}:{lo:,}-{hi:,}" for c, (lo, hi) in t.items())
                      for g, t in tests.items())
     sources = "; ".join(f"{html.esc(g.name)}: " + ("promoter BED " + html.esc(g.promoters.name) if g.promoters

@@ -20,6 +20,7 @@ from genembed.data.io import atomic_path
 from genembed.data.layout import GenomeInputs
 from genembed.data.windows import code_kmer_frequencies
 from genembed.reports.browser import Locus, Track, igv_view
+from genembed.reports.inputs import ReportContext
 from genembed.reports.stats import block_bootstrap, interval, verdict
 from genembed.reports.supervised import (STEP, CnnSettings, PromoterModel, bin_labels, n_bins, owned_bins, padded, span_piece,
                          strand_codes, to_strand)
@@ -330,24 +331,28 @@ def _probabilities(parts: list[_Part], scores: pl.DataFrame) -> dict[int, np.nda
 
 
 MAX_TEST = 500_000  # held-out examples measured at most (whole bootstrap blocks, drawn at random)
+MAX_BOOT = 200  # bootstrap resamples at most (each re-scores up to MAX_TEST examples per model)
 
 
-def stranded_report(genomes: list[GenomeInputs], tests: dict[str, dict[str, tuple[int, int]]],
-                    fastas: dict[str, Genome], out: Path, operon_gap: int, recall: float,
-                    n_boot: int, block_bp: int, seed: int, window_scores: dict[str, pl.DataFrame],
-                    trained: TrainedPromoters, scores: pl.DataFrame) -> StrandedResult:
+def stranded_report(ctx: ReportContext, trained: TrainedPromoters, scores: pl.DataFrame,
+                    window_scores: dict[str, pl.DataFrame]) -> StrandedResult:
     """Measure and write the stranded outputs (``{genome}.plus.bw``, ``{genome}.minus.bw``,
-    ``{genome}.stranded.narrowPeak``) into ``out`` from ``trained``'s record and its ``scores`` of every
-    bin (:func:`score_genome`, made where the genomes are scanned): no network runs here.
-    ``window_scores``: per genome the window-level embedding probe's track (contig, start, end, score),
-    scored on the same held-out examples."""
+    ``{genome}.stranded.narrowPeak``) into ``ctx.out`` from ``trained``'s record and its ``scores`` of
+    every bin (:func:`score_genome`, made where the genomes are scanned): no network runs here. The
+    settings give the operon gap, the recall of the precision reported, the bootstrap (at most
+    :data:`MAX_BOOT` resamples of ``block_bp`` blocks) and the seed. ``window_scores``: per genome the
+    window-level embedding probe's track (contig, start, end, score), scored on the same held-out
+    examples."""
     import time
 
     from sklearn.linear_model import LogisticRegression
 
     started = time.monotonic()
+    genomes, tests, fastas, out = ctx.genomes, ctx.tests, ctx.fastas, ctx.out
+    recall, block_bp, seed = ctx.settings.recall, ctx.settings.block_bp, ctx.settings.seed
+    n_boot = min(ctx.settings.bootstrap, MAX_BOOT)
     settings = trained.settings
-    parts, labeled, ex, starts_of, features = _read_parts(genomes, tests, fastas, operon_gap, settings)
+    parts, labeled, ex, starts_of, features = _read_parts(genomes, tests, fastas, ctx.settings.operon_gap, settings)
     prob = _probabilities(parts, scores)
     labeled_prob = np.concatenate([prob[id(p)] for p in labeled])
 

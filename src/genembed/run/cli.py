@@ -129,7 +129,7 @@ def cmd_query(args: argparse.Namespace) -> None:
     """Loci (or, with ``--windows``, window hits) for sequences, a FASTA file (streamed in batches), a
     region, or the windows of an embedding shard."""
     from genembed.search.hits import LOCUS_ONLY, HitWriter, iter_fasta_queries
-    from genembed.search.query import Index, Region
+    from genembed.search.query import Index, LocusSearch, Region
 
     if args.exclude_self and not args.region:
         raise GenembedError("--exclude-self needs --region (a sequence has no region of its own)")
@@ -144,6 +144,7 @@ def cmd_query(args: argparse.Namespace) -> None:
                             f"--format {args.format} (tsv, json or parquet)")
     index = Index.open(args.index, args.model)
     genomes = args.genome or None
+    settings = LocusSearch(args.k, genomes, args.strand, args.windows, not args.no_verify)
 
     def loci(hits, lengths: dict[str, int]):  # PAF rows also give the query's and the contig's lengths
         return index.with_lengths(hits, lengths) if args.format in LOCUS_ONLY else hits
@@ -151,8 +152,7 @@ def cmd_query(args: argparse.Namespace) -> None:
     def search(batch: dict[str, bytes]):  # loci, or (--level) the nearest whole genomes or contigs
         if args.level != "window":
             return index.search_level(batch, args.level, args.k, genomes)
-        return loci(index.search_loci(batch, args.k, genomes, args.strand, windows=args.windows, verify=not args.no_verify),
-                    {name: len(seq) for name, seq in batch.items()})
+        return loci(index.search_loci(batch, settings), {name: len(seq) for name, seq in batch.items()})
 
     with HitWriter(args.format, args.out) as out:
         if args.embeddings:
@@ -162,8 +162,7 @@ def cmd_query(args: argparse.Namespace) -> None:
             out.write(search({str(region): index.fetch(region)}))
         elif args.region:
             region = Region.parse(args.region)
-            hits = index.search_region(region, args.k, genomes, args.exclude_self, args.strand, args.windows,
-                                       verify=not args.no_verify)
+            hits = index.search_region(region, settings, args.exclude_self)
             out.write(loci(hits, {str(region): region.end - region.start}))
         else:
             records = iter([("query", args.sequence.strip().upper().encode())]) if args.sequence else \

@@ -34,6 +34,27 @@ WINDOW_COLUMNS = ["query", "query_start", "query_end", "rank", "genome", "contig
 
 
 @dataclass(frozen=True)
+class LocusSearch:
+    """How a loci search runs: the top ``k`` loci per query, among ``genomes`` (None: all), on
+    ``strand`` ``both`` or ``forward`` (the query as given); ``windows``: every piece's window hits
+    instead of loci (:data:`WINDOW_COLUMNS`); ``verify``: candidates aligned to the genome, at least
+    ``candidates`` of them per query."""
+
+    k: int = 10
+    genomes: Sequence[str] | None = None
+    strand: str = "both"
+    windows: bool = False
+    verify: bool = True
+    candidates: int = CANDIDATES
+
+    def __post_init__(self) -> None:
+        if self.strand not in ("both", "forward"):
+            raise GenembedError(f"strand must be both or forward, not {self.strand!r}")
+        if self.k < 1:
+            raise GenembedError(f"k must be at least 1, not {self.k}")
+
+
+@dataclass(frozen=True)
 class Region:
     """A genome region, 0-based half-open (as the index's tables and hits print it)."""
 
@@ -354,24 +375,19 @@ class Index:
         skip = {b["query"] for b in bad}
         return {name: seq for name, seq in queries.items() if name not in skip}, bad
 
-    def search_loci(self, queries: Mapping[str, bytes], k: int = 10, genomes: Sequence[str] | None = None,
-                    strand: str = "both", exclude: Mapping[str, Region] | None = None,
-                    stored: Mapping[str, np.ndarray] | None = None, windows: bool = False,
-                    verify: bool = True, candidates: int = CANDIDATES) -> pl.DataFrame:
-        """The top-``k`` loci (:data:`genembed.search.loci.LOCUS_COLUMNS`) of each named query of any length:
-        cut into the index's windows, searched on both strands (``strand="forward"``: as given), hits
-        chained into at least ``candidates`` candidate loci per query, and with ``verify`` each
-        candidate aligned to its stretch of genome (:func:`genembed.search.verify.verify`). ``stored`` gives,
-        per query, the id-table row of each piece's indexed window (-1 where none): its stored vector
-        is used instead of embedding the piece. ``windows`` returns the hits of every piece instead
-        (``WINDOW_COLUMNS``). A piece with nothing to search (all N) is left out; a query with none
-        is refused."""
+    def search_loci(self, queries: Mapping[str, bytes], search: LocusSearch = LocusSearch(),
+                    exclude: Mapping[str, Region] | None = None,
+                    stored: Mapping[str, np.ndarray] | None = None) -> pl.DataFrame:
+        """The top loci (:data:`genembed.search.loci.LOCUS_COLUMNS`) of each named query of any length, as
+        ``search`` says (:class:`LocusSearch`): cut into the index's windows, searched on both strands
+        (or as given), hits chained into candidate loci, and each candidate aligned to its stretch of
+        genome (:func:`genembed.search.verify.verify`). ``exclude`` drops, per query, hits overlapping
+        a region. ``stored`` gives, per query, the id-table row of each piece's indexed window (-1 where
+        none): its stored vector is used instead of embedding the piece. A piece with nothing to
+        search (all N) is left out; a query with none is refused."""
         from genembed.search.loci import chain, pieces, unverified
 
-        if strand not in ("both", "forward"):
-            raise GenembedError(f"strand must be both or forward, not {strand!r}")
-        if k < 1:
-            raise GenembedError(f"k must be at least 1, not {k}")
+        k, genomes, strand, windows, verify = search.k, search.genomes, search.strand, search.windows, search.verify
         size, step = (int(self.manifest["settings"][key]) for key in ("window_size", "window_stride"))
         upper = {name: seq.upper() for name, seq in queries.items()}
         cut, rows = [], []  # (query, start, end) of every piece; its indexed window's id-table row or -1
@@ -392,7 +408,7 @@ class Index:
             runs.append(("-", self.encoder.embed([reverse_complement(q) for q in seqs], names)))
         ids = [str(j) for j in range(len(cut))]
         excluded = {ids[j]: exclude[n] for j, n in enumerate(names) if n in (exclude or {})}
-        wanted = k if windows else max(k, candidates if verify else k)
+        wanted = k if windows else max(k, search.candidates if verify else k)
         shallow = k if windows or len(cut) == len(queries) and not verify else max(wanted, PIECE_HITS)
         # a query of several pieces, up to DEEP_BP, searches deep: among many similar copies (strains,
         # repeats) the right one's windows may rank below the others' in each piece, and only
@@ -547,11 +563,11 @@ class Index:
                                 f" ({', '.join(sorted(self.manifest['genomes']))})")
         return self.genome(region.genome).fetch(region.contig, region.start, region.end)
 
-    def search_region(self, region: Region | str, k: int = 10, genomes: Sequence[str] | None = None,
-                      exclude_self: bool = False, strand: str = "both", windows: bool = False,
-                      verify: bool = True) -> pl.DataFrame:
-        """Top-``k`` loci resembling a genome region, from the stored vectors of its indexed windows
-        (the others embedded from the genome copy); ``exclude_self`` drops hits overlapping the region."""
+    def search_region(self, region: Region | str, search: LocusSearch = LocusSearch(),
+                      exclude_self: bool = False) -> pl.DataFrame:
+        """Top loci resembling a genome region (as ``search`` says), from the stored vectors of its
+        indexed windows (the others embedded from the genome copy); ``exclude_self`` drops hits
+        overlapping the region."""
         from genembed.search.loci import pieces
 
         region = Region.parse(region) if isinstance(region, str) else region
@@ -561,8 +577,7 @@ class Index:
         rows = self.searcher.rows_at(region.genome, region.contig, starts, size) if len(seq) >= size else \
             np.full(1, -1)
         name = str(region)
-        return self.search_loci({name: seq}, k, genomes, strand, {name: region} if exclude_self else None,
-                                {name: rows}, windows, verify)
+        return self.search_loci({name: seq}, search, {name: region} if exclude_self else None, {name: rows})
 
     def with_lengths(self, loci: pl.DataFrame, queries: Mapping[str, int]) -> pl.DataFrame:
         """Loci with the lengths PAF rows need: of each query (``queries``) and of each hit's contig."""

@@ -21,7 +21,7 @@ from starlette.requests import Request  # module level: FastAPI resolves the end
 from genembed.errors import GenembedError, one_line
 from genembed.encode.memory import release_freed_memory
 from genembed.search.index import read_manifest
-from genembed.search.query import Index
+from genembed.search.query import Index, LocusSearch
 
 log = logging.getLogger(__name__)
 RELEASE_AFTER_BP = 100_000  # after a request this large, freed memory goes back to the system
@@ -110,6 +110,8 @@ def create_app(index: Index):
             with lock:
                 return work()
 
+        how = LocusSearch(req.k, req.genomes, req.strand, req.windows, req.verify)
+
         skipped: list[dict] = []
         if req.region:
             region = Region.parse(req.region)
@@ -130,7 +132,7 @@ def create_app(index: Index):
             return {"columns": hits.columns, "rows": hits.rows(), "skipped": skipped}
         if req.region:
             hits = await run_in_threadpool(locked, lambda: index.search_region(
-                region, req.k, req.genomes, req.exclude_self, req.strand, req.windows, req.verify))
+                region, how, req.exclude_self))
         else:
             parts = []
             for batch in _batches(queries, BATCH_BP):
@@ -139,7 +141,7 @@ def create_app(index: Index):
                                 sum(p.select("query").n_unique() for p in parts), len(queries))
                     break
                 parts.append(await run_in_threadpool(locked, lambda b=batch: index.search_loci(
-                    b, req.k, req.genomes, req.strand, windows=req.windows, verify=req.verify)))
+                    b, how)))
             if not parts:  # the client left before the first batch
                 return {"columns": [], "rows": [], "skipped": skipped}
             hits = pl.concat(parts, how="vertical_relaxed")
