@@ -88,7 +88,8 @@ def genomes_of(work: Path, genome: str | None = None):
 
 def plan_of(work: Path):
     """A run plan naming the shards' model (no model folder: the merge exports no query encoder)."""
-    from genembed.encode.plan import RunPlan, WindowPlan
+    from genembed.data.windows import WindowPlan
+    from genembed.encode.plan import RunPlan
     from genembed.data.store import read_attrs
     from genembed.encode.tokenize import TokenizerSpec
 

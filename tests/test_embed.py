@@ -11,7 +11,8 @@ from genembed.encode.embed import EmbedSettings, Embedder, token_batches
 from genembed.errors import GenembedError
 from genembed.data.layout import ShardFiles
 from genembed.run.pipeline import embed_stage
-from genembed.encode.plan import RunPlan, WindowPlan
+from genembed.data.windows import WindowPlan
+from genembed.encode.plan import RunPlan
 from genembed.encode.tokenize import TokenizerSpec
 from genembed.encode.models import ModelSpec
 from genembed.data.store import read_shard

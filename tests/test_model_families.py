@@ -18,7 +18,8 @@ from genembed.data.genome import prepare_fasta
 from genembed.encode.models import ModelSpec, load_tokenizer
 from genembed.data.layout import ShardFiles
 from genembed.run.pipeline import embed_stage
-from genembed.encode.plan import RunPlan, WindowPlan
+from genembed.data.windows import WindowPlan
+from genembed.encode.plan import RunPlan
 from genembed.data.store import read_shard
 from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement, tokenize_shard
 from genembed.data.windows import write_shard_windows, WindowSpec

@@ -12,7 +12,7 @@ import yaml
 
 from genembed.errors import GenembedError
 from genembed.data.genome import prepare_fasta, read_fai
-from genembed.data.windows import WindowSpec, shard_count
+from genembed.data.windows import WindowPlan, shard_count
 from helpers import REPO
 
 GRCH38 = REPO / "resources/plans/GRCh38.fai"
@@ -40,7 +40,7 @@ def test_a_human_genome_is_planned_shard_by_shard_from_its_fai_before_any_job(tm
     jobs = job_counts(tmp_path)
     contigs = read_fai(GRCH38)
     assert len(contigs) == 195 and sum(n for _, n in contigs) == 3_099_922_541
-    n = shard_count(contigs, WindowSpec.from_config(windows))
+    n = shard_count(contigs, WindowPlan.from_config(windows).spec())
     assert n == 62  # 3.10M windows of 1 kb in shards of 50,000
     assert jobs["prepare_genome"] == 1 and jobs["windows"] == jobs["tokenize"] == jobs["embed"] == n
     assert jobs["train_index"] == jobs["add_to_index"] == jobs["merge_index"] == 1
@@ -51,7 +51,7 @@ def test_a_human_genome_is_planned_shard_by_shard_from_its_fai_before_any_job(tm
     assert cfg["windows"]["shard_size"] == "auto"
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = job_counts(tmp_path)
-    assert WindowSpec.from_config(cfg["windows"], contigs).shard_size == 25_000
+    assert WindowPlan.from_config(cfg["windows"]).spec(contigs).shard_size == 25_000
     assert jobs["windows"] == jobs["tokenize"] == jobs["embed"] == 496
 
 

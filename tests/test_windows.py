@@ -4,7 +4,7 @@ import pytest
 
 from genembed.errors import GenembedError
 from genembed.data.genome import Genome, prepare_fasta
-from genembed.data.windows import (WindowSpec, genome_code, shard_count, shard_segments, shard_windows,
+from genembed.data.windows import (WindowPlan, WindowSpec, genome_code, shard_count, shard_segments, shard_windows,
                               split_window_id, window_ids, window_sequences, windows_per_contig, write_shard_windows)
 
 
@@ -102,9 +102,9 @@ def test_windows_whose_ambiguity_codes_overflow_the_model_are_dropped_not_fatal(
 def test_shard_size_auto_keeps_a_genome_to_about_500_shards_of_at_least_2500_windows():
     cfg = {"size": 500, "stride": 250, "shard_size": "auto"}
     ecoli = [("chr", 4_641_652)]
-    assert WindowSpec.from_config(cfg, ecoli).shard_size == 2_500  # 18,565 windows: 8 shards
+    assert WindowPlan.from_config(cfg).spec(ecoli).shard_size == 2_500  # 18,565 windows: 8 shards
     human_like = [(f"chr{i}", 150_000_000) for i in range(20)]  # 12M windows
-    spec = WindowSpec.from_config(cfg, human_like)
+    spec = WindowPlan.from_config(cfg).spec(human_like)
     assert spec.shard_size == 25_000 and shard_count(human_like, spec) == 480
     with pytest.raises(GenembedError, match="shard_size auto is sized per genome"):
-        WindowSpec.from_config(cfg)
+        WindowPlan.from_config(cfg).spec()

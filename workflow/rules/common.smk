@@ -9,8 +9,8 @@ from snakemake.utils import validate
 from genembed.data import layout
 from genembed.data.genome import read_fai, sidecar_fai
 from genembed.search.index import IndexSettings
-from genembed.encode.plan import RunPlan, WindowPlan
-from genembed.data.windows import shard_count, stride_of, window_count
+from genembed.encode.plan import RunPlan
+from genembed.data.windows import WindowPlan, shard_count, stride_of, window_count
 from genembed.run.workflow import (estimated_contigs, plan_packs, read_packs, read_sheet, shard_names, training_genomes,
                                with_defaults)
 
@@ -112,7 +112,7 @@ def pack_fastas(wildcards):
 def window_plan():
     """The run plan's windows; the config's while it has no auto size (so the DAG needs no model)."""
     if not Path(PLAN).is_file() and WINDOW_CONFIG["size"] != "auto":
-        return WindowPlan(**{**WINDOW_CONFIG, "stride": stride_of(WINDOW_CONFIG["size"], WINDOW_CONFIG["stride"])})
+        return WindowPlan.from_config(WINDOW_CONFIG)
     return RunPlan.read(checkpoints.describe_model.get().output[0]).windows
 
 

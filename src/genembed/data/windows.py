@@ -48,21 +48,6 @@ class WindowSpec:
     max_n_fraction: float = 0.1
     shard_size: int = 10_000
 
-    @classmethod
-    def from_config(cls, cfg: dict, contigs: Sequence[tuple[str, int]] | None = None) -> "WindowSpec":
-        """From the config's ``windows`` section. ``shard_size: auto`` is sized for a genome with these
-        ``contigs``: about ``SHARDS_PER_GENOME`` shards at most, a multiple of ``MIN_SHARD_SIZE``
-        windows each (2,500 for a bacterium, 25,000 for a human genome at 500/250 bp)."""
-        size = int(cfg["size"])
-        stride = stride_of(size, cfg.get("stride", "auto"))
-        shard_size = cfg.get("shard_size", "auto")
-        if shard_size == "auto":
-            if contigs is None:
-                raise GenembedError("windows.shard_size auto is sized per genome: give the genome's contigs")
-            wanted = -(-window_count(contigs, cls(size, stride)) // SHARDS_PER_GENOME)
-            shard_size = max(1, -(-wanted // MIN_SHARD_SIZE)) * MIN_SHARD_SIZE
-        return cls(size, stride, float(cfg.get("max_n_fraction", cls.max_n_fraction)), int(shard_size))
-
     def __post_init__(self) -> None:
         if self.size < 1 or self.stride < 1 or self.shard_size < 1:
             raise GenembedError(f"window size, stride and shard size must be positive: {self}")
@@ -70,21 +55,53 @@ class WindowSpec:
             raise GenembedError(f"windows.max_n_fraction must be between 0 and 1, not {self.max_n_fraction}")
 
 
-def plan_windows(cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str, max_tokens: int) -> dict:
-    """The ``windows`` section with ``auto`` sizes resolved from the model: ``size: auto`` is the
-    longest window the model takes (``max_bp``), ``stride: auto`` half of the size. A window whose
-    tokens would not fit (``fits``: a clean window of that many bp fits the model; k-mer counts are
-    not monotonic in the length, since leftover bases are single tokens) would be truncated by the
-    model, so it is refused, naming both numbers."""
-    size = max_bp if cfg["size"] == "auto" else int(cfg["size"])
-    if max_bp < 1:
-        raise GenembedError(f"{model} takes at most {max_tokens} tokens: no window fits beside its special tokens")
-    if not fits(size):
-        raise GenembedError(
-            f"windows.size {size} bp does not fit {model}: it takes at most {max_tokens} tokens, which hold"
-            f" {max_bp} bp with this tokenizer; set windows.size to {max_bp} or less (or auto)"
-        )
-    return {**cfg, "size": size, "stride": stride_of(size, cfg.get("stride", "auto")), "max_bp": max_bp}
+@dataclass(frozen=True)
+class WindowPlan:
+    """The windows a run cuts, as planned once for all its genomes: size and stride in bp (resolved),
+    N limit, ``shard_size`` (windows per shard, or ``auto``: sized per genome by :meth:`spec`) and
+    ``max_bp``, the longest window the model takes (0 where no model was asked)."""
+
+    size: int = 500
+    stride: int = 250
+    max_n_fraction: float = 0.1
+    shard_size: int | str = "auto"
+    max_bp: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "WindowPlan":
+        """The config's ``windows`` section as given (``stride: auto`` is half the size; other keys ignored)."""
+        size = int(cfg["size"])
+        return cls(size, stride_of(size, cfg.get("stride", "auto")), float(cfg.get("max_n_fraction", cls.max_n_fraction)),
+                   cfg.get("shard_size", "auto"), int(cfg.get("max_bp", 0)))
+
+    @classmethod
+    def resolve(cls, cfg: dict, max_bp: int, fits: Callable[[int], bool], model: str, max_tokens: int) -> "WindowPlan":
+        """The config's ``windows`` section with ``auto`` sizes resolved from the model: ``size: auto``
+        is the longest window the model takes (``max_bp``), ``stride: auto`` half of the size. A window
+        whose tokens would not fit (``fits``: a clean window of that many bp fits the model; k-mer counts
+        are not monotonic in the length, since leftover bases are single tokens) would be truncated by
+        the model, so it is refused, naming both numbers."""
+        size = max_bp if cfg.get("size", "auto") == "auto" else int(cfg["size"])
+        if max_bp < 1:
+            raise GenembedError(f"{model} takes at most {max_tokens} tokens: no window fits beside its special tokens")
+        if not fits(size):
+            raise GenembedError(
+                f"windows.size {size} bp does not fit {model}: it takes at most {max_tokens} tokens, which hold"
+                f" {max_bp} bp with this tokenizer; set windows.size to {max_bp} or less (or auto)"
+            )
+        return cls.from_config({**cfg, "size": size, "max_bp": max_bp})
+
+    def spec(self, contigs: Sequence[tuple[str, int]] | None = None) -> WindowSpec:
+        """How a genome with these ``contigs`` is cut. ``shard_size: auto`` gives it about
+        ``SHARDS_PER_GENOME`` shards at most, a multiple of ``MIN_SHARD_SIZE`` windows each (2,500 for a
+        bacterium, 25,000 for a human genome at 500/250 bp)."""
+        shard_size = self.shard_size
+        if shard_size == "auto":
+            if contigs is None:
+                raise GenembedError("windows.shard_size auto is sized per genome: give the genome's contigs")
+            wanted = -(-window_count(contigs, WindowSpec(self.size, self.stride)) // SHARDS_PER_GENOME)
+            shard_size = max(1, -(-wanted // MIN_SHARD_SIZE)) * MIN_SHARD_SIZE
+        return WindowSpec(self.size, self.stride, self.max_n_fraction, int(shard_size))
 
 
 def stride_of(size: int, stride: int | str) -> int:

@@ -15,7 +15,7 @@ from genembed.errors import GenembedError
 from genembed.data.io import write_json
 from genembed.encode.models import ModelSpec, fingerprint, load_tokenizer, max_tokens, read_config, resolve
 from genembed.encode.tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
-from genembed.data.windows import WindowSpec, plan_windows
+from genembed.data.windows import WindowPlan
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,6 @@ class TrackSpec:
     def differs(self, attrs: dict[str, Any]) -> list[str]:
         """The fields in which a track file's ``attrs`` were made otherwise."""
         return [k for k, v in self.attrs().items() if attrs.get(k) is None or type(v)(attrs[k]) != v]
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """The windows a run cuts: sizes resolved from the model; ``shard_size`` may stay ``auto``
-    (sized per genome, see :meth:`WindowSpec.from_config`); ``max_bp`` is the longest that fits."""
-
-    size: int = 500
-    stride: int = 250
-    max_n_fraction: float = 0.1
-    shard_size: int | str = "auto"
-    max_bp: int = 0
-
-    def spec(self, contigs: Sequence[tuple[str, int]] | None = None) -> WindowSpec:
-        """The window spec of a genome with these contigs."""
-        return WindowSpec.from_config(asdict(self), contigs)
 
 
 @dataclass(frozen=True)
@@ -87,10 +71,7 @@ class RunPlan:
         cfg = read_config(folder)
         limit = max_tokens(folder, hf)
         tok = make_tokenizer(tokenizer, hf)
-        w = plan_windows({"size": "auto", "stride": "auto", **windows}, tok.max_bp(limit),
-                         lambda n: tok.fits(n, limit), spec.source, limit)
-        window_plan = WindowPlan(int(w["size"]), int(w["stride"]), float(w.get("max_n_fraction", WindowPlan.max_n_fraction)),
-                                 w.get("shard_size", "auto"), int(w["max_bp"]))
+        window_plan = WindowPlan.resolve(windows, tok.max_bp(limit), lambda n: tok.fits(n, limit), spec.source, limit)
         return cls(spec.source, str(folder), fingerprint(folder), limit, tokenizer, window_plan, embed, spec.revision,
                    spec.trust_remote_code, cfg.get("model_type"), cfg.get("hidden_size") or cfg.get("d_model"),
                    type(hf).__name__, tok.to_json() if isinstance(tok, KmerTokenizer) else None)

@@ -15,7 +15,7 @@ from genembed.encode.embed import POOLINGS, PRECISIONS, STRANDS, EmbedSettings
 from genembed.errors import GenembedError, one_line
 from genembed.reports.evaluate import EvalSettings
 from genembed.search.index import TYPES, IndexSettings
-from genembed.encode.plan import WindowPlan
+from genembed.data.windows import WindowPlan
 from genembed.reports.clusters import ClusterSettings
 from genembed.reports.promoters import PromoterSettings
 from genembed.encode.tokenize import TokenizerSpec

@@ -39,7 +39,7 @@ def default_config() -> dict[str, Any]:
     from genembed.encode.embed import EmbedSettings
     from genembed.reports.evaluate import EvalSettings
     from genembed.search.index import IndexSettings
-    from genembed.encode.plan import WindowPlan
+    from genembed.data.windows import WindowPlan
     from genembed.reports.clusters import ClusterSettings
     from genembed.reports.promoters import PromoterSettings
     from genembed.encode.tokenize import TokenizerSpec
