@@ -46,6 +46,30 @@ def test_a_moved_index_embeds_queries_with_the_models_source_when_its_folder_is_
     assert m.model().source == built_index["plan"].source  # a hub id, where the folder no longer exists
 
 
+def test_an_index_manifest_of_the_previous_layout_still_loads(tmp_path, built_index):
+    """A manifest as genembed wrote it before genome levels, strands, k-mer tables and typed views:
+    the typed plan and identity still come out of it (absent strands read as forward)."""
+    import json
+
+    from genembed.encode.embed import EmbedSettings
+    from genembed.search.index import MANIFEST_FILE
+
+    old = tmp_path / "old"
+    shutil.copytree(built_index["dir"], old)
+    manifest = json.loads((old / MANIFEST_FILE).read_text())
+    manifest.pop("levels")
+    manifest["settings"].pop("strands")
+    for key in ("kmer_tables", "tokenizer_class", "model_type", "hidden_size", "embed"):
+        manifest["model"].pop(key)
+    manifest["model"]["windows"].pop("max_bp")
+    (old / MANIFEST_FILE).write_text(json.dumps(manifest))
+    m = read_manifest(old)
+    assert m.plan.fingerprint == built_index["plan"].fingerprint and m.plan.windows.size == 1000
+    assert m.plan.embed == EmbedSettings() and m.plan.kmer_tables is None
+    assert m.identity.strands == "forward"
+    assert m.identity.diff(read_manifest(built_index["dir"]).identity) == []
+
+
 @pytest.mark.parametrize("factory", ["IVF4,Flat", "HNSW16", "PQ8x4"])
 def test_other_factories_are_trained_on_a_sample_and_keep_window_ids(tmp_path, built_index, factory):
     m = build_index([built_index["genome"]], tmp_path, built_index["plan"], IndexSettings(factory=factory, train_size=150))

@@ -61,6 +61,21 @@ def test_an_identity_compares_typed_fields_and_names_those_that_differ():
         a.require(b, "q", "the index x", "index", QUERY_FIELDS)
 
 
+@pytest.mark.parametrize("field, other", [
+    ("model_fingerprint", "f2"), ("tokenizer", "kmer:k=6"), ("pooling", "cls"), ("layer", -3), ("strands", "average"),
+    ("window_size", 1000), ("window_stride", 500), ("precision", "fp32"), ("dim", 256)])
+def test_an_identity_diff_names_exactly_the_field_that_differs(field, other):
+    from dataclasses import replace
+
+    from genembed.data.identity import INDEX_FIELDS, QUERY_FIELDS, ShardIdentity
+
+    a = ShardIdentity("f1", "kmer:k=1", "mean", -1, "forward", 500, 250, "bf16", 384)
+    b = replace(a, **{field: other})
+    assert a.diff(b) == [field] and b.diff(a) == [field] and a.diff(a) == []
+    assert a.diff(b, QUERY_FIELDS) == ([field] if field in QUERY_FIELDS else [])
+    assert set(INDEX_FIELDS) == {f for f in a.to_attrs()}  # every field is compared by an index
+
+
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
     with pytest.raises(RuntimeError):
         with atomic_path(tmp_path / "out.txt") as tmp:
