@@ -3,8 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
-# pytest-xdist workers for make test: the workflow tests spend much of their time waiting (Snakemake,
-# SLURM polling, job start-up), so two workers keep both cores busy
+# pytest-xdist workers for make test, a test module per worker at a time (its module fixtures made once):
+# the workflow tests spend much of their time waiting (Snakemake, SLURM polling, job start-up), so two
+# workers keep both cores busy
 TEST_WORKERS ?= 2
 
 .PHONY: run test env browser lint clean
@@ -30,7 +31,7 @@ browser:
 	else echo "browser: chromium/chromedriver missing and not root with apt-get; report rendering tests will skip"; fi
 
 test: env browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: env
 	$(BIN)/snakemake --lint

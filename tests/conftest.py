@@ -15,18 +15,6 @@ from helpers import (
 SLICE_BP = 200_000
 
 
-WITH_THE_SMALL_RUN = {"test_interruptions", "test_slurm"}  # modules whose checks compare against small_workflow_run
-
-
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs two pytest-xdist workers (--dist loadgroup): the tests of a module stay on one
-    worker (its module fixtures are made once), and the tests that read the small workflow run (the
-    uninterrupted reference of the kill -9 and SLURM checks) go to one worker, which makes it once."""
-    for item in items:
-        shared = item.path.stem in WITH_THE_SMALL_RUN or "small_workflow_run" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("small_workflow_run" if shared else item.path.stem))
-
-
 @pytest.fixture(scope="session")
 def ecoli_sequence() -> bytes:
     """The first 200 kb of the bundled E. coli K-12 genome (real sequence)."""
@@ -106,11 +94,23 @@ def custom_code_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_workflow_run(tmp_path_factory, ecoli_slice) -> Path:
-    """The small workflow run locally, uninterrupted: what the SLURM and kill -9 runs must equal."""
+    """The small workflow run locally, uninterrupted: what the SLURM and kill -9 runs must equal. Made
+    once per test session: under pytest-xdist (``make test`` runs two workers) the first worker to
+    ask makes it in the folder the workers share, under a file lock, and the others wait and read it."""
+    import os
     import subprocess
 
-    d = small_workflow(tmp_path_factory.mktemp("local_run"), ecoli_slice)
-    subprocess.run(SNAKEMAKE + ["-d", str(d), "--cores", "2"], capture_output=True, text=True, timeout=900, check=True)
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        d = tmp_path_factory.getbasetemp().parent / "local_run"
+    else:
+        d = tmp_path_factory.mktemp("local_run")
+    with FileLock(f"{d}.lock"):
+        if not (d / "results/reports/promoters/promoters.html").is_file():
+            small_workflow(d, ecoli_slice)
+            subprocess.run(SNAKEMAKE + ["-d", str(d), "--cores", "2"], capture_output=True, text=True, timeout=900,
+                           check=True)
     return d
 
 
