@@ -90,7 +90,8 @@ def small_workflow(d: Path, ecoli_slice) -> Path:
     bundled model, fp32; a small evaluation (its fp32 embedding passes took half of the run's 60 s)."""
     write_config(d, f"genome\tfasta\tannotation\neco\t{ecoli_slice[0]}\t{ecoli_slice[1]}\n",
                  model={"path": str(DEFAULT_MODEL)}, windows={"size": 1000, "stride": 1000, "shard_size": 100, "pack_bp": 0},
-                 embed={"precision": "fp32"}, clusters={"k": 3, "umap_sample": 150}, promoters={"bootstrap": 100},
+                 embed={"precision": "fp32"}, clusters={"k": 3, "umap_sample": 150},
+                 promoters={"bootstrap": 100, "track_step": 100},  # a dense track, from the shard jobs
                  evaluate={"enabled": True, "windows": 60, "mutation_rates": [0.05], "bootstrap": 100,
                            "divergence_queries": 10, "divergence_rates": [0.0, 0.2], "query_bp": 2000})
     return d

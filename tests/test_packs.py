@@ -13,7 +13,7 @@ from helpers import DEFAULT_MODEL, REPO, dry_run_jobs, slice_fasta, snakemake, w
 pytestmark = pytest.mark.workflow
 
 CONFIG = dict(model={"path": str(DEFAULT_MODEL)}, embed={"precision": "fp32"}, evaluate={"enabled": False},
-              clusters={"k": 3, "umap_sample": 150})
+              clusters={"k": 3, "umap_sample": 150}, promoters={"track_step": 100})  # a dense track: from the packs
 # plain FASTAs of 60 kb (61 kB on disk): a and b share a pack of at most 150 kb, c starts the next
 SLICES = {"a": ("chrA", 0), "b": ("chrB", 300_000), "c": ("chrC", 600_000), "d": ("chrD", 900_000)}
 

@@ -86,7 +86,8 @@ def test_whole_workflow_outputs_exist_and_agree(run, ecoli_slice):
     metrics = pl.read_csv(r / "reports/promoters/metrics.tsv", separator="\t")
     assert metrics["model"].to_list() == ["embeddings", "4-mer frequencies", "GC content"]
     bedgraph = (r / "reports/promoters/ecoli.bedgraph").read_text().splitlines()
-    assert len(bedgraph) == 1 + len(range(0, 200_000 - 500 + 1, 100))  # a dense scan: a value every 100 bp
+    assert len(bedgraph) == 1 + len(range(0, 200_000 - 500 + 1, 500))  # no dense track by default: a value per window
+    assert not list((r / "embeddings/ecoli").glob("track/*.h5"))  # nor track windows embedded
     evaluation = pl.read_csv(r / "reports/evaluate/evaluate.tsv", separator="\t")
     assert {"neighbour top-10", "mutated 5% top-1", "reverse complement top-1", "promoter ROC-AUC"} <= set(evaluation["measure"])
     assert set(evaluation["method"]) == {"embeddings", "4-mer", "canonical 4-mer", "canonical 6-mer", "GC"}

@@ -176,7 +176,7 @@ def track_step(wildcards=None):
     (with windows.size auto the stride is not known yet: a track is planned)."""
     step, size, stride = config["promoters"]["track_step"], WINDOW_CONFIG["size"], WINDOW_CONFIG["stride"]
     stride = stride if size == "auto" else stride_of(int(size), stride)
-    return step if annotations() and (stride == "auto" or step < stride) else 0
+    return step if annotations() and step > 0 and (stride == "auto" or step < stride) else 0
 
 
 def track_packs(wildcards):

@@ -46,7 +46,7 @@ class PromoterSettings:
     block_bp: int = 10_000  # bootstrap block length
     labels: str = "centre"  # centre: the window's central stride bp overlap a promoter; overlap: any 1 bp of it
     operon_gap: int = 0  # > 0 (bacteria): only the first gene of same-strand runs with gaps up to this many bp has a promoter
-    track_step: int = 100  # bp between track values (windows re-embedded every step bp); >= the stride: one per window
+    track_step: int = 0  # 0: one track value per stored window; below the stride: windows every step bp embedded
     max_n_fraction: float = 0.1  # track windows with more N are not scored (as the run skips them)
     stranded: bool = True  # also the supervised, stranded model (genembed.reports.stranded): +/- tracks, narrowPeak calls
     call_precision: float = 0.5  # the stranded calls' threshold: this precision on validation examples
@@ -270,7 +270,7 @@ def _report(genomes: list[GenomeInputs], labelers: dict, out: Path, settings: Pr
         models, y_train, n_train = _train(genomes, labelers, tests, fastas, settings)
         threshold = threshold_at_recall(y_train, models[PROBE].oof, settings.recall)
         tracks = tracks or {}
-        dense = settings.track_step < stride and (scan is not None or bool(tracks))
+        dense = 0 < settings.track_step < stride and (scan is not None or bool(tracks))
         track_bins: dict[str, pl.DataFrame] = {}
         truth, scores, blocks, counts = _score(ctx, labelers, models, stride, threshold, scan if dense else None, window_size,
                                                tracks if dense else {}, track_bins)

@@ -439,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--operon-gap", type=int, default=PROMOTERS.operon_gap,
                    help="bacteria: only the first gene of same-strand runs with gaps up to this many bp gets a promoter (0: every gene)")
     r.add_argument("--track-step", type=int, default=PROMOTERS.track_step,
-                   help="bp between promoter-track values (a dense scan with the shards' model); at or above the"
-                        " stride, one value per window")
+                   help="bp between the embedding probe's track values (a dense scan with the shards' model); 0 or"
+                        " at/above the stride: one value per window")
     r.add_argument("--stranded", action=argparse.BooleanOptionalAction, default=PROMOTERS.stranded,
                    help="also the supervised, stranded promoter model (+/- bigWigs, narrowPeak calls)")
     r.add_argument("--call-precision", type=float, default=PROMOTERS.call_precision,
