@@ -108,12 +108,13 @@ class Vectors:
     def __init__(self):
         from genembed.encode.models import ModelSpec
         from genembed.encode.plan import RunPlan
+        from genembed.encode.scan import Scanner
         from genembed.encode.tokenize import TokenizerSpec
 
         cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
         self.plan = RunPlan.make(ModelSpec(str(REPO / cfg["model"]["path"])), TokenizerSpec.from_config(cfg["tokenizer"]),
                                  cfg["windows"])
-        self.scan = self.plan.scanner()
+        self.scan = Scanner.for_plan(self.plan)
         self.size, self.stride = self.plan.windows.size, self.plan.windows.stride
         self.seconds = 0.0
 

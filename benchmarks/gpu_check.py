@@ -196,15 +196,16 @@ def query_vs_stored(tmp: Path) -> dict[str, Any]:
     from genembed.encode.embed import EmbedSettings
     from genembed.encode.models import ModelSpec
     from genembed.encode.plan import RunPlan
+    from genembed.encode.scan import sequence_embedder
     from genembed.encode.tokenize import TokenizerSpec
 
     seqs = windows(32 if SMOKE else 256)
     plan = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
                         {"size": 500, "stride": 250}, EmbedSettings(precision="fp32", device="cpu"))
-    stored = plan.sequence_embedder()(seqs)  # float16, as a CPU run stores them
+    stored = sequence_embedder(plan)(seqs)  # float16, as a CPU run stores them
     on_gpu = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
                           {"size": 500, "stride": 250}, EmbedSettings(device=device()))
-    query = on_gpu.sequence_embedder()(seqs)
+    query = sequence_embedder(on_gpu)(seqs)
     c = cosines(stored, query)
     return {"query_precision": on_gpu.embed.precision, "min_cosine": round(float(c.min()), 5),
             "mean_cosine": round(float(c.mean()), 6)}
@@ -217,18 +218,18 @@ def shared_pass(tmp: Path) -> dict[str, Any]:
 
     import numpy as np
 
-    from genembed.encode.embed import EmbedSettings, embed_sequences
+    from genembed.encode.embed import EmbedSettings, Embedder, embed_sequences
     from genembed.encode.models import ModelSpec
     from genembed.encode.plan import RunPlan
     from genembed.encode.scan import Scanner
-    from genembed.encode.tokenize import TokenizerSpec
+    from genembed.encode.tokenize import TokenizerSpec, plan_tokenizer
 
     with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
         seq = b"".join(fh.read().split(b"\n")[1:]).upper()[: 20_000 if SMOKE else 1_000_000]
     plan = RunPlan.make(ModelSpec(str(BUNDLED)), TokenizerSpec("kmer", 1),
                         {"size": 500, "stride": 250}, EmbedSettings(device=device(), token_budget=16384 if SMOKE else 262144))
-    embedder = plan.embedder()
-    tokenizer = plan.make_tokenizer(embedder.tokenizer)
+    embedder = Embedder.for_plan(plan)
+    tokenizer = plan_tokenizer(plan, embedder.tokenizer)
     scan = Scanner(embedder, tokenizer, plan.max_tokens)
     starts = np.arange(0, len(seq) - 500 + 1, 250)
     out: dict[str, Any] = {"precision": embedder.precision, "windows": len(starts)}

@@ -30,6 +30,7 @@ from genembed.data.genome import Genome
 from genembed.encode.models import ModelSpec
 from genembed.encode.plan import RunPlan
 from genembed.encode.tokenize import TokenizerSpec
+from genembed.encode.scan import sequence_embedder
 from quality import REPO, held_out
 
 
@@ -101,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fastas = held_out(Path(tmp))
         plan = RunPlan.make(ModelSpec(args.model), TokenizerSpec("kmer", 1), {"size": 500, "stride": 250})
-        embed = plan.sequence_embedder()
+        embed = sequence_embedder(plan)
         genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
         scales = (1.0, 1.0)
         if args.fixed_scales:  # median norms of each block on the first 500 sampled windows of the genomes

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from genembed.encode.embed import Embedder
 
 REPO = Path(__file__).resolve().parents[1]
 ONCE = ("describe_model", "train_index", "merge_index", "cluster_report")
@@ -94,7 +95,7 @@ def compute_per_genome(genome: tuple[str, Path], folder: Path) -> float:
     torch.set_num_threads(2)
     plan = RunPlan.make(ModelSpec(str(REPO / "resources/models/genembed-conv")), TokenizerSpec("kmer", 1),
                         {"size": 500, "stride": 250}, EmbedSettings())
-    embedder = plan.embedder()
+    embedder = Embedder.for_plan(plan)
     embed_genome(plan, genome[1], genome[0], folder / "warm", embedder)
     t = time.perf_counter()
     embed_genome(plan, genome[1], genome[0], folder / "timed", embedder)

@@ -47,6 +47,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from genembed.search.query import CANDIDATES, LocusSearch
+from genembed.encode.embed import Embedder
 from quality import HELD_OUT  # noqa: E402  (genome -> (FASTA, chromosomes no bundled model was trained on))
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def build_index(fastas: dict[str, Path], work: Path) -> Path:
 
     started = time.perf_counter()
     plan = RunPlan.make(ModelSpec(str(MODEL)), TokenizerSpec("kmer", 1), {"size": 500, "stride": 250})
-    root, embedder = work / "embeddings", plan.embedder()
+    root, embedder = work / "embeddings", Embedder.for_plan(plan)
     for name, fasta in fastas.items():
         _, kept, n = embed_genome(plan, fasta, name, root, embedder)
         print(f"  {name}: {n:,} windows embedded now, {len(kept)} shards kept", file=sys.stderr)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from genembed.encode.scan import Scanner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def main() -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())  # the default config's plan
     plan = RunPlan.make(ModelSpec(str(REPO / cfg["model"]["path"])), TokenizerSpec.from_config(cfg["tokenizer"]),
                         cfg["windows"])
-    scan = plan.scanner()
+    scan = Scanner.for_plan(plan)
     embedder, r = scan.embedder, scan.reach
     with gzip.open(REPO / "resources/example/ecoli_k12_mg1655.fna.gz", "rb") as fh:
         block = b"".join(fh.read().split(b"\n")[1:])[: int(args.mbp * 1e6)]

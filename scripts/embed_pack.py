@@ -2,6 +2,7 @@
 from genembed.run.pipeline import embed_pack
 from genembed.encode.plan import RunPlan
 from genembed.run.workflow import run_logged
+from genembed.encode.embed import Embedder
 
 
 def step():
@@ -10,7 +11,7 @@ def step():
     torch.set_num_threads(snakemake.threads)
     plan = RunPlan.read(snakemake.input.plan)
     embed_pack(plan, dict(zip(snakemake.params.genomes, snakemake.input.fastas)), snakemake.output[0],
-               plan.embedder(**snakemake.params.runtime), snakemake.params.track_step)
+               Embedder.for_plan(plan, **snakemake.params.runtime), snakemake.params.track_step)
 
 
 run_logged(snakemake.log[0], step)

@@ -5,6 +5,7 @@ from genembed.data.layout import ShardFiles
 from genembed.run.pipeline import embed_shard_track, embed_stage
 from genembed.encode.plan import RunPlan
 from genembed.run.workflow import run_logged
+from genembed.encode.embed import Embedder
 
 
 def step():
@@ -14,7 +15,7 @@ def step():
     plan = RunPlan.read(snakemake.input.plan)
     i, o = snakemake.input, snakemake.output
     files = ShardFiles(Path(i.windows), Path(i.tokens), Path(i.offsets), Path(o.embeddings))
-    embedder = plan.embedder(**snakemake.params.runtime)
+    embedder = Embedder.for_plan(plan, **snakemake.params.runtime)
     embed_stage(plan, [files], embedder)
     if snakemake.params.track_step:
         embed_shard_track(plan, embedder, i.fasta, snakemake.wildcards.shard, snakemake.params.track_step, o.track)

@@ -14,6 +14,7 @@ from genembed.encode.models import ModelSpec
 from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 from genembed.encode.tune import TuneConfig, new_encoder
 from helpers import DEFAULT_MODEL, SHIPPED_MODEL
+from genembed.encode.scan import sequence_embedder
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_the_bundled_default_model_finds_diverged_copies_on_chromosomes_it_never
             if contig in ("IV", "V", "X"):
                 out.write(line)
     prepare_fasta(plain, tmp_path / "held-out.fa.gz")
-    embed = default_plan().sequence_embedder()  # the bundled model as the default config runs it
+    embed = sequence_embedder(default_plan())  # the bundled model as the default config runs it
     g = Genome(tmp_path / "held-out.fa.gz")
     results, _ = evaluate({"ce": g}, embed, 500, 250, EvalSettings(
         windows=300, mutation_rates=(0.10,), divergence_queries=60, divergence_rates=(0.3,), bootstrap=50, loci_windows=0))

@@ -72,7 +72,7 @@ def test_the_precision_is_decided_once_in_the_run_plan(tmp_path):
     plan.write(tmp_path / "model.json")
     again = RunPlan.read(tmp_path / "model.json")
     assert again.embed.precision == decided
-    assert again.embedder(device="cpu").precision == {"bf16": "bfloat16", "fp32": "float32"}[decided]
+    assert Embedder.for_plan(again, device="cpu").precision == {"bf16": "bfloat16", "fp32": "float32"}[decided]
     fixed = RunPlan.make(ModelSpec(str(DEFAULT_MODEL)), TokenizerSpec("kmer", 1), {"size": 500},
                          EmbedSettings(precision="fp32"))
     assert fixed.embed.precision == "fp32"

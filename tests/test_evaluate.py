@@ -15,6 +15,7 @@ from genembed.data.windows import gc_content, mutate
 from genembed.data.genome import Genome, prepare_fasta
 from genembed.encode.tokenize import reverse_complement
 from helpers import REPO
+from genembed.encode.scan import Scanner, sequence_embedder
 
 
 
@@ -187,7 +188,7 @@ def test_a_run_is_evaluated_on_its_stored_vectors_with_the_same_results(tmp_path
 
     inputs = embed_genome("eco", ecoli_slice[0], tmp_path, tiny_bert, size=500, shard_size=150)
     assert len(inputs.shards) > 1
-    embed = kmer_plan(tiny_bert, size=500).sequence_embedder()
+    embed = sequence_embedder(kmer_plan(tiny_bert, size=500))
     settings = EvalSettings(windows=60, mutation_rates=(0.05,), bootstrap=50, divergence_queries=50, loci_depth=50)
     genomes = {"eco": Genome(inputs.fasta)}
     with caplog.at_level(logging.INFO, logger="genembed.reports.evaluate"):
@@ -209,8 +210,8 @@ def test_divergence_query_pieces_from_one_pass_along_the_queries_equal_embedding
 
     plan = default_plan()
     plan = replace(plan, embed=replace(plan.embed, precision="fp32"))
-    scan = plan.scanner()
-    embed = plan.sequence_embedder(scan)
+    scan = Scanner.for_plan(plan)
+    embed = sequence_embedder(plan, scan)
     assert scan.reach is not None  # the bundled model's states are local: the pass applies
     settings = EvalSettings(windows=20, divergence_queries=5, divergence_rates=(0.0, 0.3))
     div = divergence_setup(two_genomes, sample_windows(two_genomes, 500, 250, 20), 500, 250, settings)

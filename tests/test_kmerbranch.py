@@ -15,6 +15,7 @@ from genembed.errors import GenembedError
 from genembed.encode.models import ModelSpec, load_model, load_tokenizer
 from genembed.encode.tokenize import TokenizerSpec, make_tokenizer, reverse_complement
 from helpers import REPO
+from genembed.encode.scan import sequence_embedder
 
 BASE = REPO / "resources/models/genembed-conv"
 
@@ -99,7 +100,7 @@ def test_the_bundled_kmer_model_finds_copies_diverged_20_and_30_percent_on_chrom
             if contig in ("IV", "V", "X"):
                 out.write(line)
     prepare_fasta(plain, tmp_path / "held-out.fa.gz")
-    embed = RunPlan.make(ModelSpec(str(folder)), TokenizerSpec("kmer", 1), {"size": 500, "stride": 250}).sequence_embedder()
+    embed = sequence_embedder(RunPlan.make(ModelSpec(str(folder)), TokenizerSpec("kmer", 1), {"size": 500, "stride": 250}))
     g = Genome(tmp_path / "held-out.fa.gz")
     results, _ = evaluate({"ce": g}, embed, 500, 250, EvalSettings(
         windows=300, mutation_rates=(0.10,), divergence_queries=60, divergence_rates=(0.2, 0.3), bootstrap=50, loci_windows=0))

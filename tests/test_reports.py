@@ -9,6 +9,7 @@ from genembed.data.layout import GenomeInputs
 from genembed.reports.inputs import genome_contigs
 from genembed.reports.promoters import PromoterSettings, held_out, kmer_frequencies, promoter_report, split_of
 from helpers import kmer_plan
+from genembed.encode.scan import Scanner
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +199,7 @@ def test_promoter_track_from_a_dense_scan_has_a_value_every_track_step(tmp_path,
     import pyBigWig
 
     genome = model_org_inputs[0]
-    scan = kmer_plan(tiny_bert, precision="fp32").scanner()
+    scan = Scanner.for_plan(kmer_plan(tiny_bert, precision="fp32"))
     promoter_report([genome], tmp_path, PromoterSettings(bootstrap=20, track_step=250), stride=1000, scan=scan)
     lines = (tmp_path / "C.elegans.bedgraph").read_text().splitlines()[1:]
     bins = pl.DataFrame([line.split("\t") for line in lines], schema=["contig", "start", "end", "score"], orient="row") \

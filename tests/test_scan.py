@@ -6,14 +6,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genembed.encode.embed import embed_sequences
+from genembed.encode.embed import Embedder, embed_sequences
+from genembed.encode.tokenize import plan_tokenizer
+from genembed.encode.scan import Scanner
 
 
 def _scanner_and_reference(plan):
     from genembed.encode.scan import Scanner
 
-    embedder = plan.embedder()
-    tokenizer = plan.make_tokenizer(embedder.tokenizer)
+    embedder = Embedder.for_plan(plan)
+    tokenizer = plan_tokenizer(plan, embedder.tokenizer)
     scan = Scanner(embedder, tokenizer, plan.max_tokens)
     return scan, lambda seqs: embed_sequences(embedder, tokenizer, seqs, plan.max_tokens)
 
@@ -103,7 +105,7 @@ def test_tokens_that_are_not_one_per_base_are_embedded_window_by_window():
     from genembed.encode.scan import shard_vectors
     from helpers import default_plan
 
-    embedder = default_plan().embedder()
+    embedder = Embedder.for_plan(default_plan())
     rng = np.random.default_rng(0)
     rows = [rng.integers(5, 9, 500) for _ in range(3)]
     assert shard_vectors(embedder, rows, np.array(["c"] * 3), np.array([0, 250, 500])) is None
@@ -226,7 +228,7 @@ def test_a_genome_whose_track_windows_are_all_filtered_gets_an_empty_track(tmp_p
     embed_pack(plan, {"g": tmp_path / "g.fa"}, tmp_path / "pack", track_step=100)
     assert len(read_shard(tmp_path / "pack/embeddings/g/00000.h5").window_id) == 1
     windows, vectors, _ = read_track(tmp_path / "pack/embeddings/g/track.h5")
-    assert windows.height == 0 and vectors.shape == (0, plan.embedder().hidden_size)
+    assert windows.height == 0 and vectors.shape == (0, Embedder.for_plan(plan).hidden_size)
 
 
 def test_a_pack_out_of_memory_in_the_shared_pass_embeds_window_by_window_without_a_track(tmp_path, ecoli_sequence,
@@ -303,14 +305,14 @@ def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_
     root = tmp_path / "results"
     genome = embed_genome(plan, ecoli_slice[0], "eco", root)[0]
     assert len(genome.shards) == 3
-    embedder = plan.embedder()
+    embedder = Embedder.for_plan(plan)
     parts = [root / TRACK_PART.format(genome="eco", shard=s.stem) for s in genome.shards]
     for shard, part in zip(genome.shards, parts):
         embed_shard_track(plan, embedder, genome.fasta, shard.stem, 100, part)
     got = [read_track(p) for p in parts]
     fasta = Genome(genome.fasta)
     none = np.zeros(0, dtype=np.int64)
-    _, windows, whole = scan_with_track(plan.scanner(), fasta, none.astype(str), none, 500, 100, 0.1)
+    _, windows, whole = scan_with_track(Scanner.for_plan(plan), fasta, none.astype(str), none, 500, 100, 0.1)
     fasta.close()
     assert pl.concat([w for w, _, _ in got]).equals(windows) and all(len(w) for w, _, _ in got)
     np.testing.assert_allclose(np.concatenate([v for _, v, _ in got]), whole.astype(np.float32), rtol=2e-3, atol=2e-4)

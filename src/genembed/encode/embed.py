@@ -13,8 +13,8 @@ import logging
 import queue
 import sys
 import threading
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from genembed.encode.device import is_out_of_memory, pick_device, pick_dtype
 from genembed.encode.memory import keep_freed_memory
 from genembed.errors import GenembedError
 from genembed.encode.models import ModelSpec, load_model, load_tokenizer, resolve
+
+if TYPE_CHECKING:
+    from genembed.encode.plan import RunPlan
 
 log = logging.getLogger(__name__)
 POOLINGS = ("mean", "cls", "max")
@@ -133,6 +136,11 @@ class Embedder:
 
     source: str = "the traced encoder"  # what errors name (a loaded model: its folder or hub id)
     vocab_size: int | None = None  # token ids must stay below it (a traced encoder: checked at export)
+
+    @classmethod
+    def for_plan(cls, plan: "RunPlan", **runtime: Any) -> "Embedder":
+        """The run's model loaded with its embed settings (``runtime``: token_budget, device)."""
+        return cls(plan.model, replace(plan.embed, **runtime))
 
     def __init__(self, spec: ModelSpec, settings: EmbedSettings):
         keep_freed_memory()

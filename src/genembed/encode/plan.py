@@ -8,13 +8,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from genembed.encode.embed import EmbedSettings
 from genembed.errors import GenembedError
 from genembed.data.io import write_json
 from genembed.encode.models import ModelSpec, fingerprint, load_tokenizer, max_tokens, read_config, resolve
-from genembed.encode.tokenize import HFTokenizer, KmerTokenizer, TokenizerSpec, make_tokenizer
+from genembed.encode.tokenize import KmerTokenizer, TokenizerSpec, make_tokenizer
 from genembed.data.windows import WindowPlan
 
 
@@ -105,39 +105,6 @@ class RunPlan:
             raise GenembedError(f"{path}: run plan not found (made by the describe_model job or genembed embed)") from None
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise GenembedError(f"{path}: not a genembed run plan ({type(exc).__name__}: {exc}); plan the run again") from None
-
-    def make_tokenizer(self, hf: Any = None) -> KmerTokenizer | HFTokenizer:
-        """The run's tokenizer: a k-mer one from the plan's tables (no transformers import), else over
-        ``hf``, the model's own tokenizer (loaded when not given)."""
-        if hf is None and self.kmer_tables is not None:
-            return KmerTokenizer.from_json(self.kmer_tables)
-        return make_tokenizer(self.tokenizer, hf if hf is not None else load_tokenizer(Path(self.folder), self.model))
-
-    def embedder(self, **runtime: Any):
-        """The loaded model with the run's embed settings (``runtime``: token_budget, device)."""
-        from genembed.encode.embed import Embedder
-
-        return Embedder(self.model, replace(self.embed, **runtime))
-
-    def sequence_embedder(self, scan: Any = None) -> Callable[[Sequence[bytes]], Any]:
-        """``sequences -> vectors`` made as the run's shards are (with the model ``scan``, a
-        :meth:`scanner`, holds: one model in memory for both)."""
-        from genembed.encode.embed import embed_sequences
-
-        if scan is None:
-            embedder = self.embedder()
-            tokenizer = self.make_tokenizer(embedder.tokenizer)
-        else:
-            embedder, tokenizer = scan.embedder, scan.tokenizer
-        return lambda seqs: embed_sequences(embedder, tokenizer, seqs, self.max_tokens)
-
-    def scanner(self) -> Callable[[bytes, Any, int], Any]:
-        """``(sequence, starts, size) -> vectors`` of windows of a sequence, made as the run's shards
-        are (:class:`genembed.encode.scan.Scanner`: one pass along the sequence for a local model)."""
-        from genembed.encode.scan import Scanner
-
-        embedder = self.embedder()
-        return Scanner(embedder, self.make_tokenizer(embedder.tokenizer), self.max_tokens)
 
     def track(self, step: int) -> TrackSpec | None:
         """The run's dense promoter track for a track step: windows of the run's size every ``step``

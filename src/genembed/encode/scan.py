@@ -15,14 +15,17 @@ and one strand (or a model that is reverse-complement invariant).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from genembed.encode.embed import Embedder, embed_sequences, pad_rows, token_batches
+from genembed.encode.tokenize import plan_tokenizer
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from genembed.encode.plan import RunPlan
 
     from genembed.data.genome import Genome
 
@@ -36,6 +39,20 @@ class Scanner:
     def __init__(self, embedder: Embedder, tokenizer: Any, limit: int):
         self.embedder, self.tokenizer, self.limit = embedder, tokenizer, limit
         self.reach = local_reach(embedder, tokenizer)
+
+    @classmethod
+    def for_plan(cls, plan: "RunPlan", embedder: Embedder | None = None) -> "Scanner":
+        """Windows of a sequence embedded as the run's shards are (one pass along the sequence for a
+        local model), with the run's model (loaded when no ``embedder`` is given)."""
+        embedder = embedder or Embedder.for_plan(plan)
+        return cls(embedder, plan_tokenizer(plan, embedder.tokenizer), plan.max_tokens)
+
+
+def sequence_embedder(plan: "RunPlan", scan: Scanner | None = None) -> Callable[[Sequence[bytes]], np.ndarray]:
+    """``sequences -> vectors`` made as the run's shards are, with the model of ``scan`` where given
+    (one model in memory for both), else the run's, loaded."""
+    scan = scan or Scanner.for_plan(plan)
+    return lambda seqs: embed_sequences(scan.embedder, scan.tokenizer, seqs, plan.max_tokens)
 
     def __call__(self, block: bytes, starts: np.ndarray, size: int) -> np.ndarray:
         starts = np.asarray(starts, dtype=np.int64)

@@ -9,13 +9,17 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from genembed.errors import GenembedError
 from genembed.data.io import atomic_path, read_table
 from genembed.data.windows import encode
+
+if TYPE_CHECKING:
+    from genembed.encode.plan import RunPlan
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,18 @@ class HFTokenizer(_Fits):
             return [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
         # a bare ``tokenizers.Tokenizer`` (what an index keeps for queries: no transformers import)
         return [np.asarray(e.ids, dtype=np.int32) for e in self.tokenizer.encode_batch([s.decode() for s in seqs])]
+
+
+def plan_tokenizer(plan: "RunPlan", hf: Any = None) -> KmerTokenizer | HFTokenizer:
+    """The run's tokenizer: a k-mer one from the plan's tables (no transformers import), else over
+    ``hf``, the model's own tokenizer (loaded when not given)."""
+    if hf is None and plan.kmer_tables is not None:
+        return KmerTokenizer.from_json(plan.kmer_tables)
+    if hf is None:
+        from genembed.encode.models import load_tokenizer
+
+        hf = load_tokenizer(Path(plan.folder), plan.model)
+    return make_tokenizer(plan.tokenizer, hf)
 
 
 def make_tokenizer(spec: TokenizerSpec, hf_tokenizer: Any) -> KmerTokenizer | HFTokenizer:

@@ -38,6 +38,7 @@ from genembed.encode.tokenize import reverse_complement
 from genembed.data.vectors import normalise
 from genembed.reports.stats import interval, verdict
 from genembed.data.windows import canonical_kmer_frequencies, gc_content, kmer_frequencies, mutate, n_fraction
+from genembed.encode.scan import Scanner, sequence_embedder
 
 if TYPE_CHECKING:
     from genembed.search.align import Aligner
@@ -652,8 +653,8 @@ def measure_model(fastas: Mapping[str, str | Path], plan: RunPlan, settings: Eva
     genomes = {name: Genome(Path(path)) for name, path in fastas.items()}
     w = plan.windows
     try:
-        scan = plan.scanner()
-        embed = plan.sequence_embedder(scan)
+        scan = Scanner.for_plan(plan)
+        embed = sequence_embedder(plan, scan)
         return evaluate(genomes, embed, w.size, w.stride, settings, w.max_n_fraction, stored, scan)
     finally:
         for g in genomes.values():

@@ -139,7 +139,7 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
                 raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
                                     f" the dense promoter track needs that model (or a track step of {w.stride} for"
                                     " one value per stored window)")
-            scan = plan.scanner()
+            scan = Scanner.for_plan(plan)
     return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks, stranded_from)
 
 

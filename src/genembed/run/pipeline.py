@@ -14,6 +14,8 @@ import numpy as np
 from genembed.errors import GenembedError
 from genembed.data.layout import GENOME, PLAN, GenomeInputs, ShardFiles, shard_name
 from genembed.encode.plan import RunPlan, TrackSpec
+from genembed.encode.embed import Embedder
+from genembed.encode.tokenize import plan_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ def window_stage(plan: RunPlan, genome: str, fasta: str | os.PathLike, shard: in
     from genembed.encode.tokenize import token_fit
     from genembed.data.windows import write_shard_windows
 
-    fits = token_fit(tokenizer or plan.make_tokenizer(), plan.max_tokens, plan.embed.strands)
+    fits = token_fit(tokenizer or plan_tokenizer(plan), plan.max_tokens, plan.embed.strands)
     spec = plan.windows.spec(read_fai(f"{fasta}.fai"))
     return write_shard_windows(genome, fasta, spec, shard, out, fits)
 
@@ -35,7 +37,7 @@ def tokenize_stage(plan: RunPlan, windows: str | os.PathLike, fasta: str | os.Pa
     """One shard's token ids (both strands, reverse complement after, with ``strands: average``)."""
     from genembed.encode.tokenize import tokenize_shard
 
-    return tokenize_shard(windows, fasta, tokenizer or plan.make_tokenizer(), plan.max_tokens, tokens, offsets,
+    return tokenize_shard(windows, fasta, tokenizer or plan_tokenizer(plan), plan.max_tokens, tokens, offsets,
                           plan.embed.strands)
 
 
@@ -79,7 +81,7 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
 
     root = Path(root)
     check_genome_id(genome)
-    embedder = embedder or plan.embedder()
+    embedder = embedder or Embedder.for_plan(plan)
     prepared = root / GENOME.format(genome=genome)
     existed, planned = prepared.is_file(), (root / PLAN).is_file()
     files = []
@@ -94,7 +96,7 @@ def embed_genome(plan: RunPlan, fasta: str | os.PathLike, genome: str, root: str
         attrs = {**plan.shard_attrs(embedder), **sequence}
         _check_same_identity(attrs, root, genome)
         plan.write(root / PLAN)  # what `genembed index` and `report` read (shards of another plan are refused there)
-        tokenizer = plan.make_tokenizer(embedder.tokenizer)
+        tokenizer = plan_tokenizer(plan, embedder.tokenizer)
         kept = [f.out for f in files if is_complete(f.out, attrs) and f.windows.is_file()]
         todo = [f for f in files if f.out not in kept]
         _remove_other_shards(files)  # a genome that changed may have fewer shards now
@@ -160,8 +162,8 @@ def embed_pack(plan: RunPlan, genomes: dict[str, str | os.PathLike], out: str | 
     from genembed.data.windows import shard_count
 
     one_shard = replace(plan, windows=replace(plan.windows, shard_size=1 << 40))
-    embedder = embedder or plan.embedder()
-    tokenizer = plan.make_tokenizer(embedder.tokenizer)
+    embedder = embedder or Embedder.for_plan(plan)
+    tokenizer = plan_tokenizer(plan, embedder.tokenizer)
     out = Path(out)
     files = {g: ShardFiles.at(out, g, shard_name(0)) for g in genomes}
     genome_of = {f.out: g for g, f in files.items()}
@@ -206,7 +208,7 @@ def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, sh
     w, spec = plan.windows, plan.track(step)
     if spec is None:
         raise GenembedError(f"a track step of {step} bp is not below the stride ({w.stride} bp): no dense track to make")
-    scan = Scanner(embedder, plan.make_tokenizer(embedder.tokenizer), plan.max_tokens)
+    scan = Scanner(embedder, plan_tokenizer(plan, embedder.tokenizer), plan.max_tokens)
     g = Genome(Path(fasta))
     try:
         contigs = list(g.contigs.items())
