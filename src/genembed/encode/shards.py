@@ -34,24 +34,36 @@ def _load(files: ShardFiles, strands: str) -> tuple[Any, list[np.ndarray]]:
     return table, split_rows(np.array(flat), offsets)
 
 
-def embed_windows(embedder: Embedder, rows: Sequence[np.ndarray], table: Any, label: str = "windows") -> np.ndarray:
-    """Float16 embeddings of a shard's windows (token ``rows``, and the ``table`` with their contigs
-    and starts): through one pass along each run of overlapping windows where the model's states are
-    local (:func:`genembed.encode.scan.shard_vectors`: the same vectors, less work), else window by window."""
-    start = time.perf_counter()
+def in_one_pass(label: str, run_pass: Callable[[], np.ndarray | None], by_window: Callable[[], np.ndarray]
+                ) -> np.ndarray:
+    """The vectors of a pass along the sequence (``run_pass``; None where no pass applies), else window
+    by window (``by_window``). The one out-of-memory fallback above the model's batches: a GPU
+    out-of-memory error in the pass (its rows are long) goes window by window, where the model's
+    batches back off on their own (:class:`genembed.encode.embed.Embedder` halves its token budget)."""
     try:
-        vectors = shard_vectors(embedder, rows, table["contig"].to_numpy(), table["start"].to_numpy())
-    except RuntimeError as exc:  # out of memory on a GPU: the window-by-window path backs off
+        vectors = run_pass()
+    except RuntimeError as exc:
         if not is_out_of_memory(exc):
             raise
         log.warning("%s: out of memory in the pass along the sequence; embedding window by window", label)
         vectors = None
-    if vectors is None:
-        return embed_tokens(embedder, rows, label)
-    seconds = time.perf_counter() - start
-    log.info("%s: %d windows in %.1f s (%.1f windows/s, one pass along the sequence)", label, len(vectors), seconds,
-             len(vectors) / max(seconds, 1e-9))
-    return vectors
+    return by_window() if vectors is None else vectors
+
+
+def embed_windows(embedder: Embedder, rows: Sequence[np.ndarray], table: Any, label: str = "windows") -> np.ndarray:
+    """Float16 embeddings of a shard's windows (token ``rows``, and the ``table`` with their contigs
+    and starts): through one pass along each run of overlapping windows where the model's states are
+    local (:func:`genembed.encode.scan.shard_vectors`: the same vectors, less work), else window by window."""
+    def run_pass() -> np.ndarray | None:
+        start = time.perf_counter()
+        vectors = shard_vectors(embedder, rows, table["contig"].to_numpy(), table["start"].to_numpy())
+        if vectors is not None:
+            seconds = time.perf_counter() - start
+            log.info("%s: %d windows in %.1f s (%.1f windows/s, one pass along the sequence)", label, len(vectors),
+                     seconds, len(vectors) / max(seconds, 1e-9))
+        return vectors
+
+    return in_one_pass(label, run_pass, lambda: embed_tokens(embedder, rows, label))
 
 
 def embed_shards(shards: Sequence[ShardFiles], embedder: Embedder, attrs: dict[str, Any],

@@ -227,10 +227,9 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
                  ) -> Any:
     """``(files, table, rows) -> vectors`` of a pack's shard that also writes its genome's track
     windows (one pass for both); None where the model's states are not local (no pass to share).
-    On a GPU out-of-memory error the genome is embedded window by window, without a track (the
-    promoter report then scans it)."""
-    from genembed.encode.device import is_out_of_memory
-    from genembed.encode.shards import embed_windows
+    On a GPU out-of-memory error the genome is embedded as any shard is, without a track (the
+    promoter report then scans it: :func:`genembed.encode.shards.in_one_pass`)."""
+    from genembed.encode.shards import embed_windows, in_one_pass
     from genembed.data.genome import Genome
     from genembed.data.layout import TRACK
     from genembed.encode.scan import Scanner, scan_with_track
@@ -242,21 +241,21 @@ def _track_maker(plan: RunPlan, embedder: Any, tokenizer: Any, out: Path, genome
 
     def vectors_of(files: ShardFiles, table: Any, rows: Any) -> Any:
         genome = genome_of[files.out]
-        fasta = Genome(out / GENOME.format(genome=genome))
-        try:
-            vectors, windows, track = scan_with_track(scan, fasta, table["contig"].to_numpy(), table["start"].to_numpy(),
-                                                      spec.size, spec.step, spec.max_n_fraction)
-        except RuntimeError as exc:
-            if not is_out_of_memory(exc):
-                raise
-            log.warning("%s: out of memory in the pass along the sequence; embedding window by window, no track",
-                        genome)
-            return embed_windows(embedder, rows, table, files.out.name)
-        finally:
-            fasta.close()
-        write_track(out / TRACK.format(genome=genome), track, windows, track_attrs_of(plan, embedder, spec, fasta.contigs))
-        log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track),
-                 spec.step)
-        return vectors
+
+        def run_pass():
+            fasta = Genome(out / GENOME.format(genome=genome))
+            try:
+                vectors, windows, track = scan_with_track(scan, fasta, table["contig"].to_numpy(),
+                                                          table["start"].to_numpy(), spec.size, spec.step,
+                                                          spec.max_n_fraction)
+            finally:
+                fasta.close()
+            write_track(out / TRACK.format(genome=genome), track, windows,
+                        track_attrs_of(plan, embedder, spec, fasta.contigs))
+            log.info("%s: %d windows and %d track windows (every %d bp) in one pass", genome, len(vectors), len(track),
+                     spec.step)
+            return vectors
+
+        return in_one_pass(f"{genome} (no track)", run_pass, lambda: embed_windows(embedder, rows, table, files.out.name))
 
     return vectors_of
