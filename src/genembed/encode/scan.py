@@ -47,13 +47,6 @@ class Scanner:
         embedder = embedder or Embedder.for_plan(plan)
         return cls(embedder, plan_tokenizer(plan, embedder.tokenizer), plan.max_tokens)
 
-
-def sequence_embedder(plan: "RunPlan", scan: Scanner | None = None) -> Callable[[Sequence[bytes]], np.ndarray]:
-    """``sequences -> vectors`` made as the run's shards are, with the model of ``scan`` where given
-    (one model in memory for both), else the run's, loaded."""
-    scan = scan or Scanner.for_plan(plan)
-    return lambda seqs: embed_sequences(scan.embedder, scan.tokenizer, seqs, plan.max_tokens)
-
     def __call__(self, block: bytes, starts: np.ndarray, size: int) -> np.ndarray:
         starts = np.asarray(starts, dtype=np.int64)
         if self.reach is None or size <= 4 * self.reach or size > self.limit or not len(starts):
@@ -61,6 +54,13 @@ def sequence_embedder(plan: "RunPlan", scan: Scanner | None = None) -> Callable[
                                    "track windows")
         ids = self.tokenizer.encode_batch([block])[0].astype(np.int64)
         return window_means(self.embedder, self.reach, ids, starts, size).astype(np.float16).astype(np.float32)
+
+
+def sequence_embedder(plan: "RunPlan", scan: Scanner | None = None) -> Callable[[Sequence[bytes]], np.ndarray]:
+    """``sequences -> vectors`` made as the run's shards are, with the model of ``scan`` where given
+    (one model in memory for both), else the run's, loaded."""
+    scan = scan or Scanner.for_plan(plan)
+    return lambda seqs: embed_sequences(scan.embedder, scan.tokenizer, seqs, plan.max_tokens)
 
 
 def scan_genome(scan: Scanner, fasta: "Genome", size: int, step: int, max_n_fraction: float,
