@@ -87,7 +87,7 @@ def test_a_genome_embedded_in_one_pass_per_run_of_windows_equals_embedding_each_
         fh.write(b">one\n" + bytes(seq) + b"\n>two\n" + ecoli_sequence[50_000:58_000] + b"\n")
     plan = default_plan()
     plan = replace(plan, embed=replace(plan.embed, precision="fp32"), windows=replace(plan.windows, shard_size=40))
-    with caplog.at_level(logging.INFO, logger="genembed.encode.embed"):
+    with caplog.at_level(logging.INFO, logger="genembed.encode"):
         inputs = embed_genome(plan, fasta, "g", tmp_path / "out")[0]
     assert "one pass along the sequence" in caplog.text and len(inputs.shards) > 1
     table = pl.concat([pl.read_parquet(w) for w in inputs.windows])
