@@ -162,7 +162,6 @@ def test_the_promoter_report_scores_a_packs_track_without_loading_the_model(tmp_
     one a dense scan gives, value for value within float16 rounding."""
     from genembed.data.layout import group_shards, with_tracks
     from genembed.run.pipeline import embed_pack
-    from genembed.encode.plan import RunPlan
     from genembed.reports.promoters import PromoterSettings, run_promoter_report
     from helpers import default_plan
 
@@ -176,7 +175,7 @@ def test_the_promoter_report_scores_a_packs_track_without_loading_the_model(tmp_
         return group_shards([pack / "embeddings/eco/00000.h5"], sheet)
 
     scanned = run_promoter_report(genomes(), tmp_path / "scanned", settings, plan)
-    monkeypatch.setattr(RunPlan, "scanner", lambda self: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(Scanner, "for_plan", classmethod(lambda cls, *a, **k: pytest.fail("the model was loaded")))
     stored = run_promoter_report(with_tracks(genomes(), [pack]), tmp_path / "stored", settings, plan)
 
     def track(folder):
@@ -290,7 +289,6 @@ def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_
     from genembed.data.genome import Genome
     from genembed.data.layout import TRACK_PART, group_shards
     from genembed.run.pipeline import embed_genome, embed_shard_track
-    from genembed.encode.plan import RunPlan
     from genembed.errors import GenembedError
     from genembed.reports.promoters import (PromoterSettings, StrandedInputs, run_promoter_report, score_promoter_span,
                                             train_promoter_model)
@@ -337,7 +335,7 @@ def test_a_sharded_genomes_track_is_made_by_its_shard_jobs_and_the_report_loads_
     assert by_shards.select("genome", "contig", "strand", "bin").equals(whole_genome.select("genome", "contig", "strand", "bin"))
     np.testing.assert_allclose(by_shards["probability"], whole_genome["probability"], atol=1e-5)
 
-    monkeypatch.setattr(RunPlan, "scanner", lambda self: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(Scanner, "for_plan", classmethod(lambda cls, *a, **k: pytest.fail("the model was loaded")))
     monkeypatch.setattr(PromoterModel, "load", lambda *a: pytest.fail("the promoter model was loaded"))
     monkeypatch.setattr(PromoterModel, "fit", lambda *a, **k: pytest.fail("a promoter model was trained"))
     run_promoter_report(found, tmp_path / "report", settings, plan, StrandedInputs(record, scores))

@@ -137,8 +137,10 @@ def run_promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settin
         if len(tracks) < len(genomes):  # some genome is scanned here
             if fingerprint(plan.folder) != plan.fingerprint:
                 raise GenembedError(f"{plan.source}: not the model the shards were embedded with (its files changed);"
-                                    f" the dense promoter track needs that model (or a track step of {w.stride} for"
-                                    " one value per stored window)")
+                                    " the dense promoter track needs that model (or promoters.track_step 0: one value"
+                                    " per stored window)")
+            from genembed.encode.scan import Scanner
+
             scan = Scanner.for_plan(plan)
     return promoter_report(genomes, out_dir, settings, w.stride, scan, w.size, tracks, stranded_from)
 
