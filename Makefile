@@ -31,7 +31,7 @@ browser:
 	else echo "browser: chromium/chromedriver missing and not root with apt-get; report rendering tests will skip"; fi
 
 test: env browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: env
 	$(BIN)/snakemake --lint
