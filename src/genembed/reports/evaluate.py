@@ -396,7 +396,7 @@ def evaluate(genomes: Mapping[str, Genome], embed: Embed, size: int, stride: int
     """The evaluate tables: per measure and method the estimate with a 95% interval; and per
     measure the paired difference of the embeddings from each baseline (same resamples). With the
     run's shards (``stored``), the sampled windows' stored vectors are searched; windows they lack
-    are embedded. ``scan``: the run's model along a sequence (:meth:`genembed.encode.plan.RunPlan.scanner`),
+    are embedded. ``scan``: the run's model along a sequence (:meth:`genembed.encode.scan.Scanner.for_plan`),
     for the divergence queries' overlapping pieces."""
     from sklearn.metrics import adjusted_rand_score
 

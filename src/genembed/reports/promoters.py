@@ -244,7 +244,7 @@ def promoter_report(genomes: list[GenomeInputs], out_dir: str | Path, settings: 
     ``{genome}.bedgraph``, ``{genome}.bw`` and ``{genome}.promoters.bed`` to ``out_dir``.
 
     ``stride`` is the window stride. With ``scan`` (the run's model: sequence, window starts, window
-    size -> embeddings; :meth:`genembed.encode.plan.RunPlan.scanner`) and a
+    size -> embeddings; :meth:`genembed.encode.scan.Scanner.for_plan`) and a
     ``track_step`` below the stride, the tracks are a dense scan: windows of the run's size
     (``window_size``; default: read off the windows) every
     ``track_step`` bp are embedded and scored, each value on its central ``track_step`` bp; otherwise

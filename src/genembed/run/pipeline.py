@@ -208,7 +208,7 @@ def embed_shard_track(plan: RunPlan, embedder: Any, fasta: str | os.PathLike, sh
     w, spec = plan.windows, plan.track(step)
     if spec is None:
         raise GenembedError(f"a track step of {step} bp is not below the stride ({w.stride} bp): no dense track to make")
-    scan = Scanner(embedder, plan_tokenizer(plan, embedder.tokenizer), plan.max_tokens)
+    scan = Scanner.for_plan(plan, embedder)
     g = Genome(Path(fasta))
     try:
         contigs = list(g.contigs.items())
